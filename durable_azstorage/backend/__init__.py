@@ -1,0 +1,1 @@
+"""Storage seam (Backend protocol) and the in-memory backend."""

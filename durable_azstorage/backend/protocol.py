@@ -1,0 +1,193 @@
+"""The storage seam: what the worker and client need from a backend, and nothing more.
+
+Contract shared by every implementation (checked by ``tests/conformance``):
+
+* **At-least-once delivery.** A message is delivered until a completion that consumed it
+  succeeds. A work item whose lock expires (not renewed, not completed) is delivered again,
+  with ``dequeue_count`` incremented.
+* **One work item per instance.** While an orchestration work item is locked, no other work
+  item for that instance is handed out; messages that arrive meanwhile wait for the next one.
+* **ETag-guarded completion.** ``complete_orchestration`` commits only if the instance's
+  history is unchanged since the work item was locked; otherwise it raises
+  ``ConcurrencyConflictError`` and sends nothing. The losing caller abandons.
+* **Lock tokens** are opaque and owned by the backend; a completion, renewal or abandon with
+  an expired or foreign lock raises ``LockLostError``.
+* **Visibility.** A message with ``visible_at()`` in the future is not delivered before then;
+  ``abandon_*(delay=...)`` hides the messages for that long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestrationWorkItem:
+    """New messages for one instance plus the history they apply to.
+
+    ``history`` is the committed history of the instance's current execution (empty for a
+    new instance). ``messages`` are in delivery order. ``dequeue_count`` is the highest
+    delivery count among ``messages`` (poison detection).
+    """
+
+    instance_id: str
+    history: tuple[HistoryEvent, ...]
+    messages: tuple[TaskMessage, ...]
+    lock_token: object
+    dequeue_count: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityWorkItem:
+    """One activity request, scheduled by ``instance`` as task ``task_id``."""
+
+    instance: OrchestrationInstance
+    task_id: int
+    name: str
+    input: str | None
+    lock_token: object
+    dequeue_count: int = 1
+    version: str | None = None
+    tags: dict[str, str] | None = None
+
+    @classmethod
+    def from_message(
+        cls, message: TaskMessage, *, lock_token: object, dequeue_count: int
+    ) -> ActivityWorkItem:
+        event = message.event
+        if not isinstance(event, TaskScheduled):
+            raise TypeError(f"not an activity request: {type(event).__name__}")
+        return cls(
+            instance=message.instance,
+            task_id=event.event_id,
+            name=event.name,
+            input=event.input,
+            version=event.version,
+            tags=event.tags,
+            lock_token=lock_token,
+            dequeue_count=dequeue_count,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestrationCommit:
+    """Everything one orchestration episode produced, committed as one unit.
+
+    ``new_events`` are appended to the history of the execution the work item was locked
+    on. When ``new_execution`` is set (continue-as-new), ``new_events`` instead *replace*
+    the history: they start with the new generation's ``ExecutionStarted`` and the previous
+    generation's rows must not be read back.
+
+    ``state`` is the instance state after the episode (for the Instances index).
+    Messages: ``activity_messages`` go to the work-item queue, ``orchestrator_messages`` to
+    other instances' control queues, ``timer_messages`` to this instance's control queue,
+    delayed until their ``visible_at()``.
+    """
+
+    new_events: tuple[HistoryEvent, ...]
+    state: InstanceState
+    activity_messages: tuple[TaskMessage, ...] = field(default=())
+    orchestrator_messages: tuple[TaskMessage, ...] = field(default=())
+    timer_messages: tuple[TaskMessage, ...] = field(default=())
+    new_execution: bool = False
+
+    @property
+    def outbound_messages(self) -> tuple[TaskMessage, ...]:
+        return self.activity_messages + self.orchestrator_messages + self.timer_messages
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Async storage for task hubs. Implementations: ``InMemoryBackend``, ``AzureStorageBackend``."""
+
+    # --- task hub -------------------------------------------------------------------------
+    async def create_task_hub(self) -> None:
+        """Create every resource of the hub; idempotent and safe to call concurrently."""
+
+    async def delete_task_hub(self) -> None:
+        """Delete every resource of the hub; a missing hub is not an error."""
+
+    async def start(self) -> None:
+        """Connect and begin receiving. Raises ``TaskHubNotFoundError`` or
+        ``PartitionCountMismatchError`` when the hub is missing or configured differently."""
+
+    async def stop(self) -> None:
+        """Stop receiving and release resources; locked work items are left to expire."""
+
+    # --- client side ----------------------------------------------------------------------
+    async def create_instance(
+        self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
+    ) -> bool:
+        """Record a Pending instance and enqueue its ``ExecutionStarted`` message.
+
+        Returns False when ``reuse_policy`` says to ignore the request (nothing written).
+        Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused.
+        """
+        ...
+
+    async def send_message(self, message: TaskMessage) -> None:
+        """Enqueue a message for an orchestration (event, terminate, suspend, resume)."""
+
+    async def get_instance(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> InstanceState | None:
+        """The latest execution's state, or None if the instance does not exist."""
+        ...
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The committed history of the current execution (empty if unknown)."""
+        ...
+
+    async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
+        """One page of instances matching ``query``; follow ``continuation_token``."""
+        ...
+
+    async def purge_instance(self, instance_id: str) -> bool:
+        """Delete history, state and payloads of one instance. True if it existed."""
+        ...
+
+    # --- orchestration work items --------------------------------------------------------
+    async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
+        """Wait up to ``timeout`` seconds for an orchestration work item; None if none came."""
+        ...
+
+    async def renew_orchestration(self, item: OrchestrationWorkItem) -> None:
+        """Extend the lock. Raises ``LockLostError`` if it already expired."""
+
+    async def complete_orchestration(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> None:
+        """Commit the episode, send its messages, consume the item's messages.
+
+        Raises ``ConcurrencyConflictError`` (nothing committed or sent) or ``LockLostError``.
+        """
+
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+    ) -> None:
+        """Release the item's messages for redelivery after ``delay``."""
+
+    # --- activity work items --------------------------------------------------------------
+    async def lock_next_activity(self, timeout: float) -> ActivityWorkItem | None:
+        """Wait up to ``timeout`` seconds for an activity request; None if none came."""
+        ...
+
+    async def renew_activity(self, item: ActivityWorkItem) -> None:
+        """Extend the lock. Raises ``LockLostError`` if it already expired."""
+
+    async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
+        """Send ``result`` (TaskCompleted/TaskFailed) to the orchestration, then consume the
+        request. Raises ``LockLostError`` if the lock expired (the result is still sent:
+        duplicates are ignored by replay)."""
+
+    async def abandon_activity(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+    ) -> None:
+        """Release the request for redelivery after ``delay``."""

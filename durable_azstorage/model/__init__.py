@@ -1,0 +1,1 @@
+"""Plain data: history events, actions, messages, state and errors. No I/O, stdlib only."""

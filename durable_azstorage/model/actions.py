@@ -1,0 +1,60 @@
+"""Orchestrator actions: what one replay decided to do next (imperative names).
+
+The replay executor returns actions; the worker turns them into history events and
+outbound messages (see ``replay.apply``) and hands both to the backend in one commit.
+``id`` is the orchestrator's sequence number; the matching history event carries it as
+``event_id`` so that replay can check the code still does the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from durable_azstorage.model.failure import FailureDetails
+from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.status import OrchestrationStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorAction:
+    id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleTask(OrchestratorAction):
+    name: str
+    input: str | None = None
+    version: str | None = None
+    tags: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSubOrchestration(OrchestratorAction):
+    name: str
+    instance_id: str
+    input: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateTimer(OrchestratorAction):
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendEvent(OrchestratorAction):
+    instance_id: str
+    name: str
+    data: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteOrchestration(OrchestratorAction):
+    """Ends the execution: COMPLETED, FAILED, or CONTINUED_AS_NEW (``result`` = new input)."""
+
+    status: OrchestrationStatus
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+    new_version: str | None = None
+    carryover_events: tuple[HistoryEvent, ...] = field(default=())

@@ -1,0 +1,198 @@
+"""History events: the event-sourced record of an orchestration.
+
+Kinds and field names follow the Durable Task history model (``ExecutionStartedEvent``,
+``TaskScheduledEvent`` ...), so histories read the same as in the .NET and Go engines.
+Payload fields (``input``, ``result``, ``data``) hold already-serialized text produced by a
+``DataConverter``; ``None`` means "no value".
+
+``event_id`` is the sequence number the orchestrator assigned to a *scheduling* event
+(TaskScheduled, TimerCreated, SubOrchestrationInstanceCreated, EventSent). Events that
+answer one of those (TaskCompleted, TimerFired ...) point back at it with
+``task_scheduled_id`` / ``timer_id`` and carry ``event_id = -1``, as in DTFx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from durable_azstorage.model.failure import FailureDetails
+from durable_azstorage.model.status import OrchestrationStatus
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestrationInstance:
+    """Identifies one execution (generation) of an instance."""
+
+    instance_id: str
+    execution_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParentInstance:
+    """The orchestration that started a sub-orchestration, and the task id it waits on."""
+
+    name: str
+    instance: OrchestrationInstance
+    task_scheduled_id: int
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEvent:
+    event_id: int = -1
+    timestamp: datetime = field(default=_EPOCH)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionStarted(HistoryEvent):
+    name: str
+    instance: OrchestrationInstance
+    input: str | None = None
+    version: str | None = None
+    parent: ParentInstance | None = None
+    scheduled_start_time: datetime | None = None
+    tags: dict[str, str] | None = None
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionCompleted(HistoryEvent):
+    status: OrchestrationStatus
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionTerminated(HistoryEvent):
+    input: str | None = None
+    recurse: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionSuspended(HistoryEvent):
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionResumed(HistoryEvent):
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContinueAsNew(HistoryEvent):
+    """Ends the current generation; ``result`` is the new input."""
+
+    result: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorStarted(HistoryEvent):
+    """Opens an episode; its timestamp is the orchestration's ``current_utc_datetime``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorCompleted(HistoryEvent):
+    """Closes an episode."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskScheduled(HistoryEvent):
+    name: str
+    input: str | None = None
+    version: str | None = None
+    tags: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCompleted(HistoryEvent):
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFailed(HistoryEvent):
+    task_scheduled_id: int
+    failure_details: FailureDetails
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubOrchestrationInstanceCreated(HistoryEvent):
+    name: str
+    instance_id: str
+    input: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubOrchestrationInstanceCompleted(HistoryEvent):
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubOrchestrationInstanceFailed(HistoryEvent):
+    task_scheduled_id: int
+    failure_details: FailureDetails
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerCreated(HistoryEvent):
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired(HistoryEvent):
+    timer_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRaised(HistoryEvent):
+    name: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSent(HistoryEvent):
+    instance_id: str
+    name: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenericEvent(HistoryEvent):
+    """A marker with free-form data (used e.g. to record a rewind)."""
+
+    data: str | None = None
+
+
+EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
+    ExecutionStarted,
+    ExecutionCompleted,
+    ExecutionTerminated,
+    ExecutionSuspended,
+    ExecutionResumed,
+    ContinueAsNew,
+    OrchestratorStarted,
+    OrchestratorCompleted,
+    TaskScheduled,
+    TaskCompleted,
+    TaskFailed,
+    SubOrchestrationInstanceCreated,
+    SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceFailed,
+    TimerCreated,
+    TimerFired,
+    EventRaised,
+    EventSent,
+    GenericEvent,
+)
+
+
+def event_type_name(event: HistoryEvent | type[HistoryEvent]) -> str:
+    """The DTFx EventType name, e.g. ``TaskScheduled`` (stored in the History table)."""
+    cls = event if isinstance(event, type) else type(event)
+    return cls.__name__
