@@ -1,0 +1,37 @@
+"""The top-level facade: every advertised name resolves, and the list does not drift silently."""
+
+from __future__ import annotations
+
+import importlib
+
+import durable_azstorage
+
+EXPECTED = {
+    "ActivityContext", "AsyncTaskHubClient", "AzureStorageSettings", "Backend",
+    "CreateOrchestrationAction", "DataConverter", "DurableTaskError", "FailureDetails",
+    "HistoryEvent", "InMemoryBackend", "InvalidOperationError", "JsonDataConverter",
+    "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",
+    "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
+    "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
+    "PartitionCountMismatchError", "PurgeResult", "RetryPolicy", "Task", "TaskFailedError",
+    "TaskHubClient", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
+}
+
+
+def test_exports_snapshot() -> None:
+    assert set(durable_azstorage.__all__) == EXPECTED
+
+
+def test_every_export_resolves() -> None:
+    fresh = importlib.reload(durable_azstorage)
+    for name in fresh.__all__:
+        assert getattr(fresh, name) is not None, name
+
+
+def test_unknown_attribute_is_a_clear_error() -> None:
+    try:
+        durable_azstorage.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
