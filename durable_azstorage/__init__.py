@@ -65,29 +65,35 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from durable_azstorage.authoring.context import ActivityContext, OrchestrationContext
-    from durable_azstorage.authoring.retry import RetryPolicy
-    from durable_azstorage.authoring.tasks import Task, when_all, when_any
-    from durable_azstorage.azure.settings import AzureStorageSettings
-    from durable_azstorage.backend.memory import InMemoryBackend
-    from durable_azstorage.backend.protocol import Backend
-    from durable_azstorage.client.client import AsyncTaskHubClient, TaskHubClient
-    from durable_azstorage.client.state import OrchestrationState
-    from durable_azstorage.model.errors import (
-        DurableTaskError,
-        InvalidOperationError,
-        NonDeterminismError,
-        OrchestrationAlreadyExistsError,
-        OrchestrationFailedError,
-        OrchestrationNotFoundError,
-        PartitionCountMismatchError,
-        TaskFailedError,
-        TaskHubNotFoundError,
-    )
-    from durable_azstorage.model.failure import FailureDetails
-    from durable_azstorage.model.history import HistoryEvent
-    from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
-    from durable_azstorage.model.state import CreateOrchestrationAction, OrchestrationIdReusePolicy
-    from durable_azstorage.model.status import OrchestrationStatus
-    from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers and IDEs
+    from durable_azstorage.authoring.context import ActivityContext as ActivityContext
+    from durable_azstorage.authoring.context import OrchestrationContext as OrchestrationContext
+    from durable_azstorage.authoring.retry import RetryPolicy as RetryPolicy
+    from durable_azstorage.authoring.tasks import Task as Task
+    from durable_azstorage.authoring.tasks import when_all as when_all
+    from durable_azstorage.authoring.tasks import when_any as when_any
+    from durable_azstorage.azure.settings import AzureStorageSettings as AzureStorageSettings
+    from durable_azstorage.backend.memory import InMemoryBackend as InMemoryBackend
+    from durable_azstorage.backend.protocol import Backend as Backend
+    from durable_azstorage.client.client import AsyncTaskHubClient as AsyncTaskHubClient
+    from durable_azstorage.client.client import TaskHubClient as TaskHubClient
+    from durable_azstorage.client.state import OrchestrationState as OrchestrationState
+    from durable_azstorage.model.errors import DurableTaskError as DurableTaskError
+    from durable_azstorage.model.errors import InvalidOperationError as InvalidOperationError
+    from durable_azstorage.model.errors import NonDeterminismError as NonDeterminismError
+    from durable_azstorage.model.errors import OrchestrationAlreadyExistsError as OrchestrationAlreadyExistsError
+    from durable_azstorage.model.errors import OrchestrationFailedError as OrchestrationFailedError
+    from durable_azstorage.model.errors import OrchestrationNotFoundError as OrchestrationNotFoundError
+    from durable_azstorage.model.errors import PartitionCountMismatchError as PartitionCountMismatchError
+    from durable_azstorage.model.errors import TaskFailedError as TaskFailedError
+    from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError
+    from durable_azstorage.model.failure import FailureDetails as FailureDetails
+    from durable_azstorage.model.history import HistoryEvent as HistoryEvent
+    from durable_azstorage.model.query import OrchestrationQuery as OrchestrationQuery
+    from durable_azstorage.model.query import Page as Page
+    from durable_azstorage.model.query import PurgeResult as PurgeResult
+    from durable_azstorage.model.state import CreateOrchestrationAction as CreateOrchestrationAction
+    from durable_azstorage.model.state import OrchestrationIdReusePolicy as OrchestrationIdReusePolicy
+    from durable_azstorage.model.status import OrchestrationStatus as OrchestrationStatus
+    from durable_azstorage.serialization.converter import DataConverter as DataConverter
+    from durable_azstorage.serialization.converter import JsonDataConverter as JsonDataConverter

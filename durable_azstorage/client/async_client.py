@@ -1,0 +1,292 @@
+"""AsyncTaskHubClient: start, inspect and control orchestration instances (coroutines).
+
+The implementation behind both clients (``client.TaskHubClient`` runs these coroutines on a
+private loop). Decisions where the .NET provider is vague:
+
+* Operations on an instance that does not exist raise ``OrchestrationNotFoundError`` —
+  also ``raise_orchestration_event`` (DTFx drops such events silently, which hides typos in
+  instance ids). Events sent to an instance that has *completed* are accepted here and
+  dropped by the worker, as in DTFx (the instance may be completing right now).
+* ``terminate_orchestration(recursive=True)`` is carried out by the worker (the terminated
+  instance's episode terminates its running sub-orchestrations).
+* ``purge_orchestration`` refuses an instance that has not ended (``InvalidOperationError``)
+  and returns ``deleted_instance_count=0`` for an unknown one (purge is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Protocol
+
+from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
+from durable_azstorage.model.history import (
+    EventRaised,
+    ExecutionResumed,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionTerminated,
+    HistoryEvent,
+    OrchestrationInstance,
+    SubOrchestrationInstanceCreated,
+)
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
+from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+
+Timeout = float | timedelta
+_NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
+
+
+class BackendSettings(Protocol):
+    def create_backend(self) -> Backend: ...
+
+
+class AsyncTaskHubClient:
+    """Coroutine client; give it ``settings`` or a ``backend``, not both."""
+
+    def __init__(
+        self,
+        settings: BackendSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        converter: DataConverter | None = None,
+    ) -> None:
+        if (settings is None) == (backend is None):
+            raise ValueError("a client needs exactly one of settings or backend=")
+        self._owns_backend = settings is not None
+        if settings is not None:
+            backend = settings.create_backend()
+        assert backend is not None  # exactly one of the two was given
+        self._backend: Backend = backend
+        self._converter = converter or JsonDataConverter()
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    async def close(self) -> None:
+        """Release the backend if this client created it (from settings)."""
+        if self._owns_backend:
+            await self._backend.stop()
+
+    async def __aenter__(self) -> AsyncTaskHubClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- scheduling ------------------------------------------------------------------------
+    async def schedule_new_orchestration(
+        self,
+        orchestrator: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        start_at: datetime | None = None,
+        reuse_id_policy: OrchestrationIdReusePolicy | None = None,
+        version: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Create an instance (Pending until a worker picks it up, or until ``start_at``)."""
+        name = _NAMES.orchestrator_name_of(orchestrator)
+        instance_id = uuid.uuid4().hex if instance_id is None else instance_id
+        if not instance_id:
+            raise ValueError("instance_id must be a non-empty string")
+        if start_at is not None and start_at.tzinfo is None:
+            raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
+        previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
+        instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
+        started = ExecutionStarted(
+            timestamp=_utcnow(),
+            name=name,
+            instance=instance,
+            input=self._converter.serialize(input),
+            version=version,
+            scheduled_start_time=start_at.astimezone(timezone.utc) if start_at else None,
+            tags=dict(tags) if tags else None,
+            generation=previous.generation + 1 if previous is not None else 0,
+        )
+        await self._backend.create_instance(
+            TaskMessage(instance=instance, event=started), reuse_policy=reuse_id_policy
+        )
+        return instance_id
+
+    # --- inspection ------------------------------------------------------------------------
+    async def get_orchestration_state(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> OrchestrationState | None:
+        state = await self._backend.get_instance(instance_id, fetch_payloads=fetch_payloads)
+        return None if state is None else self._public(state)
+
+    async def wait_for_orchestration_start(
+        self, instance_id: str, *, fetch_payloads: bool = False, timeout: Timeout = 60
+    ) -> OrchestrationState:
+        """Wait until the instance left Pending; ``TimeoutError`` names the last status."""
+        return await self._wait(
+            instance_id,
+            lambda s: s.runtime_status is not OrchestrationStatus.PENDING,
+            "start",
+            fetch_payloads=fetch_payloads,
+            timeout=timeout,
+        )
+
+    async def wait_for_orchestration_completion(
+        self, instance_id: str, *, fetch_payloads: bool = True, timeout: Timeout = 60
+    ) -> OrchestrationState:
+        """Wait until the instance completed, failed or was terminated."""
+        return await self._wait(
+            instance_id,
+            lambda s: s.runtime_status.is_terminal,
+            "complete",
+            fetch_payloads=fetch_payloads,
+            timeout=timeout,
+        )
+
+    async def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The current execution's committed history events, oldest first."""
+        history = await self._backend.get_history(instance_id)
+        if not history:
+            await self._require(instance_id)
+        return history
+
+    async def query_orchestrations(
+        self, query: OrchestrationQuery | None = None
+    ) -> Page[OrchestrationState]:
+        """One page of instances; pass ``continuation_token`` back for the next page."""
+        page = await self._backend.query_instances(query or OrchestrationQuery())
+        return Page([self._public(s) for s in page.items], page.continuation_token)
+
+    async def get_all_orchestration_states(
+        self, query: OrchestrationQuery | None = None
+    ) -> list[OrchestrationState]:
+        """Every instance matching ``query``, following continuation tokens."""
+        query = query or OrchestrationQuery()
+        states: list[OrchestrationState] = []
+        while True:
+            page = await self.query_orchestrations(query)
+            states.extend(page.items)
+            if page.continuation_token is None:
+                return states
+            query = _with_token(query, page.continuation_token)
+
+    # --- control ---------------------------------------------------------------------------
+    async def raise_orchestration_event(
+        self, instance_id: str, event_name: str, *, data: Any = None
+    ) -> None:
+        """Deliver an external event; raises ``OrchestrationNotFoundError`` for unknown ids."""
+        await self._require(instance_id)
+        event = EventRaised(
+            timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)
+        )
+        await self._send(instance_id, event)
+
+    async def terminate_orchestration(
+        self, instance_id: str, *, output: Any = None, recursive: bool = True
+    ) -> None:
+        """Terminate the instance (also when suspended); ``output`` becomes its output.
+
+        With ``recursive`` the worker also terminates its running sub-orchestrations.
+        """
+        await self._require(instance_id)
+        event = ExecutionTerminated(
+            timestamp=_utcnow(), input=self._converter.serialize(output), recurse=recursive
+        )
+        await self._send(instance_id, event)
+
+    async def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        await self._require(instance_id)
+        await self._send(instance_id, ExecutionSuspended(timestamp=_utcnow(), reason=reason))
+
+    async def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        await self._require(instance_id)
+        await self._send(instance_id, ExecutionResumed(timestamp=_utcnow(), reason=reason))
+
+    async def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
+        """Delete an ended instance's history and state (and its sub-orchestrations')."""
+        state = await self._backend.get_instance(instance_id, fetch_payloads=False)
+        if state is None:
+            return PurgeResult(deleted_instance_count=0)
+        if not state.runtime_status.is_terminal:
+            raise InvalidOperationError(
+                f"cannot purge orchestration {instance_id!r}: it is "
+                f"{state.runtime_status.value}; terminate it or wait for it to end first"
+            )
+        deleted = 0
+        if recursive:
+            for child in await self._children(instance_id):
+                child_state = await self._backend.get_instance(child, fetch_payloads=False)
+                if child_state is not None and child_state.runtime_status.is_terminal:
+                    deleted += (await self.purge_orchestration(child)).deleted_instance_count
+        if await self._backend.purge_instance(instance_id):
+            deleted += 1
+        return PurgeResult(deleted_instance_count=deleted)
+
+    # --- internals -------------------------------------------------------------------------
+    async def _require(self, instance_id: str) -> InstanceState:
+        state = await self._backend.get_instance(instance_id, fetch_payloads=False)
+        if state is None:
+            raise OrchestrationNotFoundError(instance_id)
+        return state
+
+    async def _send(self, instance_id: str, event: HistoryEvent) -> None:
+        target = OrchestrationInstance(instance_id=instance_id)
+        await self._backend.send_message(TaskMessage(instance=target, event=event))
+
+    async def _children(self, instance_id: str) -> list[str]:
+        history = await self._backend.get_history(instance_id)
+        seen: dict[str, None] = {}
+        for event in history:
+            if isinstance(event, SubOrchestrationInstanceCreated):
+                seen.setdefault(event.instance_id, None)
+        return list(seen)
+
+    def _public(self, state: InstanceState) -> OrchestrationState:
+        return OrchestrationState.from_instance(state, self._converter)
+
+    async def _wait(
+        self,
+        instance_id: str,
+        done: Callable[[OrchestrationState], bool],
+        what: str,
+        *,
+        fetch_payloads: bool,
+        timeout: Timeout,
+    ) -> OrchestrationState:
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        delay = 0.01
+        state: OrchestrationState | None = None
+        while True:
+            state = await self.get_orchestration_state(instance_id, fetch_payloads=fetch_payloads)
+            if state is not None and done(state):
+                return state
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                last = state.runtime_status.value if state else "not found"
+                raise TimeoutError(
+                    f"orchestration {instance_id!r} did not {what} within {seconds:g}s "
+                    f"(last status: {last})"
+                )
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 1.0)
+
+
+def _with_token(query: OrchestrationQuery, token: str) -> OrchestrationQuery:
+    return dataclasses.replace(query, continuation_token=token)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)

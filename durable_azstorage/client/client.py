@@ -1,0 +1,158 @@
+"""Clients: ``AsyncTaskHubClient`` (coroutines) and ``TaskHubClient`` (the same, synchronous).
+
+``TaskHubClient`` runs ``AsyncTaskHubClient``'s coroutines on a private event loop in a
+background thread, so a backend's asyncio clients always stay on one loop whatever thread
+the caller uses. See ``client.async_client`` for the semantics of each operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSettings, Timeout
+from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.state import OrchestrationIdReusePolicy
+from durable_azstorage.serialization.converter import DataConverter
+
+__all__ = ["AsyncTaskHubClient", "TaskHubClient"]
+
+T = TypeVar("T")
+
+
+class TaskHubClient:
+    """The synchronous client: ``AsyncTaskHubClient``'s methods, run on a private loop."""
+
+    def __init__(
+        self,
+        settings: BackendSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        converter: DataConverter | None = None,
+    ) -> None:
+        self._async = AsyncTaskHubClient(settings, backend=backend, converter=converter)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="dtaz-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    @property
+    def backend(self) -> Backend:
+        return self._async.backend
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("this TaskHubClient is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        """Release the backend (if created from settings) and stop the private loop."""
+        if self._closed:
+            return
+        try:
+            self._run(self._async.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> TaskHubClient:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def schedule_new_orchestration(
+        self,
+        orchestrator: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        start_at: datetime | None = None,
+        reuse_id_policy: OrchestrationIdReusePolicy | None = None,
+        version: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        return self._run(
+            self._async.schedule_new_orchestration(
+                orchestrator,
+                input=input,
+                instance_id=instance_id,
+                start_at=start_at,
+                reuse_id_policy=reuse_id_policy,
+                version=version,
+                tags=tags,
+            )
+        )
+
+    def get_orchestration_state(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> OrchestrationState | None:
+        return self._run(
+            self._async.get_orchestration_state(instance_id, fetch_payloads=fetch_payloads)
+        )
+
+    def wait_for_orchestration_start(
+        self, instance_id: str, *, fetch_payloads: bool = False, timeout: Timeout = 60
+    ) -> OrchestrationState:
+        return self._run(
+            self._async.wait_for_orchestration_start(
+                instance_id, fetch_payloads=fetch_payloads, timeout=timeout
+            )
+        )
+
+    def wait_for_orchestration_completion(
+        self, instance_id: str, *, fetch_payloads: bool = True, timeout: Timeout = 60
+    ) -> OrchestrationState:
+        return self._run(
+            self._async.wait_for_orchestration_completion(
+                instance_id, fetch_payloads=fetch_payloads, timeout=timeout
+            )
+        )
+
+    def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
+        return self._run(self._async.get_orchestration_history(instance_id))
+
+    def query_orchestrations(
+        self, query: OrchestrationQuery | None = None
+    ) -> Page[OrchestrationState]:
+        return self._run(self._async.query_orchestrations(query))
+
+    def get_all_orchestration_states(
+        self, query: OrchestrationQuery | None = None
+    ) -> list[OrchestrationState]:
+        return self._run(self._async.get_all_orchestration_states(query))
+
+    def raise_orchestration_event(
+        self, instance_id: str, event_name: str, *, data: Any = None
+    ) -> None:
+        self._run(self._async.raise_orchestration_event(instance_id, event_name, data=data))
+
+    def terminate_orchestration(
+        self, instance_id: str, *, output: Any = None, recursive: bool = True
+    ) -> None:
+        self._run(
+            self._async.terminate_orchestration(instance_id, output=output, recursive=recursive)
+        )
+
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        self._run(self._async.suspend_orchestration(instance_id, reason=reason))
+
+    def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        self._run(self._async.resume_orchestration(instance_id, reason=reason))
+
+    def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
+        return self._run(self._async.purge_orchestration(instance_id, recursive=recursive))

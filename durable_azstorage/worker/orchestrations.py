@@ -1,0 +1,153 @@
+"""Processes orchestration work items: replay one episode, commit it, handle every failure.
+
+Replay (``run_episode``) is pure and CPU-bound, so it runs on a thread pool and never blocks
+the event loop that renews locks. The backend makes the commit atomic; this module only
+decides what to do when something goes wrong:
+
+* ``ConcurrencyConflictError`` / ``LockLostError``: another worker owns the instance now;
+  drop the item (its messages reappear and the winner, or a later episode, handles them).
+* Any other error: abandon with exponential backoff, so a transient fault is retried.
+* Poison: an item delivered more than ``max_dequeue_count`` times fails its instance with a
+  reason naming the count (see ``worker.poison``) instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.backend.protocol import Backend, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
+from durable_azstorage.replay.episode import Episode, run_episode
+from durable_azstorage.serialization.converter import DataConverter
+from durable_azstorage.worker.poison import poison_commit
+
+MAX_BACKOFF = timedelta(seconds=60)
+
+
+def abandon_delay(dequeue_count: int) -> timedelta:
+    """Exponential backoff for a failed item: 0.5 s, 1 s, 2 s ... capped at ``MAX_BACKOFF``."""
+    seconds = 0.5 * 2 ** max(0, min(dequeue_count - 1, 10))
+    return min(timedelta(seconds=seconds), MAX_BACKOFF)
+
+
+class OrchestrationProcessor:
+    """Turns a locked ``OrchestrationWorkItem`` into one committed episode."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        registry: Registry,
+        converter: DataConverter,
+        *,
+        executor: concurrent.futures.Executor,
+        max_dequeue_count: int,
+        logger: logging.Logger,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._registry = registry
+        self._converter = converter
+        self._executor = executor
+        self._max_dequeue_count = max_dequeue_count
+        self._log = logger
+        self._clock = clock or _utcnow
+
+    async def fetch(self, timeout: float) -> OrchestrationWorkItem | None:
+        return await self._backend.lock_next_orchestration(timeout)
+
+    async def renew(self, item: OrchestrationWorkItem) -> None:
+        await self._backend.renew_orchestration(item)
+
+    async def process(self, item: OrchestrationWorkItem) -> None:
+        """Run and commit one episode; never raises (except cancellation)."""
+        try:
+            commit = await self._build_commit(item)
+        except Exception:
+            self._log.exception(
+                "orchestration %r: episode failed unexpectedly (delivery %d); will retry",
+                item.instance_id,
+                item.dequeue_count,
+            )
+            await self._abandon(item, abandon_delay(item.dequeue_count))
+            return
+        if commit is None:
+            # Nothing to persist and no instance to attach the messages to (it was purged
+            # while they were queued; backends drop such messages at delivery, so this is
+            # rare): the protocol cannot consume messages without a state, so back off.
+            await self._abandon(item, abandon_delay(item.dequeue_count))
+            return
+        await self._complete(item, commit)
+
+    async def _build_commit(self, item: OrchestrationWorkItem) -> OrchestrationCommit | None:
+        now = self._clock()
+        if item.dequeue_count > self._max_dequeue_count:
+            return await self._poison(item, now)
+        loop = asyncio.get_running_loop()
+        episode: Episode = await loop.run_in_executor(
+            self._executor,
+            lambda: run_episode(
+                self._registry,
+                item.instance_id,
+                item.history,
+                item.messages,
+                now=now,
+                converter=self._converter,
+                logger=self._log,
+            ),
+        )
+        state = episode.state
+        if state is None:
+            # Every message was discarded: consume them with an empty commit on the current
+            # state, so that they do not come back.
+            state = await self._backend.get_instance(item.instance_id, fetch_payloads=True)
+            if state is None:
+                return None
+            return OrchestrationCommit(new_events=(), state=state)
+        return OrchestrationCommit(
+            new_events=episode.new_events,
+            state=state,
+            activity_messages=episode.activity_messages,
+            orchestrator_messages=episode.orchestrator_messages,
+            timer_messages=episode.timer_messages,
+            new_execution=episode.new_execution,
+        )
+
+    async def _poison(self, item: OrchestrationWorkItem, now: datetime) -> OrchestrationCommit | None:
+        current = await self._backend.get_instance(item.instance_id, fetch_payloads=True)
+        self._log.error(
+            "orchestration %r: work item delivered %d times (max %d); failing the instance",
+            item.instance_id,
+            item.dequeue_count,
+            self._max_dequeue_count,
+        )
+        return poison_commit(item, current, now=now, max_dequeue_count=self._max_dequeue_count)
+
+    async def _complete(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
+        try:
+            await self._backend.complete_orchestration(item, commit)
+        except ConcurrencyConflictError as exc:
+            self._log.info("orchestration %r: lost a commit race, dropping: %s", item.instance_id, exc)
+            await self._abandon(item, None)  # the messages come back soon, to the winner's state
+        except LockLostError as exc:
+            self._log.warning("orchestration %r: lock lost, dropping: %s", item.instance_id, exc)
+            await self._abandon(item, None)  # usually LockLostError again (ignored)
+        except Exception:
+            self._log.exception("orchestration %r: commit failed; will retry", item.instance_id)
+            await self._abandon(item, abandon_delay(item.dequeue_count))
+
+    async def _abandon(self, item: OrchestrationWorkItem, delay: timedelta | None) -> None:
+        try:
+            await self._backend.abandon_orchestration(item, delay=delay)
+        except LockLostError:
+            pass  # the messages reappear when the lock expires anyway
+        except Exception:
+            self._log.exception("orchestration %r: abandon failed", item.instance_id)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,260 @@
+"""TaskHubWorker: runs registered orchestrators and activities against a backend.
+
+Two dispatchers (orchestrations, activities) share one asyncio loop. ``start()`` runs that
+loop on a background thread for synchronous programs; asyncio programs ``await run_async()``
+instead. Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace``
+to finish, then the backend is stopped (work items still locked then simply expire and are
+redelivered elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol
+
+from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.worker.activities import ActivityProcessor
+from durable_azstorage.worker.dispatcher import Dispatcher
+from durable_azstorage.worker.orchestrations import OrchestrationProcessor
+
+DEFAULT_MAX_DEQUEUE_COUNT = 10
+_DEFAULT_RENEW_INTERVAL = 10.0
+
+
+class BackendSettings(Protocol):
+    """What the worker needs from settings objects (``AzureStorageSettings``)."""
+
+    def create_backend(self) -> Backend: ...
+
+
+class TaskHubWorker:
+    """Runs orchestrations and activities; give it ``settings`` or a ``backend``, not both."""
+
+    def __init__(
+        self,
+        settings: BackendSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        converter: DataConverter | None = None,
+        max_concurrent_orchestrations: int = 100,
+        max_concurrent_activities: int = 10,
+        max_dequeue_count: int | None = None,
+        lock_renew_interval: timedelta | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if (settings is None) == (backend is None):
+            raise ValueError("TaskHubWorker needs exactly one of settings or backend=")
+        if max_dequeue_count is None:
+            max_dequeue_count = int(getattr(settings, "max_dequeue_count", DEFAULT_MAX_DEQUEUE_COUNT))
+        for name, value in (
+            ("max_concurrent_orchestrations", max_concurrent_orchestrations),
+            ("max_concurrent_activities", max_concurrent_activities),
+            ("max_dequeue_count", max_dequeue_count),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if settings is not None:
+            backend = settings.create_backend()
+        assert backend is not None  # exactly one of the two was given
+        self._backend: Backend = backend
+        self._converter = converter or JsonDataConverter()
+        self._registry = Registry()
+        self._max_orchestrations = max_concurrent_orchestrations
+        self._max_activities = max_concurrent_activities
+        self._max_dequeue_count = max_dequeue_count
+        self._renew_interval = _renew_interval(self._backend, lock_renew_interval)
+        self._log = logger or logging.getLogger("durable_azstorage.worker")
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._grace = 30.0
+        self._running = threading.Event()
+        self._start_error: BaseException | None = None
+
+    # --- registration ----------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        """Register an orchestrator (generator or plain function); returns its name."""
+        return self._registry.add_orchestrator(fn, name)
+
+    def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        """Register an activity (plain or ``async def``); returns its name."""
+        return self._registry.add_activity(fn, name)
+
+    # --- asyncio ---------------------------------------------------------------------------
+    async def run_async(self) -> None:
+        """Run until ``stop_async()`` (or cancellation); then drain and stop the backend."""
+        if self._stop_requested is not None:
+            raise RuntimeError("this TaskHubWorker is already running")
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        try:
+            # A missing hub raises TaskHubNotFoundError: create it first (CLI `hub create`).
+            await self._backend.start()
+        except BaseException:
+            self._stop_requested = None
+            raise
+        episodes = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(self._max_orchestrations, 4), thread_name_prefix="dtaz-episode"
+        )
+        activities = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._max_activities, thread_name_prefix="dtaz-activity"
+        )
+        dispatchers = self._dispatchers(episodes, activities)
+        runs = [asyncio.ensure_future(d.run()) for d in dispatchers]
+        self._running.set()
+        self._log.info(
+            "worker started: %d orchestrator(s), %d activity(ies)",
+            len(self._registry.orchestrator_names),
+            len(self._registry.activity_names),
+        )
+        try:
+            await self._stop_requested.wait()
+        finally:
+            # Also runs on cancellation: shield the drain so in-flight work still finishes.
+            await asyncio.shield(self._shutdown(dispatchers, runs, episodes, activities))
+
+    async def stop_async(self, grace: timedelta = timedelta(seconds=30)) -> None:
+        """Ask ``run_async`` to stop; in-flight work gets ``grace`` to finish."""
+        self._grace = grace.total_seconds()
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def _shutdown(
+        self,
+        dispatchers: list[Dispatcher[Any]],
+        runs: Sequence[asyncio.Future[None]],
+        *executors: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        for d in dispatchers:
+            d.request_stop()
+        await asyncio.gather(*runs, return_exceptions=True)
+        await asyncio.gather(*(d.drain(self._grace) for d in dispatchers))
+        try:
+            await self._backend.stop()
+        finally:
+            for ex in executors:
+                ex.shutdown(wait=False, cancel_futures=True)
+            self._stop_requested = None
+            self._running.clear()
+            self._log.info("worker stopped")
+
+    def _dispatchers(
+        self,
+        episodes: concurrent.futures.Executor,
+        activities: concurrent.futures.Executor,
+    ) -> list[Dispatcher[Any]]:
+        clock = _backend_clock(self._backend)
+        orch = OrchestrationProcessor(
+            self._backend,
+            self._registry,
+            self._converter,
+            executor=episodes,
+            max_dequeue_count=self._max_dequeue_count,
+            logger=self._log,
+            clock=clock,
+        )
+        act = ActivityProcessor(
+            self._backend,
+            self._registry,
+            self._converter,
+            executor=activities,
+            max_dequeue_count=self._max_dequeue_count,
+            logger=self._log,
+            clock=clock,
+        )
+        return [
+            Dispatcher(
+                "orchestrations",
+                fetch=orch.fetch,
+                process=orch.process,
+                renew=orch.renew,
+                max_concurrency=self._max_orchestrations,
+                renew_interval=self._renew_interval,
+                logger=self._log,
+            ),
+            Dispatcher(
+                "activities",
+                fetch=act.fetch,
+                process=act.process,
+                renew=act.renew,
+                max_concurrency=self._max_activities,
+                renew_interval=self._renew_interval,
+                logger=self._log,
+            ),
+        ]
+
+    # --- background thread -----------------------------------------------------------------
+    def start(self) -> None:
+        """Run the worker on a background thread; returns once it is receiving work."""
+        if self._thread is not None:
+            raise RuntimeError("this TaskHubWorker was already started")
+        self._thread = threading.Thread(target=self._thread_main, name="dtaz-worker", daemon=True)
+        self._thread.start()
+        while not self._running.wait(0.05):
+            if not self._thread.is_alive():
+                error, self._start_error = self._start_error, None
+                self._thread = None
+                if isinstance(error, Exception):
+                    raise error  # e.g. TaskHubNotFoundError from the backend
+                raise RuntimeError("TaskHubWorker failed to start") from error
+
+    def stop(self, grace: timedelta = timedelta(seconds=30)) -> None:
+        """Finish in-flight work (up to ``grace``), stop the backend and join the thread."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        if threading.current_thread() is thread:
+            raise RuntimeError("stop() would wait for its own thread; use `await stop_async()`")
+        if loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.stop_async(grace), loop)
+        thread.join()
+        self._thread = None
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self.run_async())
+        except BaseException as exc:  # reported by start() or logged
+            self._start_error = exc
+            if self._running.is_set():
+                self._log.exception("worker loop crashed")
+
+    def __enter__(self) -> TaskHubWorker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _renew_interval(backend: Backend, configured: timedelta | None) -> float:
+    """Renew at a third of the backend's lock timeout when it exposes one."""
+    if configured is not None:
+        return max(configured.total_seconds(), 0.05)
+    timeout = getattr(backend, "lock_timeout", None)
+    if isinstance(timeout, timedelta):
+        return max(timeout.total_seconds() / 3, 0.05)
+    return _DEFAULT_RENEW_INTERVAL
+
+
+def _backend_clock(backend: Backend) -> Callable[[], datetime] | None:
+    """Use the backend's clock (e.g. a fake clock in tests) for episode timestamps."""
+    clock = getattr(backend, "clock", None)
+    now = getattr(clock, "now", None)
+    return now if callable(now) else None
