@@ -4,16 +4,34 @@ Contract shared by every implementation (checked by ``tests/conformance``):
 
 * **At-least-once delivery.** A message is delivered until a completion that consumed it
   succeeds. A work item whose lock expires (not renewed, not completed) is delivered again,
-  with ``dequeue_count`` incremented.
+  with ``dequeue_count`` incremented (it counts deliveries, starting at 1). Duplicates are
+  never dropped by the backend: the same event sent twice is delivered twice (replay
+  ignores the second).
 * **One work item per instance.** While an orchestration work item is locked, no other work
   item for that instance is handed out; messages that arrive meanwhile wait for the next one.
+  A work item carries every deliverable message of its instance, in enqueue order, with the
+  ``ExecutionStarted`` first when the execution has no history yet.
+* **Start before anything else.** Messages for an instance without committed history wait
+  until its ``ExecutionStarted`` is deliverable (an event raised to a Pending instance whose
+  start is scheduled later waits for the start). Messages for an instance that does not exist
+  and has no start message queued are dropped (logged), never delivered. Messages are *not*
+  filtered by execution: a work item may hold messages addressed to an older execution
+  (``message.instance.execution_id``); the worker discards those.
 * **ETag-guarded completion.** ``complete_orchestration`` commits only if the instance's
   history is unchanged since the work item was locked; otherwise it raises
-  ``ConcurrencyConflictError`` and sends nothing. The losing caller abandons.
+  ``ConcurrencyConflictError`` and sends nothing. The losing caller abandons. Anything that
+  rewrites the history (another commit, a replacing ``create_instance``, a purge) counts.
 * **Lock tokens** are opaque and owned by the backend; a completion, renewal or abandon with
-  an expired or foreign lock raises ``LockLostError``.
+  an expired, already used or foreign lock raises ``LockLostError`` (an implementation
+  checks its own lock deadline before committing, even if nobody else took the item yet).
 * **Visibility.** A message with ``visible_at()`` in the future is not delivered before then;
   ``abandon_*(delay=...)`` hides the messages for that long.
+* **Checkpoint order** (ARCHITECTURE.md §5): history, then outbound messages, then the instance
+  state, then deletion of the consumed messages. A commit is validated (serialized) before the
+  first write: one that cannot be stored raises ``ValueError`` and changes nothing.
+* **Timeouts** given to ``lock_next_*`` are real seconds; the call returns as soon as work is
+  available (an enqueue by this process wakes it at once) and returns None at once after
+  ``stop()``.
 """
 
 from __future__ import annotations
@@ -82,7 +100,7 @@ class OrchestrationCommit:
 
     ``new_events`` are appended to the history of the execution the work item was locked
     on. When ``new_execution`` is set (continue-as-new), ``new_events`` instead *replace*
-    the history: they start with the new generation's ``ExecutionStarted`` and the previous
+    the history: they hold the new generation's ``ExecutionStarted`` and the previous
     generation's rows must not be read back.
 
     ``state`` is the instance state after the episode (for the Instances index).
@@ -127,18 +145,34 @@ class Backend(Protocol):
     ) -> bool:
         """Record a Pending instance and enqueue its ``ExecutionStarted`` message.
 
+        ``start.event`` must be an ``ExecutionStarted``; it is delivered at its
+        ``scheduled_start_time`` (if any). Without a policy, an existing Pending, Running or
+        Suspended instance is refused and an ended one replaced; with one, ``action`` applies
+        to the listed statuses and other statuses are replaced (``backend.reuse.may_replace``).
+        Replacing drops the previous execution's history at once (its state becomes the new
+        Pending one, and a worker still holding the old execution loses its ETag race).
+
         Returns False when ``reuse_policy`` says to ignore the request (nothing written).
         Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused.
         """
         ...
 
     async def send_message(self, message: TaskMessage) -> None:
-        """Enqueue a message for an orchestration (event, terminate, suspend, resume)."""
+        """Enqueue a message for an orchestration (event, terminate, suspend, resume).
+
+        Does not check that the instance exists (one queue write); see "Start before anything
+        else" above for what happens to messages for unknown instances. A ``TaskScheduled``
+        message goes to the activity queue.
+        """
 
     async def get_instance(
         self, instance_id: str, *, fetch_payloads: bool = True
     ) -> InstanceState | None:
-        """The latest execution's state, or None if the instance does not exist."""
+        """The latest execution's state, or None if the instance does not exist.
+
+        With ``fetch_payloads=False`` the ``input`` and ``output`` are left out (None);
+        custom status and failure details are always returned.
+        """
         ...
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
@@ -146,11 +180,21 @@ class Backend(Protocol):
         ...
 
     async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
-        """One page of instances matching ``query``; follow ``continuation_token``."""
+        """One page of instances matching ``query``; follow ``continuation_token``.
+
+        Filters combine with AND (several statuses with OR; the created range is inclusive).
+        Following the tokens visits every instance that existed throughout exactly once.
+        A token is opaque; a malformed one raises ``ValueError``. ``fetch_inputs_and_outputs``
+        False leaves out ``input`` and ``output``.
+        """
         ...
 
     async def purge_instance(self, instance_id: str) -> bool:
-        """Delete history, state and payloads of one instance. True if it existed."""
+        """Delete history, state and payloads of one instance. True if it existed.
+
+        Idempotent (False the second time). Does not look at the status (the client only
+        purges ended instances) and leaves queued messages, which are then dropped on delivery.
+        """
         ...
 
     # --- orchestration work items --------------------------------------------------------
@@ -164,15 +208,22 @@ class Backend(Protocol):
     async def complete_orchestration(
         self, item: OrchestrationWorkItem, commit: OrchestrationCommit
     ) -> None:
-        """Commit the episode, send its messages, consume the item's messages.
+        """Commit the episode, send its messages, consume the item's messages, release the lock.
 
-        Raises ``ConcurrencyConflictError`` (nothing committed or sent) or ``LockLostError``.
+        ``commit.new_events`` may be empty (e.g. every message was stale): the messages are
+        still consumed and the state written. Raises ``ConcurrencyConflictError`` (nothing
+        committed or sent) or ``LockLostError``. The caller then abandons the item so that
+        its messages come back soon; that abandon raises ``LockLostError`` as well when the
+        lock is already gone, which callers ignore (the messages come back on lock expiry).
         """
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
     ) -> None:
-        """Release the item's messages for redelivery after ``delay``."""
+        """Release the item's messages for redelivery after ``delay`` (default: at once).
+
+        Raises ``LockLostError`` if the lock expired or is foreign.
+        """
 
     # --- activity work items --------------------------------------------------------------
     async def lock_next_activity(self, timeout: float) -> ActivityWorkItem | None:
@@ -185,9 +236,12 @@ class Backend(Protocol):
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
         """Send ``result`` (TaskCompleted/TaskFailed) to the orchestration, then consume the
         request. Raises ``LockLostError`` if the lock expired (the result is still sent:
-        duplicates are ignored by replay)."""
+        duplicates are ignored by replay) or is foreign (nothing is sent)."""
 
     async def abandon_activity(
         self, item: ActivityWorkItem, *, delay: timedelta | None = None
     ) -> None:
-        """Release the request for redelivery after ``delay``."""
+        """Release the request for redelivery after ``delay`` (default: at once).
+
+        Raises ``LockLostError`` if the lock expired or is foreign.
+        """

@@ -328,18 +328,7 @@ def test_failed_state_raise_if_failed(running: TaskHubWorker, client: TaskHubCli
 
 @pytest.mark.parametrize(
     "orchestrator",
-    [
-        waiter,
-        pytest.param(
-            started_at,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="replay bug (run_episode): with ExecutionStarted and ExecutionTerminated "
-                "in one batch, an orchestrator that returns at once records ExecutionCompleted "
-                "(Completed) after the ExecutionTerminated event instead of being terminated",
-            ),
-        ),
-    ],
+    [waiter, started_at],
 )
 def test_terminate_a_pending_scheduled_instance(
     running: TaskHubWorker, client: TaskHubClient, orchestrator: Callable[..., Any]

@@ -1,0 +1,379 @@
+"""``InMemoryBackend``: the Backend protocol in process memory, faithful to its contract.
+
+It models what makes distributed execution hard so that the worker is tested against it:
+visibility (delayed timers and starts, abandon delays, lock expiry), at-least-once redelivery
+with ``dequeue_count``, one locked work item per instance, ETag-guarded commits and opaque
+lock tokens. Commits follow ARCHITECTURE.md §5: history, then outbound messages, then the
+instance state, then deletion of the consumed messages. Everything is validated (encoded)
+before the first write, so a bad commit changes nothing.
+
+Time comes from an injectable ``Clock``; with ``FakeClock`` tests jump over lock timeouts
+instantly. State is guarded by a thread lock and waiters are woken across event loops, so a
+sync client on another thread may share the backend with a worker. The task hub exists from
+construction (``TaskHubWorker(backend=InMemoryBackend())`` just works).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from durable_azstorage.backend.clock import Clock, SystemClock
+from durable_azstorage.backend.memory_query import page_of, without_payloads
+from durable_azstorage.backend.memory_control import ControlQueues
+from durable_azstorage.backend.memory_queues import (
+    Lock,
+    LockToken,
+    Signal,
+    StoredMessage,
+    VisibilityQueue,
+)
+from durable_azstorage.backend.reuse import may_replace, pending_state
+from durable_azstorage.backend.protocol import (
+    ActivityWorkItem,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
+from durable_azstorage.model.errors import (
+    ConcurrencyConflictError,
+    LockLostError,
+    TaskHubNotFoundError,
+)
+from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
+from durable_azstorage.serialization.codec import (
+    decode_event,
+    decode_state,
+    encode_event,
+    encode_state,
+)
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True, eq=False)
+class _Instance:
+    """Stored data of one instance id: the current execution's history and its state."""
+
+    history: list[HistoryEvent] = field(default_factory=list)
+    state: InstanceState | None = None
+
+
+class InMemoryBackend:
+    """Backend protocol in memory. ``lock_timeout`` is how long a received item stays locked."""
+
+    def __init__(
+        self, *, clock: Clock | None = None, lock_timeout: timedelta = timedelta(minutes=5)
+    ) -> None:
+        if lock_timeout <= timedelta(0):
+            raise ValueError(f"lock_timeout must be positive, got {lock_timeout}")
+        self.clock: Clock = clock or SystemClock()
+        self.lock_timeout = lock_timeout
+        self._mutex = threading.RLock()
+        self._signal = Signal()
+        self.clock.subscribe(self._signal.notify_all)
+        self._hub_exists = True
+        self._stopped = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._instances: dict[str, _Instance] = {}
+        self._etags: dict[str, int] = {}  # survives purge so that stale locks still conflict
+        self._control = ControlQueues()
+        self._activities = VisibilityQueue()
+        self._activity_locks: dict[str | int, Lock] = {}
+
+    # --- task hub -------------------------------------------------------------------------
+    async def create_task_hub(self) -> None:
+        with self._mutex:
+            self._hub_exists = True
+
+    async def delete_task_hub(self) -> None:
+        with self._mutex:
+            self._hub_exists = False
+            self._reset()
+        self._signal.notify_all()
+
+    async def start(self) -> None:
+        with self._mutex:
+            self._require_hub()
+            self._stopped = False
+
+    async def stop(self) -> None:
+        with self._mutex:
+            self._stopped = True
+        self._signal.notify_all()
+
+    # --- client side ----------------------------------------------------------------------
+    async def create_instance(
+        self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
+    ) -> bool:
+        instance_id = start.instance.instance_id
+        with self._mutex:
+            self._require_hub()
+            now = self.clock.now()
+            stored = StoredMessage.of(start, now=now)
+            existing = self._instances.get(instance_id)
+            if existing is not None and existing.state is not None:
+                if not may_replace(existing.state, reuse_policy):
+                    return False
+            self._instances[instance_id] = _Instance(state=pending_state(start, now))
+            self._bump_etag(instance_id)
+            self._control.push(instance_id, stored)
+        self._signal.notify_all()
+        return True
+
+    async def send_message(self, message: TaskMessage) -> None:
+        with self._mutex:
+            self._require_hub()
+            self._enqueue(message, self.clock.now())
+        self._signal.notify_all()
+
+    async def get_instance(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> InstanceState | None:
+        with self._mutex:
+            record = self._instances.get(instance_id)
+            state = record.state if record is not None else None
+        if state is None:
+            return None
+        return state if fetch_payloads else without_payloads(state)
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        with self._mutex:
+            record = self._instances.get(instance_id)
+            return list(record.history) if record is not None else []
+
+    async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
+        with self._mutex:
+            states = [r.state for r in self._instances.values() if r.state is not None]
+        return page_of(states, query)
+
+    async def purge_instance(self, instance_id: str) -> bool:
+        with self._mutex:
+            record = self._instances.pop(instance_id, None)
+            if record is None:
+                return False
+            self._bump_etag(instance_id)
+            return True
+
+    # --- orchestration work items --------------------------------------------------------
+    async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
+        return await self._wait_for(
+            self._try_lock_orchestration, self._next_control_change, timeout
+        )
+
+    async def renew_orchestration(self, item: OrchestrationWorkItem) -> None:
+        with self._mutex:
+            lock = self._live_orch_lock(item)
+            self._control.renew(item.instance_id, lock, self.clock.now() + self.lock_timeout)
+
+    async def complete_orchestration(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> None:
+        with self._mutex:
+            instance_id = item.instance_id
+            token = self._own_token(item.lock_token, instance_id)
+            if self._etags.get(instance_id, 0) != token.etag:
+                raise ConcurrencyConflictError(
+                    f"instance {instance_id!r} was changed by another writer since this work "
+                    "item was locked; nothing was committed or sent"
+                )
+            lock = self._live_orch_lock(item)
+            now = self.clock.now()
+            # Validate and copy everything before the first write: a bad commit changes nothing.
+            events = [decode_event(encode_event(e)) for e in commit.new_events]
+            state = decode_state(encode_state(commit.state))
+            if state.instance_id != instance_id:
+                raise ValueError(
+                    f"commit.state is for {state.instance_id!r}, the work item for {instance_id!r}"
+                )
+            outbound = [(m, StoredMessage.of(m, now=now)) for m in commit.outbound_messages]
+            for request in commit.activity_messages:
+                if not request.is_activity_request:
+                    raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
+            # 1. history (the ETag-guarded step)
+            record = self._instances.setdefault(instance_id, _Instance())
+            record.history = events if commit.new_execution else record.history + events
+            self._bump_etag(instance_id)
+            # 2. outbound messages
+            for outgoing, stored in outbound:
+                self._route(outgoing, stored)
+            # 3. instance state
+            record.state = state
+            # 4. consumed messages
+            self._control.consume(instance_id, lock, now)
+        self._signal.notify_all()
+
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+    ) -> None:
+        with self._mutex:
+            lock = self._live_orch_lock(item)
+            visible_at = self.clock.now() + (delay or timedelta(0))
+            self._control.release(item.instance_id, lock, visible_at)
+        self._signal.notify_all()
+
+    # --- activity work items --------------------------------------------------------------
+    async def lock_next_activity(self, timeout: float) -> ActivityWorkItem | None:
+        return await self._wait_for(
+            self._try_lock_activity, self._activities.next_visible_at, timeout
+        )
+
+    async def renew_activity(self, item: ActivityWorkItem) -> None:
+        with self._mutex:
+            lock = self._live_activity_lock(item)
+            lock.expires_at = self.clock.now() + self.lock_timeout
+            self._activities.hide_until(lock.messages[0], lock.expires_at)
+
+    async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
+        with self._mutex:
+            token = self._own_token(item.lock_token, None)
+            self._enqueue(result, self.clock.now())
+            lock = self._activity_locks.get(token.key)
+            live = lock is not None and lock.token is token and lock.expires_at > self.clock.now()
+            if lock is not None and live:
+                self._activities.remove(lock.messages[0])
+                del self._activity_locks[token.key]
+        self._signal.notify_all()
+        if not live:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) expired; the result was sent, the request "
+                "will be delivered again"
+            )
+
+    async def abandon_activity(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+    ) -> None:
+        with self._mutex:
+            lock = self._live_activity_lock(item)
+            visible_at = self.clock.now() + (delay or timedelta(0))
+            self._activities.hide_until(lock.messages[0], visible_at)
+            del self._activity_locks[lock.token.key]
+        self._signal.notify_all()
+
+    # --- receiving ------------------------------------------------------------------------
+    async def _wait_for(
+        self,
+        attempt: Callable[[], _T | None],
+        next_change: Callable[[], datetime | None],
+        timeout: float,
+    ) -> _T | None:
+        """Try ``attempt`` until it finds work or ``timeout`` real seconds pass; sleep until
+        notified (enqueue, release, clock jump) or until the next visibility deadline."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            waiter = self._signal.waiter()
+            with self._mutex:
+                if self._stopped or not self._hub_exists:
+                    waiter.close()
+                    return None
+                found = attempt()
+                wake_at: datetime | None = next_change()
+            if found is not None:
+                waiter.close()
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waiter.close()
+                return None
+            if wake_at is not None:
+                until = self.clock.seconds_until(wake_at)
+                if until is not None:
+                    remaining = min(remaining, max(until, 0.001))
+            await waiter.wait(remaining)
+
+    def _try_lock_orchestration(self) -> OrchestrationWorkItem | None:
+        def token(instance_id: str) -> LockToken:
+            return LockToken(self, instance_id, self._etags.get(instance_id, 0))
+
+        now = self.clock.now()
+        locked = self._control.lock_next(now, self.lock_timeout, self._probe, token)
+        if locked is None:
+            return None
+        instance_id, lock = locked
+        record = self._instances.get(instance_id)
+        return OrchestrationWorkItem(
+            instance_id=instance_id,
+            history=tuple(record.history) if record is not None else (),
+            messages=tuple(m.decode() for m in lock.messages),
+            lock_token=lock.token,
+            dequeue_count=max(m.dequeue_count for m in lock.messages),
+        )
+
+    def _next_control_change(self) -> datetime | None:
+        return self._control.next_change()
+
+    def _probe(self, instance_id: str) -> tuple[bool, bool]:
+        record = self._instances.get(instance_id)
+        if record is None:
+            return False, False
+        return record.state is not None, bool(record.history)
+
+    def _try_lock_activity(self) -> ActivityWorkItem | None:
+        now = self.clock.now()
+        stored = self._activities.first_visible(now)
+        if stored is None:
+            return None
+        token = LockToken(self, stored.id, 0)
+        lock = Lock(token=token, expires_at=now + self.lock_timeout, messages=[stored])
+        self._activity_locks[stored.id] = lock
+        stored.dequeue_count += 1
+        self._activities.hide_until(stored, lock.expires_at)
+        return ActivityWorkItem.from_message(
+            stored.decode(), lock_token=token, dequeue_count=stored.dequeue_count
+        )
+
+    # --- locks ----------------------------------------------------------------------------
+    def _own_token(self, token: object, instance_id: str | None) -> LockToken:
+        if not isinstance(token, LockToken) or token.owner is not self:
+            raise LockLostError(f"lock token {token!r} was not issued by this backend")
+        if instance_id is not None and token.key != instance_id:
+            raise LockLostError(f"lock token {token!r} is not for instance {instance_id!r}")
+        return token
+
+    def _live_orch_lock(self, item: OrchestrationWorkItem) -> Lock:
+        token = self._own_token(item.lock_token, item.instance_id)
+        lock = self._control.live_lock(item.instance_id, token, self.clock.now())
+        if lock is None:
+            raise LockLostError(
+                f"the lock on instance {item.instance_id!r} expired or was taken by another "
+                "worker; its messages will be delivered again"
+            )
+        return lock
+
+    def _live_activity_lock(self, item: ActivityWorkItem) -> Lock:
+        token = self._own_token(item.lock_token, None)
+        lock = self._activity_locks.get(token.key)
+        if lock is None or lock.token is not token or lock.expires_at <= self.clock.now():
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) expired or was taken by another worker"
+            )
+        return lock
+
+    # --- storage --------------------------------------------------------------------------
+    def _require_hub(self) -> None:
+        if not self._hub_exists:
+            raise TaskHubNotFoundError("in-memory")
+
+    def _bump_etag(self, instance_id: str) -> None:
+        self._etags[instance_id] = self._etags.get(instance_id, 0) + 1
+
+    def _enqueue(self, message: TaskMessage, now: datetime) -> None:
+        self._route(message, StoredMessage.of(message, now=now))
+
+    def _route(self, message: TaskMessage, stored: StoredMessage) -> None:
+        if message.is_activity_request:
+            self._activities.push(stored)
+        else:
+            self._control.push(message.instance.instance_id, stored)

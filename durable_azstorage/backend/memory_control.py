@@ -1,0 +1,158 @@
+"""Per-instance control queues and the one-work-item-per-instance rule (in-memory backend).
+
+Choosing the next orchestration work item: among instances that are not locked, the one
+with the message that became visible first; all its visible messages are locked
+together (ExecutionStarted first for a new execution). Messages for an instance that has
+not started wait for its ExecutionStarted; messages for an instance that does not exist and
+is not about to start are dropped with a log line, since nothing would ever consume them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+
+log = logging.getLogger(__name__)
+
+InstanceProbe = Callable[[str], "tuple[bool, bool]"]
+"""``probe(instance_id) -> (exists, started)``: a state record exists / history is not empty."""
+
+
+class ControlQueues:
+    """Every instance's control queue, plus one heap over all of them.
+
+    The heap holds ``(check_at, message)`` entries: when a message may next be deliverable.
+    An entry is stale once its message is gone or its visibility moved (``version``); a
+    message of a locked or not-yet-started instance is re-filed at the time worth checking
+    again. Picking the next work item therefore costs O(log n), not a scan of all instances.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[str, VisibilityQueue] = {}
+        self._locks: dict[str, Lock] = {}
+        self._heap: list[tuple[datetime, int, int, str, StoredMessage]] = []
+
+    def push(self, instance_id: str, message: StoredMessage) -> None:
+        queue = self._queues.get(instance_id)
+        if queue is None:
+            queue = self._queues[instance_id] = VisibilityQueue(ordered=False)
+        queue.push(message)
+        self._file(instance_id, message, message.invisible_until)
+
+    def lock_next(
+        self,
+        now: datetime,
+        lock_timeout: timedelta,
+        probe: InstanceProbe,
+        token: Callable[[str], LockToken],
+    ) -> tuple[str, Lock] | None:
+        """Lock the next deliverable instance and hide its messages until the lock expires."""
+        refile: list[tuple[str, StoredMessage, datetime]] = []
+        found: tuple[str, list[StoredMessage]] | None = None
+        while found is None and self._heap and self._heap[0][0] <= now:
+            _, _, version, instance_id, message = heapq.heappop(self._heap)
+            queue = self._queues.get(instance_id)
+            if queue is None or not queue.contains(message) or message.version != version:
+                continue  # stale entry
+            lock = self._locks.get(instance_id)
+            if lock is not None and lock.expires_at > now:
+                refile.append((instance_id, message, lock.expires_at))
+                continue
+            self._locks.pop(instance_id, None)  # an expired lock: its messages are free again
+            deliverable = self._deliverable(instance_id, queue, now, probe)
+            if deliverable:
+                found = (instance_id, deliverable)
+            elif queue.contains(message):
+                starts = [m.invisible_until for m in queue if m.is_start]
+                if starts:
+                    refile.append((instance_id, message, max(min(starts), now)))
+        for instance_id, message, when in refile:
+            self._file(instance_id, message, when)
+        if found is None:
+            return None
+        instance_id, messages = found
+        lock = Lock(token=token(instance_id), expires_at=now + lock_timeout, messages=messages)
+        self._locks[instance_id] = lock
+        for message in messages:
+            message.dequeue_count += 1
+        self._hide(instance_id, messages, lock.expires_at)
+        return instance_id, lock
+
+    def next_change(self) -> datetime | None:
+        """The earliest time ``lock_next`` may find something it cannot find now."""
+        while self._heap:
+            _, _, version, instance_id, message = self._heap[0]
+            queue = self._queues.get(instance_id)
+            if queue is not None and queue.contains(message) and message.version == version:
+                return self._heap[0][0]
+            heapq.heappop(self._heap)
+        return None
+
+    def live_lock(self, instance_id: str, token: LockToken, now: datetime) -> Lock | None:
+        lock = self._locks.get(instance_id)
+        if lock is None or lock.token is not token or lock.expires_at <= now:
+            return None
+        return lock
+
+    def renew(self, instance_id: str, lock: Lock, until: datetime) -> None:
+        lock.expires_at = until
+        self._hide(instance_id, lock.messages, until)
+
+    def release(self, instance_id: str, lock: Lock, visible_at: datetime) -> None:
+        """Unlock and show the lock's messages again at ``visible_at`` (abandon)."""
+        self.renew(instance_id, lock, visible_at)
+        self._unlock(instance_id, visible_at)
+
+    def consume(self, instance_id: str, lock: Lock, now: datetime) -> None:
+        """Unlock and delete the lock's messages (completion)."""
+        queue = self._queues[instance_id]
+        for message in lock.messages:
+            queue.remove(message)
+        self._unlock(instance_id, now)
+
+    def _unlock(self, instance_id: str, now: datetime) -> None:
+        """Drop the lock; messages that arrived meanwhile are worth checking at once."""
+        del self._locks[instance_id]
+        queue = self._queues[instance_id]
+        for message in queue:
+            self._file(instance_id, message, max(message.invisible_until, now))
+        if not len(queue):
+            del self._queues[instance_id]
+
+    def _hide(self, instance_id: str, messages: list[StoredMessage], until: datetime) -> None:
+        queue = self._queues[instance_id]
+        for message in messages:
+            if queue.contains(message):
+                queue.hide_until(message, until)
+                self._file(instance_id, message, until)
+
+    def _file(self, instance_id: str, message: StoredMessage, when: datetime) -> None:
+        entry = (when, message.id, message.version, instance_id, message)
+        heapq.heappush(self._heap, entry)
+
+    def _deliverable(
+        self, instance_id: str, queue: VisibilityQueue, now: datetime, probe: InstanceProbe
+    ) -> list[StoredMessage]:
+        visible = queue.visible(now)
+        if not visible:
+            return []
+        exists, started = probe(instance_id)
+        if started:
+            return visible
+        starts = [m for m in visible if m.is_start]
+        if starts:
+            return starts + [m for m in visible if not m.is_start]
+        if exists or any(m.is_start for m in queue):
+            return []  # wait for the ExecutionStarted
+        for message in visible:
+            log.warning(
+                "discarding a message for instance %r, which does not exist: %s",
+                instance_id,
+                message.text[:200],
+            )
+            queue.remove(message)
+        return []

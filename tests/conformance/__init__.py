@@ -1,0 +1,1 @@
+"""Backend conformance suite: one set of tests, run against every Backend implementation."""
