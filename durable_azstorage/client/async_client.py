@@ -87,6 +87,15 @@ class AsyncTaskHubClient:
     ) -> None:
         await self.close()
 
+    # --- task hub --------------------------------------------------------------------------
+    async def create_task_hub(self) -> None:
+        """Create the hub's resources; idempotent, so every deployment may call it at start-up."""
+        await self._backend.create_task_hub()
+
+    async def delete_task_hub(self) -> None:
+        """Delete the hub and everything in it (instances, history, queued messages)."""
+        await self._backend.delete_task_hub()
+
     # --- scheduling ------------------------------------------------------------------------
     async def schedule_new_orchestration(
         self,

@@ -156,3 +156,9 @@ class TaskHubClient:
 
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
         return self._run(self._async.purge_orchestration(instance_id, recursive=recursive))
+
+    def create_task_hub(self) -> None:
+        self._run(self._async.create_task_hub())
+
+    def delete_task_hub(self) -> None:
+        self._run(self._async.delete_task_hub())

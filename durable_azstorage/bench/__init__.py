@@ -1,0 +1,1 @@
+"""Micro-benchmarks runnable as modules (``python -m durable_azstorage.bench.replay``)."""
