@@ -1,0 +1,114 @@
+"""``durable-azstorage hub create|delete|info|list``: task hub resources from the shell.
+
+The account comes from the environment (``AzureStorageSettings.from_env``:
+DURABLE_AZSTORAGE_CONNECTION_STRING, ...); ``--task-hub`` and ``--partition-count`` override it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+import typer
+
+from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.model.errors import DurableTaskError
+
+if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
+    from durable_azstorage.azure.clients import StorageClients
+    from durable_azstorage.azure.taskhub import TaskHubInfo
+
+app = typer.Typer(no_args_is_help=True)
+T = TypeVar("T")
+
+_HUB = typer.Option(None, "--task-hub", "-t", help="Task hub name (default: env or 'default').")
+_COUNT = typer.Option(None, "--partition-count", "-p", help="Partition count (1-16).")
+_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _settings(task_hub: str | None, partition_count: int | None) -> AzureStorageSettings:
+    overrides: dict[str, Any] = {}
+    if task_hub is not None:
+        overrides["task_hub"] = task_hub
+    if partition_count is not None:
+        overrides["partition_count"] = partition_count
+    try:
+        return AzureStorageSettings.from_env(**overrides)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(settings: AzureStorageSettings, action: Callable[[StorageClients], Awaitable[T]]) -> T:
+    from durable_azstorage.azure.clients import StorageClients
+
+    async def go() -> T:
+        async with StorageClients(settings) as clients:
+            return await action(clients)
+
+    try:
+        return asyncio.run(go())
+    except DurableTaskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _show(info: TaskHubInfo, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(asdict(info), default=str))
+        return
+    typer.echo(f"task hub:        {info.task_hub}")
+    typer.echo(f"partition count: {info.partition_count}")
+    typer.echo(f"created:         {info.created_time.isoformat()} by {info.created_by}")
+    typer.echo("resources:       " + ", ".join(info.resources))
+    if info.missing:
+        typer.echo("MISSING:         " + ", ".join(info.missing))
+
+
+@app.command()
+def create(
+    task_hub: Optional[str] = _HUB,  # noqa: UP007
+    partition_count: Optional[int] = _COUNT,  # noqa: UP007
+    as_json: bool = _JSON,
+) -> None:
+    """Create the task hub (idempotent; fails if it exists with another partition count)."""
+    from durable_azstorage.azure.taskhub import TaskHubResources
+
+    settings = _settings(task_hub, partition_count)
+    _show(_run(settings, lambda c: TaskHubResources(c).create_if_not_exists()), as_json)
+
+
+@app.command()
+def info(task_hub: Optional[str] = _HUB, as_json: bool = _JSON) -> None:  # noqa: UP007
+    """Show the hub's partition count, creation time and resources (missing ones flagged)."""
+    from durable_azstorage.azure.taskhub import TaskHubResources
+
+    settings = _settings(task_hub, None)
+    _show(_run(settings, lambda c: TaskHubResources(c).info()), as_json)
+
+
+@app.command()
+def delete(task_hub: Optional[str] = _HUB) -> None:  # noqa: UP007
+    """Delete every resource of the task hub (all instances and history are lost)."""
+    from durable_azstorage.azure.taskhub import TaskHubResources
+
+    settings = _settings(task_hub, None)
+    existed = _run(settings, lambda c: TaskHubResources(c).delete())
+    typer.echo(f"deleted task hub {settings.task_hub}" if existed else
+               f"task hub {settings.task_hub} did not exist (leftovers removed)")
+
+
+@app.command("list")
+def list_(as_json: bool = _JSON) -> None:
+    """List the task hubs in the account."""
+    from durable_azstorage.azure.taskhub import list_task_hubs
+
+    hubs = _run(_settings(None, None), list_task_hubs)
+    if as_json:
+        typer.echo(json.dumps([asdict(h) for h in hubs], default=str))
+        return
+    for hub in hubs:
+        typer.echo(f"{hub.task_hub}\t{hub.partition_count} partitions\t{hub.created_time.isoformat()}")
