@@ -1,0 +1,45 @@
+"""Fixtures for the store tests: a fresh task hub on the session Azurite and the three stores.
+
+``stores`` opens ``StorageClients`` (with their request counter), creates the hub, builds
+``PayloadStore``/``HistoryStore``/``InstanceStore`` the way the provider does, and deletes
+the hub afterwards (also when the test fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from stores_support import Stores
+
+from durable_azstorage.azure.clients import StorageClients
+from durable_azstorage.azure.history_store import HistoryStore
+from durable_azstorage.azure.instance_store import InstanceStore
+from durable_azstorage.azure.payloads import PayloadStore
+from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.taskhub import TaskHubResources
+
+
+@pytest.fixture
+async def stores(azure_settings: AzureStorageSettings) -> AsyncIterator[Stores]:
+    async with StorageClients(azure_settings) as clients:
+        hub = TaskHubResources(clients)
+        await hub.create_if_not_exists()
+        try:
+            names = azure_settings.names
+            payloads = PayloadStore(
+                clients.container(names.large_messages_container), retry=clients.retry
+            )
+            yield Stores(
+                clients=clients,
+                names=names,
+                payloads=payloads,
+                history=HistoryStore(
+                    clients.table(names.history_table), payloads, retry=clients.retry
+                ),
+                instances=InstanceStore(
+                    clients.table(names.instances_table), payloads, retry=clients.retry
+                ),
+            )
+        finally:
+            await hub.delete()

@@ -1,0 +1,33 @@
+"""The ``Stores`` bundle used by the store tests (a module, so tests can import the type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from durable_azstorage.azure.clients import StorageClients
+from durable_azstorage.azure.history_store import HistoryStore
+from durable_azstorage.azure.instance_store import InstanceStore
+from durable_azstorage.azure.naming import TaskHubNames
+from durable_azstorage.azure.payloads import PayloadStore
+
+
+@dataclass
+class Stores:
+    clients: StorageClients
+    names: TaskHubNames
+    payloads: PayloadStore
+    history: HistoryStore
+    instances: InstanceStore
+
+    def history_store(self, **options: object) -> HistoryStore:
+        """Another HistoryStore on the same table (batch limits, hooks)."""
+        return HistoryStore(
+            self.clients.table(self.names.history_table),
+            self.payloads,
+            retry=self.clients.retry,
+            **options,  # type: ignore[arg-type]
+        )
+
+    async def blob_names(self, prefix: str = "") -> list[str]:
+        container = self.clients.container(self.names.large_messages_container)
+        return sorted([b.name async for b in container.list_blobs(name_starts_with=prefix or None)])
