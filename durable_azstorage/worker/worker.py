@@ -231,7 +231,8 @@ class TaskHubWorker:
                 self._log.exception("worker loop crashed")
 
     def __enter__(self) -> TaskHubWorker:
-        self.start()
+        """Returns the worker unstarted (as the portable SDK does): register, then ``start()``;
+        leaving the block stops it gracefully."""
         return self
 
     def __exit__(

@@ -65,6 +65,7 @@ def test_settings_create_the_backend_and_context_managers_clean_up() -> None:
     worker.add_orchestrator(one_activity)
     worker.add_activity(greet)
     with worker, TaskHubClient(settings) as client:
+        worker.start()
         iid = client.schedule_new_orchestration(one_activity, input="greet")
         assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == "hi"
     assert settings.created == 2
@@ -108,7 +109,8 @@ def test_graceful_stop_finishes_in_flight_activity(
     assert runs == [1]
     # Its result was completed before the stop: a new worker finishes the orchestration
     # without running the activity again.
-    with make_worker():
+    with make_worker() as second:
+        second.start()
         state = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
     assert state.get_output() == "done"
     assert runs == [1]
@@ -138,7 +140,8 @@ def test_stop_after_grace_cancels_and_work_is_redelivered() -> None:
             threading.Event().wait(0.01)
         first.stop(grace=timedelta(milliseconds=100))
         # The cancelled request was not completed: it comes back when its lock expires.
-        with make_worker():
+        with make_worker() as second:
+            second.start()
             state = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
     assert state.get_output() == 2
     assert attempts == [1, 2]
@@ -202,6 +205,7 @@ def test_activity_concurrency_is_bounded(backend: InMemoryBackend, client: TaskH
     worker.add_orchestrator(fan)
     worker.add_activity(busy)
     with worker:
+        worker.start()
         iid = client.schedule_new_orchestration(fan, input=8)
         assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == 8
     assert peak[0] == 2
@@ -220,6 +224,7 @@ def test_long_activity_keeps_its_lock_by_renewal(client: TaskHubClient) -> None:
     worker.add_orchestrator(one_activity)
     worker.add_activity(long_one)
     with worker, TaskHubClient(backend=backend) as c:
+        worker.start()
         iid = c.schedule_new_orchestration(one_activity, input="long_one")
         assert c.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == "survived"
     assert runs == [1]  # never redelivered
@@ -260,6 +265,7 @@ def test_poison_work_item_fails_the_instance_and_tells_its_parent() -> None:
     worker.add_orchestrator(trivial)
     worker.add_orchestrator(parent)
     with worker, TaskHubClient(backend=backend) as client:
+        worker.start()
         pid = client.schedule_new_orchestration(parent)
         other = client.schedule_new_orchestration(trivial)
         state = client.wait_for_orchestration_completion("poisoned", timeout=TIMEOUT)
@@ -298,6 +304,7 @@ def test_activity_redelivered_too_often_fails_without_running_again() -> None:
     worker.add_orchestrator(orch)
     worker.add_activity(outlives_its_lock)
     with worker, TaskHubClient(backend=backend) as client:
+        worker.start()
         iid = client.schedule_new_orchestration(orch)
         out = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output()
     assert "delivered 2 times (max_dequeue_count=1)" in out
@@ -313,4 +320,5 @@ def test_start_on_a_missing_task_hub_raises_the_backend_error() -> None:
         worker.start()
     asyncio.run(backend.create_task_hub())
     with worker:  # the same worker starts once the hub exists
+        worker.start()
         pass
