@@ -1,0 +1,110 @@
+"""Activity work items: locks on work-item queue messages, renewal, completion, abandon.
+
+A lock is the received message's invisibility: renewing extends it (new pop receipt),
+completing sends the result to the orchestration's control queue *first* and then deletes
+the request (a crash in between re-runs the activity; replay ignores the duplicate result),
+abandoning makes it visible again after the delay. A request delivered more than
+``max_dequeue_count`` times is copied to the poison store before it is handed out; the
+worker then fails the activity instead of running it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from durable_azstorage.azure.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.queues import ReceivedMessage
+from durable_azstorage.backend.protocol import ActivityWorkItem
+from durable_azstorage.model.errors import LockLostError
+from durable_azstorage.model.messages import TaskMessage
+
+
+@dataclass(eq=False, slots=True)
+class _ActivityLock:
+    received: ReceivedMessage
+
+
+class ActivityWorkItems:
+    """The activity half of ``AzureStorageBackend``."""
+
+    def __init__(
+        self,
+        receiver: ActivityReceiver,
+        *,
+        send: Callable[[TaskMessage], Awaitable[None]],
+        quarantine: Callable[[ReceivedMessage, str], Awaitable[None]],
+        max_dequeue_count: int,
+        visibility_timeout: timedelta,
+    ) -> None:
+        self.receiver = receiver
+        self._queue = receiver.queue
+        self._send = send
+        self._quarantine = quarantine
+        self._max_dequeue_count = max_dequeue_count
+        self._visibility = visibility_timeout
+        self._locks: dict[str, _ActivityLock] = {}
+
+    async def lock_next(self, timeout: float) -> ActivityWorkItem | None:
+        received = await self.receiver.next(timeout)
+        if received is None or received.message is None:
+            return None
+        limit = self._max_dequeue_count
+        if received.dequeue_count > limit:
+            await self._quarantine(
+                received, f"delivered {received.dequeue_count} times (max_dequeue_count={limit})"
+            )
+        lock = _ActivityLock(received)
+        self._locks[received.message_id] = lock
+        return ActivityWorkItem.from_message(
+            received.message, lock_token=lock, dequeue_count=received.dequeue_count
+        )
+
+    def _own(self, item: ActivityWorkItem) -> _ActivityLock:
+        lock = item.lock_token
+        if not isinstance(lock, _ActivityLock) or self._locks.get(lock.received.message_id) is not lock:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) is not held by this backend"
+            )
+        visible = lock.received.next_visible_on
+        if visible is not None and visible <= datetime.now(timezone.utc):
+            self._locks.pop(lock.received.message_id, None)
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) expired at {visible.isoformat()}"
+            )
+        return lock
+
+    async def renew(self, item: ActivityWorkItem) -> None:
+        lock = self._own(item)
+        try:
+            lock.received = await self._queue.set_visibility(lock.received, self._visibility)
+        except Exception as exc:
+            self._locks.pop(lock.received.message_id, None)
+            raise LockLostError(
+                f"could not renew the lock on activity {item.name!r}: {exc}"
+            ) from exc
+
+    async def complete(self, item: ActivityWorkItem, result: TaskMessage) -> None:
+        lock = item.lock_token
+        if not isinstance(lock, _ActivityLock):
+            raise LockLostError(f"lock token {lock!r} was not issued by this backend")
+        await self._send(result)
+        held = self._locks.pop(lock.received.message_id, None) is lock
+        deleted = held and await self._queue.delete(lock.received)
+        if not deleted:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) was lost; the result was sent, the request "
+                "will be delivered again"
+            )
+
+    async def abandon(self, item: ActivityWorkItem, *, delay: timedelta | None = None) -> None:
+        lock = self._own(item)
+        self._locks.pop(lock.received.message_id, None)
+        try:
+            await self._queue.set_visibility(lock.received, delay or timedelta(0))
+        except Exception as exc:  # a stale receipt: it becomes visible again anyway
+            raise LockLostError(f"could not abandon activity {item.name!r}: {exc}") from exc

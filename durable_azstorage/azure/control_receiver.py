@@ -1,0 +1,219 @@
+"""Receiving control-queue messages: one loop per owned queue feeding a per-instance buffer.
+
+``MessageBuffer`` holds received messages grouped by instance (the same queue message
+received again replaces its older copy, keeping the fresh pop receipt) and hands out at most
+one batch per instance at a time. ``ControlQueueReceiver`` polls one control queue in batches
+of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle, waking at
+once when this process enqueues to that queue (``wake()``), and pausing while the buffer is
+full (back-pressure: a bounded number of buffered messages per worker). Receiving is driven
+by demand: a loop polls only while some caller waits in ``lock_next_orchestration``, so a
+process that takes no work (a client, a worker at its concurrency limit) pulls no messages
+away from the workers that would process them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+MIN_POLL_INTERVAL = 0.05
+
+
+class MessageBuffer:
+    """Received control messages waiting for a work item, one in-flight batch per instance."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._messages: dict[str, dict[str, ReceivedMessage]] = {}
+        self._locked: set[str] = set()
+        self._ready: OrderedDict[str, None] = OrderedDict()
+        self._changed = asyncio.Event()
+        self._count = 0
+        self._waiters = 0
+        self._reserved = 0  # slots promised to receives in flight
+        self.demand = asyncio.Event()  # set while someone waits for a work item
+
+    @property
+    def count(self) -> int:
+        """Buffered messages not yet handed out."""
+        return self._count
+
+    @property
+    def room(self) -> int:
+        return max(0, self.capacity - self._count - self._reserved)
+
+    def reserve(self, wanted: int) -> int:
+        """Claim up to ``wanted`` slots for a receive (so concurrent receivers cannot
+        overfill the buffer); give them back with ``unreserve`` once the batch is added."""
+        granted = min(wanted, self.room)
+        self._reserved += granted
+        return granted
+
+    def unreserve(self, count: int) -> None:
+        self._reserved = max(0, self._reserved - count)
+
+    def add(self, instance_id: str, message: ReceivedMessage) -> None:
+        batch = self._messages.setdefault(instance_id, {})
+        if message.message_id in batch:
+            log.debug("duplicate delivery of %s for %r", message.message_id, instance_id)
+        else:
+            self._count += 1
+        batch[message.message_id] = message
+        if instance_id not in self._locked:
+            self._ready[instance_id] = None
+        self._changed.set()
+
+    def take_ready(self) -> tuple[str, list[ReceivedMessage]] | None:
+        """The oldest ready instance and all its buffered messages; it is locked until
+        ``release``."""
+        while self._ready:
+            instance_id, _ = self._ready.popitem(last=False)
+            batch = self._messages.pop(instance_id, None)
+            if not batch:
+                continue
+            self._count -= len(batch)
+            self._locked.add(instance_id)
+            return instance_id, list(batch.values())
+        return None
+
+    def release(self, instance_id: str) -> None:
+        self._locked.discard(instance_id)
+        if self._messages.get(instance_id):
+            self._ready[instance_id] = None
+            self._changed.set()
+
+    def take_unlocked(self) -> list[ReceivedMessage]:
+        """Remove and return every buffered message of an instance not locked now."""
+        out: list[ReceivedMessage] = []
+        while self._ready:
+            instance_id, _ = self._ready.popitem(last=False)
+            batch = self._messages.pop(instance_id, None)
+            if batch:
+                self._count -= len(batch)
+                out.extend(batch.values())
+        return out
+
+    @property
+    def has_demand(self) -> bool:
+        return self._waiters > 0
+
+    def drop_queue(self, queue_name: str) -> None:
+        """Forget the buffered messages of ``queue_name`` (its partition was lost)."""
+        for instance_id in list(self._messages):
+            batch = self._messages[instance_id]
+            for message_id in [k for k, m in batch.items() if m.queue_name == queue_name]:
+                del batch[message_id]
+                self._count -= 1
+            if not batch:
+                del self._messages[instance_id]
+                self._ready.pop(instance_id, None)
+
+    def add_waiter(self) -> bool:
+        """Someone waits for work: receivers poll. True if demand just started."""
+        self._waiters += 1
+        started = not self.demand.is_set()
+        self.demand.set()
+        return started
+
+    def remove_waiter(self) -> None:
+        self._waiters -= 1
+        if self._waiters <= 0:
+            self._waiters = 0
+            self.demand.clear()
+
+    async def wait(self, timeout: float) -> None:
+        """Sleep until something becomes ready (or ``timeout`` seconds)."""
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def notify(self) -> None:
+        self._changed.set()
+
+
+class ControlQueueReceiver:
+    """The receive loop of one control queue."""
+
+    def __init__(
+        self,
+        queue: MessageQueue,
+        buffer: MessageBuffer,
+        *,
+        batch_size: int,
+        visibility_timeout: timedelta,
+        max_poll_interval: timedelta,
+        handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
+    ) -> None:
+        self.queue = queue
+        self._buffer = buffer
+        self._batch_size = batch_size
+        self._visibility = visibility_timeout
+        self._max_poll = max(MIN_POLL_INTERVAL, max_poll_interval.total_seconds())
+        self._handle = handle
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Poll now: this process just enqueued to the queue."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        interval = MIN_POLL_INTERVAL
+        while True:
+            if not self._buffer.demand.is_set():
+                await self._buffer.demand.wait()
+                interval = MIN_POLL_INTERVAL
+            room = self._buffer.reserve(self._batch_size)
+            if room <= 0:
+                await self._sleep(MIN_POLL_INTERVAL * 4)
+                continue
+            try:
+                received = await self.queue.receive(room, self._visibility)
+                if received:
+                    interval = MIN_POLL_INTERVAL
+                    await self._handle(received)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("control queue %s: receive failed; retrying", self.queue.name)
+                await self._sleep(min(self._max_poll, 1.0))
+                continue
+            finally:
+                self._buffer.unreserve(room)
+            if received and len(received) >= room:
+                continue  # probably more waiting
+            woken = await self._sleep(interval)
+            if woken:
+                interval = MIN_POLL_INTERVAL
+            elif not received:
+                interval = min(interval * 2, self._max_poll)
+
+    async def _sleep(self, seconds: float) -> bool:
+        woken = True
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            woken = False
+        self._wake.clear()
+        return woken

@@ -1,0 +1,192 @@
+"""``MessageQueue``: one Azure queue carrying ``TaskMessage`` envelopes.
+
+Messages are the codec's versioned JSON envelope, sent as UTF-8 text with an infinite TTL
+(``time_to_live=-1``: a timer due in a year must not expire in the queue). A body above
+45 KiB (UTF-8) is gzipped to the large-message container and the queue carries a small
+envelope ``{"v": 1, "blob": "<name>"}`` instead; ``receive`` resolves it. Delays are clamped
+to ``max_delay`` (Azure caps visibility at 7 days): the provider re-sends a timer that arrives
+before its ``fire_at`` (timer chaining).
+
+A message that cannot be decoded is still returned (``message`` None, ``error`` set), so the
+caller can move it to the poison store instead of letting it loop forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.queue.aio import QueueClient
+
+from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.payloads import PayloadStore, needs_message_offload
+from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.model.history import event_type_name
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.serialization.codec import (
+    FORMAT_VERSION,
+    decode_message_envelope,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedMessage:
+    """A received queue message; ``pop_receipt`` proves the receive (delete/update need it).
+
+    ``next_visible_on`` is when the message becomes visible again (the end of its lock),
+    computed locally from the request's start: the service reports it in whole seconds.
+
+    ``message`` is None when the body could not be decoded; ``error`` then says why and
+    ``raw`` holds the body as received.
+    """
+
+    queue_name: str
+    message_id: str
+    pop_receipt: str
+    dequeue_count: int
+    inserted_on: datetime | None
+    next_visible_on: datetime | None
+    raw: str
+    message: TaskMessage | None
+    sequence_number: int | None = None
+    error: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[float, int]:
+        """DTFx order: insertion time, then the sender's sequence number."""
+        ts = self.inserted_on.timestamp() if self.inserted_on is not None else 0.0
+        return (ts, self.sequence_number or 0)
+
+
+class MessageQueue:
+    """Send, receive, delete and re-hide messages of one queue (transient errors retried)."""
+
+    def __init__(
+        self,
+        client: QueueClient,
+        payloads: PayloadStore,
+        retry: TransientRetry,
+        *,
+        max_delay: timedelta,
+    ) -> None:
+        self.client = client
+        self.name: str = client.queue_name
+        self._payloads = payloads
+        self._retry = retry
+        self._max_delay = max_delay
+
+    async def send(
+        self,
+        message: TaskMessage,
+        *,
+        delay: timedelta | None = None,
+        sequence_number: int | None = None,
+    ) -> None:
+        """Enqueue ``message``, hidden for ``delay`` (clamped to ``[0, max_delay]``)."""
+        text = encode_message(message, sequence_number=sequence_number)
+        if needs_message_offload(text):
+            kind = event_type_name(message.event)
+            blob = f"{escape_key(message.instance.instance_id)}/message-{uuid.uuid4().hex}-{kind}.json.gz"
+            blob = await self._payloads.put(blob, text)
+            text = json.dumps({"v": FORMAT_VERSION, "blob": blob}, separators=(",", ":"))
+        await self.send_text(text, delay=delay)
+
+    async def send_text(self, text: str, *, delay: timedelta | None = None) -> None:
+        """Enqueue an already-encoded body (poison replay, re-sent timers)."""
+        seconds = 0
+        if delay is not None and delay > timedelta(0):
+            seconds = int(min(delay, self._max_delay).total_seconds() + 0.999)
+        await self._retry.call(
+            lambda: self.client.send_message(text, visibility_timeout=seconds, time_to_live=-1)
+        )
+
+    async def receive(
+        self, max_messages: int, visibility_timeout: timedelta
+    ) -> list[ReceivedMessage]:
+        """At most ``max_messages`` visible messages (one request), hidden for the timeout."""
+        seconds = max(1, int(visibility_timeout.total_seconds()))
+
+        async def one_page() -> list[Any]:
+            pager = self.client.receive_messages(
+                messages_per_page=max_messages, visibility_timeout=seconds, max_messages=max_messages
+            )
+            async for page in pager.by_page():
+                return [m async for m in page]
+            return []
+
+        hidden_until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        raw = await self._retry.call(one_page)
+        return list(await asyncio.gather(*(self._decode(m, hidden_until) for m in raw)))
+
+    async def delete(self, received: ReceivedMessage) -> bool:
+        """Delete a received message; False if it was already gone (or re-received)."""
+        try:
+            await self._retry.call(
+                lambda: self.client.delete_message(received.message_id, received.pop_receipt)
+            )
+        except ResourceNotFoundError:
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 404):  # pop receipt mismatch: someone re-received it
+                log.info("queue %s: message %s already gone", self.name, received.message_id)
+                return False
+            raise
+        return True
+
+    async def set_visibility(
+        self, received: ReceivedMessage, timeout: timedelta
+    ) -> ReceivedMessage:
+        """Hide the message for ``timeout`` from now; returns it with the new pop receipt.
+
+        Raises ``ResourceNotFoundError``/``HttpResponseError`` when the receipt is stale.
+        """
+        seconds = max(0, int(min(timeout, self._max_delay).total_seconds()))
+        hidden_until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        updated = await self._retry.call(
+            lambda: self.client.update_message(
+                received.message_id, received.pop_receipt, visibility_timeout=seconds
+            )
+        )
+        return replace(
+            received,
+            pop_receipt=updated.pop_receipt or received.pop_receipt,
+            next_visible_on=hidden_until,
+        )
+
+    async def _decode(self, raw: Any, hidden_until: datetime) -> ReceivedMessage:
+        content = raw.content
+        text = content.decode("utf-8") if isinstance(content, bytes) else str(content or "")
+        message: TaskMessage | None = None
+        sequence: int | None = None
+        error: str | None = None
+        try:
+            body = text
+            if '"blob"' in text[:200]:
+                doc = json.loads(text)
+                if isinstance(doc, dict) and isinstance(doc.get("blob"), str) and "event" not in doc:
+                    body = await self._payloads.get(doc["blob"])
+            envelope = decode_message_envelope(body)
+            message, sequence = envelope.message, envelope.sequence_number
+        except (ValueError, TypeError, KeyError, ResourceNotFoundError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return ReceivedMessage(
+            queue_name=self.name,
+            message_id=raw.id,
+            pop_receipt=raw.pop_receipt,
+            dequeue_count=raw.dequeue_count or 1,
+            inserted_on=raw.inserted_on,
+            next_visible_on=hidden_until,
+            raw=text,
+            message=message,
+            sequence_number=sequence,
+            error=error,
+        )

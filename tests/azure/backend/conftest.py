@@ -1,0 +1,92 @@
+"""Fixtures for AzureStorageBackend tests against the session Azurite.
+
+``make_backend(**kw)`` builds a backend on this test's task hub (short visibility timeouts so
+that redelivery takes seconds); the first one creates the hub. Every backend is stopped and
+the hub deleted at the end of the test, also when it fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from durable_azstorage.azure.provider import AzureStorageBackend
+from durable_azstorage.azure.settings import AzureStorageSettings
+
+from builders import MakeBackend
+
+
+@pytest.fixture
+def fast_settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
+    return dataclasses.replace(
+        azure_settings,
+        partition_count=2,
+        control_queue_visibility_timeout=timedelta(seconds=3),
+        work_item_visibility_timeout=timedelta(seconds=3),
+        max_poll_interval=timedelta(milliseconds=500),
+    )
+
+
+@pytest.fixture
+async def make_backend(fast_settings: AzureStorageSettings) -> AsyncIterator[MakeBackend]:
+    made: list[AzureStorageBackend] = []
+
+    async def make(start: bool = True, settings: AzureStorageSettings | None = None, **kw: Any) -> AzureStorageBackend:
+        backend = AzureStorageBackend(settings or fast_settings, **kw)
+        if not made:
+            await backend.create_task_hub()
+        made.append(backend)
+        if start:
+            await backend.start()
+        return backend
+
+    try:
+        yield make
+    finally:
+        for backend in reversed(made):
+            await backend.stop()
+        if made:
+            cleaner = AzureStorageBackend(fast_settings)
+            try:
+                await cleaner.delete_task_hub()
+            finally:
+                await cleaner.stop()
+
+
+@pytest.fixture
+async def harness(fast_settings: AzureStorageSettings) -> AsyncIterator[Any]:
+    """The conformance suite's ``BackendHarness`` on Azurite (see test_conformance_azurite)."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from conformance.harness import BackendHarness
+
+    settings = dataclasses.replace(fast_settings, max_poll_interval=timedelta(milliseconds=200))
+    backend, peer = AzureStorageBackend(settings), AzureStorageBackend(settings)
+    await backend.create_task_hub()
+    await backend.start()
+    await peer.start()
+    try:
+        yield BackendHarness(
+            name="azurite",
+            backend=backend,
+            peer=peer,
+            lock_timeout=settings.control_queue_visibility_timeout,
+            delay=timedelta(seconds=4),
+            receive_timeout=10.0,
+            empty_timeout=1.0,
+            now=lambda: datetime.now(timezone.utc),
+            sleep=asyncio.sleep,
+        )
+    finally:
+        await peer.stop()
+        await backend.stop()
+        cleaner = AzureStorageBackend(settings)
+        try:
+            await cleaner.delete_task_hub()
+        finally:
+            await cleaner.stop()

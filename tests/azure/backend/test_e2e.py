@@ -1,0 +1,247 @@
+"""End to end on Azurite: a TaskHubWorker and a client, each with its own AzureStorageBackend.
+
+The worker runs on its own thread (its own event loop and HTTP session); the client runs in
+the test's loop. The worker's backend has its own RequestCounter (``counter``), so the storage
+cost of running orchestrations is measured without the client's status polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from durable_azstorage import (
+    ActivityContext,
+    AsyncTaskHubClient,
+    OrchestrationContext,
+    OrchestrationStatus,
+    TaskHubWorker,
+    when_all,
+    when_any,
+)
+from durable_azstorage.azure.metrics import RequestCounter
+from durable_azstorage.azure.provider import AzureStorageBackend
+from durable_azstorage.azure.settings import AzureStorageSettings
+
+pytestmark = pytest.mark.azurite
+TIMEOUT = 60
+
+
+def hello(ctx: ActivityContext, name: str) -> str:
+    return f"Hello {name}"
+
+
+def sequence(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    out = []
+    for city in ["Tokyo", "Seattle", "London", "Paris", "Cairo"]:
+        out.append((yield ctx.call_activity("hello", input=city)))
+    return out
+
+
+def fan_out(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
+    results = yield when_all([ctx.call_activity("hello", input=str(i)) for i in range(n)])
+    return len(results)
+
+
+def child(ctx: OrchestrationContext, x: int):  # type: ignore[no-untyped-def]
+    return x * 2
+
+
+def parent(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    results = yield when_all([ctx.call_sub_orchestrator("child", input=i) for i in range(3)])
+    return sum(results)
+
+
+def timer_or_event(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    timer = ctx.create_timer(timedelta(seconds=30))
+    event = ctx.wait_for_external_event("approve")
+    winner = yield when_any([timer, event])
+    if winner is event:
+        timer.cancel()
+        return f"approved:{event.get_result()}"
+    return "timed out"
+
+
+def short_timer(ctx: OrchestrationContext, seconds: float):  # type: ignore[no-untyped-def]
+    yield ctx.create_timer(timedelta(seconds=seconds))
+    return "fired"
+
+
+def counter_loop(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
+    if n >= 3:
+        return n
+    yield ctx.call_activity("hello", input=str(n))
+    ctx.continue_as_new(n + 1)
+    return None
+
+
+def echo_big(ctx: OrchestrationContext, payload: str):  # type: ignore[no-untyped-def]
+    got = yield ctx.call_activity("echo", input=payload)
+    ctx.set_custom_status(payload[:10])
+    return got + "!"
+
+
+def echo(ctx: ActivityContext, payload: str) -> str:
+    return payload
+
+
+def waiter(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    return (yield ctx.wait_for_external_event("go"))
+
+
+@pytest.fixture
+def counter() -> RequestCounter:
+    return RequestCounter()
+
+
+@pytest.fixture
+def e2e_settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
+    return dataclasses.replace(
+        azure_settings, partition_count=2, max_poll_interval=timedelta(seconds=1)
+    )
+
+
+@pytest.fixture
+def worker(e2e_settings: AzureStorageSettings, counter: RequestCounter) -> Iterator[TaskHubWorker]:
+    backend = AzureStorageBackend(e2e_settings, counter=counter)
+    w = TaskHubWorker(backend=backend, lock_renew_interval=timedelta(seconds=20))
+    for fn in (
+        sequence, fan_out, child, parent, timer_or_event, short_timer, counter_loop, echo_big,
+        waiter, big_event, fail_big,
+    ):
+        w.add_orchestrator(fn)
+    w.add_activity(hello)
+    w.add_activity(echo)
+    try:
+        yield w
+    finally:
+        w.stop(grace=timedelta(seconds=5))
+
+
+@pytest.fixture
+async def client(
+    e2e_settings: AzureStorageSettings, counter: RequestCounter, worker: TaskHubWorker
+) -> AsyncIterator[AsyncTaskHubClient]:
+    backend = AzureStorageBackend(e2e_settings)  # the client's requests are counted apart
+    await backend.create_task_hub()
+    worker.start()
+    try:
+        async with AsyncTaskHubClient(backend=backend) as c:
+            yield c
+    finally:
+        worker.stop(grace=timedelta(seconds=5))
+        await backend.delete_task_hub()
+        await backend.stop()
+
+
+async def run(client: AsyncTaskHubClient, name: str, input: Any = None, **kw: Any) -> Any:
+    iid = await client.schedule_new_orchestration(name, input=input, **kw)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    state.raise_if_failed()
+    assert state.runtime_status is OrchestrationStatus.COMPLETED
+    return state.get_output()
+
+
+async def test_sequence_and_request_count(client: AsyncTaskHubClient, counter: RequestCounter) -> None:
+    before = counter.snapshot()
+    assert await run(client, "sequence") == [f"Hello {c}" for c in ["Tokyo", "Seattle", "London", "Paris", "Cairo"]]
+    used = counter.snapshot() - before
+    print(f"\n5-activity sequence: {used.total} requests ({used.total / 5:.1f} per activity): {sorted(used.counts.items())}")
+
+
+async def test_fan_out_100_and_request_count(client: AsyncTaskHubClient, counter: RequestCounter) -> None:
+    before = counter.snapshot()
+    assert await run(client, "fan_out", 100) == 100
+    used = counter.snapshot() - before
+    print(f"\n100-activity fan-out: {used.total} requests ({used.total / 100:.1f} per activity): {sorted(used.counts.items())}")
+
+
+async def test_sub_orchestrations(client: AsyncTaskHubClient) -> None:
+    assert await run(client, "parent") == 0 + 2 + 4
+
+
+async def test_event_wins_over_timer_and_timer_fires(client: AsyncTaskHubClient) -> None:
+    iid = await client.schedule_new_orchestration("timer_or_event")
+    await client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
+    await client.raise_orchestration_event(iid, "approve", data="yes")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.get_output() == "approved:yes"
+    assert await run(client, "short_timer", 1.5) == "fired"
+
+
+async def test_event_before_start_and_continue_as_new(client: AsyncTaskHubClient) -> None:
+    assert await run(client, "counter_loop", 0) == 3
+    iid = await client.schedule_new_orchestration("waiter")
+    await client.raise_orchestration_event(iid, "go", data=42)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.get_output() == 42
+
+
+def big_event(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    data = yield ctx.wait_for_external_event("big")
+    ctx.set_custom_status(data)
+    yield ctx.wait_for_external_event("never")
+
+
+def fail_big(ctx: OrchestrationContext, message: str):  # type: ignore[no-untyped-def]
+    raise ValueError(message)
+
+
+async def test_large_payloads_everywhere(client: AsyncTaskHubClient) -> None:
+    big = "".join(f"{i:08d}" for i in range(5 * 1024 * 1024 // 8)) + "end"  # 5 MiB
+    # input, activity input/result (queue messages and history rows), output, custom status
+    iid = await client.schedule_new_orchestration("echo_big", input=big)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    state.raise_if_failed()
+    assert state.get_input() == big and state.get_output() == big + "!"
+    assert state.get_custom_status() == big[:10]
+    history = await client.get_orchestration_history(iid)
+    assert any(getattr(e, "result", None) == f'"{big}"' for e in history)
+    # event data and custom status
+    iid = await client.schedule_new_orchestration("big_event")
+    await client.raise_orchestration_event(iid, "big", data=big)
+    for _ in range(600):
+        state = await client.get_orchestration_state(iid)
+        if state is not None and state.get_custom_status() is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert state is not None and state.get_custom_status() == big
+    # termination reason
+    await client.terminate_orchestration(iid, output=big)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.runtime_status is OrchestrationStatus.TERMINATED and state.get_output() == big
+    # failure details
+    iid = await client.schedule_new_orchestration("fail_big", input=big)
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.runtime_status is OrchestrationStatus.FAILED
+    assert state.failure_details is not None and big in state.failure_details.message
+
+
+@pytest.mark.slow
+async def test_fan_out_1000(client: AsyncTaskHubClient, counter: RequestCounter) -> None:
+    before = counter.snapshot()
+    iid = await client.schedule_new_orchestration("fan_out", input=1000)
+    state = await client.wait_for_orchestration_completion(iid, timeout=600)
+    assert state.get_output() == 1000
+    used = counter.snapshot() - before
+    print(f"\n1000-activity fan-out: {used.total} requests ({used.total / 1000:.1f} per activity)")
+
+
+async def test_terminate_suspend_resume(client: AsyncTaskHubClient) -> None:
+    iid = await client.schedule_new_orchestration("waiter")
+    await client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
+    await client.suspend_orchestration(iid, reason="pause")
+    await client.raise_orchestration_event(iid, "go", data=1)
+    await client.resume_orchestration(iid, reason="go on")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.get_output() == 1
+    iid2 = await client.schedule_new_orchestration("waiter")
+    await client.wait_for_orchestration_start(iid2, timeout=TIMEOUT)
+    await client.terminate_orchestration(iid2, output="stop")
+    state = await client.wait_for_orchestration_completion(iid2, timeout=TIMEOUT)
+    assert state.runtime_status is OrchestrationStatus.TERMINATED
