@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # settings and backends
     "AzureStorageSettings": "durable_azstorage.azure.settings",
+    "AzureStorageBackend": "durable_azstorage.azure.provider",
     "InMemoryBackend": "durable_azstorage.backend.memory",
     "Backend": "durable_azstorage.backend.protocol",
     # runtime
@@ -72,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.authoring.tasks import Task as Task
     from durable_azstorage.authoring.tasks import when_all as when_all
     from durable_azstorage.authoring.tasks import when_any as when_any
+    from durable_azstorage.azure.provider import AzureStorageBackend as AzureStorageBackend
     from durable_azstorage.azure.settings import AzureStorageSettings as AzureStorageSettings
     from durable_azstorage.backend.memory import InMemoryBackend as InMemoryBackend
     from durable_azstorage.backend.protocol import Backend as Backend

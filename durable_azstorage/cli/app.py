@@ -1,7 +1,8 @@
 """The top-level ``durable-azstorage`` app and its ``azurite`` command.
 
 Command groups live in their own modules and are registered in ``_GROUPS`` below; add a line
-there for a new group (module path, name, help).
+there for a new group (module path, name, help). Single commands kept in their own module
+(``worker``) are registered in ``_COMMANDS``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Optional
 
 import typer
 
+from durable_azstorage.cli.output import EXIT_CODES_HELP
 from durable_azstorage.testing.azurite import Azurite, AzuriteError
 
 app = typer.Typer(
     name="durable-azstorage",
     help="Durable orchestrations with state in Azure Storage: local Azurite and task hub tools.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,10 +31,19 @@ app = typer.Typer(
 
 _GROUPS: list[tuple[str, str, str]] = [
     ("durable_azstorage.cli.hub", "hub", "Create, inspect and delete task hubs."),
+    ("durable_azstorage.cli.instances", "instances", "List, inspect, start and control instances."),
+]
+
+# Single commands that live in their own module: (module path, name); the module's function of
+# that name is the command.
+_COMMANDS: list[tuple[str, str]] = [
+    ("durable_azstorage.cli.worker", "worker"),
 ]
 
 for _module, _name, _help in _GROUPS:
     app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
+for _module, _name in _COMMANDS:
+    app.command(name=_name, epilog=EXIT_CODES_HELP)(getattr(importlib.import_module(_module), _name))
 
 
 @app.command()

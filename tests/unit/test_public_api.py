@@ -7,7 +7,7 @@ import importlib
 import durable_azstorage
 
 EXPECTED = {
-    "ActivityContext", "AsyncTaskHubClient", "AzureStorageSettings", "Backend",
+    "ActivityContext", "AsyncTaskHubClient", "AzureStorageBackend", "AzureStorageSettings", "Backend",
     "CreateOrchestrationAction", "DataConverter", "DurableTaskError", "FailureDetails",
     "HistoryEvent", "InMemoryBackend", "InvalidOperationError", "JsonDataConverter",
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",

@@ -1,0 +1,385 @@
+"""``durable-azstorage instances ...``: find, inspect, start and control orchestration instances.
+
+A thin layer over ``TaskHubClient``. Tables for people, ``--json`` for scripts; payloads given on
+the command line (``--input``, ``--data``) are JSON. Destructive operations (``terminate``,
+``purge``) ask for confirmation, or need ``--yes`` when stdin is not a terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import List, Optional
+
+import typer
+
+from durable_azstorage.cli import arguments
+from durable_azstorage.cli.connection import (
+    CONNECTION_STRING_OPTION,
+    DEBUG_OPTION,
+    PARTITION_COUNT_OPTION,
+    TASK_HUB_OPTION,
+    Connection,
+    resolve,
+)
+from durable_azstorage.cli.output import (
+    EXIT_CODES_HELP,
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    counting,
+    event_to_dict,
+    is_missing_resource,
+    print_history,
+    print_json,
+    print_state,
+    print_states,
+    reporting,
+    state_to_dict,
+)
+from durable_azstorage.client.client import TaskHubClient
+from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.errors import OrchestrationNotFoundError
+from durable_azstorage.model.query import OrchestrationQuery
+from durable_azstorage.model.status import OrchestrationStatus
+
+app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)
+
+_JSON = typer.Option(False, "--json", help="Print JSON (for scripts).")
+_YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+_REASON = typer.Option(None, "--reason", help="Reason recorded in the history.")
+_ID = typer.Argument(..., help="Instance id.", show_default=False)
+_RECURSIVE = typer.Option(
+    True, "--recursive/--no-recursive", help="Include sub-orchestrations."
+)
+
+
+@contextmanager
+def _client(
+    debug: bool, connection_string: str | None, task_hub: str | None, partition_count: int | None
+) -> Iterator[TaskHubClient]:
+    """Resolve the connection, open a client, and report failures as one line + exit code."""
+    connection = Connection(connection_string, task_hub, partition_count)
+    with reporting(debug), resolve(connection) as target:
+        hub = target.settings.task_hub
+        try:
+            with TaskHubClient(target.settings) as client:
+                yield client
+        except OrchestrationNotFoundError as exc:
+            raise CliError(f"{exc} in task hub {hub!r}", EXIT_NOT_FOUND) from exc
+        except Exception as exc:
+            if not is_missing_resource(exc):
+                raise
+            raise CliError(
+                f"task hub {hub!r} does not exist in account {target.settings.account_name!r} "
+                f"(create it with `durable-azstorage hub create -t {hub}`)",
+                EXIT_NOT_FOUND,
+            ) from exc
+
+
+def _require(client: TaskHubClient, instance_id: str, payloads: bool) -> OrchestrationState:
+    state = client.get_orchestration_state(instance_id, fetch_payloads=payloads)
+    if state is None:
+        raise OrchestrationNotFoundError(instance_id)
+    return state
+
+
+def _confirm(yes: bool, question: str, option_hint: str) -> None:
+    """Proceed with ``--yes``; ask on a terminal; refuse (exit 2) without one."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"{option_hint} needs confirmation: pass --yes (stdin is not a terminal)",
+                       EXIT_USAGE)
+    if not typer.confirm(question, default=False, err=True):
+        raise CliError("aborted, nothing changed", EXIT_FAILURE)
+
+
+def _every_page(client: TaskHubClient, query: OrchestrationQuery) -> list[OrchestrationState]:
+    """Follow continuation tokens (counting on a terminal: 100k instances take a while)."""
+    states: list[OrchestrationState] = []
+    with counting("listing instances") as advance:
+        while True:
+            page = client.query_orchestrations(query)
+            states += page.items
+            advance(len(page.items))
+            if page.continuation_token is None:
+                return states
+            query = dataclasses.replace(query, continuation_token=page.continuation_token)
+
+
+@app.command("list")
+def list_(
+    status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007 - typer needs these on 3.10
+        None, "--status", "-s",
+        help="Runtime status; repeat or comma-separate for several (Running, Pending, Completed, "
+        "Failed, Terminated, Suspended, ContinuedAsNew).",
+    ),
+    created_from: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--created-from", help="Created at or after this ISO 8601 time (no offset: UTC)."
+    ),
+    created_to: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--created-to", help="Created at or before this ISO 8601 time (no offset: UTC)."
+    ),
+    prefix: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--prefix", help="Instance id prefix."
+    ),
+    page_size: int = typer.Option(100, "--page-size", min=1, max=1000, help="Instances per page."),
+    all_pages: bool = typer.Option(False, "--all", help="Follow every page."),
+    continuation_token: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--continuation-token", help="Continue after a previous page."
+    ),
+    payloads: bool = typer.Option(False, "--payloads", help="Include inputs/outputs (JSON)."),
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """List instances, one page at a time (or --all); the next page's token goes to stderr.
+
+    JSON: {"items": [...], "continuation_token": "..." or null}.
+    """
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        if all_pages and continuation_token:
+            raise CliError("--all and --continuation-token exclude each other", EXIT_USAGE)
+        query = OrchestrationQuery(
+            runtime_status=arguments.statuses(status),
+            created_time_from=arguments.utc_time(created_from, "--created-from"),
+            created_time_to=arguments.utc_time(created_to, "--created-to"),
+            instance_id_prefix=prefix,
+            page_size=page_size,
+            continuation_token=continuation_token,
+            fetch_inputs_and_outputs=payloads,
+        )
+        token: str | None = None
+        if all_pages:
+            states = _every_page(client, query)
+        else:
+            page = client.query_orchestrations(query)
+            states, token = page.items, page.continuation_token
+        if as_json:
+            print_json({
+                "items": [state_to_dict(s, payloads=payloads) for s in states],
+                "continuation_token": token,
+            })
+            return
+        print_states(states)
+        more = f"; more: --continuation-token {token}" if token else ""
+        typer.echo(f"{len(states)} instance(s){more}", err=True)
+
+
+@app.command()
+def show(
+    instance_id: str = _ID,
+    payloads: bool = typer.Option(
+        True, "--payloads/--no-payloads", help="Fetch input, output and custom status."
+    ),
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Show an instance's status and payloads (large payloads are fetched from blobs)."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        state = _require(client, instance_id, payloads)
+        if as_json:
+            print_json(state_to_dict(state, payloads=payloads))
+        else:
+            print_state(state)
+
+
+@app.command()
+def history(
+    instance_id: str = _ID,
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Show the current execution's history events, oldest first (empty while Pending)."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        events = client.get_orchestration_history(instance_id)
+        if as_json:
+            print_json([event_to_dict(e) for e in events])
+        else:
+            print_history(events)
+            if not events:
+                typer.echo("no history yet (a Pending instance has none until a worker runs it)",
+                           err=True)
+
+
+@app.command()
+def wait(
+    instance_id: str = _ID,
+    timeout: float = typer.Option(60.0, "--timeout", min=0.0, help="Seconds to wait at most."),
+    until_started: bool = typer.Option(
+        False, "--started", help="Wait only until it has left Pending."
+    ),
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Wait until an instance has ended (or started) and show it.
+
+    Exit 0 when it completed (or started); 1 when it failed or was terminated, or on timeout.
+    """
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        _require(client, instance_id, payloads=False)
+        if until_started:
+            state = client.wait_for_orchestration_start(
+                instance_id, fetch_payloads=True, timeout=timeout
+            )
+        else:
+            state = client.wait_for_orchestration_completion(instance_id, timeout=timeout)
+        if as_json:
+            print_json(state_to_dict(state, payloads=True))
+        else:
+            print_state(state)
+        if not until_started and state.runtime_status is not OrchestrationStatus.COMPLETED:
+            raise CliError(f"{instance_id} ended {state.runtime_status.value}", EXIT_FAILURE)
+
+
+@app.command()
+def start(
+    name: str = typer.Option(..., "--name", "-n", help="Orchestrator name.", show_default=False),
+    input: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--input", "-i", help="Input as JSON, e.g. '\"Tokyo\"' or '{\"n\": 3}'."
+    ),
+    instance_id: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--instance-id", help="Instance id (default: a random one)."
+    ),
+    start_at: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--start-at", help="Start no earlier than this ISO 8601 time (no offset: UTC)."
+    ),
+    version: Optional[str] = typer.Option(None, "--version", help="Orchestration version."),  # noqa: UP007
+    tag: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
+        None, "--tag", help="KEY=VALUE tag; repeat for several."
+    ),
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Schedule a new instance and print its id (it stays Pending until a worker runs it)."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        data = arguments.json_value(input, "--input")
+        when = arguments.utc_time(start_at, "--start-at")
+        new_id = client.schedule_new_orchestration(
+            name, input=data, instance_id=instance_id, start_at=when, version=version,
+            tags=arguments.tags(tag),
+        )
+        if as_json:
+            print_json({"instance_id": new_id})
+        else:
+            typer.echo(new_id)
+
+
+@app.command("raise")
+def raise_(
+    instance_id: str = _ID,
+    event: str = typer.Option(..., "--event", "-e", help="Event name.", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Event data as JSON."),  # noqa: UP007
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Send an external event to an instance."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        payload = arguments.json_value(data, "--data")
+        client.raise_orchestration_event(instance_id, event, data=payload)
+        typer.echo(f"raised {event!r} on {instance_id}")
+
+
+@app.command()
+def terminate(
+    instance_id: str = _ID,
+    reason: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--reason", help="Reason; becomes the instance's output."
+    ),
+    recursive: bool = _RECURSIVE,
+    yes: bool = _YES,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Terminate an instance (a worker carries it out); asks unless --yes."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        state = _require(client, instance_id, payloads=False)
+        _confirm(yes, f"terminate {instance_id} ({state.name}, {state.runtime_status.value})?",
+                 "terminate")
+        client.terminate_orchestration(instance_id, output=reason, recursive=recursive)
+        typer.echo(f"termination of {instance_id} requested")
+
+
+@app.command()
+def suspend(
+    instance_id: str = _ID,
+    reason: Optional[str] = _REASON,  # noqa: UP007
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Suspend an instance: it keeps its state but processes no events until resumed."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        client.suspend_orchestration(instance_id, reason=reason)
+        typer.echo(f"suspension of {instance_id} requested")
+
+
+@app.command()
+def resume(
+    instance_id: str = _ID,
+    reason: Optional[str] = _REASON,  # noqa: UP007
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Resume a suspended instance."""
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        client.resume_orchestration(instance_id, reason=reason)
+        typer.echo(f"resumption of {instance_id} requested")
+
+
+@app.command()
+def purge(
+    instance_id: str = _ID,
+    recursive: bool = _RECURSIVE,
+    yes: bool = _YES,
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Delete an ended instance's history, state and blobs (and its sub-orchestrations').
+
+    Asks unless --yes. Instances that have not ended are refused (exit 1): terminate first.
+    An unknown instance exits 3 (the client's purge is idempotent; the CLI flags typos).
+    """
+    with _client(debug, connection_string, task_hub, partition_count) as client:
+        state = _require(client, instance_id, payloads=False)
+        scope = " and its sub-orchestrations" if recursive else ""
+        _confirm(
+            yes,
+            f"purge {instance_id} ({state.name}, {state.runtime_status.value}){scope}? "
+            "This cannot be undone",
+            "purge",
+        )
+        result = client.purge_orchestration(instance_id, recursive=recursive)
+        if as_json:
+            print_json({"deleted_instance_count": result.deleted_instance_count,
+                        "is_complete": result.is_complete})
+        else:
+            typer.echo(f"purged {result.deleted_instance_count} instance(s)")

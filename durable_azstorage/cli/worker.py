@@ -1,0 +1,198 @@
+"""``durable-azstorage worker --app module:attr``: run a worker defined in the user's module.
+
+``attr`` is a ``TaskHubWorker`` or a zero-argument function returning one. The connection
+options are resolved first and exported as ``DURABLE_AZSTORAGE_*`` variables *before* the module
+is imported, so a module that builds ``TaskHubWorker(AzureStorageSettings.from_env())`` runs
+against what the command line named (or against the temporary Azurite started when nothing is
+configured; the hub is then created, since that Azurite starts empty).
+
+Ctrl-C or SIGTERM stops gracefully: no new work is fetched, in-flight work gets ``--grace``
+seconds, then the process exits 0. A second signal exits at once (locked work is redelivered
+after its lock expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from durable_azstorage.cli.connection import (
+    CONNECTION_STRING_OPTION,
+    DEBUG_OPTION,
+    PARTITION_COUNT_OPTION,
+    TASK_HUB_OPTION,
+    Connection,
+    export_to_environment,
+    resolve,
+)
+from durable_azstorage.cli.output import (
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    reporting,
+)
+from durable_azstorage.model.errors import TaskHubNotFoundError
+from durable_azstorage.worker.worker import TaskHubWorker
+
+def load_worker(ref: str, app_dir: Path) -> TaskHubWorker:
+    """Import ``module:attr`` (``attr`` may be dotted) and return the worker it names."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(
+            f"--app: expected MODULE:ATTRIBUTE such as myapp.workers:worker, got {ref!r}",
+            EXIT_USAGE,
+        )
+    folder = str(app_dir.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the module exists but imports something missing: a real failure
+        raise CliError(
+            f"--app: cannot import module {module_name!r} from {folder} or sys.path; "
+            "run from its folder or pass --app-dir",
+            EXIT_USAGE,
+        ) from None
+    target: object = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(
+                f"--app: module {module_name!r} has no attribute {attr!r}", EXIT_USAGE
+            ) from None
+    if isinstance(target, TaskHubWorker):
+        return target
+    if callable(target) and not isinstance(target, type):
+        try:
+            inspect.signature(target).bind()
+        except TypeError:
+            raise CliError(
+                f"--app: {ref} needs arguments {inspect.signature(target)}; name a TaskHubWorker "
+                "or a zero-argument function returning one",
+                EXIT_USAGE,
+            ) from None
+        except ValueError:  # no signature available (some builtins): just call it
+            pass
+        made = target()
+        if isinstance(made, TaskHubWorker):
+            return made
+        raise CliError(
+            f"--app: {ref} returned a {type(made).__name__}, not a TaskHubWorker", EXIT_USAGE
+        )
+    raise CliError(
+        f"--app: {ref} is a {type(target).__name__}, not a TaskHubWorker or a zero-argument "
+        "function returning one",
+        EXIT_USAGE,
+    )
+
+
+async def serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> None:
+    """Run ``worker`` until SIGINT/SIGTERM, then stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            typer.echo(
+                f"stopping: finishing in-flight work (up to {grace:g}s); "
+                "signal again to exit at once",
+                err=True,
+            )
+            stop.set()
+        else:
+            typer.echo("exiting at once; locked work is redelivered when its lock expires",
+                       err=True)
+            os._exit(EXIT_FAILURE)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        if create_hub:
+            try:
+                await worker.backend.create_task_hub()
+            except BaseException:
+                await worker.backend.stop()  # release its storage clients before reporting
+                raise
+        run = asyncio.ensure_future(worker.run_async())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            # Ask until run_async has seen it (a signal may arrive while it is starting).
+            while not run.done():
+                await worker.stop_async(timedelta(seconds=grace))
+                await asyncio.wait({run}, timeout=0.2)
+        stopped.cancel()
+        run.result()  # start-up errors (e.g. missing task hub) surface here
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def worker(
+    app_ref: str = typer.Option(
+        ..., "--app", "-a", help="MODULE:ATTRIBUTE naming a TaskHubWorker or a zero-argument "
+        "function returning one.", show_default=False,
+    ),
+    app_dir: Path = typer.Option(
+        Path("."), "--app-dir", help="Folder to import the module from (added to sys.path)."
+    ),
+    create_hub: bool = typer.Option(
+        False, "--create-hub", help="Create the task hub first if it does not exist "
+        "(always done on a temporary local Azurite)."
+    ),
+    grace: float = typer.Option(
+        30.0, "--grace", min=0.0, help="Seconds in-flight work may take to finish on stop."
+    ),
+    log_level: str = typer.Option("INFO", "--log-level", help="Logging level (stderr)."),
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Run the worker defined in your module until Ctrl-C or SIGTERM (graceful stop, exit 0).
+
+    The connection (options, environment, or a temporary Azurite) is exported as
+    DURABLE_AZSTORAGE_* variables before your module is imported: build the worker with
+    TaskHubWorker(AzureStorageSettings.from_env()).
+    """
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        typer.echo(f"error: --log-level: unknown level {log_level!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # The Azure SDK logs every HTTP request at INFO; show its warnings unless asked for DEBUG.
+    logging.getLogger("azure").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    connection = Connection(connection_string, task_hub, partition_count)
+    with reporting(debug), resolve(connection) as target:
+        export_to_environment(connection, target)
+        loaded = load_worker(app_ref, app_dir)
+        settings = getattr(loaded.backend, "settings", target.settings)  # what the module used
+        typer.echo(
+            f"worker {app_ref} starting on task hub {getattr(settings, 'task_hub', '?')!r}; "
+            "Ctrl-C or SIGTERM stops it",
+            err=True,
+        )
+        try:
+            asyncio.run(serve(loaded, create_hub=create_hub or target.local, grace=grace))
+        except TaskHubNotFoundError as exc:
+            raise CliError(f"{exc} (or pass --create-hub)", EXIT_NOT_FOUND) from None
+        typer.echo("worker stopped", err=True)
