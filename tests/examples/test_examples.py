@@ -48,7 +48,7 @@ def account_env(azurite: Azurite) -> dict[str, str]:
     ("script", "expected"),
     [
         ("hello_cities.py", "['Hello, Tokyo!', 'Hello, Seattle!', 'Hello, London!']"),
-        ("fan_out_fan_in.py", "{'lines': 5, 'words': 38}"),
+        ("fan_out_fan_in.py", "{'lines': 5, 'words': 37}"),
         ("human_interaction.py", "approved by alice"),
         ("human_interaction.py", "timed out: escalated to a manager"),
         ("monitor.py", "job finished after 4 checks"),
