@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from durable_azstorage.model.errors import DurableTaskError
+from durable_azstorage.model.errors import DurableTaskError, OrchestrationTerminatedError
+
+__all__ = [
+    "ActivityNotRegisteredError",
+    "NonSerializableResultError",
+    "OrchestrationTerminatedError",
+    "OrchestratorNotRegisteredError",
+    "TaskCancelledError",
+]
 
 
 class TaskCancelledError(DurableTaskError):
@@ -15,10 +23,6 @@ class OrchestratorNotRegisteredError(DurableTaskError, LookupError):
 
 class ActivityNotRegisteredError(DurableTaskError, LookupError):
     """No activity of that name is registered with the worker."""
-
-
-class OrchestrationTerminatedError(DurableTaskError):
-    """A sub-orchestration was terminated; its parent sees a failed task of this type."""
 
 
 class NonSerializableResultError(DurableTaskError, TypeError):

@@ -21,6 +21,10 @@ class TaskFailedError(DurableTaskError):
         self.details = details
 
 
+class OrchestrationTerminatedError(DurableTaskError):
+    """A sub-orchestration was terminated; its parent sees a failed task of this type."""
+
+
 class OrchestrationFailedError(DurableTaskError):
     """Raised by ``OrchestrationState.raise_if_failed()``."""
 

@@ -30,6 +30,7 @@ from durable_azstorage.model.history import (
     OrchestratorStarted,
 )
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.outbound import WAKE_UP, Outbound
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.apply import apply_actions
@@ -41,8 +42,6 @@ from durable_azstorage.serialization.converter import DataConverter
 MAX_GENERATIONS_PER_EPISODE = 20
 """Continue-as-new generations run back to back in one episode before yielding to the queue."""
 
-WAKE_UP = "continue-as-new: run the next generation"
-"""``GenericEvent.data`` of the message an episode sends itself after the generation cap."""
 
 _log = logging.getLogger(__name__)
 
@@ -66,13 +65,6 @@ class _Segment:
 
     past: Sequence[HistoryEvent]
     incoming: list[HistoryEvent] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Outbox:
-    activity: list[TaskMessage] = field(default_factory=list)
-    orchestrator: list[TaskMessage] = field(default_factory=list)
-    timer: list[TaskMessage] = field(default_factory=list)
 
 
 def run_episode(
@@ -134,12 +126,12 @@ def run_episode(
 
 def _admit(
     history: Sequence[HistoryEvent], messages: Sequence[TaskMessage], now: datetime
-) -> tuple[list[_Segment], list[tuple[TaskMessage, str]], _Outbox]:
+) -> tuple[list[_Segment], list[tuple[TaskMessage, str]], Outbound]:
     """Split the messages into per-generation segments; collect refusals and re-armed timers."""
     ledger = Ledger(history)
     segments = [_Segment(past=history)]
     discarded: list[tuple[TaskMessage, str]] = []
-    outbox = _Outbox()
+    outbox = Outbound()
     for message in messages:
         event = message.event
         if isinstance(event, ExecutionStarted):
@@ -182,7 +174,7 @@ def _run_generation(
     now: datetime,
     converter: DataConverter,
     new_execution_id: Callable[[], str],
-    outbox: _Outbox,
+    outbox: Outbound,
     log: logging.Logger,
 ) -> tuple[list[HistoryEvent], InstanceState, list[HistoryEvent] | None]:
     """Replay one generation with its new events. Returns the events to record, the state,
@@ -197,14 +189,11 @@ def _run_generation(
         )
         result = ExecutionResult(actions=(failed,), custom_status=None, suspended=False)
     started = _started(segment.past, incoming)
-    applied = apply_actions(
+    recorded = apply_actions(
         result.actions, started=started, history=[*segment.past, *incoming], now=now,
-        new_execution_id=new_execution_id,
+        outbox=outbox, new_execution_id=new_execution_id,
     )
-    outbox.activity.extend(applied.activity_messages)
-    outbox.orchestrator.extend(applied.orchestrator_messages)
-    outbox.timer.extend(applied.timer_messages)
-    events = [*incoming, *applied.events, OrchestratorCompleted(timestamp=now)]
+    events = [*incoming, *recorded, OrchestratorCompleted(timestamp=now)]
     state = _state(instance_id, started, result, now)
     completion = result.completion
     if completion is None or completion.status is not OrchestrationStatus.CONTINUED_AS_NEW:
@@ -219,7 +208,7 @@ def _run_generation(
 
 
 def _defer_generation(
-    instance_id: str, first_events: list[HistoryEvent], now: datetime, converter: DataConverter, outbox: _Outbox
+    instance_id: str, first_events: list[HistoryEvent], now: datetime, converter: DataConverter, outbox: Outbound
 ) -> tuple[list[HistoryEvent], InstanceState]:
     """Record the next generation's start without running it, and wake the instance by message.
 

@@ -19,7 +19,8 @@ from durable_azstorage.model.history import (
     SubOrchestrationInstanceFailed,
 )
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, WAKE_UP, run_episode
+from durable_azstorage.model.outbound import WAKE_UP
+from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, run_episode
 from durable_azstorage.serialization.converter import JsonDataConverter
 
 from ..builders import IID, T0, at, js, msg, orch_completed, orch_started, parent_of, raised, started, terminated

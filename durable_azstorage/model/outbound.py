@@ -1,0 +1,150 @@
+"""The messages a recorded history event implies: one rule for replay and for crash recovery.
+
+The checkpoint protocol (ARCHITECTURE.md §5) commits an episode's events *before* sending its
+messages and writes no outbox, because every outbound message follows from an event recorded
+in the same episode: TaskScheduled → activity request, TimerCreated → delayed TimerFired,
+SubOrchestrationInstanceCreated → the child's start, EventSent → EventRaised at the target,
+ExecutionCompleted → the parent's notice (and, for a recursive terminate, terminations of the
+running children). ``replay.apply`` applies these rules when an episode runs; the Azure
+provider applies the same rules to re-send a committed episode's messages after a crash, so
+the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from durable_azstorage.model.errors import OrchestrationTerminatedError
+from durable_azstorage.model.failure import FailureDetails, qualified_type_name
+from durable_azstorage.model.history import (
+    EventRaised,
+    EventSent,
+    ExecutionCompleted,
+    ExecutionStarted,
+    ExecutionTerminated,
+    HistoryEvent,
+    OrchestrationInstance,
+    ParentInstance,
+    SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceCreated,
+    SubOrchestrationInstanceFailed,
+    TaskScheduled,
+    TimerCreated,
+    TimerFired,
+)
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.status import OrchestrationStatus
+
+WAKE_UP = "continue-as-new: run the next generation"
+"""``GenericEvent.data`` of the message a generation that was recorded but not run yet
+(after many back-to-back continue-as-new generations) sends itself."""
+
+
+@dataclass(slots=True)
+class Outbound:
+    """Messages of one episode, by destination queue."""
+
+    activity: list[TaskMessage] = field(default_factory=list)
+    orchestrator: list[TaskMessage] = field(default_factory=list)
+    timer: list[TaskMessage] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[TaskMessage]:
+        return [*self.activity, *self.orchestrator, *self.timer]
+
+    def add_for(
+        self,
+        event: HistoryEvent,
+        *,
+        started: ExecutionStarted,
+        history: Sequence[HistoryEvent],
+        new_execution_id: Callable[[], str],
+    ) -> None:
+        """Append the messages ``event`` implies.
+
+        ``started`` opens the generation ``event`` belongs to; ``history`` is that generation's
+        events up to and including the episode's incoming ones (a recursive terminate looks
+        there for running children); ``new_execution_id`` names a child's first execution.
+        """
+        me = started.instance
+        if isinstance(event, TaskScheduled):
+            self.activity.append(TaskMessage(instance=me, event=event, sender=me))
+        elif isinstance(event, TimerCreated):
+            fired = TimerFired(timer_id=event.event_id, fire_at=event.fire_at, timestamp=event.fire_at)
+            self.timer.append(TaskMessage(instance=me, event=fired, sender=me))
+        elif isinstance(event, SubOrchestrationInstanceCreated):
+            child = OrchestrationInstance(instance_id=event.instance_id, execution_id=new_execution_id())
+            start = ExecutionStarted(
+                timestamp=event.timestamp, name=event.name, instance=child, input=event.input,
+                version=event.version,
+                parent=ParentInstance(
+                    name=started.name, instance=me, task_scheduled_id=event.event_id,
+                    version=started.version,
+                ),
+            )
+            self.orchestrator.append(TaskMessage(instance=child, event=start, sender=me))
+        elif isinstance(event, EventSent):
+            target = OrchestrationInstance(instance_id=event.instance_id)
+            raised = EventRaised(timestamp=event.timestamp, name=event.name, input=event.input)
+            self.orchestrator.append(TaskMessage(instance=target, event=raised, sender=me))
+        elif isinstance(event, ExecutionCompleted):
+            self.orchestrator.extend(_completion_messages(started, event, history))
+
+
+def running_sub_orchestrations(history: Iterable[HistoryEvent]) -> list[str]:
+    """Instance ids of sub-orchestrations created and not yet answered, in creation order."""
+    created: dict[int, str] = {}
+    for event in history:
+        if isinstance(event, SubOrchestrationInstanceCreated):
+            created[event.event_id] = event.instance_id
+        elif isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
+            created.pop(event.task_scheduled_id, None)
+    return list(dict.fromkeys(created.values()))
+
+
+def _completion_messages(
+    started: ExecutionStarted, completed: ExecutionCompleted, history: Sequence[HistoryEvent]
+) -> list[TaskMessage]:
+    """Recursive terminations of running children, then the notice to the parent."""
+    me = started.instance
+    messages: list[TaskMessage] = []
+    if completed.status is OrchestrationStatus.TERMINATED and _terminates_recursively(history):
+        for child_id in running_sub_orchestrations(history):
+            terminate = ExecutionTerminated(
+                timestamp=completed.timestamp, input=completed.result, recurse=True
+            )
+            target = OrchestrationInstance(instance_id=child_id)
+            messages.append(TaskMessage(instance=target, event=terminate, sender=me))
+    parent = started.parent
+    if parent is None:
+        return messages
+    notice: HistoryEvent
+    if completed.status is OrchestrationStatus.COMPLETED:
+        notice = SubOrchestrationInstanceCompleted(
+            timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
+            result=completed.result,
+        )
+    else:
+        notice = SubOrchestrationInstanceFailed(
+            timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
+            failure_details=completed.failure_details
+            or _terminated_details(me.instance_id, completed.result),
+        )
+    messages.append(TaskMessage(instance=parent.instance, event=notice, sender=me))
+    return messages
+
+
+def _terminates_recursively(history: Sequence[HistoryEvent]) -> bool:
+    for event in reversed(history):
+        if isinstance(event, ExecutionTerminated):
+            return event.recurse
+    return False
+
+
+def _terminated_details(instance_id: str, reason: str | None) -> FailureDetails:
+    because = f": {reason}" if reason is not None else ""
+    return FailureDetails(
+        message=f"sub-orchestration {instance_id!r} was terminated{because}",
+        error_type=qualified_type_name(OrchestrationTerminatedError),
+    )
