@@ -20,6 +20,8 @@ from durable_azstorage import (
     AsyncTaskHubClient,
     OrchestrationContext,
     OrchestrationStatus,
+    RetryPolicy,
+    TaskFailedError,
     TaskHubWorker,
     when_all,
     when_any,
@@ -112,11 +114,12 @@ def worker(e2e_settings: AzureStorageSettings, counter: RequestCounter) -> Itera
     w = TaskHubWorker(backend=backend, lock_renew_interval=timedelta(seconds=20))
     for fn in (
         sequence, fan_out, child, parent, timer_or_event, short_timer, counter_loop, echo_big,
-        waiter, big_event, fail_big,
+        waiter, big_event, fail_big, collect_items, tick_generations, retried, retries_exhausted,
     ):
         w.add_orchestrator(fn)
     w.add_activity(hello)
     w.add_activity(echo)
+    w.add_activity(flaky)
     try:
         yield w
     finally:
@@ -245,3 +248,75 @@ async def test_terminate_suspend_resume(client: AsyncTaskHubClient) -> None:
     await client.terminate_orchestration(iid2, output="stop")
     state = await client.wait_for_orchestration_completion(iid2, timeout=TIMEOUT)
     assert state.runtime_status is OrchestrationStatus.TERMINATED
+
+
+def collect_items(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
+    items = []
+    for _ in range(n):
+        items.append((yield ctx.wait_for_external_event("item")))
+    return items
+
+
+async def test_many_events_at_once_are_all_delivered(client: AsyncTaskHubClient) -> None:
+    iid = await client.schedule_new_orchestration("collect_items", input=40)
+    await asyncio.gather(
+        *(client.raise_orchestration_event(iid, "item", data=i) for i in range(40))
+    )
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    state.raise_if_failed()
+    assert sorted(state.get_output()) == list(range(40))
+
+
+def tick_generations(ctx: OrchestrationContext, seen: int):  # type: ignore[no-untyped-def]
+    if seen == 3:
+        return seen
+    yield ctx.wait_for_external_event("tick")
+    ctx.continue_as_new(seen + 1, save_events=True)
+    return None
+
+
+async def test_continue_as_new_carries_unprocessed_events(client: AsyncTaskHubClient) -> None:
+    iid = await client.schedule_new_orchestration("tick_generations", input=0)
+    await client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
+    for _ in range(3):  # all three arrive together; two must survive two continue-as-news
+        await client.raise_orchestration_event(iid, "tick")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.get_output() == 3
+
+
+_flaky_calls: dict[str, int] = {}
+RETRY = RetryPolicy(first_retry_interval=timedelta(milliseconds=200), max_number_of_attempts=3)
+
+
+def flaky(ctx: ActivityContext, key: str) -> str:
+    """Fails the first two calls per key (the worker runs in this process)."""
+    _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    if _flaky_calls[key] <= 2:
+        raise ConnectionError(f"call {_flaky_calls[key]} for {key} failed")
+    return f"{key} ok after {_flaky_calls[key]} calls"
+
+
+def retried(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def]
+    return (yield ctx.call_activity("flaky", input=key, retry_policy=RETRY))
+
+
+def retries_exhausted(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def]
+    policy = RetryPolicy(first_retry_interval=timedelta(milliseconds=200), max_number_of_attempts=2)
+    try:
+        yield ctx.call_activity("flaky", input=key, retry_policy=policy)
+    except TaskFailedError as error:
+        return [error.details.error_type, error.details.message]
+    return "unexpected success"
+
+
+async def test_retries_are_durable_timers_then_succeed_or_give_up(
+    client: AsyncTaskHubClient,
+) -> None:
+    iid = await client.schedule_new_orchestration("retried", input="a")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.get_output() == "a ok after 3 calls"
+    kinds = [type(e).__name__ for e in await client.get_orchestration_history(iid)]
+    assert kinds.count("TaskScheduled") == 3 and kinds.count("TimerCreated") == 2
+    assert await run(client, "retries_exhausted", "b") == [
+        "builtins.ConnectionError", "call 2 for b failed",
+    ]
