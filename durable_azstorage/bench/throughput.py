@@ -1,0 +1,158 @@
+"""``bench sequence`` and ``bench fanout``: how fast orchestrations complete under load.
+
+``sequence`` starts N orchestrations of 5 chained activities at once and measures throughput
+(over the span from the first creation to the last completion, from the instances' stored
+timestamps) and each instance's end-to-end latency. By default it runs twice, with extended
+sessions on and off, and reports the ratio. ``fanout`` runs one orchestration with ``size``
+parallel activities and measures its time to completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from rich.progress import Progress
+
+from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.bench.environment import (
+    StorageTarget,
+    machine_info,
+    settings_info,
+)
+from durable_azstorage.bench.report import Report, fmt_ratio, fmt_seconds
+from durable_azstorage.bench.runtime import (
+    elapsed,
+    in_process,
+    latency_summary,
+    span,
+    wait_all,
+)
+from durable_azstorage.bench.workload import (
+    SEQUENCE_LENGTH,
+    bench_fanout,
+    bench_sequence,
+)
+from durable_azstorage.client.async_client import AsyncTaskHubClient
+
+
+async def run_batch(
+    client: AsyncTaskHubClient, count: int, progress: Progress, label: str, *, timeout: float
+) -> dict[str, Any]:
+    """Start ``count`` sequence orchestrations, wait for all; throughput and latency."""
+    task = progress.add_task(f"{label}: {count} orchestrations", total=count)
+    limit = asyncio.Semaphore(32)
+
+    async def start(i: int) -> str:
+        async with limit:
+            return await client.schedule_new_orchestration(bench_sequence, input=SEQUENCE_LENGTH)
+
+    wall = time.perf_counter()
+    ids = await asyncio.gather(*(start(i) for i in range(count)))
+    states = await wait_all(
+        client, ids, timeout=timeout, on_done=lambda n: progress.update(task, completed=n)
+    )
+    wall = time.perf_counter() - wall
+    progress.remove_task(task)
+    seconds = span(states)
+    activities = count * SEQUENCE_LENGTH
+    return {
+        "orchestrations": count,
+        "activities": activities,
+        "span_s": round(seconds, 4),
+        "client_wall_s": round(wall, 4),
+        "orchestrations_per_s": round(count / seconds, 3),
+        "activities_per_s": round(activities / seconds, 3),
+        "latency_s": latency_summary([elapsed(s) for s in states]),
+    }
+
+
+def _sequence_rows(report: Report, label: str, r: dict[str, Any]) -> None:
+    lat = r["latency_s"]
+    report.row(f"{label}: orchestrations/s", f"{r['orchestrations_per_s']:.2f}")
+    report.row(f"{label}: activities/s", f"{r['activities_per_s']:.2f}")
+    report.row(
+        f"{label}: latency p50 / p95 / p99",
+        " / ".join(fmt_seconds(lat[k]) for k in ("p50", "p95", "p99")),
+    )
+
+
+async def sequence(
+    target: StorageTarget, progress: Progress, *, count: int = 20, compare_sessions: bool = True,
+    timeout: float = 600,
+) -> Report:
+    """N orchestrations x 5 sequential activities, extended sessions on (and off)."""
+    report = Report("sequence")
+    report.environment = {"machine": machine_info(), "storage": target.description}
+    modes = [True, False] if compare_sessions else [target.settings.extended_sessions]
+    runs: dict[str, dict[str, Any]] = {}
+    settings: AzureStorageSettings | None = None
+    for sessions in modes:
+        label = f"extended sessions {'on' if sessions else 'off'}"
+        settings = target.hub("seq", extended_sessions=sessions)
+        async with in_process(settings) as rt:
+            runs[label] = await run_batch(rt.client, count, progress, label, timeout=timeout)
+        _sequence_rows(report, label, runs[label])
+    assert settings is not None
+    report.settings = {**settings_info(settings), "count": count,
+                       "activities_per_orchestration": SEQUENCE_LENGTH,
+                       "max_concurrent_activities": 10, "workers": "1 (in this process)"}
+    report.settings.pop("extended_sessions", None)
+    report.settings.pop("task_hub", None)
+    report.results = {"runs": runs}
+    if len(runs) == 2:
+        on, off = runs["extended sessions on"], runs["extended sessions off"]
+        ratio = on["orchestrations_per_s"] / off["orchestrations_per_s"]
+        report.results["sessions_on_vs_off_throughput_ratio"] = round(ratio, 3)
+        report.row("throughput ratio sessions on/off",
+                   fmt_ratio(on["orchestrations_per_s"], off["orchestrations_per_s"]))
+        report.row("p50 latency ratio sessions on/off",
+                   fmt_ratio(on["latency_s"]["p50"], off["latency_s"]["p50"]))
+    report.notes.append(
+        "throughput = orchestrations / (last completion - first creation), from the stored "
+        "instance timestamps; the client, the worker and Azurite share this machine's cores"
+    )
+    return report
+
+
+async def fanout(
+    target: StorageTarget, progress: Progress, *, size: int = 1000, timeout: float = 1800,
+    activity_prefetch: int | None = None,
+) -> Report:
+    """One orchestration with ``size`` parallel activities: time to completion."""
+    report = Report("fanout")
+    report.environment = {"machine": machine_info(), "storage": target.description}
+    settings = target.hub("fan")
+    async with in_process(settings, activity_prefetch=activity_prefetch) as rt:
+        task = progress.add_task(f"fan-out of {size} activities", total=None)
+        wall = time.perf_counter()
+        instance_id = await rt.client.schedule_new_orchestration(bench_fanout, input=size)
+        (state,) = await wait_all(rt.client, [instance_id], timeout=timeout, poll=0.1)
+        wall = time.perf_counter() - wall
+        progress.remove_task(task)
+        history = await rt.client.get_orchestration_history(instance_id)
+        final = await rt.client.get_orchestration_state(instance_id)
+    seconds = elapsed(state)
+    output = final.get_output() if final is not None else None
+    if output != size * (size + 1) // 2:
+        raise RuntimeError(f"fan-out returned {output!r}, not the expected sum")
+    report.settings = {**settings_info(settings), "size": size, "max_concurrent_activities": 10,
+                       "activity_prefetch": activity_prefetch or "backend default"}
+    report.settings.pop("task_hub", None)
+    report.results = {
+        "activities": size,
+        "time_to_completion_s": round(seconds, 4),
+        "client_wall_s": round(wall, 4),
+        "activities_per_s": round(size / seconds, 3),
+        "history_events": len(history),
+    }
+    report.row("activities", str(size))
+    report.row("time to completion", fmt_seconds(seconds))
+    report.row("activities/s", f"{size / seconds:.1f}")
+    report.row("history events", str(len(history)))
+    report.notes.append(
+        "Azurite's queue receive slows with queue depth (ARCHITECTURE.md §7): a deep work-item "
+        "queue costs more here than on Azure Storage"
+    )
+    return report

@@ -1,0 +1,201 @@
+"""``durable-azstorage bench ...``: measure the engine (throughput, latency, cost, scale-out).
+
+Every scenario runs against the configured account (``--connection-string`` or the
+``DURABLE_AZSTORAGE_*`` environment) or, with none, against an Azurite started for the run
+on disk; each creates its own uniquely named task hub and deletes it afterwards. Results are
+printed as a table (stdout) with the machine, storage and settings; ``--json FILE`` also
+writes them as JSON. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from durable_azstorage.bench.environment import StorageTarget, storage_target
+from durable_azstorage.bench.report import Report
+from durable_azstorage.cli.connection import CONNECTION_STRING_OPTION, DEBUG_OPTION
+from durable_azstorage.cli.output import EXIT_USAGE, CliError, reporting
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the results to this JSON file.")
+PARTITIONS_OPTION: Any = typer.Option(4, "--partition-count", "-p", min=1, max=16,
+                                      help="Partitions (control queues) of the bench hubs.")
+POLL_OPTION: Any = typer.Option(10.0, "--max-poll-interval", min=0.05,
+                                help="Seconds: upper bound of the idle poll back-off.")
+IN_MEMORY_OPTION: Any = typer.Option(False, "--in-memory", help="Auto-started Azurite in "
+                                     "memory instead of on disk (stalls after heavy churn).")
+
+Scenario = Callable[[StorageTarget, Progress], Coroutine[Any, Any, Report]]
+
+
+def _run(
+    scenario: Scenario, *, connection_string: str | None, json_path: Path | None,
+    partition_count: int, max_poll_interval: float, in_memory: bool, debug: bool,
+) -> None:
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    out = Console()
+    if not out.is_terminal:  # files and pipes: wide enough for the operation names
+        out = Console(width=120)
+    err = Console(stderr=True)
+    with reporting(debug):
+        if json_path is not None and not json_path.parent.is_dir():
+            raise CliError(f"--json: folder {json_path.parent} does not exist", EXIT_USAGE)
+        err.print("[dim]bench: connecting (an Azurite is started if no account is configured)"
+                  "[/dim]")
+        overrides = {"partition_count": partition_count,
+                     "max_poll_interval": timedelta(seconds=max_poll_interval)}
+        with storage_target(connection_string, in_memory=in_memory, **overrides) as target:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err, transient=True) as progress:
+                report = asyncio.run(scenario(target, progress))
+        report.print(out)
+        if json_path is not None:
+            report.write_json(json_path)
+            err.print(f"results written to {json_path}")
+
+
+@app.command()
+def sequence(
+    count: int = typer.Option(20, "--count", "-n", min=1, help="Orchestrations per run."),
+    compare_sessions: bool = typer.Option(
+        True, "--compare-sessions/--sessions-only",
+        help="Run with extended sessions on and off and report the ratio."),
+    json_path: Optional[Path] = JSON_OPTION,  # noqa: UP045 - typer needs Optional on 3.10
+    partition_count: int = PARTITIONS_OPTION,
+    max_poll_interval: float = POLL_OPTION,
+    in_memory: bool = IN_MEMORY_OPTION,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """N orchestrations x 5 sequential activities: orchestrations/s, activities/s, latency."""
+    from durable_azstorage.bench.throughput import sequence as scenario
+
+    _run(lambda t, p: scenario(t, p, count=count, compare_sessions=compare_sessions),
+         connection_string=connection_string, json_path=json_path,
+         partition_count=partition_count, max_poll_interval=max_poll_interval,
+         in_memory=in_memory, debug=debug)
+
+
+@app.command()
+def fanout(
+    size: int = typer.Option(1000, "--size", "-s", min=1, help="Parallel activities."),
+    activity_prefetch: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--activity-prefetch", min=1, max=32,
+        help="Experiment: work-item messages per receive (backend default otherwise)."),
+    json_path: Optional[Path] = JSON_OPTION,  # noqa: UP045
+    partition_count: int = PARTITIONS_OPTION,
+    max_poll_interval: float = POLL_OPTION,
+    in_memory: bool = IN_MEMORY_OPTION,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """One orchestration with --size parallel activities: time to completion."""
+    from durable_azstorage.bench.throughput import fanout as scenario
+
+    _run(lambda t, p: scenario(t, p, size=size, activity_prefetch=activity_prefetch),
+         connection_string=connection_string, json_path=json_path,
+         partition_count=partition_count, max_poll_interval=max_poll_interval,
+         in_memory=in_memory, debug=debug)
+
+
+@app.command()
+def latency(
+    idle: float = typer.Option(10.0, "--idle", min=0.0, help="Seconds the worker idles first."),
+    repeat: int = typer.Option(3, "--repeat", "-r", min=1, help="Samples per client mode."),
+    compare_shared: bool = typer.Option(
+        True, "--compare-shared/--separate-only",
+        help="Also measure a client sharing the worker's backend (in-process wake-up)."),
+    json_path: Optional[Path] = JSON_OPTION,  # noqa: UP045
+    partition_count: int = PARTITIONS_OPTION,
+    max_poll_interval: float = POLL_OPTION,
+    in_memory: bool = IN_MEMORY_OPTION,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Single-activity orchestration after the worker idled: start-to-completion latency."""
+    from durable_azstorage.bench.latency import latency as scenario
+
+    _run(lambda t, p: scenario(t, p, idle=idle, repeat=repeat, compare_shared=compare_shared),
+         connection_string=connection_string, json_path=json_path,
+         partition_count=partition_count, max_poll_interval=max_poll_interval,
+         in_memory=in_memory, debug=debug)
+
+
+@app.command()
+def cost(
+    count: int = typer.Option(10, "--count", "-n", min=1, help="Orchestrations to measure."),
+    settle: float = typer.Option(25.0, "--settle", min=0.0,
+                                 help="Seconds to let the poll back-off reach its maximum."),
+    idle_window: float = typer.Option(30.0, "--idle-window", min=0.0,
+                                      help="Seconds of idle requests to count (0: skip)."),
+    json_path: Optional[Path] = JSON_OPTION,  # noqa: UP045
+    partition_count: int = PARTITIONS_OPTION,
+    max_poll_interval: float = POLL_OPTION,
+    in_memory: bool = IN_MEMORY_OPTION,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Storage requests per orchestration and per activity, and idle requests per minute."""
+    from durable_azstorage.bench.cost import cost as scenario
+
+    _run(lambda t, p: scenario(t, p, count=count, settle=settle, idle_window=idle_window),
+         connection_string=connection_string, json_path=json_path,
+         partition_count=partition_count, max_poll_interval=max_poll_interval,
+         in_memory=in_memory, debug=debug)
+
+
+@app.command()
+def scale(
+    count: int = typer.Option(40, "--count", "-n", min=1, help="Orchestrations per run."),
+    processes: str = typer.Option("1,2,4", "--processes", help="Worker process counts."),
+    settle: float = typer.Option(2.0, "--settle", min=0.0,
+                                 help="Seconds to wait after the partitions are spread."),
+    balance_timeout: float = typer.Option(
+        60.0, "--balance-timeout", min=0.0,
+        help="Seconds to wait until every process owns a partition before measuring."),
+    json_path: Optional[Path] = JSON_OPTION,  # noqa: UP045
+    partition_count: int = PARTITIONS_OPTION,
+    max_poll_interval: float = POLL_OPTION,
+    in_memory: bool = IN_MEMORY_OPTION,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """The sequence scenario with 1, 2 and 4 worker processes; ratio to one process."""
+    from durable_azstorage.bench.scale import scale as scenario
+
+    with reporting(debug):
+        counts = _process_counts(processes)
+    _run(lambda t, p: scenario(
+        t, p, count=count, processes=counts, settle=settle, balance_timeout=balance_timeout),
+         connection_string=connection_string, json_path=json_path,
+         partition_count=partition_count, max_poll_interval=max_poll_interval,
+         in_memory=in_memory, debug=debug)
+
+
+def _process_counts(processes: str) -> list[int]:
+    try:
+        counts = [int(p) for p in processes.split(",") if p.strip()]
+    except ValueError:
+        raise CliError(f"--processes: expected numbers like 1,2,4, got {processes!r}",
+                       EXIT_USAGE) from None
+    if not counts or min(counts) < 1:
+        raise CliError(f"--processes: expected numbers >= 1, got {processes!r}", EXIT_USAGE)
+    return counts

@@ -1,0 +1,123 @@
+"""``durable-azstorage bench``: every scenario through the real entry point, tiny sizes.
+
+Each test runs ``python -m durable_azstorage bench <scenario> --json FILE`` against the
+session Azurite and checks that the JSON holds the promised fields with plausible values.
+Speed is never asserted: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_azstorage.testing.azurite import Azurite
+
+
+def run_bench(azurite: Azurite, tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """Run one scenario; return its JSON and its stdout (the table)."""
+    out = tmp_path / "result.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_AZSTORAGE_")}
+    env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string
+    proc = subprocess.run(
+        [sys.executable, "-m", "durable_azstorage", "bench", *args, "--json", str(out)],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    data: dict[str, Any] = json.loads(out.read_text())
+    assert data["scenario"] == args[0]
+    assert data["environment"]["machine"]["cores"] >= 1
+    assert data["environment"]["machine"]["python"]
+    assert data["environment"]["storage"]["kind"] == "emulator (given)"
+    assert "connection_string" not in json.dumps(data["settings"]).lower()
+    assert "Eby8vdM02" not in out.read_text()  # the account key is never written
+    assert f"bench {args[0]}" in proc.stdout
+    return data, proc.stdout
+
+
+def assert_latencies(lat: dict[str, float]) -> None:
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+
+
+def test_sequence_compares_extended_sessions(azurite: Azurite, tmp_path: Path) -> None:
+    data, table = run_bench(azurite, tmp_path, "sequence", "--count", "3")
+    runs = data["results"]["runs"]
+    assert set(runs) == {"extended sessions on", "extended sessions off"}
+    for run in runs.values():
+        assert run["orchestrations"] == 3 and run["activities"] == 15
+        assert run["orchestrations_per_s"] > 0 and run["activities_per_s"] > 0
+        assert_latencies(run["latency_s"])
+    assert data["results"]["sessions_on_vs_off_throughput_ratio"] > 0
+    assert data["settings"]["count"] == 3
+    assert "throughput ratio sessions on/off" in table
+
+
+def test_fanout_reports_time_to_completion(azurite: Azurite, tmp_path: Path) -> None:
+    data, _ = run_bench(azurite, tmp_path, "fanout", "--size", "12")
+    results = data["results"]
+    assert results["activities"] == 12
+    assert results["time_to_completion_s"] > 0
+    # ExecutionStarted, 12 TaskScheduled, 12 TaskCompleted, ExecutionCompleted, episode marks
+    assert results["history_events"] >= 26
+
+
+def test_latency_measures_both_client_modes(azurite: Azurite, tmp_path: Path) -> None:
+    data, _ = run_bench(azurite, tmp_path, "latency", "--idle", "0.5", "--repeat", "2")
+    results = data["results"]
+    for mode in ("separate client", "client in the worker's process"):
+        assert len(results[mode]["samples_s"]) == 2
+        assert 0 < results[mode]["p50"] <= results[mode]["p99"]
+    assert results["poll_interval_after_idle_s"] > 0
+    assert data["settings"]["idle_s"] == 0.5
+    assert "poll" in " ".join(data["notes"])
+
+
+def test_cost_counts_worker_and_client_apart(azurite: Azurite, tmp_path: Path) -> None:
+    data, table = run_bench(
+        azurite, tmp_path, "cost", "--count", "2", "--settle", "0", "--idle-window", "2"
+    )
+    r = data["results"]
+    assert r["worker"]["total"] > 0 and r["client_start"]["total"] > 0
+    assert r["worker"]["by_operation"]["queue.GetMessages"] > 0
+    assert r["worker"]["by_operation"]["queue.PutMessage"] >= 10  # 5 activity requests each
+    assert r["client_start"]["by_operation"]["queue.PutMessage"] == 2  # one start message each
+    assert r["requests_per_orchestration"] > r["requests_per_activity"] > 0
+    assert r["idle"]["requests_per_minute_per_partition"] >= 0
+    assert "requests by operation" in table
+
+
+def test_scale_runs_worker_processes(azurite: Azurite, tmp_path: Path) -> None:
+    data, table = run_bench(
+        azurite, tmp_path, "scale", "--count", "3", "--processes", "1,2", "--settle", "0",
+        "--balance-timeout", "0",
+    )
+    runs = data["results"]["runs"]
+    assert set(runs) == {"1", "2"}
+    for run in runs.values():
+        assert run["orchestrations"] == 3
+        assert_latencies(run["latency_s"])
+        assert all(code == 0 for code in run["worker_exit_codes"])  # stopped gracefully
+        assert set(run["partition_owners_after"]) == {"0", "1", "2", "3"}
+    assert data["results"]["throughput_ratio_to_first"]["1"] == 1.0
+    assert "throughput ratio 2/1 processes" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scale", "--processes", "1,x"], "--processes"),
+        (["sequence", "--json", "/nonexistent-folder/x.json"], "does not exist"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "durable_azstorage", "bench", *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
