@@ -106,16 +106,24 @@ class MessageBuffer:
     def has_demand(self) -> bool:
         return self._waiters > 0
 
-    def drop_queue(self, queue_name: str) -> None:
-        """Forget the buffered messages of ``queue_name`` (its partition was lost)."""
+    def drop_queue(self, queue_name: str) -> list[ReceivedMessage]:
+        """Remove and return the buffered messages of ``queue_name`` (its partition was lost:
+        the caller makes them visible again for the next owner)."""
+        dropped: list[ReceivedMessage] = []
         for instance_id in list(self._messages):
             batch = self._messages[instance_id]
             for message_id in [k for k, m in batch.items() if m.queue_name == queue_name]:
-                del batch[message_id]
+                dropped.append(batch.pop(message_id))
                 self._count -= 1
             if not batch:
                 del self._messages[instance_id]
                 self._ready.pop(instance_id, None)
+        return dropped
+
+    def locked_instances(self) -> frozenset[str]:
+        """Instances whose messages are handed out now (a work item is being prepared or
+        is in flight)."""
+        return frozenset(self._locked)
 
     def add_waiter(self) -> bool:
         """Someone waits for work: receivers poll. True if demand just started."""
@@ -163,16 +171,31 @@ class ControlQueueReceiver:
         self._handle = handle
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
+        """Stop the loop and return once it has ended (no receive can add messages after).
+
+        Cancels repeatedly: on Python < 3.12 ``asyncio.wait_for`` can swallow a cancellation
+        that coincides with its inner wait finishing (a ``wake()`` at that instant), and the
+        flag ends the loop at its next turn in any case.
+        """
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        while not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._wake.set()
+            await asyncio.wait({task}, timeout=0.5)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("control queue %s: receive loop ended with %r", self.queue.name,
+                        task.exception())
 
     def wake(self) -> None:
         """Poll now: this process just enqueued to the queue."""
@@ -180,7 +203,7 @@ class ControlQueueReceiver:
 
     async def _run(self) -> None:
         interval = MIN_POLL_INTERVAL
-        while True:
+        while not self._stopping:
             if not self._buffer.demand.is_set():
                 await self._buffer.demand.wait()
                 interval = MIN_POLL_INTERVAL

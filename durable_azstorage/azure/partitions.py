@@ -172,8 +172,13 @@ class PartitionManager:
                 await asyncio.sleep(min(self._fast, 0.1))
         tasks = [*self._tasks, *self._drains.values()]
         self._tasks = []
-        for task in tasks:
-            task.cancel()
+        # Cancel until done: on Python < 3.12 ``asyncio.wait_for`` (used by ``_sleep`` and the
+        # storage timeouts) can swallow a cancellation that coincides with its inner wait
+        # finishing (e.g. ``_wake`` set by a finishing drain), and the loop would run on.
+        while any(not t.done() for t in tasks):
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.5)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -23,6 +23,15 @@ extended-session cache (``sessions``) when this process committed the instance l
 and scheduled starts are delayed messages; one further out than ``max_timer_delay`` arrives
 early and is re-sent for the rest of the wait (chaining). Activities: ``activity_items``.
 
+Partitions: unless ``ownership=`` is given (e.g. ``OwnAllPartitions`` in tests), ``start()``
+builds a lease-based ``PartitionManager`` with this backend as its drainer. Only workers call
+``start()``; a client-only backend (``TaskHubClient``) never starts it and so takes no leases.
+When a partition is lost the backend stops its receive loop at once, makes its buffered
+messages visible again (the next owner need not wait out their visibility timeout), drops
+that partition's sessions, and ``drain`` returns once none of its work items is in flight.
+``stop()`` releases every partition first (the worker has already stopped fetching and let
+its in-flight work finish), so other workers take them within one acquire interval.
+
 ``checkpoint_hook`` (tests) is awaited after each checkpoint step; ``request_counter`` counts
 every storage request of this backend.
 """
@@ -36,6 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from durable_azstorage.azure import management
 from durable_azstorage.azure.activity_items import ActivityWorkItems
 from durable_azstorage.azure.activity_receiver import ActivityReceiver
 from durable_azstorage.azure.clients import StorageClients
@@ -45,15 +55,16 @@ from durable_azstorage.azure.instance_store import InstanceStore
 from durable_azstorage.azure.message_filter import filter_messages, kind_of
 from durable_azstorage.azure.metrics import RequestCounter
 from durable_azstorage.azure.naming import escape_key, partition_of
-from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.outbound import (
     derive_outbound,
     started_event,
     state_from_history,
     visible_fields,
 )
+from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
+from durable_azstorage.azure.partitions import PartitionManager
 from durable_azstorage.azure.payloads import PayloadStore
-from durable_azstorage.azure.poison import PoisonStore
+from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -68,6 +79,7 @@ from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostErr
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 
@@ -77,6 +89,8 @@ EPISODE_MARK = "~episode:"  # a pseudo message id in the sentinel: where the las
 MAX_REMEMBERED_IDS = 64  # consumed ids carried over from earlier episodes (late redeliveries)
 IDLE_RELEASE_AFTER = 0.5  # seconds without a lock_next_orchestration caller
 PREMATURE_SLACK = timedelta(0)  # a timer is never delivered before its fire_at
+DRAIN_POLL = 0.05  # seconds between checks for a draining partition's in-flight work
+DRAIN_WARN_AFTER = 5.0  # seconds: log which work items a drain still waits for
 
 CheckpointHook = Callable[[str, str], Awaitable[None]]
 """``hook(step, instance_id)`` after each checkpoint step: ``history``, ``messages``,
@@ -114,7 +128,11 @@ class AzureStorageBackend:
     ) -> None:
         self.settings = settings
         self.names = settings.names
+        self._manage_partitions = ownership is None
         self.ownership: PartitionOwnership = ownership or OwnAllPartitions(settings.partition_count)
+        self.partition_manager: PartitionManager | None = None  # built by start() if managed
+        self._letting_go: dict[int, asyncio.Future[None]] = {}
+        self._closing = False
         self.checkpoint_hook = checkpoint_hook
         self._clients = StorageClients(settings, counter)
         self._opened = False
@@ -195,6 +213,8 @@ class AzureStorageBackend:
 
     async def delete_task_hub(self) -> None:
         await self._open()
+        if self.partition_manager is not None:
+            await self.partition_manager.stop(graceful=False)
         await self._stop_receivers()
         await TaskHubResources(self._clients).delete()
 
@@ -217,10 +237,20 @@ class AzureStorageBackend:
             max_dequeue_count=self.settings.max_dequeue_count,
             visibility_timeout=self.settings.work_item_visibility_timeout,
         )
+        self._closing = False
+        if self._manage_partitions:  # a fresh one per start: stop() closed the old clients
+            self.partition_manager = PartitionManager(self.settings, self._clients, self)
+            self.ownership = self.partition_manager
         self._apply_ownership(self.ownership.owned())
         self.ownership.subscribe(self._ownership_changed)
+        if self.partition_manager is not None:
+            await self.partition_manager.start()
 
     async def stop(self) -> None:
+        """Release the partitions (graceful hand-over), then stop receiving and close."""
+        self._closing = True  # drains no longer wait for in-flight work: nobody completes it
+        if self.partition_manager is not None and self._running:
+            await self.partition_manager.stop(graceful=True)
         self._running = False
         if self._idle_release is not None:
             self._idle_release.cancel()
@@ -251,11 +281,65 @@ class AzureStorageBackend:
             )
             self._receivers[partition] = receiver
             receiver.start()
+        gained = owned - set(self._receivers)
+        if gained:  # sessions from an earlier tenure may be stale
+            self._discard_sessions(gained)
         for partition in sorted(set(self._receivers) - owned):
             receiver = self._receivers.pop(partition)
-            asyncio.ensure_future(receiver.stop())
-            self._buffer.drop_queue(receiver.queue.name)
-            self._sessions.clear()
+            # Drop synchronously: nothing buffered for it may be handed out from now on.
+            dropped = self._buffer.drop_queue(receiver.queue.name)
+            self._discard_sessions(frozenset({partition}))
+            self._letting_go[partition] = asyncio.ensure_future(
+                self._let_go(partition, receiver, dropped)
+            )
+
+    def _discard_sessions(self, partitions: frozenset[int]) -> None:
+        count = self.settings.partition_count
+        self._sessions.discard_if(lambda i: partition_of(i, count) in partitions)
+
+    async def _let_go(
+        self, partition: int, receiver: ControlQueueReceiver, dropped: list[ReceivedMessage]
+    ) -> None:
+        """Stop a lost partition's receive loop and make its buffered messages visible now."""
+        try:
+            await receiver.stop()
+            dropped += self._buffer.drop_queue(receiver.queue.name)  # added while stopping
+            if dropped:
+                log.info(
+                    "partition %d lost: %d buffered message(s) made visible again",
+                    partition, len(dropped),
+                )
+                await self._hide(dropped, timedelta(0))
+        finally:
+            if self._letting_go.get(partition) is asyncio.current_task():
+                del self._letting_go[partition]
+
+    async def drain(self, partition: int) -> None:
+        """``PartitionDrainer``: called after ``partition`` left ``owned()``; returns when its
+        receiver is stopped, its buffered messages are visible again and none of its work
+        items is in flight (not waited for once ``stop()`` began: nobody completes them)."""
+        if partition in self._receivers and partition not in self.ownership.owned():
+            self._apply_ownership(self.ownership.owned())
+        letting_go = self._letting_go.get(partition)
+        if letting_go is not None:
+            await asyncio.shield(letting_go)
+        count = self.settings.partition_count
+        loop = asyncio.get_running_loop()
+        warn_at = loop.time() + DRAIN_WARN_AFTER
+        while not self._closing:
+            busy = [
+                i for i in self._buffer.locked_instances() if partition_of(i, count) == partition
+            ]
+            if not busy:
+                break
+            if loop.time() >= warn_at:
+                warn_at = loop.time() + DRAIN_WARN_AFTER
+                log.warning(
+                    "draining partition %d: still waiting for %d work item(s) in flight: %s",
+                    partition, len(busy), ", ".join(sorted(busy)[:5]),
+                )
+            await asyncio.sleep(DRAIN_POLL)
+        self._discard_sessions(frozenset({partition}))
 
     async def _stop_receivers(self) -> None:
         receivers = list(self._receivers.values())
@@ -445,7 +529,9 @@ class AzureStorageBackend:
 
     async def _load(self, instance_id: str) -> tuple[LoadedHistory, InstanceState | None]:
         session = self._sessions.get(instance_id)
-        if session is not None:
+        status = session.sentinel.runtime_status if session is not None else None
+        if session is not None and not (status is not None and status.is_terminal):
+            # an ended instance may have been rewound by a client: read the authority
             return LoadedHistory(events=session.events, sentinel=session.sentinel), session.state
         return await self._history.load(instance_id), None
 
@@ -728,6 +814,42 @@ class AzureStorageBackend:
         if self._activities is None:
             raise LockLostError("this backend was never started: it holds no activity locks")
         return self._activities
+
+    # --- management (implementations in azure.management) ---------------------------------
+    async def replace_history(
+        self, instance_id: str, history: Sequence[HistoryEvent], state: InstanceState
+    ) -> None:
+        await self._open()
+        await management.replace_history(
+            self._history, self._instances, self._sessions, instance_id, history, state
+        )
+
+    async def find_stale_instances(self) -> list[StaleInstance]:
+        """Instances whose Instances row disagrees with their History sentinel."""
+        await self._open()
+        table = self._clients.table(self.names.history_table)
+        return await management.find_stale(table, self._instances, self._clients.retry)
+
+    async def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]:
+        """Rewrite the rows of ``stale`` (default: ``find_stale_instances()``) from history."""
+        items = await self.find_stale_instances() if stale is None else stale
+        return await management.repair_stale(self._history, self._instances, self._sessions, items)
+
+    async def list_poison(self) -> list[PoisonRecord]:
+        """Every quarantined message (``azure.poison``), oldest key first."""
+        await self._open()
+        return await self.poison.list()
+
+    async def get_poison(self, key: str) -> PoisonRecord | None:
+        await self._open()
+        return await self.poison.get(key)
+
+    async def delete_poison(self, key: str) -> bool:
+        """Drop a quarantined message for good; False if ``key`` is not in the store."""
+        await self._open()
+        return await self.poison.delete(key)
 
 
 def _episode_mark(ids: Sequence[str]) -> tuple[int, bool]:

@@ -4,7 +4,7 @@ A History read is a table query (a full scan on Azurite) and replaying from scra
 an instance whose committed history this process wrote last needs neither. An entry is valid
 while its sentinel ETag is current: every commit is ETag-guarded, so a stale entry (another
 writer committed) fails its commit with a conflict and is dropped (``discard``). Entries are
-also dropped when idle for ``idle_timeout`` and when the partition is lost.
+also dropped when idle for ``idle_timeout`` and when their partition is lost or (re)gained.
 
 The entry also remembers the Instances row last written, so an episode that changes nothing
 a query can see skips that write.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from durable_azstorage.azure.history_store import Sentinel
@@ -70,6 +71,13 @@ class SessionCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def discard_if(self, predicate: Callable[[str], bool]) -> int:
+        """Drop the entries whose instance id matches (e.g. those of a lost partition)."""
+        doomed = [i for i in self._entries if predicate(i)]
+        for instance_id in doomed:
+            del self._entries[instance_id]
+        return len(doomed)
 
     def __len__(self) -> int:
         return len(self._entries)

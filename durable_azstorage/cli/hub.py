@@ -1,4 +1,4 @@
-"""``durable-azstorage hub create|delete|info|list``: task hub resources from the shell.
+"""``durable-azstorage hub create|delete|info|list|partitions``: task hub resources from the shell.
 
 The account comes from the environment (``AzureStorageSettings.from_env``:
 DURABLE_AZSTORAGE_CONNECTION_STRING, ...); ``--task-hub`` and ``--partition-count`` override it.
@@ -19,6 +19,7 @@ from durable_azstorage.model.errors import DurableTaskError
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
     from durable_azstorage.azure.clients import StorageClients
+    from durable_azstorage.azure.lease_table import PartitionInfo
     from durable_azstorage.azure.taskhub import TaskHubInfo
 
 app = typer.Typer(no_args_is_help=True)
@@ -112,3 +113,45 @@ def list_(as_json: bool = _JSON) -> None:
         return
     for hub in hubs:
         typer.echo(f"{hub.task_hub}\t{hub.partition_count} partitions\t{hub.created_time.isoformat()}")
+
+
+@app.command()
+def partitions(task_hub: Optional[str] = _HUB, as_json: bool = _JSON) -> None:  # noqa: UP007
+    """Show each partition's lease owner, expiry, backlog and oldest visible message age."""
+    settings = _settings(task_hub, None)
+    _show_partitions(_run(settings, _describe), as_json)
+
+
+async def _describe(clients: StorageClients) -> list[PartitionInfo]:
+    """The hub's own partition count (not the environment's) decides which queues exist."""
+    from durable_azstorage.azure.lease_table import describe_partitions
+    from durable_azstorage.azure.naming import TaskHubNames
+    from durable_azstorage.azure.taskhub import TaskHubResources
+
+    info = await TaskHubResources(clients).info()
+    names = TaskHubNames(clients.settings.task_hub, info.partition_count)
+    return await describe_partitions(clients, names)
+
+
+def _show_partitions(infos: list[PartitionInfo], as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {**asdict(i),
+             "owned_since": i.owned_since.isoformat() if i.owned_since else None,
+             "expires_at": i.expires_at.isoformat() if i.expires_at else None,
+             "oldest_message_age": None if i.oldest_message_age is None
+             else i.oldest_message_age.total_seconds()}
+            for i in infos
+        ]
+        typer.echo(json.dumps(rows, default=str))
+        return
+    typer.echo("partition  owner                     expires                    backlog  oldest")
+    for i in infos:
+        owner = i.owner or "-"
+        if i.is_draining:
+            owner += f" (draining -> {i.next_owner or 'anybody'})"
+        elif i.next_owner:
+            owner += f" (requested by {i.next_owner})"
+        expires = i.expires_at.isoformat(timespec="seconds") if i.expires_at else "-"
+        age = "-" if i.oldest_message_age is None else f"{i.oldest_message_age.total_seconds():.1f}s"
+        typer.echo(f"{i.partition:<10} {owner:<25} {expires:<26} {i.approximate_messages:>7}  {age}")
