@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -42,6 +42,7 @@ from durable_azstorage.backend.protocol import (
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     LockLostError,
+    OrchestrationNotFoundError,
     TaskHubNotFoundError,
 )
 from durable_azstorage.model.history import HistoryEvent
@@ -164,6 +165,24 @@ class InMemoryBackend:
                 return False
             self._bump_etag(instance_id)
             return True
+
+    async def replace_history(
+        self, instance_id: str, history: Sequence[HistoryEvent], state: InstanceState
+    ) -> None:
+        events = [decode_event(encode_event(e)) for e in history]  # validate before writing
+        new_state = decode_state(encode_state(state))
+        with self._mutex:
+            record = self._instances.get(instance_id)
+            if record is None or record.state is None:
+                raise OrchestrationNotFoundError(instance_id)
+            if record.state.execution_id != state.execution_id:
+                raise ConcurrencyConflictError(
+                    f"instance {instance_id!r} now runs execution {record.state.execution_id!r}, "
+                    f"not {state.execution_id!r}; its history was not replaced"
+                )
+            record.history = events
+            record.state = new_state
+            self._bump_etag(instance_id)
 
     # --- orchestration work items --------------------------------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:

@@ -36,6 +36,7 @@ Contract shared by every implementation (checked by ``tests/conformance``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
@@ -196,6 +197,21 @@ class Backend(Protocol):
         purges ended instances) and leaves queued messages, which are then dropped on delivery.
         """
         ...
+
+    async def replace_history(
+        self, instance_id: str, history: Sequence[HistoryEvent], state: InstanceState
+    ) -> None:
+        """Rewrite the current execution's history and the instance state (used by rewind).
+
+        ``history`` replaces the stored events of the execution named by
+        ``state.execution_id``, which must be the stored one; the write counts as a history
+        change for ETag-guarded completions (a worker holding the old history loses). Nothing
+        is enqueued: the caller sends the message that makes a worker continue.
+
+        Raises ``OrchestrationNotFoundError`` when the instance does not exist and
+        ``ConcurrencyConflictError`` when its current execution is not ``state.execution_id``
+        (nothing written). Raises ``ValueError`` before any write if an event cannot be stored.
+        """
 
     # --- orchestration work items --------------------------------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:

@@ -32,6 +32,8 @@ app = typer.Typer(
 _GROUPS: list[tuple[str, str, str]] = [
     ("durable_azstorage.cli.hub", "hub", "Create, inspect and delete task hubs."),
     ("durable_azstorage.cli.instances", "instances", "List, inspect, start and control instances."),
+    ("durable_azstorage.cli.poison", "poison", "Inspect, replay and delete quarantined poison messages."),
+    ("durable_azstorage.cli.bench", "bench", "Measure throughput, latency, storage cost and scale-out."),
 ]
 
 # Single commands that live in their own module: (module path, name); the module's function of

@@ -354,8 +354,26 @@ def resume(
 
 @app.command()
 def purge(
-    instance_id: str = _ID,
+    instance_id: Optional[str] = typer.Argument(  # noqa: UP007
+        None, help="Instance id; omit it to purge by filter (--status, --created-from/-to).",
+        show_default=False,
+    ),
     recursive: bool = _RECURSIVE,
+    status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
+        None, "--status", "-s",
+        help="Filter purge: Completed, Failed and/or Terminated (required; running instances "
+        "are never purged).",
+    ),
+    created_from: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--created-from", help="Filter purge: created at or after (ISO 8601, no offset: UTC)."
+    ),
+    created_to: Optional[str] = typer.Option(  # noqa: UP007
+        None, "--created-to", help="Filter purge: created at or before (ISO 8601, no offset: UTC)."
+    ),
+    timeout: Optional[float] = typer.Option(  # noqa: UP007
+        None, "--timeout", min=0.0,
+        help="Filter purge: stop after this many seconds (exit 1, run again to continue).",
+    ),
     yes: bool = _YES,
     as_json: bool = _JSON,
     connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
@@ -363,12 +381,21 @@ def purge(
     partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
     debug: bool = DEBUG_OPTION,
 ) -> None:
-    """Delete an ended instance's history, state and blobs (and its sub-orchestrations').
+    """Delete ended instances' history, state and blobs: one instance, or every match of a filter.
 
-    Asks unless --yes. Instances that have not ended are refused (exit 1): terminate first.
-    An unknown instance exits 3 (the client's purge is idempotent; the CLI flags typos).
+    One instance (and its sub-orchestrations): instances that have not ended are refused
+    (exit 1); an unknown one exits 3. By filter: --status names ended statuses only (else
+    exit 2), a progress bar shows on a terminal; with --timeout an unfinished purge exits 1
+    and says so (JSON "is_complete": false), and running it again continues. Asks unless --yes.
     """
     with _client(debug, connection_string, task_hub, partition_count) as client:
+        filtered = status or created_from or created_to or timeout is not None
+        if instance_id is None:
+            instance_admin.purge_by_filter(client, status, created_from, created_to, timeout, yes, as_json)
+            return
+        if filtered:
+            raise CliError("give an instance id or filter options (--status, --created-from, "
+                           "--created-to, --timeout), not both", EXIT_USAGE)
         state = _require(client, instance_id, payloads=False)
         scope = " and its sub-orchestrations" if recursive else ""
         _confirm(
@@ -383,3 +410,8 @@ def purge(
                         "is_complete": result.is_complete})
         else:
             typer.echo(f"purged {result.deleted_instance_count} instance(s)")
+
+
+# Management commands (restart, rewind, counts, stale) and the filter purge live in their own
+# module and register themselves on ``app``; imported last because they use the helpers above.
+from durable_azstorage.cli import instance_admin  # noqa: E402

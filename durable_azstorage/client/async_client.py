@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Protocol
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.client import management
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
@@ -39,6 +40,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
@@ -115,13 +117,29 @@ class AsyncTaskHubClient:
             raise ValueError("instance_id must be a non-empty string")
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
+        return await self._create(
+            name, instance_id, self._converter.serialize(input), start_at=start_at,
+            reuse_id_policy=reuse_id_policy, version=version, tags=tags,
+        )
+
+    async def _create(
+        self,
+        name: str,
+        instance_id: str,
+        serialized_input: str | None,
+        *,
+        start_at: datetime | None = None,
+        reuse_id_policy: OrchestrationIdReusePolicy | None = None,
+        version: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
         previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(
             timestamp=_utcnow(),
             name=name,
             instance=instance,
-            input=self._converter.serialize(input),
+            input=serialized_input,
             version=version,
             scheduled_start_time=start_at.astimezone(timezone.utc) if start_at else None,
             tags=dict(tags) if tags else None,
@@ -242,6 +260,78 @@ class AsyncTaskHubClient:
             deleted += 1
         return PurgeResult(deleted_instance_count=deleted)
 
+    # --- management ------------------------------------------------------------------------
+    async def purge_orchestrations_by(
+        self,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        timeout: Timeout | None = None,
+        concurrency: int = 8,
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
+        """Purge every ended instance created in the range with one of ``runtime_status``.
+
+        Only Completed, Failed and Terminated may be named (else ``ValueError``; no status
+        at all is refused too). With ``timeout`` the result may say ``is_complete=False``:
+        call again to continue. Idempotent. ``progress(deleted)`` follows each deletion.
+        """
+        statuses = management.purge_statuses(
+            tuple(runtime_status) if runtime_status is not None else None
+        )
+        return await management.purge_by(
+            self._backend,
+            created_from=created_from,
+            created_to=created_to,
+            runtime_status=statuses,
+            timeout=None if timeout is None else _seconds(timeout),
+            concurrency=concurrency,
+            progress=progress,
+        )
+
+    async def count_orchestrations_by_status(
+        self, query: OrchestrationQuery | None = None
+    ) -> dict[OrchestrationStatus, int]:
+        """How many instances match ``query``, per runtime status (zeros included)."""
+        return await management.count_by_status(self._backend, query)
+
+    async def restart_orchestration(
+        self, instance_id: str, *, restart_with_new_instance_id: bool = False
+    ) -> str:
+        """Start an ended instance again with the same name, version, tags and input.
+
+        Returns the instance id (a new one with ``restart_with_new_instance_id``). Raises
+        ``OrchestrationNotFoundError`` or, if it has not ended, ``InvalidOperationError``.
+        """
+        state = await management.ended_state(self._backend, instance_id)
+        new_id = uuid.uuid4().hex if restart_with_new_instance_id else instance_id
+        return await self._create(
+            state.name, new_id, state.input, version=state.version,
+            tags=dict(state.tags) if state.tags else None,
+        )
+
+    async def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        """Resume a Failed instance: failed activities and sub-orchestrations run again.
+
+        Successful results are kept; failed sub-orchestrations are rewound too. Raises
+        ``OrchestrationNotFoundError`` or, for an instance (or failed child) that is not
+        Failed, ``InvalidOperationError``. See ``client.rewind`` for the semantics.
+        """
+        await management.rewind(self._backend, instance_id, reason)
+
+    async def find_stale_instances(self) -> list[StaleInstance]:
+        """Instances whose index row disagrees with their history (Azure: a crash between
+        the two writes). ``InvalidOperationError`` on a backend without a separate index."""
+        return await management.index_repair(self._backend).find_stale_instances()
+
+    async def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]:
+        """Rewrite the repairable rows of ``stale`` (default: all found) from the history;
+        returns the ones repaired (an instance that moved on meanwhile is left alone)."""
+        return await management.index_repair(self._backend).repair_stale_instances(stale)
+
     # --- internals -------------------------------------------------------------------------
     async def _require(self, instance_id: str) -> InstanceState:
         state = await self._backend.get_instance(instance_id, fetch_payloads=False)
@@ -291,6 +381,10 @@ class AsyncTaskHubClient:
                 )
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 1.0)
+
+
+def _seconds(timeout: Timeout) -> float:
+    return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
 
 
 def _with_token(query: OrchestrationQuery, token: str) -> OrchestrationQuery:

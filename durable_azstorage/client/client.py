@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,7 +19,9 @@ from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSet
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import OrchestrationIdReusePolicy
+from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.serialization.converter import DataConverter
 
 __all__ = ["AsyncTaskHubClient", "TaskHubClient"]
@@ -156,6 +158,52 @@ class TaskHubClient:
 
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
         return self._run(self._async.purge_orchestration(instance_id, recursive=recursive))
+
+    def purge_orchestrations_by(
+        self,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        timeout: Timeout | None = None,
+        concurrency: int = 8,
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
+        return self._run(
+            self._async.purge_orchestrations_by(
+                created_from=created_from,
+                created_to=created_to,
+                runtime_status=runtime_status,
+                timeout=timeout,
+                concurrency=concurrency,
+                progress=progress,
+            )
+        )
+
+    def count_orchestrations_by_status(
+        self, query: OrchestrationQuery | None = None
+    ) -> dict[OrchestrationStatus, int]:
+        return self._run(self._async.count_orchestrations_by_status(query))
+
+    def restart_orchestration(
+        self, instance_id: str, *, restart_with_new_instance_id: bool = False
+    ) -> str:
+        return self._run(
+            self._async.restart_orchestration(
+                instance_id, restart_with_new_instance_id=restart_with_new_instance_id
+            )
+        )
+
+    def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        self._run(self._async.rewind_orchestration(instance_id, reason=reason))
+
+    def find_stale_instances(self) -> list[StaleInstance]:
+        return self._run(self._async.find_stale_instances())
+
+    def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]:
+        return self._run(self._async.repair_stale_instances(stale))
 
     def create_task_hub(self) -> None:
         self._run(self._async.create_task_hub())

@@ -1,0 +1,226 @@
+"""Bulk and repair operations behind the client: purge by filter, counts, restart, rewind.
+
+They use only the ``Backend`` protocol, so they work the same on every backend.
+
+* **Purge by filter** accepts terminal statuses only (Completed, Failed, Terminated): the
+  .NET provider silently purges running instances, which destroys work in flight. Pages of
+  ``PURGE_PAGE_SIZE`` are purged with at most ``concurrency`` deletions in flight. Each
+  matching instance is purged alone (not its sub-orchestrations: those match the filter on
+  their own or are kept). A ``timeout`` stops between deletions and returns
+  ``is_complete=False``; calling again resumes, since purged instances no longer match.
+* **Counts** follow every page of a payload-free query (one table scan on Azure).
+* **Restart** re-creates an ended instance from its name, version, tags and input.
+* **Rewind** see ``client.rewind`` for the history it writes and why replay stays deterministic.
+* **Stale index** tooling is a capability of backends that keep an index apart from the
+  history (``IndexRepair``; Azure). The in-memory backend writes both at once and has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
+
+from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.client.rewind import RewindPlan, plan_rewind, rewind_data
+from durable_azstorage.model.errors import (
+    InvalidOperationError,
+    OrchestrationNotFoundError,
+)
+from durable_azstorage.model.history import GenericEvent, OrchestrationInstance
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
+from durable_azstorage.model.stale import StaleInstance
+from durable_azstorage.model.state import InstanceState
+from durable_azstorage.model.status import OrchestrationStatus
+
+PURGE_PAGE_SIZE = 100
+COUNT_PAGE_SIZE = 1000
+PURGEABLE = (
+    OrchestrationStatus.COMPLETED,
+    OrchestrationStatus.FAILED,
+    OrchestrationStatus.TERMINATED,
+)
+Progress = Callable[[int], None]
+"""``progress(deleted_so_far)``, called after each purged instance."""
+
+
+@runtime_checkable
+class IndexRepair(Protocol):
+    """A backend whose instance index can disagree with the history (after a crash)."""
+
+    async def find_stale_instances(self) -> list[StaleInstance]: ...
+
+    async def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]: ...
+
+
+def index_repair(backend: Backend) -> IndexRepair:
+    """The backend as ``IndexRepair``, or ``InvalidOperationError`` naming the backend."""
+    if not isinstance(backend, IndexRepair):
+        raise InvalidOperationError(
+            f"{type(backend).__name__} keeps no instance index apart from the history, so "
+            "it cannot have stale instances"
+        )
+    return backend
+
+
+def purge_statuses(
+    runtime_status: tuple[OrchestrationStatus | str, ...] | list[OrchestrationStatus | str] | None,
+) -> tuple[OrchestrationStatus, ...]:
+    """The statuses to purge, or ``ValueError`` naming the rule when one is not purgeable."""
+    if not runtime_status:
+        raise ValueError(
+            "purge by filter needs runtime_status: one or more of "
+            f"{', '.join(s.value for s in PURGEABLE)} (running instances are never purged)"
+        )
+    statuses = tuple(OrchestrationStatus.parse(s) for s in runtime_status)
+    refused = [s.value for s in statuses if s not in PURGEABLE]
+    if refused:
+        raise ValueError(
+            f"cannot purge instances that are {', '.join(refused)}: purge by filter accepts "
+            f"only ended statuses ({', '.join(s.value for s in PURGEABLE)}); terminate "
+            "running instances first"
+        )
+    return tuple(dict.fromkeys(statuses))
+
+
+async def purge_by(
+    backend: Backend,
+    *,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    runtime_status: tuple[OrchestrationStatus, ...],
+    timeout: float | None,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+) -> PurgeResult:
+    """Purge every ended instance matching the filter (see the module docstring)."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    query = OrchestrationQuery(
+        created_time_from=created_from,
+        created_time_to=created_to,
+        runtime_status=runtime_status,
+        page_size=PURGE_PAGE_SIZE,
+    )
+    gate = asyncio.Semaphore(concurrency)
+    deleted = 0
+    out_of_time = False
+
+    async def purge(state: InstanceState) -> None:
+        nonlocal deleted, out_of_time
+        async with gate:
+            if deadline is not None and loop.time() >= deadline:
+                out_of_time = True
+                return
+            if await backend.purge_instance(state.instance_id):
+                deleted += 1
+                if progress is not None:
+                    progress(deleted)
+
+    while True:
+        if deadline is not None and loop.time() >= deadline:
+            return PurgeResult(deleted_instance_count=deleted, is_complete=False)
+        page = await backend.query_instances(query)
+        await asyncio.gather(*(purge(s) for s in page.items))
+        if out_of_time:
+            return PurgeResult(deleted_instance_count=deleted, is_complete=False)
+        if page.continuation_token is None:
+            return PurgeResult(deleted_instance_count=deleted, is_complete=True)
+        query = dataclasses.replace(query, continuation_token=page.continuation_token)
+
+
+async def count_by_status(
+    backend: Backend, query: OrchestrationQuery | None
+) -> dict[OrchestrationStatus, int]:
+    """Instances per runtime status (every status of the filter, or all, present with 0)."""
+    query = dataclasses.replace(
+        query or OrchestrationQuery(),
+        page_size=COUNT_PAGE_SIZE,
+        fetch_inputs_and_outputs=False,
+        continuation_token=None,
+    )
+    counts = dict.fromkeys(query.runtime_status or tuple(OrchestrationStatus), 0)
+    while True:
+        page = await backend.query_instances(query)
+        for state in page.items:
+            counts[state.runtime_status] = counts.get(state.runtime_status, 0) + 1
+        if page.continuation_token is None:
+            return counts
+        query = dataclasses.replace(query, continuation_token=page.continuation_token)
+
+
+async def ended_state(backend: Backend, instance_id: str) -> InstanceState:
+    """The instance's state with payloads, if it has ended (for restart)."""
+    state = await backend.get_instance(instance_id, fetch_payloads=True)
+    if state is None:
+        raise OrchestrationNotFoundError(instance_id)
+    if not state.runtime_status.is_terminal:
+        raise InvalidOperationError(
+            f"cannot restart orchestration {instance_id!r}: it is {state.runtime_status.value}; "
+            "only ended instances (Completed, Failed, Terminated) can be restarted"
+        )
+    return state
+
+
+async def rewind(backend: Backend, instance_id: str, reason: str | None) -> None:
+    """Rewind a FAILED instance and, first checked then rewound, its failed children."""
+    plans: list[tuple[InstanceState, RewindPlan]] = []
+    await _collect(backend, instance_id, plans, seen=set())
+    now = datetime.now(timezone.utc)
+    data = rewind_data(reason)
+    for state, plan in plans:  # parent before child: a child's answer must find it open
+        rewound = dataclasses.replace(
+            state,
+            runtime_status=OrchestrationStatus.RUNNING,
+            completed_at=None,
+            output=None,
+            failure_details=None,
+            last_updated_at=now,
+        )
+        await backend.replace_history(state.instance_id, plan.history, rewound)
+        target = OrchestrationInstance(
+            instance_id=state.instance_id, execution_id=state.execution_id
+        )
+        trigger = GenericEvent(timestamp=now, data=data)
+        await backend.send_message(TaskMessage(instance=target, event=trigger))
+
+
+async def _collect(
+    backend: Backend,
+    instance_id: str,
+    plans: list[tuple[InstanceState, RewindPlan]],
+    *,
+    seen: set[str],
+    parent: str | None = None,
+) -> None:
+    """Check the whole tree before writing anything; plans come out parent first."""
+    if instance_id in seen:
+        return
+    seen.add(instance_id)
+    state = await backend.get_instance(instance_id, fetch_payloads=True)
+    if state is None:
+        if parent is None:
+            raise OrchestrationNotFoundError(instance_id)
+        raise InvalidOperationError(
+            f"cannot rewind orchestration {parent!r}: its failed sub-orchestration "
+            f"{instance_id!r} no longer exists (purged?)"
+        )
+    if state.runtime_status is not OrchestrationStatus.FAILED:
+        what = f"orchestration {instance_id!r}"
+        if parent is not None:
+            what = f"sub-orchestration {instance_id!r} of {parent!r}"
+        raise InvalidOperationError(
+            f"cannot rewind {what}: it is {state.runtime_status.value}; only Failed "
+            "instances can be rewound"
+        )
+    plan = plan_rewind(await backend.get_history(instance_id))
+    plans.append((state, plan))
+    for child in plan.failed_children:
+        await _collect(backend, child, plans, seen=seen, parent=instance_id)
