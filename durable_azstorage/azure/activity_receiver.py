@@ -44,6 +44,7 @@ class ActivityReceiver:
         self._fetching = asyncio.Lock()
         self._wake = asyncio.Event()
         self._interval = MIN_POLL_INTERVAL
+        self._next_poll = 0.0  # monotonic time before which an empty queue is not polled again
         self.stopped = False
 
     def wake(self) -> None:
@@ -60,6 +61,15 @@ class ActivityReceiver:
                 message = self._pop_fresh()
                 if message is not None:
                     return message
+                # Honour the idle back-off across calls: the dispatcher asks again every
+                # second, and receiving on every call defeated ``max_poll_interval``.
+                wait = min(self._next_poll - time.monotonic(), deadline - time.monotonic())
+                if wait > 0 and await self._sleep(wait):
+                    self._interval, self._next_poll = MIN_POLL_INTERVAL, 0.0  # we just enqueued
+                if time.monotonic() < self._next_poll:
+                    if time.monotonic() >= deadline:
+                        return None
+                    continue
                 received = await self.queue.receive(self._prefetch, self._visibility)
                 for item in received:
                     if item.message is None or not item.message.is_activity_request:
@@ -68,14 +78,12 @@ class ActivityReceiver:
                         self._buffer.append(item)
                 if self._buffer:
                     self._interval = MIN_POLL_INTERVAL
+                    self._next_poll = 0.0
                     continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                self._next_poll = time.monotonic() + self._interval
+                self._interval = min(self._interval * 2, self._max_poll)
+                if time.monotonic() >= deadline:
                     return None
-                woken = await self._sleep(min(self._interval, remaining))
-                self._interval = (
-                    MIN_POLL_INTERVAL if woken else min(self._interval * 2, self._max_poll)
-                )
         return None
 
     def _pop_fresh(self) -> ReceivedMessage | None:

@@ -14,6 +14,7 @@ away from the workers that would process them.
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -205,8 +206,10 @@ class ControlQueueReceiver:
         interval = MIN_POLL_INTERVAL
         while not self._stopping:
             if not self._buffer.demand.is_set():
+                idle_since = time.monotonic()
                 await self._buffer.demand.wait()
-                interval = MIN_POLL_INTERVAL
+                if time.monotonic() - idle_since > interval:
+                    interval = MIN_POLL_INTERVAL  # demand was away long enough: work may wait
             room = self._buffer.reserve(self._batch_size)
             if room <= 0:
                 await self._sleep(MIN_POLL_INTERVAL * 4)
