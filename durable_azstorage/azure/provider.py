@@ -68,7 +68,7 @@ from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
@@ -82,6 +82,7 @@ from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.taskhub import TaskHubInfo
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,14 @@ class AzureStorageBackend:
             await self.partition_manager.stop(graceful=False)
         await self._stop_receivers()
         await TaskHubResources(self._clients).delete()
+
+    async def get_task_hub_info(self) -> TaskHubInfo:
+        await self._open()
+        return await TaskHubResources(self._clients).info()
+
+    async def list_task_hubs(self) -> list[TaskHubInfo]:
+        await self._open()
+        return await list_task_hubs(self._clients)
 
     async def start(self) -> None:
         await self._open()

@@ -31,6 +31,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.naming import TaskHubNames, validate_task_hub_name
 from durable_azstorage.model.errors import PartitionCountMismatchError, TaskHubNotFoundError
+from durable_azstorage.model.taskhub import TaskHubInfo
 
 INFO_PARTITION_KEY = "taskhub"
 INFO_ROW_KEY = "info"
@@ -38,21 +39,6 @@ FORMAT_VERSION = 1
 BEING_DELETED_WAIT = timedelta(seconds=90)
 _BEING_DELETED = frozenset({"QueueBeingDeleted", "TableBeingDeleted", "ContainerBeingDeleted"})
 _PARTITIONS_SUFFIX = "Partitions"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskHubInfo:
-    """What the hub-info row says, plus (from ``info()``) which resources are missing.
-
-    ``missing`` is ``None`` when resources were not checked (``list_task_hubs``).
-    """
-
-    task_hub: str
-    partition_count: int
-    created_time: datetime
-    created_by: str
-    resources: tuple[str, ...]
-    missing: tuple[str, ...] | None = None
 
 
 class TaskHubResources:

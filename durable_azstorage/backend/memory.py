@@ -49,6 +49,7 @@ from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
+from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.serialization.codec import (
     decode_event,
     decode_state,
@@ -82,6 +83,7 @@ class InMemoryBackend:
         self._signal = Signal()
         self.clock.subscribe(self._signal.notify_all)
         self._hub_exists = True
+        self._created = self.clock.now()
         self._stopped = False
         self._reset()
 
@@ -95,7 +97,17 @@ class InMemoryBackend:
     # --- task hub -------------------------------------------------------------------------
     async def create_task_hub(self) -> None:
         with self._mutex:
+            if not self._hub_exists:
+                self._created = self.clock.now()
             self._hub_exists = True
+
+    async def get_task_hub_info(self) -> TaskHubInfo:
+        with self._mutex:
+            self._require_hub()
+            return TaskHubInfo("in-memory", 1, self._created, "InMemoryBackend", (), ())
+
+    async def list_task_hubs(self) -> list[TaskHubInfo]:
+        return [await self.get_task_hub_info()] if self._hub_exists else []
 
     async def delete_task_hub(self) -> None:
         with self._mutex:

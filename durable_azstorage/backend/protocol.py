@@ -45,6 +45,7 @@ from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance,
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
+from durable_azstorage.model.taskhub import TaskHubInfo
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +133,15 @@ class Backend(Protocol):
 
     async def delete_task_hub(self) -> None:
         """Delete every resource of the hub; a missing hub is not an error."""
+
+    async def get_task_hub_info(self) -> TaskHubInfo:
+        """The hub's stored partition count, creation time and resources (``missing`` lists
+        absent ones). Raises ``TaskHubNotFoundError`` when the hub does not exist."""
+        ...
+
+    async def list_task_hubs(self) -> list[TaskHubInfo]:
+        """Every task hub in the same storage (account), ``missing`` unchecked."""
+        ...
 
     async def start(self) -> None:
         """Connect and begin receiving. Raises ``TaskHubNotFoundError`` or

@@ -20,7 +20,7 @@ from durable_azstorage.model.errors import DurableTaskError
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
     from durable_azstorage.azure.clients import StorageClients
     from durable_azstorage.azure.lease_table import PartitionInfo
-    from durable_azstorage.azure.taskhub import TaskHubInfo
+    from durable_azstorage.model.taskhub import TaskHubInfo
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")

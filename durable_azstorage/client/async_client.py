@@ -43,6 +43,7 @@ from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 
 Timeout = float | timedelta
@@ -97,6 +98,15 @@ class AsyncTaskHubClient:
     async def delete_task_hub(self) -> None:
         """Delete the hub and everything in it (instances, history, queued messages)."""
         await self._backend.delete_task_hub()
+
+    async def get_task_hub_info(self) -> TaskHubInfo:
+        """Partition count, creation time and resources of the hub (``TaskHubNotFoundError``
+        if it does not exist)."""
+        return await self._backend.get_task_hub_info()
+
+    async def list_task_hubs(self) -> list[TaskHubInfo]:
+        """Every task hub in the storage account."""
+        return await self._backend.list_task_hubs()
 
     # --- scheduling ------------------------------------------------------------------------
     async def schedule_new_orchestration(

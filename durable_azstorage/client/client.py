@@ -22,6 +22,7 @@ from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.serialization.converter import DataConverter
 
 __all__ = ["AsyncTaskHubClient", "TaskHubClient"]
@@ -210,3 +211,9 @@ class TaskHubClient:
 
     def delete_task_hub(self) -> None:
         self._run(self._async.delete_task_hub())
+
+    def get_task_hub_info(self) -> TaskHubInfo:
+        return self._run(self._async.get_task_hub_info())
+
+    def list_task_hubs(self) -> list[TaskHubInfo]:
+        return self._run(self._async.list_task_hubs())
