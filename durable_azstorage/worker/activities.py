@@ -9,46 +9,21 @@ worker kept dying while running it) fails without running again.
 
 from __future__ import annotations
 
-import concurrent.futures
-import logging
-from collections.abc import Callable
-from datetime import datetime, timezone
 
 from durable_azstorage.authoring.context import ActivityContext
-from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import ActivityWorkItem, Backend
+from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import TaskCompleted, TaskFailed
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.replay.activity import run_activity
-from durable_azstorage.serialization.converter import DataConverter
-from durable_azstorage.worker.orchestrations import abandon_delay
+from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
 POISON_ERROR_TYPE = "durable_azstorage.PoisonMessage"
 
 
-class ActivityProcessor:
+class ActivityProcessor(WorkItemProcessor):
     """Runs one ``ActivityWorkItem`` and completes it with a TaskCompleted/TaskFailed message."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        registry: Registry,
-        converter: DataConverter,
-        *,
-        executor: concurrent.futures.Executor,
-        max_dequeue_count: int,
-        logger: logging.Logger,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self._backend = backend
-        self._registry = registry
-        self._converter = converter
-        self._executor = executor
-        self._max_dequeue_count = max_dequeue_count
-        self._log = logger
-        self._clock = clock or _utcnow
 
     async def fetch(self, timeout: float) -> ActivityWorkItem | None:
         return await self._backend.lock_next_activity(timeout)
@@ -120,7 +95,3 @@ class ActivityProcessor:
         return TaskFailed(
             timestamp=self._clock(), task_scheduled_id=item.task_id, failure_details=details
         )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -14,48 +14,16 @@ decides what to do when something goes wrong:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import Backend, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import OrchestrationCommit, OrchestrationWorkItem
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.replay.episode import Episode, run_episode
-from durable_azstorage.serialization.converter import DataConverter
 from durable_azstorage.worker.poison import poison_commit
+from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
-MAX_BACKOFF = timedelta(seconds=60)
-
-
-def abandon_delay(dequeue_count: int) -> timedelta:
-    """Exponential backoff for a failed item: 0.5 s, 1 s, 2 s ... capped at ``MAX_BACKOFF``."""
-    seconds = 0.5 * 2 ** max(0, min(dequeue_count - 1, 10))
-    return min(timedelta(seconds=seconds), MAX_BACKOFF)
-
-
-class OrchestrationProcessor:
+class OrchestrationProcessor(WorkItemProcessor):
     """Turns a locked ``OrchestrationWorkItem`` into one committed episode."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        registry: Registry,
-        converter: DataConverter,
-        *,
-        executor: concurrent.futures.Executor,
-        max_dequeue_count: int,
-        logger: logging.Logger,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self._backend = backend
-        self._registry = registry
-        self._converter = converter
-        self._executor = executor
-        self._max_dequeue_count = max_dequeue_count
-        self._log = logger
-        self._clock = clock or _utcnow
 
     async def fetch(self, timeout: float) -> OrchestrationWorkItem | None:
         return await self._backend.lock_next_orchestration(timeout)
@@ -147,7 +115,3 @@ class OrchestrationProcessor:
             pass  # the messages reappear when the lock expires anyway
         except Exception:
             self._log.exception("orchestration %r: abandon failed", item.instance_id)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -1,0 +1,52 @@
+"""What the orchestration and activity processors share: their dependencies and the backoff.
+
+Each processor turns one locked work item into a completion; both need the backend, the
+registry, the converter, a thread pool, the poison threshold, a logger and a clock, and both
+back off the same way when an item fails for a reason that may pass.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.serialization.converter import DataConverter
+
+MAX_BACKOFF = timedelta(seconds=60)
+
+
+def abandon_delay(dequeue_count: int) -> timedelta:
+    """Exponential backoff for a failed item: 0.5 s, 1 s, 2 s ... capped at ``MAX_BACKOFF``."""
+    seconds = 0.5 * 2 ** max(0, min(dequeue_count - 1, 10))
+    return min(timedelta(seconds=seconds), MAX_BACKOFF)
+
+
+class WorkItemProcessor:
+    """Holds the dependencies every work-item processor needs."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        registry: Registry,
+        converter: DataConverter,
+        *,
+        executor: concurrent.futures.Executor,
+        max_dequeue_count: int,
+        logger: logging.Logger,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._registry = registry
+        self._converter = converter
+        self._executor = executor
+        self._max_dequeue_count = max_dequeue_count
+        self._log = logger
+        self._clock = clock or _utcnow
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
