@@ -1,0 +1,1 @@
+"""gRPC sidecar: serves the portable Durable Task SDKs (TaskHubSidecarService) from any Backend."""
