@@ -63,6 +63,11 @@ class ActivityReceiver:
         self._wake.set()
 
     @property
+    def poll_interval(self) -> float:
+        """Seconds an empty queue waits before its next poll (the idle back-off reached so far)."""
+        return self._interval
+
+    @property
     def batch_size(self) -> int:
         """Messages the next receive asks for (1 .. prefetch)."""
         return self._batch

@@ -173,6 +173,7 @@ class ControlQueueReceiver:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._interval = MIN_POLL_INTERVAL
 
     def start(self) -> None:
         if self._task is None:
@@ -202,14 +203,20 @@ class ControlQueueReceiver:
         """Poll now: this process just enqueued to the queue."""
         self._wake.set()
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds until the next poll of an empty queue (the idle back-off reached so far)."""
+        return self._interval
+
     async def _run(self) -> None:
-        interval = MIN_POLL_INTERVAL
+        self._interval = interval = MIN_POLL_INTERVAL
         while not self._stopping:
             if not self._buffer.demand.is_set():
                 idle_since = time.monotonic()
                 await self._buffer.demand.wait()
                 if time.monotonic() - idle_since > interval:
                     interval = MIN_POLL_INTERVAL  # demand was away long enough: work may wait
+                    self._interval = interval
             room = self._buffer.reserve(self._batch_size)
             if room <= 0:
                 await self._sleep(MIN_POLL_INTERVAL * 4)
@@ -217,7 +224,7 @@ class ControlQueueReceiver:
             try:
                 received = await self.queue.receive(room, self._visibility)
                 if received:
-                    interval = MIN_POLL_INTERVAL
+                    self._interval = interval = MIN_POLL_INTERVAL
                     await self._handle(received)
             except asyncio.CancelledError:
                 raise
@@ -234,6 +241,7 @@ class ControlQueueReceiver:
                 interval = MIN_POLL_INTERVAL
             elif not received:
                 interval = min(interval * 2, self._max_poll)
+            self._interval = interval
 
     async def _sleep(self, seconds: float) -> bool:
         woken = True

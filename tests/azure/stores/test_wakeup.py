@@ -1,0 +1,75 @@
+"""The wake-up blob: touches are throttled, and an idle watcher wakes on a touch from anyone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from stores_support import Stores
+
+from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
+
+
+def _signal(stores: Stores, *, min_touch_interval: float = 0.0) -> WakeupSignal:
+    container = stores.clients.container(stores.names.large_messages_container)
+    return WakeupSignal(container, stores.clients.retry, min_touch_interval=min_touch_interval)
+
+
+async def test_touch_changes_the_version_seen_by_another_process(stores: Stores) -> None:
+    sender, watcher_side = _signal(stores), _signal(stores)
+    assert await watcher_side.version() is None  # nobody touched it yet: not an error
+
+    await sender.touch()
+    first = await watcher_side.version()
+    await sender.touch()
+    second = await watcher_side.version()
+
+    assert first is not None and second is not None and first != second
+
+
+async def test_touches_are_throttled(stores: Stores) -> None:
+    sender = _signal(stores, min_touch_interval=60)
+    before = stores.clients.counter.snapshot()
+
+    for _ in range(5):
+        await sender.touch()
+
+    puts = (stores.clients.counter.snapshot() - before).by_service().get("blob", 0)
+    assert (sender.touches, puts) == (1, 1)
+
+
+async def test_idle_watcher_wakes_on_a_touch(stores: Stores) -> None:
+    woken = asyncio.Event()
+    watcher = WakeupWatcher(
+        _signal(stores), interval=0.1, slowest_poll=lambda: 10.0, on_wake=woken.set
+    )
+    watcher.start()
+    try:
+        await _until(lambda: watcher.checks >= 2)  # a baseline first: no wake for old touches
+        assert not woken.is_set()
+        await _signal(stores).touch()
+        await asyncio.wait_for(woken.wait(), timeout=10)
+        assert watcher.wakes == 1
+    finally:
+        await watcher.stop()
+
+
+async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
+    watcher = WakeupWatcher(
+        _signal(stores), interval=0.05, slowest_poll=lambda: 0.05, on_wake=lambda: None
+    )
+    before = stores.clients.counter.snapshot()
+    watcher.start()
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        await watcher.stop()
+    assert watcher.checks == 0
+    assert (stores.clients.counter.snapshot() - before).by_service().get("blob", 0) == 0
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
