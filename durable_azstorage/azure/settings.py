@@ -80,7 +80,13 @@ class AzureStorageSettings:
       Fixed when the hub is created.
     * ``max_poll_interval=10 s``: the upper bound of the idle back-off. An idle worker owning all
       4 partitions polls 5 queues, ≈ 43,000 requests/day (≈ $0.02/day); messages enqueued by
-      another process wait at most this long. DTFx uses 30 s (cheaper, slower to wake).
+      another process wait at most this long, unless the wake-up signal (below) is on.
+      DTFx uses 30 s (cheaper, slower to wake).
+    * ``wakeup_interval=2 s``: while every receiver of a worker is backed off beyond this, the
+      worker reads one small blob (``$wakeup``) this often, ≈ 30 requests/min per worker; a
+      client touches it after sending (one write, at most once per interval), so a start from
+      another process reaches an idle worker in about this long instead of ``max_poll_interval``.
+      ``None`` turns it off (no reads, no touches).
     * ``max_dequeue_count=10``: a message delivered more often is poison and is set aside.
       Legitimate redeliveries (lease moves, crashes, long episodes) stay well below it; a
       poison message costs at most 10 visibility timeouts before it is stopped.
@@ -108,6 +114,7 @@ class AzureStorageSettings:
     task_hub: str = "default"
     partition_count: int = 4
     max_poll_interval: timedelta = timedelta(seconds=10)
+    wakeup_interval: timedelta | None = timedelta(seconds=2)
     max_dequeue_count: int = 10
     extended_sessions: bool = True
     control_queue_batch_size: int = 32
@@ -125,6 +132,8 @@ class AzureStorageSettings:
         validate_task_hub_name(self.task_hub)
         validate_partition_count(self.partition_count)
         _positive_duration("max_poll_interval", self.max_poll_interval)
+        if self.wakeup_interval is not None:
+            _positive_duration("wakeup_interval", self.wakeup_interval)
         _int_in_range("max_dequeue_count", self.max_dequeue_count, 1, 1000)
         if not isinstance(self.extended_sessions, bool):
             raise ValueError("extended_sessions: must be a bool")
@@ -315,10 +324,18 @@ def _parse_seconds(raw: str) -> timedelta:
     return timedelta(seconds=float(raw))
 
 
+def _parse_optional_seconds(raw: str) -> timedelta | None:
+    """Seconds, or ``off``/``none`` to disable the feature."""
+    if raw.strip().lower() in ("off", "none", "0"):
+        return None
+    return _parse_seconds(raw)
+
+
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "task_hub": str,
     "partition_count": int,
     "max_poll_interval": _parse_seconds,
+    "wakeup_interval": _parse_optional_seconds,
     "max_dequeue_count": int,
     "extended_sessions": _parse_bool,
     "control_queue_batch_size": int,

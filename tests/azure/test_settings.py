@@ -175,3 +175,14 @@ def test_create_backend_without_the_provider_module_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "durable_azstorage.azure.provider", None)  # "not installed"
     with pytest.raises(NotImplementedError, match="durable_azstorage.azure.provider"):
         AzureStorageSettings(connection_string=CONN).create_backend()
+
+
+def test_wakeup_interval_can_be_turned_off_or_tuned_from_env() -> None:
+    base = {"DURABLE_AZSTORAGE_CONNECTION_STRING": CONN}
+    assert AzureStorageSettings.from_env(base).wakeup_interval == timedelta(seconds=2)
+    off = AzureStorageSettings.from_env({**base, "DURABLE_AZSTORAGE_WAKEUP_INTERVAL": "off"})
+    assert off.wakeup_interval is None
+    tuned = AzureStorageSettings.from_env({**base, "DURABLE_AZSTORAGE_WAKEUP_INTERVAL": "0.5"})
+    assert tuned.wakeup_interval == timedelta(seconds=0.5)
+    with pytest.raises(ValueError, match="wakeup_interval: must be positive"):
+        AzureStorageSettings(connection_string=CONN, wakeup_interval=timedelta(seconds=-1))
