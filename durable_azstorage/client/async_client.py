@@ -322,11 +322,15 @@ class AsyncTaskHubClient:
         )
 
     async def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
-        """Resume a Failed instance: failed activities and sub-orchestrations run again.
+        """Resume a Failed instance from just before its first failure.
 
-        Successful results are kept; failed sub-orchestrations are rewound too. Raises
-        ``OrchestrationNotFoundError`` or, for an instance (or failed child) that is not
-        Failed, ``InvalidOperationError``. See ``client.rewind`` for the semantics.
+        Failed (and unfinished) activities run again; successful results and external
+        events are kept; failed sub-orchestrations are rewound too; whatever the code did in
+        reaction to the failure (retries, compensation) is redone only if the code does it
+        again. Ended children the rewritten history no longer names are purged. Raises
+        ``OrchestrationNotFoundError``, or ``InvalidOperationError`` for an instance (or
+        failed child) that is not Failed, or while such an abandoned child still runs.
+        See ``client.rewind`` for the semantics.
         """
         await management.rewind(self._backend, instance_id, reason)
 

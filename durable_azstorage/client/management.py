@@ -10,7 +10,8 @@ They use only the ``Backend`` protocol, so they work the same on every backend.
   ``is_complete=False``; calling again resumes, since purged instances no longer match.
 * **Counts** follow every page of a payload-free query (one table scan on Azure).
 * **Restart** re-creates an ended instance from its name, version, tags and input.
-* **Rewind** see ``client.rewind`` for the history it writes and why replay stays deterministic.
+* **Rewind** see ``client.rewind`` for the history it writes and why replay stays deterministic;
+  here the tree is read and checked first, then orphans purged and histories written.
 * **Stale index** tooling is a capability of backends that keep an index apart from the
   history (``IndexRepair``; Azure). The in-memory backend writes both at once and has none.
 """
@@ -24,12 +25,24 @@ from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 from durable_azstorage.backend.protocol import Backend
-from durable_azstorage.client.rewind import RewindPlan, plan_rewind, rewind_data
+from durable_azstorage.client.rewind import (
+    ChildView,
+    Settlement,
+    plan_rewind,
+    rewind_data,
+    settle_children,
+)
 from durable_azstorage.model.errors import (
     InvalidOperationError,
     OrchestrationNotFoundError,
 )
-from durable_azstorage.model.history import GenericEvent, OrchestrationInstance
+from durable_azstorage.model.history import (
+    ExecutionStarted,
+    GenericEvent,
+    HistoryEvent,
+    OrchestrationInstance,
+    SubOrchestrationInstanceCreated,
+)
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
 from durable_azstorage.model.stale import StaleInstance
@@ -170,13 +183,22 @@ async def ended_state(backend: Backend, instance_id: str) -> InstanceState:
 
 
 async def rewind(backend: Backend, instance_id: str, reason: str | None) -> None:
-    """Rewind a FAILED instance and, first checked then rewound, its failed children."""
-    plans: list[tuple[InstanceState, RewindPlan]] = []
-    await _collect(backend, instance_id, plans, seen=set())
+    """Rewind a FAILED instance and its failed children; purge its orphans (``client.rewind``).
+
+    Everything is read and checked before the first write, so a refused rewind changes
+    nothing. Writes go parent first: a child's answer must find its parent open again.
+    """
+    steps: list[tuple[InstanceState, Settlement]] = []
+    await _collect(backend, instance_id, steps, seen=set())
+    rewound = {state.instance_id for state, _ in steps}
+    orphans = [o for _, settled in steps for o in settled.orphans if o not in rewound]
+    doomed = await _orphan_trees(backend, orphans, owners=rewound)
     now = datetime.now(timezone.utc)
     data = rewind_data(reason)
-    for state, plan in plans:  # parent before child: a child's answer must find it open
-        rewound = dataclasses.replace(
+    for orphan in doomed:  # before the re-run can create a child under the same id
+        await backend.purge_instance(orphan)
+    for state, settled in steps:
+        running = dataclasses.replace(
             state,
             runtime_status=OrchestrationStatus.RUNNING,
             completed_at=None,
@@ -184,7 +206,7 @@ async def rewind(backend: Backend, instance_id: str, reason: str | None) -> None
             failure_details=None,
             last_updated_at=now,
         )
-        await backend.replace_history(state.instance_id, plan.history, rewound)
+        await backend.replace_history(state.instance_id, settled.history, running)
         target = OrchestrationInstance(
             instance_id=state.instance_id, execution_id=state.execution_id
         )
@@ -195,23 +217,18 @@ async def rewind(backend: Backend, instance_id: str, reason: str | None) -> None
 async def _collect(
     backend: Backend,
     instance_id: str,
-    plans: list[tuple[InstanceState, RewindPlan]],
+    steps: list[tuple[InstanceState, Settlement]],
     *,
     seen: set[str],
     parent: str | None = None,
 ) -> None:
-    """Check the whole tree before writing anything; plans come out parent first."""
+    """Plan the whole tree before writing anything; steps come out parent first."""
     if instance_id in seen:
         return
     seen.add(instance_id)
     state = await backend.get_instance(instance_id, fetch_payloads=True)
     if state is None:
-        if parent is None:
-            raise OrchestrationNotFoundError(instance_id)
-        raise InvalidOperationError(
-            f"cannot rewind orchestration {parent!r}: its failed sub-orchestration "
-            f"{instance_id!r} no longer exists (purged?)"
-        )
+        raise OrchestrationNotFoundError(instance_id)
     if state.runtime_status is not OrchestrationStatus.FAILED:
         what = f"orchestration {instance_id!r}"
         if parent is not None:
@@ -221,6 +238,63 @@ async def _collect(
             "instances can be rewound"
         )
     plan = plan_rewind(await backend.get_history(instance_id))
-    plans.append((state, plan))
-    for child in plan.failed_children:
-        await _collect(backend, child, plans, seen=seen, parent=instance_id)
+    views = {c.instance_id: await _view(backend, c.instance_id) for c in plan.open_children}
+    me = OrchestrationInstance(instance_id=instance_id, execution_id=state.execution_id)
+    settled = settle_children(plan, me, views, now=datetime.now(timezone.utc))
+    steps.append((state, settled))
+    for child in settled.rewind_children:
+        await _collect(backend, child, steps, seen=seen, parent=instance_id)
+
+
+async def _view(backend: Backend, instance_id: str) -> ChildView | None:
+    state = await backend.get_instance(instance_id, fetch_payloads=True)
+    if state is None:
+        return None
+    started = _started(await backend.get_history(instance_id))
+    parent = started.parent if started is not None else None
+    return ChildView(
+        status=state.runtime_status,
+        output=state.output,
+        completed_at=state.completed_at,
+        parent=parent.instance if parent is not None else None,
+        parent_task_id=parent.task_scheduled_id if parent is not None else None,
+    )
+
+
+async def _orphan_trees(backend: Backend, orphans: Sequence[str], *, owners: set[str]) -> list[str]:
+    """The ended orphans and their ended children, to purge; refuses while one still runs.
+
+    An instance is taken only if its current execution was started by one of ``owners``
+    (an id since reused by an unrelated instance is left alone).
+    """
+    doomed: list[str] = []
+    owners_rewound = set(owners)
+    todo = list(orphans)
+    while todo:
+        orphan = todo.pop(0)
+        if orphan in doomed or orphan in owners_rewound:
+            continue
+        state = await backend.get_instance(orphan, fetch_payloads=False)
+        history = await backend.get_history(orphan)
+        started = _started(history)
+        if state is None or started is None or started.parent is None:
+            continue
+        if started.parent.instance.instance_id not in owners:
+            continue
+        if not state.runtime_status.is_terminal:
+            raise InvalidOperationError(
+                f"cannot rewind: sub-orchestration {orphan!r} of "
+                f"{started.parent.instance.instance_id!r} was created after the first failure "
+                f"and is still {state.runtime_status.value}; wait for it to end or terminate "
+                "it, then rewind again"
+            )
+        doomed.append(orphan)
+        owners = owners | {orphan}
+        todo.extend(
+            e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)
+        )
+    return doomed
+
+
+def _started(history: Sequence[HistoryEvent]) -> ExecutionStarted | None:
+    return next((e for e in history if isinstance(e, ExecutionStarted)), None)
