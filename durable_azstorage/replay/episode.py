@@ -7,6 +7,10 @@ same episode, up to ``MAX_GENERATIONS_PER_EPISODE``), restart of an ended instan
 ``ExecutionStarted`` with a new execution id, termination (also of suspended instances,
 recursively to running sub-orchestrations), and parent notices. Pure apart from
 ``new_execution_id``: no I/O, no clock (``now`` is passed in).
+
+The code runs through an ``OrchestrationExecutor`` (one ``execute`` call per generation):
+a ``Registry`` means the in-process executor; the gRPC sidecar passes one that hands the
+events to a portable-SDK worker. Everything around the call is the same for both.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.apply import apply_actions
 from durable_azstorage.replay.context import as_utc
-from durable_azstorage.replay.executor import ExecutionResult, execute
+from durable_azstorage.replay.executor import (
+    ExecutionResult,
+    LocalOrchestrationExecutor,
+    OrchestrationExecutor,
+)
 from durable_azstorage.replay.ledger import RE_ARM, Ledger
 from durable_azstorage.serialization.converter import DataConverter
 
@@ -68,23 +76,26 @@ class _Segment:
 
 
 def run_episode(
-    registry: Registry,
+    executor: OrchestrationExecutor | Registry,
     instance_id: str,
     history: Sequence[HistoryEvent],
     messages: Sequence[TaskMessage],
     *,
     now: datetime,
-    converter: DataConverter,
+    converter: DataConverter | None = None,
     new_execution_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     logger: logging.Logger | None = None,
 ) -> Episode:
     """Apply ``messages`` to the instance whose current-execution history is ``history``.
 
-    Raises only on engine bugs; user-code failures and non-determinism end the instance
-    as FAILED with ``FailureDetails``.
+    ``executor`` runs the code (a ``Registry`` runs it in-process with ``converter``).
+    Raises on engine bugs and ``ExecutionAbandoned`` (from a remote executor); user-code
+    failures and non-determinism end the instance as FAILED with ``FailureDetails``.
     """
     now = as_utc(now)
     log = logger or _log
+    if isinstance(executor, Registry):
+        executor = LocalOrchestrationExecutor(executor, converter, log)
     segments, discarded, outbox = _admit(history, messages, now)
     for message, reason in discarded:
         log.info("discarding %s for %s: %s", type(message.event).__name__, instance_id, reason)
@@ -93,7 +104,7 @@ def run_episode(
     if not runs:
         idle = None
         if outbox.timer:  # only re-armed timers: the commit needs the current state
-            idle = _idle_state(registry, instance_id, history, now, converter, log)
+            idle = _idle_state(executor, instance_id, history, now)
         return Episode(
             new_events=(), new_execution=False, activity_messages=(), orchestrator_messages=(),
             timer_messages=tuple(outbox.timer), state=idle, discarded=tuple(discarded),
@@ -104,18 +115,18 @@ def run_episode(
     state: InstanceState | None = None
     for segment in runs:
         events, state, next_start = _run_generation(
-            registry, instance_id, segment, now, converter, new_execution_id, outbox, log
+            executor, instance_id, segment, now, new_execution_id, outbox, log
         )
         generations = 1
         while next_start is not None:
             new_execution = True
             if generations >= MAX_GENERATIONS_PER_EPISODE:
-                events, state = _defer_generation(instance_id, next_start, now, converter, outbox)
+                events, state = _defer_generation(instance_id, next_start, now, outbox)
                 break
             generations += 1
             events, state, next_start = _run_generation(
-                registry, instance_id, _Segment(past=(), incoming=list(next_start)),
-                now, converter, new_execution_id, outbox, log,
+                executor, instance_id, _Segment(past=(), incoming=list(next_start)),
+                now, new_execution_id, outbox, log,
             )
     return Episode(
         new_events=tuple(events), new_execution=new_execution,
@@ -168,11 +179,10 @@ def _start_refusal(ledger: Ledger, event: ExecutionStarted) -> str | None:
 
 
 def _run_generation(
-    registry: Registry,
+    executor: OrchestrationExecutor,
     instance_id: str,
     segment: _Segment,
     now: datetime,
-    converter: DataConverter,
     new_execution_id: Callable[[], str],
     outbox: Outbound,
     log: logging.Logger,
@@ -181,7 +191,7 @@ def _run_generation(
     and the first events of the next generation when the code continued as new."""
     incoming: list[HistoryEvent] = [OrchestratorStarted(timestamp=now), *segment.incoming]
     try:
-        result = execute(registry, instance_id, segment.past, incoming, converter=converter, logger=log)
+        result = executor.execute(instance_id, segment.past, incoming)
     except NonDeterminismError as exc:
         log.error("instance %s failed: %s", instance_id, exc)
         failed = CompleteOrchestration(
@@ -208,7 +218,7 @@ def _run_generation(
 
 
 def _defer_generation(
-    instance_id: str, first_events: list[HistoryEvent], now: datetime, converter: DataConverter, outbox: Outbound
+    instance_id: str, first_events: list[HistoryEvent], now: datetime, outbox: Outbound
 ) -> tuple[list[HistoryEvent], InstanceState]:
     """Record the next generation's start without running it, and wake the instance by message.
 
@@ -226,12 +236,12 @@ def _defer_generation(
 
 
 def _idle_state(
-    registry: Registry, instance_id: str, history: Sequence[HistoryEvent], now: datetime,
-    converter: DataConverter, log: logging.Logger,
+    executor: OrchestrationExecutor, instance_id: str, history: Sequence[HistoryEvent], now: datetime
 ) -> InstanceState | None:
+    """The current state when nothing new applies (only re-armed timers): replay to learn it."""
     started = _started(history, ())
     try:
-        result = execute(registry, instance_id, history, (), converter=converter, logger=log)
+        result = executor.execute(instance_id, history, ())
     except NonDeterminismError:
         result = ExecutionResult(actions=(), custom_status=None, suspended=Ledger(history).suspended)
     if result.completion is not None:  # history replays to an end it did not record yet

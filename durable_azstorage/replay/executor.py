@@ -7,6 +7,10 @@ status. No I/O, no clock, no event loop: the same input always gives the same ou
 
 Orchestrator exceptions become a ``CompleteOrchestration(FAILED)`` action with
 ``FailureDetails``; divergence from history raises ``NonDeterminismError``.
+
+``OrchestrationExecutor`` is the seam ``replay.episode`` runs code through (as durabletask-go's
+``Executor``): ``LocalOrchestrationExecutor`` replays registered Python code in-process; the
+gRPC sidecar implements the same method by sending the events to a portable-SDK worker.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.actions import CompleteOrchestration, OrchestratorAction
@@ -48,6 +53,40 @@ class ExecutionResult:
         if completion is not None:
             return completion.status
         return OrchestrationStatus.SUSPENDED if self.suspended else OrchestrationStatus.RUNNING
+
+
+class ExecutionAbandoned(Exception):
+    """The executor gave the work back without a result (a remote worker disconnected or
+    abandoned it): the work item is abandoned and delivered again, never failed."""
+
+
+class OrchestrationExecutor(Protocol):
+    """Runs orchestrator code over a generation's events; called on a worker thread.
+
+    ``past_events`` were seen by the code before (replayed); ``new_events`` are applied
+    now. Raises ``NonDeterminismError`` when the code diverges from history (the instance
+    fails) and ``ExecutionAbandoned`` when there is no result to give (it is retried).
+    """
+
+    def execute(
+        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+    ) -> ExecutionResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOrchestrationExecutor:
+    """The in-process executor: replays the code registered in ``registry``."""
+
+    registry: Registry
+    converter: DataConverter | None = None
+    logger: logging.Logger | None = None
+
+    def execute(
+        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+    ) -> ExecutionResult:
+        return execute(
+            self.registry, instance_id, past_events, new_events, converter=self.converter, logger=self.logger
+        )
 
 
 def execute(

@@ -67,9 +67,13 @@ class Ledger:
         elif isinstance(event, ExecutionResumed):
             self.suspended = False
         elif isinstance(event, TaskScheduled):
+            # Scheduling an id again opens a new attempt: the portable SDKs retry a task under
+            # its original id, so its next answer is not a duplicate (our code never reuses ids).
             self.tasks.add(event.event_id)
+            self.answered.discard(("task", event.event_id))
         elif isinstance(event, SubOrchestrationInstanceCreated):
             self.subs.add(event.event_id)
+            self.answered.discard(("sub", event.event_id))
         elif isinstance(event, TimerCreated):
             self.timers.add(event.event_id)
         elif isinstance(event, (TaskCompleted, TaskFailed)):

@@ -1,29 +1,84 @@
 """Processes activity work items: run the user's function, send its result to the orchestration.
 
-Sync activities run on a thread pool, ``async def`` ones are awaited (``run_activity``
-decides). Whatever happens, the orchestration gets an answer: an unregistered name, a user
-exception or a bug here all become a ``TaskFailed`` with a clear ``FailureDetails``; the worker
-never crashes on an activity. A request delivered more than ``max_dequeue_count`` times (the
-worker kept dying while running it) fails without running again.
+The code runs through an ``ActivityExecutor``: ``LocalActivityExecutor`` runs registered
+functions (sync ones on a thread pool, ``async def`` ones awaited; ``run_activity`` decides);
+the gRPC sidecar passes one that hands the request to a portable-SDK worker. Whatever happens,
+the orchestration gets an answer: an unregistered name, a user exception or a bug here all
+become a ``TaskFailed`` with a clear ``FailureDetails``; the worker never crashes on an
+activity. A request delivered more than ``max_dequeue_count`` times (the worker kept dying
+while running it) fails without running again. An executor raising ``ExecutionAbandoned``
+(the remote worker went away) gets the request abandoned, to run again.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
 
 from durable_azstorage.authoring.context import ActivityContext
-from durable_azstorage.backend.protocol import ActivityWorkItem
+from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.backend.protocol import ActivityWorkItem, Backend
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import TaskCompleted, TaskFailed
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.replay.activity import run_activity
+from durable_azstorage.replay.executor import ExecutionAbandoned
+from durable_azstorage.serialization.converter import DataConverter
 from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
 POISON_ERROR_TYPE = "durable_azstorage.PoisonMessage"
 
 
+class ActivityExecutor(Protocol):
+    """Runs one activity request; user errors come back as ``TaskFailed``, never raised."""
+
+    async def __call__(self, item: ActivityWorkItem) -> TaskCompleted | TaskFailed: ...
+
+
+class LocalActivityExecutor:
+    """Runs the activities registered in ``registry`` in this process.
+
+    Owns the thread pool sync activities run on; ``close()`` it when the worker stops.
+    """
+
+    def __init__(self, registry: Registry, converter: DataConverter, *, threads: int) -> None:
+        self._registry = registry
+        self._converter = converter
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dtaz-activity")
+
+    async def __call__(self, item: ActivityWorkItem) -> TaskCompleted | TaskFailed:
+        ctx = ActivityContext(
+            orchestration_id=item.instance.instance_id,
+            task_id=item.task_id,
+            task_name=item.name,
+            attempt=item.dequeue_count,
+        )
+        return await run_activity(
+            self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class ActivityProcessor(WorkItemProcessor):
     """Runs one ``ActivityWorkItem`` and completes it with a TaskCompleted/TaskFailed message."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        executor: ActivityExecutor,
+        *,
+        max_dequeue_count: int,
+        logger: logging.Logger,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(backend, max_dequeue_count=max_dequeue_count, logger=logger, clock=clock)
+        self._code = executor
 
     async def fetch(self, timeout: float) -> ActivityWorkItem | None:
         return await self._backend.lock_next_activity(timeout)
@@ -33,7 +88,15 @@ class ActivityProcessor(WorkItemProcessor):
 
     async def process(self, item: ActivityWorkItem) -> None:
         """Run the activity and send its result; never raises (except cancellation)."""
-        result = await self._run(item)
+        try:
+            result = await self._run(item)
+        except ExecutionAbandoned as exc:
+            self._log.info(
+                "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
+                item.name, item.task_id, item.instance.instance_id, exc,
+            )
+            await self._abandon(item)
+            return
         message = TaskMessage(instance=item.instance, event=result)
         try:
             await self._backend.complete_activity(item, message)
@@ -52,10 +115,15 @@ class ActivityProcessor(WorkItemProcessor):
                 item.task_id,
                 item.instance.instance_id,
             )
-            try:
-                await self._backend.abandon_activity(item, delay=abandon_delay(item.dequeue_count))
-            except Exception:
-                self._log.exception("activity %r: abandon failed", item.name)
+            await self._abandon(item)
+
+    async def _abandon(self, item: ActivityWorkItem) -> None:
+        try:
+            await self._backend.abandon_activity(item, delay=abandon_delay(item.dequeue_count))
+        except LockLostError:
+            pass  # the request reappears when the lock expires anyway
+        except Exception:
+            self._log.exception("activity %r: abandon failed", item.name)
 
     async def _run(self, item: ActivityWorkItem) -> TaskCompleted | TaskFailed:
         if item.dequeue_count > self._max_dequeue_count:
@@ -72,22 +140,11 @@ class ActivityProcessor(WorkItemProcessor):
                     is_non_retriable=True,
                 ),
             )
-        ctx = ActivityContext(
-            orchestration_id=item.instance.instance_id,
-            task_id=item.task_id,
-            task_name=item.name,
-            attempt=item.dequeue_count,
-        )
         try:
-            return await run_activity(
-                self._registry,
-                ctx,
-                item.name,
-                item.input,
-                converter=self._converter,
-                executor=self._executor,
-            )
-        except Exception as exc:  # run_activity reports user errors itself; this is a bug guard
+            return await self._code(item)
+        except ExecutionAbandoned:
+            raise
+        except Exception as exc:  # executors report user errors themselves; this is a bug guard
             self._log.exception("activity %r: the activity runner failed", item.name)
             return self._failed(item, FailureDetails.from_exception(exc))
 

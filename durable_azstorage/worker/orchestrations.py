@@ -1,11 +1,14 @@
 """Processes orchestration work items: replay one episode, commit it, handle every failure.
 
-Replay (``run_episode``) is pure and CPU-bound, so it runs on a thread pool and never blocks
-the event loop that renews locks. The backend makes the commit atomic; this module only
-decides what to do when something goes wrong:
+Replay (``run_episode``) is pure and CPU-bound (or, with the gRPC sidecar's remote executor,
+blocks while an SDK worker runs the code), so it runs on a thread pool and never blocks the
+event loop that renews locks. The backend makes the commit atomic; this module only decides
+what to do when something goes wrong:
 
 * ``ConcurrencyConflictError`` / ``LockLostError``: another worker owns the instance now;
   drop the item (its messages reappear and the winner, or a later episode, handles them).
+* ``ExecutionAbandoned`` (a remote worker disconnected or gave the item back): abandon with
+  the same backoff, logged without a traceback; nothing was decided, nothing is lost.
 * Any other error: abandon with exponential backoff, so a transient fault is retried.
 * Poison: an item delivered more than ``max_dequeue_count`` times fails its instance with a
   reason naming the count (see ``worker.poison``) instead of retrying forever.
@@ -14,16 +17,39 @@ decides what to do when something goes wrong:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from durable_azstorage.backend.protocol import OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import (
+    Backend,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.replay.episode import Episode, run_episode
+from durable_azstorage.replay.executor import ExecutionAbandoned, OrchestrationExecutor
 from durable_azstorage.worker.poison import poison_commit
 from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
+
 class OrchestrationProcessor(WorkItemProcessor):
     """Turns a locked ``OrchestrationWorkItem`` into one committed episode."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        executor: OrchestrationExecutor,
+        *,
+        episode_pool: concurrent.futures.Executor,
+        max_dequeue_count: int,
+        logger: logging.Logger,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(backend, max_dequeue_count=max_dequeue_count, logger=logger, clock=clock)
+        self._code = executor
+        self._episode_pool = episode_pool
 
     async def fetch(self, timeout: float) -> OrchestrationWorkItem | None:
         return await self._backend.lock_next_orchestration(timeout)
@@ -35,6 +61,13 @@ class OrchestrationProcessor(WorkItemProcessor):
         """Run and commit one episode; never raises (except cancellation)."""
         try:
             commit = await self._build_commit(item)
+        except ExecutionAbandoned as exc:
+            self._log.info(
+                "orchestration %r: episode abandoned (delivery %d), it will be delivered again: %s",
+                item.instance_id, item.dequeue_count, exc,
+            )
+            await self._abandon(item, abandon_delay(item.dequeue_count))
+            return
         except Exception:
             self._log.exception(
                 "orchestration %r: episode failed unexpectedly (delivery %d); will retry",
@@ -57,15 +90,9 @@ class OrchestrationProcessor(WorkItemProcessor):
             return await self._poison(item, now)
         loop = asyncio.get_running_loop()
         episode: Episode = await loop.run_in_executor(
-            self._executor,
+            self._episode_pool,
             lambda: run_episode(
-                self._registry,
-                item.instance_id,
-                item.history,
-                item.messages,
-                now=now,
-                converter=self._converter,
-                logger=self._log,
+                self._code, item.instance_id, item.history, item.messages, now=now, logger=self._log
             ),
         )
         state = episode.state

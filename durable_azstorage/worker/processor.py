@@ -1,20 +1,18 @@
 """What the orchestration and activity processors share: their dependencies and the backoff.
 
 Each processor turns one locked work item into a completion; both need the backend, the
-registry, the converter, a thread pool, the poison threshold, a logger and a clock, and both
-back off the same way when an item fails for a reason that may pass.
+poison threshold, a logger and a clock, and both back off the same way when an item fails
+for a reason that may pass. Running the user's code is not theirs: they get an executor
+(in-process, or the gRPC sidecar's remote one).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend
-from durable_azstorage.serialization.converter import DataConverter
 
 MAX_BACKOFF = timedelta(seconds=60)
 
@@ -31,18 +29,12 @@ class WorkItemProcessor:
     def __init__(
         self,
         backend: Backend,
-        registry: Registry,
-        converter: DataConverter,
         *,
-        executor: concurrent.futures.Executor,
         max_dequeue_count: int,
         logger: logging.Logger,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._backend = backend
-        self._registry = registry
-        self._converter = converter
-        self._executor = executor
         self._max_dequeue_count = max_dequeue_count
         self._log = logger
         self._clock = clock or _utcnow

@@ -1,8 +1,8 @@
 """TaskHubWorker: runs registered orchestrators and activities against a backend.
 
-Two dispatchers (orchestrations, activities) share one asyncio loop. ``start()`` runs that
-loop on a background thread for synchronous programs; asyncio programs ``await run_async()``
-instead. Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace``
+A ``WorkerEngine`` (two dispatchers, orchestrations and activities, on one asyncio loop)
+runs the registered code through the in-process executors. ``start()`` runs that loop on a
+background thread for synchronous programs; asyncio programs ``await run_async()`` instead. Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace``
 to finish, then the backend is stopped (work items still locked then simply expire and are
 redelivered elsewhere).
 """
@@ -10,20 +10,19 @@ redelivered elsewhere).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
-from durable_azstorage.worker.activities import ActivityProcessor
-from durable_azstorage.worker.dispatcher import Dispatcher
-from durable_azstorage.worker.orchestrations import OrchestrationProcessor
+from durable_azstorage.worker.activities import LocalActivityExecutor
+from durable_azstorage.worker.engine import WorkerEngine
 
 DEFAULT_MAX_DEQUEUE_COUNT = 10
 _DEFAULT_RENEW_INTERVAL = 10.0
@@ -70,7 +69,7 @@ class TaskHubWorker:
         self._max_orchestrations = max_concurrent_orchestrations
         self._max_activities = max_concurrent_activities
         self._max_dequeue_count = max_dequeue_count
-        self._renew_interval = _renew_interval(self._backend, lock_renew_interval)
+        self._renew_interval = renew_interval_for(self._backend, lock_renew_interval)
         self._log = logger or logging.getLogger("durable_azstorage.worker")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,20 +98,26 @@ class TaskHubWorker:
             raise RuntimeError("this TaskHubWorker is already running")
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        activities = LocalActivityExecutor(self._registry, self._converter, threads=self._max_activities)
+        engine = WorkerEngine(
+            self._backend,
+            orchestrations=LocalOrchestrationExecutor(self._registry, self._converter, self._log),
+            activities=activities,
+            max_concurrent_orchestrations=self._max_orchestrations,
+            max_concurrent_activities=self._max_activities,
+            max_dequeue_count=self._max_dequeue_count,
+            renew_interval=self._renew_interval,
+            episode_threads=min(self._max_orchestrations, 4),  # replay is CPU-bound
+            clock=backend_clock(self._backend),
+            logger=self._log,
+        )
         try:
             # A missing hub raises TaskHubNotFoundError: create it first (CLI `hub create`).
-            await self._backend.start()
+            await engine.start()
         except BaseException:
             self._stop_requested = None
+            activities.close()
             raise
-        episodes = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(self._max_orchestrations, 4), thread_name_prefix="dtaz-episode"
-        )
-        activities = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._max_activities, thread_name_prefix="dtaz-activity"
-        )
-        dispatchers = self._dispatchers(episodes, activities)
-        runs = [asyncio.ensure_future(d.run()) for d in dispatchers]
         self._running.set()
         self._log.info(
             "worker started: %d orchestrator(s), %d activity(ies)",
@@ -123,7 +128,7 @@ class TaskHubWorker:
             await self._stop_requested.wait()
         finally:
             # Also runs on cancellation: shield the drain so in-flight work still finishes.
-            await asyncio.shield(self._shutdown(dispatchers, runs, episodes, activities))
+            await asyncio.shield(self._shutdown(engine, activities))
 
     async def stop_async(self, grace: timedelta = timedelta(seconds=30)) -> None:
         """Ask ``run_async`` to stop; in-flight work gets ``grace`` to finish."""
@@ -131,69 +136,14 @@ class TaskHubWorker:
         if self._stop_requested is not None:
             self._stop_requested.set()
 
-    async def _shutdown(
-        self,
-        dispatchers: list[Dispatcher[Any]],
-        runs: Sequence[asyncio.Future[None]],
-        *executors: concurrent.futures.ThreadPoolExecutor,
-    ) -> None:
-        for d in dispatchers:
-            d.request_stop()
-        await asyncio.gather(*runs, return_exceptions=True)
-        await asyncio.gather(*(d.drain(self._grace) for d in dispatchers))
+    async def _shutdown(self, engine: WorkerEngine, activities: LocalActivityExecutor) -> None:
         try:
-            await self._backend.stop()
+            await engine.stop(self._grace)
         finally:
-            for ex in executors:
-                ex.shutdown(wait=False, cancel_futures=True)
+            activities.close()
             self._stop_requested = None
             self._running.clear()
             self._log.info("worker stopped")
-
-    def _dispatchers(
-        self,
-        episodes: concurrent.futures.Executor,
-        activities: concurrent.futures.Executor,
-    ) -> list[Dispatcher[Any]]:
-        clock = _backend_clock(self._backend)
-        orch = OrchestrationProcessor(
-            self._backend,
-            self._registry,
-            self._converter,
-            executor=episodes,
-            max_dequeue_count=self._max_dequeue_count,
-            logger=self._log,
-            clock=clock,
-        )
-        act = ActivityProcessor(
-            self._backend,
-            self._registry,
-            self._converter,
-            executor=activities,
-            max_dequeue_count=self._max_dequeue_count,
-            logger=self._log,
-            clock=clock,
-        )
-        return [
-            Dispatcher(
-                "orchestrations",
-                fetch=orch.fetch,
-                process=orch.process,
-                renew=orch.renew,
-                max_concurrency=self._max_orchestrations,
-                renew_interval=self._renew_interval,
-                logger=self._log,
-            ),
-            Dispatcher(
-                "activities",
-                fetch=act.fetch,
-                process=act.process,
-                renew=act.renew,
-                max_concurrency=self._max_activities,
-                renew_interval=self._renew_interval,
-                logger=self._log,
-            ),
-        ]
 
     # --- background thread -----------------------------------------------------------------
     def start(self) -> None:
@@ -244,7 +194,7 @@ class TaskHubWorker:
         self.stop()
 
 
-def _renew_interval(backend: Backend, configured: timedelta | None) -> float:
+def renew_interval_for(backend: Backend, configured: timedelta | None) -> float:
     """Renew at a third of the backend's lock timeout when it exposes one."""
     if configured is not None:
         return max(configured.total_seconds(), 0.05)
@@ -254,7 +204,7 @@ def _renew_interval(backend: Backend, configured: timedelta | None) -> float:
     return _DEFAULT_RENEW_INTERVAL
 
 
-def _backend_clock(backend: Backend) -> Callable[[], datetime] | None:
+def backend_clock(backend: Backend) -> Callable[[], datetime] | None:
     """Use the backend's clock (e.g. a fake clock in tests) for episode timestamps."""
     clock = getattr(backend, "clock", None)
     now = getattr(clock, "now", None)
