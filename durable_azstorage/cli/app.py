@@ -40,6 +40,7 @@ _GROUPS: list[tuple[str, str, str]] = [
 # that name is the command.
 _COMMANDS: list[tuple[str, str]] = [
     ("durable_azstorage.cli.worker", "worker"),
+    ("durable_azstorage.cli.serve", "serve"),
 ]
 
 for _module, _name, _help in _GROUPS:

@@ -1,0 +1,161 @@
+"""``durable-azstorage serve``: the gRPC sidecar for the portable Durable Task SDKs.
+
+Apps written with Microsoft's portable SDKs (``durabletask`` for Python, .NET, Java,
+JavaScript) point their ``TaskHubGrpcClient``/``TaskHubGrpcWorker`` at ``--host:--port`` and
+run on this task hub. The connection is resolved like every other command (options,
+environment, or a temporary local Azurite, on which the hub is created).
+
+The one stdout line, printed once serving, names the address, the hub and the partitions
+this process owns; everything else goes to stderr. Ctrl-C or SIGTERM stops gracefully:
+no new work items are handed out, in-flight ones get ``--grace`` seconds, the partitions
+are released for other sidecars, and the process exits 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from durable_azstorage.cli.connection import (
+    CONNECTION_STRING_OPTION,
+    DEBUG_OPTION,
+    PARTITION_COUNT_OPTION,
+    TASK_HUB_OPTION,
+    Connection,
+    resolve,
+)
+from durable_azstorage.cli.output import (
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    reporting,
+)
+from durable_azstorage.model.errors import TaskHubNotFoundError
+
+if TYPE_CHECKING:
+    from durable_azstorage.azure.settings import AzureStorageSettings
+
+SIDECAR_EXTRA_HINT = (
+    'the gRPC sidecar needs the "sidecar" extra: pip install "durable-azstorage[sidecar]"'
+)
+_SIDECAR_PACKAGES = ("grpc", "durabletask", "google.protobuf", "google")
+
+
+async def run_sidecar(
+    settings: AzureStorageSettings, *, host: str, port: int, create_hub: bool, grace: float
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
+    from durable_azstorage.sidecar.server import SidecarServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            typer.echo(
+                f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing "
+                "partitions; signal again to exit at once",
+                err=True,
+            )
+            stop.set()
+        else:
+            typer.echo("exiting at once; locked work is redelivered when its lock expires",
+                       err=True)
+            os._exit(EXIT_FAILURE)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    backend = settings.create_backend()
+    try:
+        if create_hub:
+            try:
+                await backend.create_task_hub()
+            except BaseException:
+                await backend.stop()  # release its storage clients before reporting
+                raise
+        server = SidecarServer(backend, host=host, port=port)
+        try:
+            await server.start()
+        except BaseException:
+            await backend.stop()
+            raise
+        typer.echo(server.describe())
+        sys.stdout.flush()
+        typer.echo("Ctrl-C or SIGTERM stops it", err=True)
+        await stop.wait()
+        await server.stop(grace=grace)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (loopback by default; the sidecar "
+        "has no authentication, so expose it only to your own app)."
+    ),
+    port: int = typer.Option(
+        4001, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."
+    ),
+    create_hub: bool = typer.Option(
+        False, "--create-hub", help="Create the task hub first if it does not exist "
+        "(always done on a temporary local Azurite)."
+    ),
+    grace: float = typer.Option(
+        30.0, "--grace", min=0.0, help="Seconds in-flight work items may take to finish on stop."
+    ),
+    log_level: str = typer.Option("INFO", "--log-level", help="Logging level (stderr)."),
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Serve the task hub to the portable Durable Task SDKs over gRPC until Ctrl-C or SIGTERM.
+
+    Point TaskHubGrpcClient / TaskHubGrpcWorker (host_address="HOST:PORT") at it. Needs the
+    "sidecar" extra of durable-azstorage (grpcio and durabletask).
+    """
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        typer.echo(f"error: --log-level: unknown level {log_level!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        from durable_azstorage.sidecar.server import ListenError  # fails without the extra
+    except ImportError as exc:
+        if not (exc.name or "").startswith(_SIDECAR_PACKAGES):
+            raise
+        missing = (exc.name or "").split(".")[0]
+        typer.echo(f"error: {SIDECAR_EXTRA_HINT} (missing module {missing!r})", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # The Azure SDK logs every HTTP request at INFO; show its warnings unless asked for DEBUG.
+    logging.getLogger("azure").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    connection = Connection(connection_string, task_hub, partition_count)
+    with reporting(debug), resolve(connection) as target:
+        typer.echo(
+            f"sidecar starting on task hub {target.settings.task_hub!r} ({host}:{port})", err=True
+        )
+        try:
+            asyncio.run(
+                run_sidecar(
+                    target.settings, host=host, port=port,
+                    create_hub=create_hub or target.local, grace=grace,
+                )
+            )
+        except TaskHubNotFoundError as exc:
+            raise CliError(f"{exc} (or pass --create-hub)", EXIT_NOT_FOUND) from None
+        except ListenError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
+        typer.echo("sidecar stopped", err=True)

@@ -1,0 +1,295 @@
+"""``ClientRpcs``: the client-side requests of ``TaskHubSidecarService`` carried out on our client.
+
+Each method takes a request message and returns the response message, raising our own
+errors (``errors.status_of`` maps them to status codes); gRPC itself is not touched here.
+One ``AsyncTaskHubClient`` with a ``PassThroughConverter`` does the work: the SDK sends
+payloads already serialized. Behaviour the SDKs rely on:
+
+* ``GetInstance`` of an unknown id answers ``exists=false`` (the SDK returns None); so do the
+  Wait requests, at once. ``GetInstance`` and ``QueryInstances`` read the backend's state, so
+  their answers carry ``executionId`` and ``scheduledStartTimestamp``; a Wait's answer does not. Otherwise they wait until the condition holds or ``deadline``
+  (seconds left, None: no deadline) is about to pass, then raise ``TimeoutError``.
+* ``StartInstance`` without a reuse policy refuses an id whose instance is Pending, Running or
+  Suspended and replaces an ended one; with one, see ``convert_state.reuse_policy_from_pb``.
+* ``ListInstanceIds`` lists ended instances only (as the protocol defines it), filtered by
+  completion time ``[from, to)``; its ``lastInstanceKey``, like ``QueryInstances``'
+  ``continuationToken``, is the backend's opaque query token.
+* A purge by filter that names no status purges every *ended* status; its time budget is
+  the request's timeout, cut short to answer ``isComplete=false`` before the deadline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from durabletask.internal import orchestrator_service_pb2 as pb
+
+from durable_azstorage.client.async_client import AsyncTaskHubClient
+from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.errors import OrchestrationNotFoundError
+from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
+from durable_azstorage.model.state import InstanceState
+from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.sidecar.convert_history import history_event_to_pb
+from durable_azstorage.sidecar.convert_state import (
+    datetime_from_pb,
+    page_size,
+    purge_filter_from_pb,
+    query_from_pb,
+    reuse_policy_from_pb,
+    state_to_pb,
+    statuses_from_pb,
+)
+from durable_azstorage.sidecar.errors import InvalidRequestError, field_named
+
+HISTORY_CHUNK_EVENTS = 100
+HISTORY_CHUNK_BYTES = 1 << 20
+"""A history chunk closes at this many events or bytes (gRPC's default limit is 4 MiB)."""
+DEADLINE_MARGIN = 0.2
+"""Seconds before a call's deadline at which a long request answers by itself."""
+NO_DEADLINE_WAIT = 24 * 3600.0
+"""How long a Wait without a deadline waits (the caller's disconnect ends it sooner)."""
+_ENDED = tuple(s for s in OrchestrationStatus if s.is_terminal)
+
+
+class ClientRpcs:
+    """The client-side requests, on one ``AsyncTaskHubClient`` (see the module docstring)."""
+
+    def __init__(self, client: AsyncTaskHubClient) -> None:
+        self._client = client
+
+    # --- starting and reading instances ------------------------------------------------------
+    async def start(self, request: pb.CreateInstanceRequest) -> pb.CreateInstanceResponse:
+        if not request.name:
+            raise InvalidRequestError("name", "the orchestrator name is required")
+        start_at = None
+        if request.HasField("scheduledStartTimestamp"):
+            start_at = datetime_from_pb(request.scheduledStartTimestamp)
+        policy = None
+        if request.HasField("orchestrationIdReusePolicy"):
+            with field_named("orchestrationIdReusePolicy"):
+                policy = reuse_policy_from_pb(request.orchestrationIdReusePolicy)
+        instance_id = await self._client.schedule_new_orchestration(
+            request.name,
+            input=_text(request, "input"),
+            instance_id=request.instanceId or None,
+            start_at=start_at,
+            reuse_id_policy=policy,
+            version=_text(request, "version"),
+            tags=dict(request.tags) or None,
+        )
+        return pb.CreateInstanceResponse(instanceId=instance_id)
+
+    async def get(self, request: pb.GetInstanceRequest) -> pb.GetInstanceResponse:
+        _require_id(request.instanceId)
+        payloads = request.getInputsAndOutputs
+        # The backend's view also has the execution id and the scheduled start time.
+        state = await self._client.backend.get_instance(request.instanceId, fetch_payloads=payloads)
+        return _instance_response(state, payloads)
+
+    async def wait(
+        self, request: pb.GetInstanceRequest, *, completion: bool, deadline: float | None
+    ) -> pb.GetInstanceResponse:
+        """Wait for the instance to start (or, with ``completion``, to end)."""
+        _require_id(request.instanceId)
+        if await self._client.get_orchestration_state(request.instanceId, fetch_payloads=False) is None:
+            return pb.GetInstanceResponse(exists=False)
+        timeout = NO_DEADLINE_WAIT if deadline is None else max(0.0, deadline - DEADLINE_MARGIN)
+        wait = (
+            self._client.wait_for_orchestration_completion
+            if completion
+            else self._client.wait_for_orchestration_start
+        )
+        payloads = request.getInputsAndOutputs
+        state = await wait(request.instanceId, fetch_payloads=payloads, timeout=timeout)
+        return _instance_response(state, payloads)
+
+    # --- controlling instances ---------------------------------------------------------------
+    async def raise_event(self, request: pb.RaiseEventRequest) -> pb.RaiseEventResponse:
+        _require_id(request.instanceId)
+        if not request.name:
+            raise InvalidRequestError("name", "the event name is required")
+        await self._client.raise_orchestration_event(
+            request.instanceId, request.name, data=_text(request, "input")
+        )
+        return pb.RaiseEventResponse()
+
+    async def terminate(self, request: pb.TerminateRequest) -> pb.TerminateResponse:
+        _require_id(request.instanceId)
+        await self._client.terminate_orchestration(
+            request.instanceId, output=_text(request, "output"), recursive=request.recursive
+        )
+        return pb.TerminateResponse()
+
+    async def suspend(self, request: pb.SuspendRequest) -> pb.SuspendResponse:
+        _require_id(request.instanceId)
+        await self._client.suspend_orchestration(request.instanceId, reason=_text(request, "reason"))
+        return pb.SuspendResponse()
+
+    async def resume(self, request: pb.ResumeRequest) -> pb.ResumeResponse:
+        _require_id(request.instanceId)
+        await self._client.resume_orchestration(request.instanceId, reason=_text(request, "reason"))
+        return pb.ResumeResponse()
+
+    async def restart(self, request: pb.RestartInstanceRequest) -> pb.RestartInstanceResponse:
+        _require_id(request.instanceId)
+        new_id = await self._client.restart_orchestration(
+            request.instanceId, restart_with_new_instance_id=request.restartWithNewInstanceId
+        )
+        return pb.RestartInstanceResponse(instanceId=new_id)
+
+    async def rewind(self, request: pb.RewindInstanceRequest) -> pb.RewindInstanceResponse:
+        _require_id(request.instanceId)
+        await self._client.rewind_orchestration(request.instanceId, reason=_text(request, "reason"))
+        return pb.RewindInstanceResponse()
+
+    # --- queries and history -----------------------------------------------------------------
+    async def query(self, request: pb.QueryInstancesRequest) -> pb.QueryInstancesResponse:
+        with field_named("query.runtimeStatus"):
+            query = query_from_pb(request.query)
+        if query is None:
+            return pb.QueryInstancesResponse()
+        with field_named("query.continuationToken"):
+            page = await self._client.backend.query_instances(query)
+        response = pb.QueryInstancesResponse(
+            orchestrationState=[
+                state_to_pb(s, include_payloads=query.fetch_inputs_and_outputs) for s in page.items
+            ]
+        )
+        if page.continuation_token is not None:
+            response.continuationToken.value = page.continuation_token
+        return response
+
+    async def list_ids(self, request: pb.ListInstanceIdsRequest) -> pb.ListInstanceIdsResponse:
+        """Each response holds the matches of one backend page (possibly none, with a key to
+        go on), so following ``lastInstanceKey`` visits every match exactly once."""
+        statuses = _ENDED
+        if request.runtimeStatus:
+            with field_named("runtimeStatus"):
+                named = statuses_from_pb(request.runtimeStatus)
+            statuses = tuple(s for s in named if s in _ENDED)
+            if not statuses:
+                return pb.ListInstanceIdsResponse()
+        low = _optional_time(request, "completedTimeFrom")
+        high = _optional_time(request, "completedTimeTo")
+        query = OrchestrationQuery(
+            runtime_status=statuses,
+            page_size=page_size(request.pageSize or 100),
+            continuation_token=request.lastInstanceKey.value or None,
+        )
+        with field_named("lastInstanceKey"):
+            page = await self._client.query_orchestrations(query)
+        response = pb.ListInstanceIdsResponse(
+            instanceIds=[s.instance_id for s in page.items if _completed_within(s, low, high)]
+        )
+        if page.continuation_token is not None:
+            response.lastInstanceKey.value = page.continuation_token
+        return response
+
+    async def history(self, request: pb.StreamInstanceHistoryRequest) -> list[pb.HistoryChunk]:
+        """The current execution's history in chunks (at most 100 events or ~1 MiB each)."""
+        _require_id(request.instanceId)
+        if request.HasField("executionId") and request.executionId.value:
+            await self._require_execution(request.instanceId, request.executionId.value)
+        events = await self._client.get_orchestration_history(request.instanceId)
+        return _chunks([history_event_to_pb(e) for e in events])
+
+    async def _require_execution(self, instance_id: str, execution_id: str) -> None:
+        state = await self._client.backend.get_instance(instance_id, fetch_payloads=False)
+        if state is None:
+            raise OrchestrationNotFoundError(instance_id)
+        if state.execution_id is not None and state.execution_id != execution_id:
+            raise InvalidRequestError(
+                "executionId",
+                f"{execution_id!r} is not the current execution of {instance_id!r} "
+                f"({state.execution_id!r}); only the current execution's history is kept",
+            )
+
+    # --- purge and task hub ------------------------------------------------------------------
+    async def purge(
+        self, request: pb.PurgeInstancesRequest, *, deadline: float | None
+    ) -> PurgeResult:
+        which = request.WhichOneof("request")
+        if which == "instanceId":
+            return await self._client.purge_orchestration(request.instanceId, recursive=request.recursive)
+        if which == "instanceBatch":
+            deleted = 0
+            for instance_id in request.instanceBatch.instanceIds:
+                result = await self._client.purge_orchestration(instance_id, recursive=request.recursive)
+                deleted += result.deleted_instance_count
+            return PurgeResult(deleted_instance_count=deleted)
+        if which == "purgeInstanceFilter":
+            with field_named("purgeInstanceFilter.runtimeStatus"):
+                spec = purge_filter_from_pb(request.purgeInstanceFilter)
+            if not spec.runtime_status:  # only CANCELED named: nothing can match
+                return PurgeResult(deleted_instance_count=0)
+            timeout = spec.timeout
+            if deadline is not None:
+                budget = max(0.0, deadline - DEADLINE_MARGIN)
+                timeout = budget if timeout is None else min(timeout, budget)
+            return await self._client.purge_orchestrations_by(
+                created_from=spec.created_from,
+                created_to=spec.created_to,
+                runtime_status=spec.runtime_status,
+                timeout=timeout,
+            )
+        raise InvalidRequestError("request", "name an instanceId, an instanceBatch or a purgeInstanceFilter")
+
+    async def create_task_hub(self, request: pb.CreateTaskHubRequest) -> pb.CreateTaskHubResponse:
+        if request.recreateIfExists:
+            await self._client.delete_task_hub()
+        await self._client.create_task_hub()
+        return pb.CreateTaskHubResponse()
+
+    async def delete_task_hub(self, request: pb.DeleteTaskHubRequest) -> pb.DeleteTaskHubResponse:
+        await self._client.delete_task_hub()
+        return pb.DeleteTaskHubResponse()
+
+
+def _text(message: Any, field: str) -> str | None:
+    """A ``StringValue`` field's text, or None when it is not set."""
+    return str(getattr(message, field).value) if message.HasField(field) else None
+
+
+def _require_id(instance_id: str) -> None:
+    if not instance_id:
+        raise InvalidRequestError("instanceId", "an instance id is required")
+
+
+def _optional_time(message: Any, field: str) -> datetime | None:
+    return datetime_from_pb(getattr(message, field)) if message.HasField(field) else None
+
+
+def _completed_within(state: OrchestrationState, low: datetime | None, high: datetime | None) -> bool:
+    done = state.completed_at
+    if done is None:
+        return low is None and high is None
+    return (low is None or done >= low) and (high is None or done < high)
+
+
+def _instance_response(
+    state: OrchestrationState | InstanceState | None, payloads: bool
+) -> pb.GetInstanceResponse:
+    if state is None:
+        return pb.GetInstanceResponse(exists=False)
+    return pb.GetInstanceResponse(
+        exists=True, orchestrationState=state_to_pb(state, include_payloads=payloads)
+    )
+
+
+def _chunks(events: list[pb.HistoryEvent]) -> list[pb.HistoryChunk]:
+    chunks: list[pb.HistoryChunk] = []
+    current: list[pb.HistoryEvent] = []
+    size = 0
+    for event in events:
+        event_size = event.ByteSize()
+        full = len(current) >= HISTORY_CHUNK_EVENTS or size + event_size > HISTORY_CHUNK_BYTES
+        if current and full:
+            chunks.append(pb.HistoryChunk(events=current))
+            current, size = [], 0
+        current.append(event)
+        size += event_size
+    if current:
+        chunks.append(pb.HistoryChunk(events=current))
+    return chunks

@@ -1,0 +1,100 @@
+"""Two sidecars (think: two pods) share one task hub through the partition manager."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from durabletask import task
+from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
+from durabletask.worker import TaskHubGrpcWorker
+from sidecar_support import RunningSidecar, sidecar_settings
+
+from durable_azstorage.azure.naming import partition_of
+from durable_azstorage.testing.azurite import Azurite
+
+pytestmark = pytest.mark.azurite
+
+
+def double(ctx: task.OrchestrationContext, n: int) -> int:
+    return n * 2
+
+
+@contextmanager
+def _sdk_app(address: str) -> Iterator[TaskHubGrpcClient]:
+    """An SDK worker and client on one sidecar (each pod runs its app next to its sidecar)."""
+    worker = TaskHubGrpcWorker(host_address=address)
+    worker.add_orchestrator(double)
+    worker.start()
+    client = TaskHubGrpcClient(host_address=address)
+    try:
+        yield client
+    finally:
+        client.close()
+        worker.stop()
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+def _two_per_partition(count: int) -> list[str]:
+    ids: list[str] = []
+    for partition in range(count):
+        found = 0
+        while found < 2:
+            iid = f"p{partition}-{uuid.uuid4().hex[:8]}"
+            if partition_of(iid, count) == partition:
+                ids.append(iid)
+                found += 1
+    return ids
+
+
+def _owned(running: RunningSidecar) -> frozenset[int]:
+    assert running.server is not None
+    owned = running.server.owned_partitions()
+    assert owned is not None
+    return owned
+
+
+def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
+    azurite: Azurite, new_sidecar: Callable[..., RunningSidecar]
+) -> None:
+    base = dataclasses.replace(
+        sidecar_settings(azurite, "shared"),
+        lease_interval=timedelta(seconds=6),
+        lease_renew_interval=timedelta(seconds=2),
+        lease_acquire_interval=timedelta(seconds=1),
+    )
+    first = new_sidecar(dataclasses.replace(base, worker_id="pod-a"))
+    assert _owned(first) == {0, 1, 2, 3}
+    second = new_sidecar(dataclasses.replace(base, worker_id="pod-b"), create_hub=False)
+    _wait_until(lambda: len(_owned(first)) == 2 and len(_owned(second)) == 2, "a 2/2 split")
+    assert _owned(first).isdisjoint(_owned(second))
+
+    with _sdk_app(first.address) as client_a, _sdk_app(second.address) as client_b:
+        ids = _two_per_partition(base.partition_count)  # both sidecars must do work
+        for i, iid in enumerate(ids):
+            (client_a if i % 2 else client_b).schedule_new_orchestration(double, input=i, instance_id=iid)
+        for i, iid in enumerate(ids):
+            state = client_a.wait_for_orchestration_completion(iid, timeout=60)
+            assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
+            assert state.get_output() == i * 2
+
+    second.stop()  # graceful: releases its partitions, the first sidecar takes them at once
+    _wait_until(lambda: _owned(first) == {0, 1, 2, 3}, "the hand-over to the first sidecar")
+    with _sdk_app(first.address) as client_a:
+        late = [f"late{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+        for i, iid in enumerate(late):
+            client_a.schedule_new_orchestration(double, input=10 + i, instance_id=iid)
+        for i, iid in enumerate(late):
+            state = client_a.wait_for_orchestration_completion(iid, timeout=60)
+            assert state is not None and state.get_output() == (10 + i) * 2
