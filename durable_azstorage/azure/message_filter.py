@@ -4,7 +4,11 @@ Applied to an instance's buffered messages against its committed history (the se
 
 * an ``ExecutionStarted`` for an instance without history is applied; one for an instance
   with history starts a new execution only if the Instances row names that execution (the
-  client replaced the instance); otherwise it is a duplicate and discarded;
+  client replaced the instance), or if the current execution ended and the start comes from
+  a parent (a parent's retry policy starts the same child id again; each attempt's start
+  carries its own execution id, while a start re-sent by the parent's recovery carries the
+  original one, see ``model.outbound.child_execution_id``); otherwise it is a duplicate and
+  discarded;
 * messages addressed to another execution than the live one (zombies of a replaced or
   continued-as-new execution) are discarded, and so is every non-start message for an
   execution that already ended;
@@ -72,6 +76,8 @@ async def filter_messages(
             row = await instance_row()
             if row is not None and row.execution_id == execution_of(candidate):
                 out.start, out.fresh = candidate, True
+            elif _new_attempt(candidate, sentinel):
+                out.start, out.fresh = candidate, True
     for candidate in starts:
         if candidate is not out.start:
             out.discard.append((candidate, "duplicate or superseded ExecutionStarted"))
@@ -98,6 +104,18 @@ async def filter_messages(
         else:
             out.keep.append(m)
     return out
+
+
+def _new_attempt(candidate: ReceivedMessage, sentinel: Sentinel) -> bool:
+    """A parent's start of another execution of a child whose current execution ended."""
+    event = event_of(candidate)
+    status = sentinel.runtime_status
+    return (
+        isinstance(event, ExecutionStarted)
+        and event.parent is not None
+        and status is not None
+        and status.is_terminal
+    )
 
 
 async def _defer_or_drop(

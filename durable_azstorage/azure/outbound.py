@@ -9,14 +9,13 @@ re-sends them (at-least-once; replay ignores duplicates) and repairs the Instanc
 the same events.
 
 The rules are ``model.outbound``'s, the same ones ``replay.apply`` uses when the episode runs
-(``test_outbound`` checks both agree on real episodes). A child start derived here carries a
-fresh execution id, which is harmless: a start for an instance that already has history is
-discarded as a duplicate by the provider.
+(``test_outbound`` checks both agree on real episodes). A child start derived here carries
+the execution id the original carried (``model.outbound.child_execution_id``), so the child
+discards the re-sent start as a duplicate.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -60,7 +59,7 @@ def derive_outbound(
         return out
     episode = history[episode_start:]
     for event in episode:
-        out.add_for(event, started=started, history=history, new_execution_id=_new_execution_id)
+        out.add_for(event, started=started, history=history)
     ran = any(isinstance(e, _DECISIONS) for e in episode)
     if continued_as_new and not ran:
         # A continue-as-new generation recorded but not run yet (replay defers after many
@@ -73,10 +72,6 @@ def derive_outbound(
 _DECISIONS = (
     TaskScheduled, TimerCreated, SubOrchestrationInstanceCreated, EventSent, ExecutionCompleted
 )
-
-
-def _new_execution_id() -> str:
-    return uuid.uuid4().hex
 
 
 def state_from_history(

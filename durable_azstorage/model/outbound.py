@@ -12,7 +12,9 @@ the two can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from durable_azstorage.model.errors import OrchestrationTerminatedError
@@ -59,13 +61,13 @@ class Outbound:
         *,
         started: ExecutionStarted,
         history: Sequence[HistoryEvent],
-        new_execution_id: Callable[[], str],
     ) -> None:
         """Append the messages ``event`` implies.
 
         ``started`` opens the generation ``event`` belongs to; ``history`` is that generation's
-        events up to and including the episode's incoming ones (a recursive terminate looks
-        there for running children); ``new_execution_id`` names a child's first execution.
+        events up to and including the episode's incoming ones, or its whole committed
+        history when recovery re-derives an episode (a recursive terminate looks there for
+        running children; a child's execution id counts earlier attempts there).
         """
         me = started.instance
         if isinstance(event, TaskScheduled):
@@ -74,7 +76,9 @@ class Outbound:
             fired = TimerFired(timer_id=event.event_id, fire_at=event.fire_at, timestamp=event.fire_at)
             self.timer.append(TaskMessage(instance=me, event=fired, sender=me))
         elif isinstance(event, SubOrchestrationInstanceCreated):
-            child = OrchestrationInstance(instance_id=event.instance_id, execution_id=new_execution_id())
+            child = OrchestrationInstance(
+                instance_id=event.instance_id, execution_id=child_execution_id(me, event, history)
+            )
             start = ExecutionStarted(
                 timestamp=event.timestamp, name=event.name, instance=child, input=event.input,
                 version=event.version,
@@ -90,6 +94,27 @@ class Outbound:
             self.orchestrator.append(TaskMessage(instance=target, event=raised, sender=me))
         elif isinstance(event, ExecutionCompleted):
             self.orchestrator.extend(_completion_messages(started, event, history))
+
+
+_CHILD_EXECUTIONS = uuid.UUID("6f1c3e55-8d0b-4f7e-9a51-2f35a1f0c0de")
+
+
+def child_execution_id(
+    parent: OrchestrationInstance, created: SubOrchestrationInstanceCreated,
+    history: Sequence[HistoryEvent],
+) -> str:
+    """The execution id a child start carries: the same every time the same creation is
+    derived (recovery re-sends exactly the original start, so the child discards it as a
+    duplicate), and new for each attempt that creates the same task id again (the portable
+    SDKs retry a sub-orchestration under its original task id and child instance id)."""
+    attempt = 0
+    for event in history:
+        if event is created:
+            break
+        if isinstance(event, SubOrchestrationInstanceCreated) and event.event_id == created.event_id:
+            attempt += 1
+    name = f"{parent.instance_id}\n{parent.execution_id}\n{created.event_id}\n{attempt}"
+    return uuid.uuid5(_CHILD_EXECUTIONS, name).hex
 
 
 def running_sub_orchestrations(history: Iterable[HistoryEvent]) -> list[str]:

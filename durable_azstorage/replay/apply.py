@@ -10,7 +10,7 @@ generation instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from durable_azstorage.model.actions import (
@@ -41,7 +41,6 @@ def apply_actions(
     history: Sequence[HistoryEvent],
     now: datetime,
     outbox: Outbound,
-    new_execution_id: Callable[[], str],
 ) -> list[HistoryEvent]:
     """Record ``actions`` as events stamped ``now`` and add the messages they imply to ``outbox``.
 
@@ -50,7 +49,7 @@ def apply_actions(
     """
     events = [event for action in actions if (event := _record(action, now)) is not None]
     for event in events:
-        outbox.add_for(event, started=started, history=history, new_execution_id=new_execution_id)
+        outbox.add_for(event, started=started, history=history)
     return events
 
 

@@ -201,7 +201,7 @@ def _run_generation(
     started = _started(segment.past, incoming)
     recorded = apply_actions(
         result.actions, started=started, history=[*segment.past, *incoming], now=now,
-        outbox=outbox, new_execution_id=new_execution_id,
+        outbox=outbox,
     )
     events = [*incoming, *recorded, OrchestratorCompleted(timestamp=now)]
     state = _state(instance_id, started, result, now)

@@ -115,6 +115,7 @@ def worker(e2e_settings: AzureStorageSettings, counter: RequestCounter) -> Itera
     for fn in (
         sequence, fan_out, child, parent, timer_or_event, short_timer, counter_loop, echo_big,
         waiter, big_event, fail_big, collect_items, tick_generations, retried, retries_exhausted,
+        flaky_child, retried_child,
     ):
         w.add_orchestrator(fn)
     w.add_activity(hello)
@@ -300,6 +301,17 @@ def retried(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def
     return (yield ctx.call_activity("flaky", input=key, retry_policy=RETRY))
 
 
+def flaky_child(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def]
+    """A sub-orchestration whose first two runs fail (its activity raises)."""
+    policy = RetryPolicy(first_retry_interval=timedelta(milliseconds=100), max_number_of_attempts=1)
+    return (yield ctx.call_activity("flaky", input=key, retry_policy=policy))
+
+
+def retried_child(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def]
+    """Every attempt reuses the child's instance id: each must start it again."""
+    return (yield ctx.call_sub_orchestrator("flaky_child", input=key, retry_policy=RETRY))
+
+
 def retries_exhausted(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyped-def]
     policy = RetryPolicy(first_retry_interval=timedelta(milliseconds=200), max_number_of_attempts=2)
     try:
@@ -307,6 +319,20 @@ def retries_exhausted(ctx: OrchestrationContext, key: str):  # type: ignore[no-u
     except TaskFailedError as error:
         return [error.details.error_type, error.details.message]
     return "unexpected success"
+
+
+async def test_sub_orchestration_retries_restart_the_same_child_id(
+    client: AsyncTaskHubClient,
+) -> None:
+    iid = await client.schedule_new_orchestration("retried_child", input="child-key")
+    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    state.raise_if_failed()
+    assert state.get_output() == "child-key ok after 3 calls"
+    history = await client.get_orchestration_history(iid)
+    created = [e for e in history if type(e).__name__ == "SubOrchestrationInstanceCreated"]
+    assert len(created) == 3 and len({e.instance_id for e in created}) == 1  # type: ignore[attr-defined]
+    kinds = [type(e).__name__ for e in history]
+    assert kinds.count("SubOrchestrationInstanceFailed") == 2
 
 
 async def test_retries_are_durable_timers_then_succeed_or_give_up(

@@ -4,6 +4,7 @@ the test driver."""
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 from durable_azstorage.authoring.context import OrchestrationContext
@@ -15,11 +16,13 @@ from durable_azstorage.model.history import (
     EventRaised,
     ExecutionStarted,
     GenericEvent,
+    OrchestrationInstance,
     SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceCreated,
     SubOrchestrationInstanceFailed,
 )
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.model.outbound import WAKE_UP
+from durable_azstorage.model.outbound import WAKE_UP, child_execution_id
 from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, run_episode
 from durable_azstorage.serialization.converter import JsonDataConverter
 
@@ -157,12 +160,23 @@ def test_sub_orchestrations_start_with_a_parent_and_notify_it() -> None:
 def test_the_child_start_message_names_the_parent_and_a_fresh_execution() -> None:
     r = Registry()
     r.add_orchestrator(parent)
-    ep = run_episode(r, IID, [], [msg(started("parent"))], now=at(1), converter=JsonDataConverter(),
-                     new_execution_id=lambda: "child-exec")
+    ep = run_episode(r, IID, [], [msg(started("parent"))], now=at(1), converter=JsonDataConverter())
     (start,) = ep.orchestrator_messages
     event = start.event
     assert isinstance(event, ExecutionStarted)
-    assert start.instance.instance_id == f"{IID}:0000" and start.instance.execution_id == "child-exec"
+    created = next(e for e in ep.new_events if isinstance(e, SubOrchestrationInstanceCreated))
+    parent_execution = ep.state.execution_id if ep.state else None
+    assert start.instance.instance_id == f"{IID}:0000"
+    # Derived, not random: recovery re-sends the very same start (the child drops it as a
+    # duplicate), while another attempt under the same task id gets another execution.
+    assert start.instance.execution_id == child_execution_id(
+        OrchestrationInstance(instance_id=IID, execution_id=parent_execution), created, []
+    )
+    earlier_attempt = replace(created, timestamp=at(0))
+    assert start.instance.execution_id != child_execution_id(
+        OrchestrationInstance(instance_id=IID, execution_id=parent_execution), created,
+        [earlier_attempt],
+    )
     assert event.instance == start.instance and event.input == js("ok") and event.timestamp == at(1)
     assert event.parent is not None and event.parent.task_scheduled_id == 0
     assert event.parent.instance.instance_id == IID and event.parent.name == "parent"
