@@ -14,8 +14,8 @@ away from the workers that would process them.
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -173,6 +173,7 @@ class ControlQueueReceiver:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._receiving = False  # a receive (and the handling of its batch) is in flight
         self._interval = MIN_POLL_INTERVAL
 
     def start(self) -> None:
@@ -183,16 +184,20 @@ class ControlQueueReceiver:
     async def stop(self) -> None:
         """Stop the loop and return once it has ended (no receive can add messages after).
 
-        Cancels repeatedly: on Python < 3.12 ``asyncio.wait_for`` can swallow a cancellation
-        that coincides with its inner wait finishing (a ``wake()`` at that instant), and the
-        flag ends the loop at its next turn in any case.
+        A receive in flight is finished, not cancelled: the service has already hidden the
+        messages it returns, and a cancelled request would strand them for the whole
+        visibility timeout; finished, they reach the buffer, where the caller takes them back.
+        Waits are cancelled repeatedly: on Python < 3.12 ``asyncio.wait_for`` can swallow a
+        cancellation that coincides with its inner wait finishing (a ``wake()`` at that
+        instant), and the flag ends the loop at its next turn in any case.
         """
         task, self._task = self._task, None
         if task is None:
             return
         self._stopping = True
         while not task.done():
-            task.cancel()
+            if not self._receiving:
+                task.cancel()
             self._wake.set()
             await asyncio.wait({task}, timeout=0.5)
         if not task.cancelled() and task.exception() is not None:
@@ -221,6 +226,7 @@ class ControlQueueReceiver:
             if room <= 0:
                 await self._sleep(MIN_POLL_INTERVAL * 4)
                 continue
+            self._receiving = True
             try:
                 received = await self.queue.receive(room, self._visibility)
                 if received:
@@ -229,10 +235,12 @@ class ControlQueueReceiver:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self._receiving = False
                 log.exception("control queue %s: receive failed; retrying", self.queue.name)
                 await self._sleep(min(self._max_poll, 1.0))
                 continue
             finally:
+                self._receiving = False
                 self._buffer.unreserve(room)
             if received and len(received) >= room:
                 continue  # probably more waiting
