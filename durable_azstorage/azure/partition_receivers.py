@@ -1,0 +1,152 @@
+"""The receive loops of the partitions this worker owns, started and stopped with ownership.
+
+One ``ControlQueueReceiver`` per owned partition feeds the shared ``MessageBuffer``. When a
+partition is lost its loop is stopped at once, its buffered messages are made visible again
+(the next owner need not wait out their visibility timeout) and its sessions are dropped;
+``drain`` (the provider's ``PartitionDrainer``) returns once none of its work items is in
+flight, so the partition manager can hand it over safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
+from durable_azstorage.azure.naming import partition_of
+from durable_azstorage.azure.orchestration_items import QueueLookup, hide
+from durable_azstorage.azure.queues import ReceivedMessage
+from durable_azstorage.azure.sessions import SessionCache
+from durable_azstorage.azure.settings import AzureStorageSettings
+
+log = logging.getLogger(__name__)
+
+DRAIN_POLL = 0.05  # seconds between checks for a draining partition's in-flight work
+DRAIN_WARN_AFTER = 5.0  # seconds: log which work items a drain still waits for
+
+
+class PartitionReceivers:
+    """Receive loops by partition; ``apply(owned)`` makes them match the owned set."""
+
+    def __init__(
+        self,
+        settings: AzureStorageSettings,
+        buffer: MessageBuffer,
+        sessions: SessionCache,
+        *,
+        queue: QueueLookup,
+        handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
+        running: Callable[[], bool],
+        closing: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.names = settings.names
+        self._buffer = buffer
+        self._sessions = sessions
+        self._queue = queue
+        self._handle = handle
+        self._running = running
+        self._closing = closing
+        self._receivers: dict[int, ControlQueueReceiver] = {}
+        self._letting_go: dict[int, asyncio.Future[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that ``changed`` hands ownership changes to (the backend's)."""
+        self._loop = loop
+
+    def changed(self, owned: frozenset[int]) -> None:
+        """Ownership callback; may be called from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.apply, owned)
+
+    def apply(self, owned: frozenset[int]) -> None:
+        if not self._running():
+            return
+        for partition in sorted(owned - set(self._receivers)):
+            name = self.names.control_queues[partition]
+            receiver = ControlQueueReceiver(
+                self._queue(name),
+                self._buffer,
+                batch_size=self.settings.control_queue_batch_size,
+                visibility_timeout=self.settings.control_queue_visibility_timeout,
+                max_poll_interval=self.settings.max_poll_interval,
+                handle=self._handle,
+            )
+            self._receivers[partition] = receiver
+            receiver.start()
+        gained = owned - set(self._receivers)
+        if gained:  # sessions from an earlier tenure may be stale
+            self._discard_sessions(gained)
+        for partition in sorted(set(self._receivers) - owned):
+            receiver = self._receivers.pop(partition)
+            # Drop synchronously: nothing buffered for it may be handed out from now on.
+            dropped = self._buffer.drop_queue(receiver.queue.name)
+            self._discard_sessions(frozenset({partition}))
+            self._letting_go[partition] = asyncio.ensure_future(
+                self._let_go(partition, receiver, dropped)
+            )
+
+    def wake(self, instance_id: str) -> None:
+        """Poll the instance's control queue now (this process just enqueued to it)."""
+        receiver = self._receivers.get(partition_of(instance_id, self.settings.partition_count))
+        if receiver is not None:
+            receiver.wake()
+
+    def _discard_sessions(self, partitions: frozenset[int]) -> None:
+        count = self.settings.partition_count
+        self._sessions.discard_if(lambda i: partition_of(i, count) in partitions)
+
+    async def _let_go(
+        self, partition: int, receiver: ControlQueueReceiver, dropped: list[ReceivedMessage]
+    ) -> None:
+        """Stop a lost partition's receive loop and make its buffered messages visible now."""
+        try:
+            await receiver.stop()
+            dropped += self._buffer.drop_queue(receiver.queue.name)  # added while stopping
+            if dropped:
+                log.info(
+                    "partition %d lost: %d buffered message(s) made visible again",
+                    partition, len(dropped),
+                )
+                await hide(self._queue, dropped, timedelta(0))
+        finally:
+            if self._letting_go.get(partition) is asyncio.current_task():
+                del self._letting_go[partition]
+
+    async def drain(self, partition: int, owned: frozenset[int]) -> None:
+        """Return when ``partition`` (not in ``owned`` any more) has its receiver stopped, its
+        buffered messages visible again and none of its work items in flight (not waited for
+        once the backend is closing: nobody completes them)."""
+        if partition in self._receivers and partition not in owned:
+            self.apply(owned)
+        letting_go = self._letting_go.get(partition)
+        if letting_go is not None:
+            await asyncio.shield(letting_go)
+        count = self.settings.partition_count
+        loop = asyncio.get_running_loop()
+        warn_at = loop.time() + DRAIN_WARN_AFTER
+        while not self._closing():
+            busy = [
+                i for i in self._buffer.locked_instances() if partition_of(i, count) == partition
+            ]
+            if not busy:
+                break
+            if loop.time() >= warn_at:
+                warn_at = loop.time() + DRAIN_WARN_AFTER
+                log.warning(
+                    "draining partition %d: still waiting for %d work item(s) in flight: %s",
+                    partition, len(busy), ", ".join(sorted(busy)[:5]),
+                )
+            await asyncio.sleep(DRAIN_POLL)
+        self._discard_sessions(frozenset({partition}))
+
+    async def stop_all(self) -> None:
+        receivers = list(self._receivers.values())
+        self._receivers.clear()
+        await asyncio.gather(*(r.stop() for r in receivers))
+
+
+__all__ = ["DRAIN_POLL", "DRAIN_WARN_AFTER", "PartitionReceivers"]
