@@ -33,7 +33,7 @@ class ActivityWorkItems:
         self,
         receiver: ActivityReceiver,
         *,
-        send: Callable[[TaskMessage], Awaitable[None]],
+        send: Callable[[TaskMessage], Awaitable[object]],
         quarantine: Callable[[ReceivedMessage, str], Awaitable[None]],
         max_dequeue_count: int,
         visibility_timeout: timedelta,

@@ -99,6 +99,8 @@ class ActivityReceiver:
                     if time.monotonic() >= deadline:
                         return None
                     continue
+                if self.stopped:
+                    return None
                 wanted = self._batch
                 received = await self.queue.receive(wanted, self._visibility)
                 if len(received) >= wanted:
@@ -109,6 +111,9 @@ class ActivityReceiver:
                         await self._on_undecodable(item)
                     else:
                         self._buffer.append((at, item))
+                if self.stopped:  # stop() ran during the receive: hand the batch back now
+                    self._release(len(self._buffer))
+                    return None
                 if len(self._buffer) > 1:
                     asyncio.get_running_loop().call_later(self._hold, self._release_unclaimed)
                 if self._buffer:

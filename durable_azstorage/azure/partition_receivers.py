@@ -89,11 +89,22 @@ class PartitionReceivers:
                 self._let_go(partition, receiver, dropped)
             )
 
-    def wake(self, instance_id: str) -> None:
-        """Poll the instance's control queue now (this process just enqueued to it)."""
+    def wake(self, instance_id: str) -> bool:
+        """Poll the instance's control queue now (this process just enqueued to it); False
+        when this process does not receive that partition."""
         receiver = self._receivers.get(partition_of(instance_id, self.settings.partition_count))
         if receiver is not None:
             receiver.wake()
+        return receiver is not None
+
+    def wake_all(self) -> None:
+        """Poll every owned control queue now (another process signalled new work)."""
+        for receiver in self._receivers.values():
+            receiver.wake()
+
+    def slowest_poll(self) -> float:
+        """The longest idle back-off among the owned queues' receivers (0 without any)."""
+        return max((r.poll_interval for r in self._receivers.values()), default=0.0)
 
     def _discard_sessions(self, partitions: frozenset[int]) -> None:
         count = self.settings.partition_count

@@ -51,6 +51,7 @@ from durable_azstorage.azure.naming import escape_key
 from durable_azstorage.azure.orchestration_items import OrchestrationWorkItems
 from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.partition_receivers import PartitionReceivers
+from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
 from durable_azstorage.azure.partitions import PartitionManager
 from durable_azstorage.azure.payloads import PayloadStore
 from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
@@ -92,7 +93,7 @@ class AzureStorageBackend:
         max_buffered_messages: int = 256,
         session_capacity: int = 1000,
         session_idle_timeout: timedelta = timedelta(minutes=5),
-        activity_prefetch: int = 1,
+        activity_prefetch: int = 8,
         checkpoint_hook: CheckpointHook | None = None,
         counter: RequestCounter | None = None,
     ) -> None:
@@ -112,6 +113,8 @@ class AzureStorageBackend:
         )
         self._activity_prefetch = activity_prefetch
         self._activities: ActivityWorkItems | None = None
+        self._wakeup: WakeupSignal | None = None
+        self._wakeup_watcher: WakeupWatcher | None = None
         self._sequence = itertools.count(1)
         self._running = False
         self._giving_back: set[asyncio.Future[None]] = set()
@@ -178,6 +181,11 @@ class AzureStorageBackend:
             self._clients.table(self.names.instances_table), self._payloads, retry=retry
         )
         self.poison = PoisonStore(self._clients.container(self.names.large_messages_container), retry)
+        if self.settings.wakeup_interval is not None:
+            self._wakeup = WakeupSignal(
+                self._clients.container(self.names.large_messages_container), retry,
+                min_touch_interval=self.settings.wakeup_interval.total_seconds(),
+            )
         self._queues: dict[str, MessageQueue] = {
             name: MessageQueue(
                 self._clients.queue(name), self._payloads, retry,
@@ -242,10 +250,37 @@ class AzureStorageBackend:
         self.ownership.subscribe(self._receivers.changed)
         if self.partition_manager is not None:
             await self.partition_manager.start()
+        if self._wakeup is not None and self.settings.wakeup_interval is not None:
+            self._wakeup_watcher = WakeupWatcher(
+                self._wakeup,
+                interval=self.settings.wakeup_interval.total_seconds(),
+                slowest_poll=self._slowest_poll,
+                on_wake=self._wake_all,
+            )
+            self._wakeup_watcher.start()
+
+    @property
+    def wakeups(self) -> tuple[int, int]:
+        """(signals sent by this backend, signals that woke its pollers): diagnostics."""
+        sent = self._wakeup.touches if self._wakeup is not None else 0
+        woken = self._wakeup_watcher.wakes if self._wakeup_watcher is not None else 0
+        return sent, woken
+
+    def _slowest_poll(self) -> float:
+        activity = self._activities.receiver.poll_interval if self._activities is not None else 0.0
+        return max(activity, self._receivers.slowest_poll())
+
+    def _wake_all(self) -> None:
+        self._receivers.wake_all()
+        if self._activities is not None:
+            self._activities.receiver.wake()
 
     async def stop(self) -> None:
         """Release the partitions (graceful hand-over), then stop receiving and close."""
         self._closing = True  # drains no longer wait for in-flight work: nobody completes it
+        if self._wakeup_watcher is not None:
+            await self._wakeup_watcher.stop()
+            self._wakeup_watcher = None
         if self.partition_manager is not None and self._running:
             await self.partition_manager.stop(graceful=True)
         self._running = False
@@ -269,8 +304,11 @@ class AzureStorageBackend:
         await self._receivers.drain(partition, self.ownership.owned())
 
     # --- sending --------------------------------------------------------------------------
-    async def _send(self, message: TaskMessage) -> None:
-        """Route ``message`` to its queue, delayed until ``visible_at()``; wake local pollers."""
+    async def _send(self, message: TaskMessage) -> bool:
+        """Route ``message`` to its queue, delayed until ``visible_at()``; wake local pollers.
+
+        True when a poller of this process was woken or the message is delayed (then the
+        receiver's own polling finds it; a wake-up now would not help)."""
         if message.is_activity_request:
             name = self.names.work_item_queue
         else:
@@ -281,14 +319,21 @@ class AzureStorageBackend:
             delay = visible_at - datetime.now(timezone.utc)
         await self._queue(name).send(message, delay=delay, sequence_number=next(self._sequence))
         if delay is None or delay <= timedelta(0):
-            self._wake(name, message.instance.instance_id)
+            return self._wake(name, message.instance.instance_id)
+        return True
 
-    def _wake(self, queue_name: str, instance_id: str) -> None:
+    def _wake(self, queue_name: str, instance_id: str) -> bool:
+        """Wake this process's poller of ``queue_name``; False when it has none."""
         if queue_name == self.names.work_item_queue:
             if self._activities is not None:
                 self._activities.receiver.wake()
-            return
-        self._receivers.wake(instance_id)
+            return self._activities is not None
+        return self._receivers.wake(instance_id)
+
+    async def _send_from_client(self, message: TaskMessage) -> None:
+        """Send, and when no poller of this process takes it, tell idle workers elsewhere."""
+        if not await self._send(message) and self._wakeup is not None:
+            await self._wakeup.touch()
 
     async def _send_all(self, messages: Sequence[TaskMessage]) -> None:
         await asyncio.gather(*(self._send(m) for m in messages))
@@ -308,12 +353,12 @@ class AzureStorageBackend:
         # The row first: a start message for an instance with history is accepted only when
         # the row names its execution (otherwise it is a duplicate).
         await self._instances.insert_pending(state, replace_etag=replace_etag)
-        await self._send(start)
+        await self._send_from_client(start)
         return True
 
     async def send_message(self, message: TaskMessage) -> None:
         await self._open()
-        await self._send(message)
+        await self._send_from_client(message)
 
     async def get_instance(
         self, instance_id: str, *, fetch_payloads: bool = True
