@@ -126,14 +126,16 @@ async def cost(
         }
         report.row("idle requests per minute (worker)", f"{per_minute:.1f}")
         report.row("idle requests per minute per partition", f"{per_partition:.1f}")
-        report.row("idle by operation", ", ".join(
-            f"{k} {v}" for k, v in _by_operation(idle).items()) or "none")
+        report.row("idle requests per minute by operation", ", ".join(
+            f"{k} {v * 60 / idle_window:.0f}" for k, v in _by_operation(idle).items()) or "none")
         report.notes.append(
             f"expected idle queue polls: ({settings.partition_count} control queues + 1 work-item "
             f"queue) x 60 / max_poll_interval {max_poll:g} s = {expected:.1f}/min; lease "
-            "renewals and scans add table requests where the partition manager is wired in"
+            "renewals and scans add table requests where the partition manager is wired in, "
+            "and the wake-up signal one blob read per wakeup_interval"
         )
-        if per_minute > 3 * expected:
+        polls_per_minute = idle.counts.get(("queue", "GetMessages"), 0) * 60 / idle_window
+        if polls_per_minute > 3 * expected:
             report.notes.append(
                 "measured idle traffic is far above the back-off's: the orchestration dispatcher "
                 "asks for work with a 1 s timeout and each new request wakes every control-queue "

@@ -2,9 +2,10 @@
 
 An idle worker polls each queue with an exponential back-off (50 ms doubling up to
 ``max_poll_interval``, 10 s by default; the .NET provider backs off to 30 s). A start message
-from *another process* is only seen at the next poll, so after a long idle period it waits up
-to the current poll interval. A client sharing the worker's backend (same process) wakes the
-poller at once. Both are measured when ``compare_shared`` is set, and the ratio reported.
+from *another process* is seen at the next poll, or sooner through the wake-up signal (the
+client touches one blob that idle workers read every ``wakeup_interval``). A client sharing the
+worker's backend (same process) wakes the poller at once. Both are measured when
+``compare_shared`` is set, and the ratio reported.
 """
 
 from __future__ import annotations
@@ -114,13 +115,24 @@ async def latency(
             "50 ms). So a start message from another process is seen within ~0.1-0.4 s, at the "
             "price of idle requests (bench cost)."
         )
+    wakeup = target.settings.wakeup_interval
+    if wakeup is None:
+        seen = "waits up to that long for the next poll"
+    else:
+        seen = (
+            f"is seen at the next poll or the next read of the wake-up signal (every "
+            f"{wakeup.total_seconds():g} s while idle), whichever comes first; this scenario "
+            "starts each sample a whole number of wake-up intervals after the worker started, "
+            "so it measures the worst phase: arrivals at random times wait half as long on "
+            "average"
+        )
     report.notes.append(
         f"an idle worker's pollers back off from 50 ms doubling to max_poll_interval "
         f"({max_poll:g} s; .NET: 30 s); after {idle:g} s idle the interval is {expected:g} s, "
-        "so a start message from another process waits up to that long for the next poll. "
+        f"so a start message from another process {seen}. "
         "Once it is seen, the activity request and its result are messages the worker sends "
         "itself, which wake its own pollers at once. A client sharing the worker's backend "
-        "wakes the control-queue poller too. Lower --max-poll-interval trades idle requests "
-        "(see bench cost) for latency."
+        "wakes the control-queue poller too. Lower --max-poll-interval or wakeup_interval "
+        "trade idle requests (see bench cost) for latency."
     )
     return report
