@@ -14,9 +14,6 @@ are released for other sidecars, and the process exits 0. A second signal exits 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import signal
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -30,10 +27,17 @@ from durable_azstorage.cli.connection import (
     Connection,
     resolve,
 )
+from durable_azstorage.cli.long_running import (
+    CREATE_HUB_OPTION,
+    GRACE_OPTION,
+    LOG_LEVEL_OPTION,
+    configure_logging,
+    create_hub_or_close,
+    stop_on_signal,
+)
 from durable_azstorage.cli.output import (
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
-    EXIT_USAGE,
     CliError,
     reporting,
 )
@@ -54,35 +58,12 @@ async def run_sidecar(
     """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
     from durable_azstorage.sidecar.server import SidecarServer
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            typer.echo(
-                f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing "
-                "partitions; signal again to exit at once",
-                err=True,
-            )
-            stop.set()
-        else:
-            typer.echo("exiting at once; locked work is redelivered when its lock expires",
-                       err=True)
-            os._exit(EXIT_FAILURE)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    backend = settings.create_backend()
-    try:
+    with stop_on_signal(
+        f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing partitions"
+    ) as stop:
+        backend = settings.create_backend()
         if create_hub:
-            try:
-                await backend.create_task_hub()
-            except BaseException:
-                await backend.stop()  # release its storage clients before reporting
-                raise
+            await create_hub_or_close(backend)
         server = SidecarServer(backend, host=host, port=port)
         try:
             await server.start()
@@ -94,9 +75,6 @@ async def run_sidecar(
         typer.echo("Ctrl-C or SIGTERM stops it", err=True)
         await stop.wait()
         await server.stop(grace=grace)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def serve(
@@ -107,14 +85,9 @@ def serve(
     port: int = typer.Option(
         4001, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."
     ),
-    create_hub: bool = typer.Option(
-        False, "--create-hub", help="Create the task hub first if it does not exist "
-        "(always done on a temporary local Azurite)."
-    ),
-    grace: float = typer.Option(
-        30.0, "--grace", min=0.0, help="Seconds in-flight work items may take to finish on stop."
-    ),
-    log_level: str = typer.Option("INFO", "--log-level", help="Logging level (stderr)."),
+    create_hub: bool = CREATE_HUB_OPTION,
+    grace: float = GRACE_OPTION,
+    log_level: str = LOG_LEVEL_OPTION,
     connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
     task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
     partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
@@ -125,23 +98,17 @@ def serve(
     Point TaskHubGrpcClient / TaskHubGrpcWorker (host_address="HOST:PORT") at it. Needs the
     "sidecar" extra of durable-azstorage (grpcio and durabletask).
     """
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        typer.echo(f"error: --log-level: unknown level {log_level!r}", err=True)
-        raise typer.Exit(EXIT_USAGE)
+    configure_logging(log_level)
     try:
-        from durable_azstorage.sidecar.server import ListenError  # fails without the extra
+        from durable_azstorage.sidecar.server import (
+            ListenError,  # fails without the extra
+        )
     except ImportError as exc:
         if not (exc.name or "").startswith(_SIDECAR_PACKAGES):
             raise
         missing = (exc.name or "").split(".")[0]
         typer.echo(f"error: {SIDECAR_EXTRA_HINT} (missing module {missing!r})", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The Azure SDK logs every HTTP request at INFO; show its warnings unless asked for DEBUG.
-    logging.getLogger("azure").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
     connection = Connection(connection_string, task_hub, partition_count)
     with reporting(debug), resolve(connection) as target:
         typer.echo(

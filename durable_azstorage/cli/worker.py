@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import logging
-import os
-import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -35,8 +32,15 @@ from durable_azstorage.cli.connection import (
     export_to_environment,
     resolve,
 )
+from durable_azstorage.cli.long_running import (
+    CREATE_HUB_OPTION,
+    GRACE_OPTION,
+    LOG_LEVEL_OPTION,
+    configure_logging,
+    create_hub_or_close,
+    stop_on_signal,
+)
 from durable_azstorage.cli.output import (
-    EXIT_FAILURE,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
@@ -44,6 +48,7 @@ from durable_azstorage.cli.output import (
 )
 from durable_azstorage.model.errors import TaskHubNotFoundError
 from durable_azstorage.worker.worker import TaskHubWorker
+
 
 def load_worker(ref: str, app_dir: Path) -> TaskHubWorker:
     """Import ``module:attr`` (``attr`` may be dotted) and return the worker it names."""
@@ -102,34 +107,9 @@ def load_worker(ref: str, app_dir: Path) -> TaskHubWorker:
 
 async def serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> None:
     """Run ``worker`` until SIGINT/SIGTERM, then stop it gracefully."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            typer.echo(
-                f"stopping: finishing in-flight work (up to {grace:g}s); "
-                "signal again to exit at once",
-                err=True,
-            )
-            stop.set()
-        else:
-            typer.echo("exiting at once; locked work is redelivered when its lock expires",
-                       err=True)
-            os._exit(EXIT_FAILURE)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    with stop_on_signal(f"stopping: finishing in-flight work (up to {grace:g}s)") as stop:
         if create_hub:
-            try:
-                await worker.backend.create_task_hub()
-            except BaseException:
-                await worker.backend.stop()  # release its storage clients before reporting
-                raise
+            await create_hub_or_close(worker.backend)
         run = asyncio.ensure_future(worker.run_async())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -140,9 +120,6 @@ async def serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> Non
                 await asyncio.wait({run}, timeout=0.2)
         stopped.cancel()
         run.result()  # start-up errors (e.g. missing task hub) surface here
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def worker(
@@ -153,14 +130,9 @@ def worker(
     app_dir: Path = typer.Option(
         Path("."), "--app-dir", help="Folder to import the module from (added to sys.path)."
     ),
-    create_hub: bool = typer.Option(
-        False, "--create-hub", help="Create the task hub first if it does not exist "
-        "(always done on a temporary local Azurite)."
-    ),
-    grace: float = typer.Option(
-        30.0, "--grace", min=0.0, help="Seconds in-flight work may take to finish on stop."
-    ),
-    log_level: str = typer.Option("INFO", "--log-level", help="Logging level (stderr)."),
+    create_hub: bool = CREATE_HUB_OPTION,
+    grace: float = GRACE_OPTION,
+    log_level: str = LOG_LEVEL_OPTION,
     connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
     task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
     partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
@@ -172,15 +144,7 @@ def worker(
     DURABLE_AZSTORAGE_* variables before your module is imported: build the worker with
     TaskHubWorker(AzureStorageSettings.from_env()).
     """
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        typer.echo(f"error: --log-level: unknown level {log_level!r}", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The Azure SDK logs every HTTP request at INFO; show its warnings unless asked for DEBUG.
-    logging.getLogger("azure").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    configure_logging(log_level)
     connection = Connection(connection_string, task_hub, partition_count)
     with reporting(debug), resolve(connection) as target:
         export_to_environment(connection, target)
