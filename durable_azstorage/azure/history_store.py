@@ -375,8 +375,10 @@ class HistoryStore:
 
     # ------------------------------------------------------------------ delete
 
-    async def delete(self, instance_id: str) -> int:
-        """Delete every History row of the instance and its history payload blobs.
+    async def delete(self, instance_id: str, *, payloads: bool = True) -> int:
+        """Delete every History row of the instance and (``payloads``) its history payload
+        blobs; a purge that deletes the instance's whole blob prefix itself passes False and
+        saves a listing.
 
         Returns the number of rows deleted (the sentinel included). Idempotent.
         """
@@ -407,7 +409,8 @@ class HistoryStore:
         step = MAX_BATCH_OPERATIONS
         chunks = [row_keys[i : i + step] for i in range(0, len(row_keys), step)]
         deleted = sum(await asyncio.gather(*(delete_batch(c) for c in chunks)))
-        await self._payloads.delete_prefix(instance_prefix(instance_id) + "history-")
+        if payloads:
+            await self._payloads.delete_prefix(instance_prefix(instance_id) + "history-")
         return deleted
 
     async def _delete_row(self, pk: str, key: str) -> int:

@@ -184,8 +184,8 @@ class InstanceStore:
         if previous:
             await self._payloads.discard(previous - uploaded)
 
-    async def delete(self, instance_id: str) -> bool:
-        """Delete the row and its payload blobs; False if there was no row."""
+    async def delete(self, instance_id: str, *, payloads: bool = True) -> bool:
+        """Delete the row and (``payloads``) its payload blobs; False if there was no row."""
         self._ledger.forget(instance_id)
         op = [("delete", {"PartitionKey": escape_key(instance_id), "RowKey": ROW_KEY})]
         existed = True
@@ -195,7 +195,8 @@ class InstanceStore:
             if exc.status_code != 404:
                 raise
             existed = False
-        await self._payloads.delete_prefix(instance_prefix(instance_id) + "instance-")
+        if payloads:
+            await self._payloads.delete_prefix(instance_prefix(instance_id) + "instance-")
         return existed
 
     # ------------------------------------------------------------------ queries

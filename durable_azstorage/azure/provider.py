@@ -389,8 +389,9 @@ class AzureStorageBackend:
     async def purge_instance(self, instance_id: str) -> bool:
         await self._open()
         self._sessions.discard(instance_id)
-        rows = await self._history.delete(instance_id)
-        existed = await self._instances.delete(instance_id)
+        # One listing of the instance's blob prefix covers history, row and message payloads.
+        rows = await self._history.delete(instance_id, payloads=False)
+        existed = await self._instances.delete(instance_id, payloads=False)
         await self._payloads.delete_prefix(escape_key(instance_id) + "/")
         return existed or rows > 0
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
 
 from durable_azstorage import (
     ActivityContext,
@@ -168,6 +169,31 @@ async def test_purge_by_filter_counts_and_resumable_timeout(client: AsyncTaskHub
     counts = await client.count_orchestrations_by_status()
     assert (counts[S.COMPLETED], counts[S.FAILED], counts[S.RUNNING]) == (0, 1, 1)
     assert await client.get_orchestration_state(live) is not None
+
+
+async def _blob_names(settings: AzureStorageSettings, prefix: str) -> list[str]:
+    assert settings.connection_string is not None
+    async with BlobServiceClient.from_connection_string(settings.connection_string) as service:
+        container = service.get_container_client(settings.names.large_messages_container)
+        return [b.name async for b in container.list_blobs(name_starts_with=prefix)]
+
+
+async def test_purge_deletes_every_payload_blob_with_one_listing(
+    client: AsyncTaskHubClient, backend: AzureStorageBackend, settings: AzureStorageSettings
+) -> None:
+    big = "x" * 200_000  # input, output and history all go to blobs
+    iid = await client.schedule_new_orchestration("quick", input=big, instance_id="big-purge")
+    assert await finish(client, iid) is S.COMPLETED
+    assert await _blob_names(settings, f"{escape_key(iid)}/"), "payloads should be in blobs"
+
+    before = backend.request_counter.snapshot()
+    result = await client.purge_orchestration(iid)
+
+    listings = (backend.request_counter.snapshot() - before).counts.get(("blob", "ListBlobs"), 0)
+    assert result.deleted_instance_count == 1
+    assert listings == 1  # history rows, the Instances row and messages share one prefix
+    assert await _blob_names(settings, f"{escape_key(iid)}/") == []
+    assert await client.get_orchestration_state(iid) is None
 
 
 async def test_restart(client: AsyncTaskHubClient) -> None:
