@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -82,8 +83,38 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _OwnerNames:
+    """Owner names in use by this process's running managers, per hub.
+
+    The default ``worker_id`` is ``<hostname>-<pid>``, so two workers of one hub in one
+    process (two ``TaskHubWorker``s, a worker and a sidecar) would share a name and take each
+    other's leases for their own; the second one to start gets ``<name>-2`` instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: set[tuple[str, str]] = set()
+
+    def claim(self, hub: str, base: str) -> str:
+        with self._lock:
+            name, n = base, 1
+            while (hub, name) in self._taken:
+                n += 1
+                name = f"{base}-{n}"
+            self._taken.add((hub, name))
+            return name
+
+    def release(self, hub: str, name: str) -> None:
+        with self._lock:
+            self._taken.discard((hub, name))
+
+
+_OWNER_NAMES = _OwnerNames()
+
+
 class PartitionManager:
-    """Lease-based ownership of this hub's partitions for one worker (``settings.worker_id``).
+    """Lease-based ownership of this hub's partitions for one worker (``settings.worker_id``,
+    made unique among the running managers of this process).
 
     ``skew_margin`` defaults to ``min(5 s, (lease_interval - lease_renew_interval) / 2)``;
     ``fast_interval`` to ``min(1 s, lease_acquire_interval)``; ``drain_timeout`` to 60 s.
@@ -100,7 +131,7 @@ class PartitionManager:
         fast_interval: timedelta | None = None,
         drain_timeout: timedelta = timedelta(seconds=60),
     ) -> None:
-        self.me = settings.worker_id
+        self._base_name = self.me = settings.worker_id
         self.names = settings.names
         self._clock = clock or _utcnow
         self._drainer = drainer
@@ -150,6 +181,13 @@ class PartitionManager:
         if self._tasks:
             return
         self._stopping = False
+        self.me = _OWNER_NAMES.claim(self.names.task_hub.lower(), self._base_name)
+        if self.me != self._base_name:
+            log.warning(
+                "another worker of this process owns partitions of task hub %r as %r; this one "
+                "uses %r (set worker_id to name them yourself)",
+                self.names.task_hub, self._base_name, self.me,
+            )
         self._apply_read(await self._table.ensure_rows(), started=self._seq)
         self._tasks = [
             asyncio.ensure_future(self._run()),
@@ -184,6 +222,7 @@ class PartitionManager:
                 await task
         self._drains.clear()
         self._refresh_owned()
+        _OWNER_NAMES.release(self.names.task_hub.lower(), self.me)
 
     def _still_involved(self) -> bool:
         return bool(self._drains) or any(

@@ -1,0 +1,53 @@
+"""Two workers of one hub in one process share the default worker_id (``<host>-<pid>``); the
+partition manager gives the second a distinct owner name so they split the partitions
+instead of each believing it owns all of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sim_support import PARTITIONS
+
+from durable_azstorage.azure.clients import StorageClients
+from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.provider import AzureStorageBackend
+from durable_azstorage.azure.settings import AzureStorageSettings
+
+
+async def test_two_backends_with_the_same_worker_id_split_the_partitions(
+    hub8: StorageClients, fast_settings: Callable[..., AzureStorageSettings]
+) -> None:
+    shared = fast_settings("same-name")  # as if both took the default <host>-<pid>
+    first, second = AzureStorageBackend(shared), AzureStorageBackend(shared)
+    await first.start()
+    await second.start()
+    try:
+        a, b = _manager(first), _manager(second)
+        assert (a.me, b.me) == ("same-name", "same-name-2")
+        await _until(lambda: len(a.owned()) == len(b.owned()) == PARTITIONS // 2)
+        assert a.owned().isdisjoint(b.owned())
+        assert {b.rows[p].current_owner for p in b.owned()} == {"same-name-2"}
+        assert {a.rows[p].current_owner for p in a.owned()} == {"same-name"}
+    finally:
+        await second.stop()
+        await first.stop()
+
+    restarted = AzureStorageBackend(shared)  # names are released on stop: the base is free
+    await restarted.start()
+    try:
+        assert _manager(restarted).me == "same-name"
+    finally:
+        await restarted.stop()
+
+
+def _manager(backend: AzureStorageBackend) -> PartitionManager:
+    assert backend.partition_manager is not None
+    return backend.partition_manager
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "partitions were not split evenly"
+        await asyncio.sleep(0.1)
