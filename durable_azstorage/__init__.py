@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidOperationError": "durable_azstorage.model.errors",
     "TaskHubNotFoundError": "durable_azstorage.model.errors",
     "PartitionCountMismatchError": "durable_azstorage.model.errors",
+    "TaskHubNameConflictError": "durable_azstorage.model.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.errors import OrchestrationNotFoundError as OrchestrationNotFoundError
     from durable_azstorage.model.errors import PartitionCountMismatchError as PartitionCountMismatchError
     from durable_azstorage.model.errors import TaskFailedError as TaskFailedError
+    from durable_azstorage.model.errors import TaskHubNameConflictError as TaskHubNameConflictError
     from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError
     from durable_azstorage.model.failure import FailureDetails as FailureDetails
     from durable_azstorage.model.history import HistoryEvent as HistoryEvent

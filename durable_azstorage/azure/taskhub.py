@@ -30,7 +30,11 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.naming import TaskHubNames, validate_task_hub_name
-from durable_azstorage.model.errors import PartitionCountMismatchError, TaskHubNotFoundError
+from durable_azstorage.model.errors import (
+    PartitionCountMismatchError,
+    TaskHubNameConflictError,
+    TaskHubNotFoundError,
+)
 from durable_azstorage.model.taskhub import TaskHubInfo
 
 INFO_PARTITION_KEY = "taskhub"
@@ -69,7 +73,13 @@ class TaskHubResources:
         """
         names = self.names
         await self._create(lambda: self._clients.table(names.partitions_table).create_table())
-        row = await self._insert_or_read_info()
+        try:
+            row = await self._insert_or_read_info()
+        except ResourceNotFoundError:
+            # Azurite: "create" found the table under another spelling, entity calls do not.
+            await self._raise_if_spelled_otherwise()
+            raise
+        self._check_spelling(row)
         stored = int(row["PartitionCount"])
         if stored != names.partition_count:
             raise PartitionCountMismatchError(names.task_hub, stored, names.partition_count)
@@ -94,7 +104,9 @@ class TaskHubResources:
         """
         row = await self._read_info()
         if row is None:
+            await self._raise_if_spelled_otherwise()
             raise TaskHubNotFoundError(self.task_hub)
+        self._check_spelling(row)
         info = _info_from_row(row)
         if info.partition_count != self.names.partition_count:
             raise PartitionCountMismatchError(
@@ -150,6 +162,26 @@ class TaskHubResources:
         return row is not None
 
     # ------------------------------------------------------------------ internals
+
+    def _check_spelling(self, row: dict[str, Any]) -> None:
+        """Azure Storage: both spellings reach the same row, which names the first one."""
+        stored = str(row.get("TaskHub") or self.task_hub)
+        if stored != self.task_hub:
+            raise TaskHubNameConflictError(self.task_hub, stored)
+
+    async def _raise_if_spelled_otherwise(self) -> None:
+        """Azurite: a case variant is another table to entity calls; find it by listing."""
+        wanted = self.names.partitions_table
+
+        async def variants() -> list[str]:
+            return [
+                t.name async for t in self._clients.table_service.list_tables()
+                if t.name.lower() == wanted.lower() and t.name != wanted
+            ]
+
+        found = await self._clients.retry.call(variants)
+        if found:
+            raise TaskHubNameConflictError(self.task_hub, found[0][: -len(_PARTITIONS_SUFFIX)])
 
     async def _read_info(self) -> dict[str, Any] | None:
         table = self._clients.table(self.names.partitions_table)

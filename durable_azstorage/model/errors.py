@@ -68,6 +68,20 @@ class PartitionCountMismatchError(DurableTaskError):
         self.configured = configured
 
 
+class TaskHubNameConflictError(DurableTaskError):
+    """The hub exists under another spelling: storage names are case-insensitive, so both
+    spellings would address the same queues and tables."""
+
+    def __init__(self, task_hub: str, stored: str) -> None:
+        super().__init__(
+            f"task hub {task_hub!r} is the existing task hub {stored!r}: queue, table and "
+            f"container names are case-insensitive, so both spellings name the same resources; "
+            f"use {stored!r}, or a name that differs in more than letter case"
+        )
+        self.task_hub = task_hub
+        self.stored = stored
+
+
 class LockLostError(DurableTaskError):
     """A work item's lock expired or was taken by another worker; its result was not saved."""
 

@@ -14,7 +14,11 @@ import pytest
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
-from durable_azstorage.model.errors import PartitionCountMismatchError, TaskHubNotFoundError
+from durable_azstorage.model.errors import (
+    PartitionCountMismatchError,
+    TaskHubNameConflictError,
+    TaskHubNotFoundError,
+)
 
 
 async def test_create_exists_info_delete(azure_settings: AzureStorageSettings) -> None:
@@ -181,3 +185,20 @@ async def test_list_task_hubs_finds_created_hubs(azure_settings: AzureStorageSet
         await TaskHubResources(clients, second.task_hub).delete()
         await clients.table(f"{azure_settings.task_hub}xPartitions").delete_table()
         assert azure_settings.task_hub not in {h.task_hub for h in await list_task_hubs(clients)}
+
+
+async def test_a_hub_name_differing_only_in_case_is_a_clear_error(
+    azure_settings: AzureStorageSettings,
+) -> None:
+    async with StorageClients(azure_settings) as clients:
+        await TaskHubResources(clients).create_if_not_exists()
+        other = dataclasses.replace(azure_settings, task_hub=azure_settings.task_hub.upper())
+        try:
+            async with StorageClients(other) as other_clients:
+                for attempt in (TaskHubResources(other_clients).create_if_not_exists,
+                                TaskHubResources(other_clients).verify):
+                    with pytest.raises(TaskHubNameConflictError, match="case-insensitive") as info:
+                        await attempt()
+                    assert info.value.stored == azure_settings.task_hub
+        finally:
+            await TaskHubResources(clients).delete()

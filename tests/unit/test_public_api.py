@@ -14,7 +14,7 @@ EXPECTED = {
     "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
     "PartitionCountMismatchError", "PurgeResult", "RetryPolicy", "Task", "TaskFailedError",
-    "TaskHubClient", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
+    "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
 }
 
 
