@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from durable_azstorage.azure.provider import AzureStorageBackend
+from durable_azstorage.azure.provider import AzureStorageBackend, OwnAllPartitions
 from durable_azstorage.azure.settings import AzureStorageSettings
 
 from builders import MakeBackend
@@ -36,7 +36,11 @@ async def make_backend(fast_settings: AzureStorageSettings) -> AsyncIterator[Mak
     made: list[AzureStorageBackend] = []
 
     async def make(start: bool = True, settings: AzureStorageSettings | None = None, **kw: Any) -> AzureStorageBackend:
-        backend = AzureStorageBackend(settings or fast_settings, **kw)
+        chosen = settings or fast_settings
+        # These tests are about competing workers on the same queues (crashes, races,
+        # sessions), not about leases: every backend receives every partition unless told.
+        kw.setdefault("ownership", OwnAllPartitions(chosen.partition_count))
+        backend = AzureStorageBackend(chosen, **kw)
         if not made:
             await backend.create_task_hub()
         made.append(backend)
@@ -66,7 +70,12 @@ async def harness(fast_settings: AzureStorageSettings) -> AsyncIterator[Any]:
     from conformance.harness import BackendHarness
 
     settings = dataclasses.replace(fast_settings, max_poll_interval=timedelta(milliseconds=200))
-    backend, peer = AzureStorageBackend(settings), AzureStorageBackend(settings)
+    # Competing workers on the same partitions (what lock expiry and ETag races need): both
+    # receive every control queue instead of splitting them through leases.
+    backend, peer = (
+        AzureStorageBackend(settings, ownership=OwnAllPartitions(settings.partition_count))
+        for _ in range(2)
+    )
     await backend.create_task_hub()
     await backend.start()
     await peer.start()
