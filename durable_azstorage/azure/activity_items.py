@@ -34,7 +34,7 @@ class ActivityWorkItems:
         receiver: ActivityReceiver,
         *,
         send: Callable[[TaskMessage], Awaitable[object]],
-        quarantine: Callable[[ReceivedMessage, str], Awaitable[None]],
+        quarantine: Callable[[ReceivedMessage, str], Awaitable[object]],
         max_dequeue_count: int,
         visibility_timeout: timedelta,
     ) -> None:

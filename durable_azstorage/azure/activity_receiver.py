@@ -39,7 +39,7 @@ class ActivityReceiver:
         prefetch: int,
         visibility_timeout: timedelta,
         max_poll_interval: timedelta,
-        on_undecodable: Callable[[ReceivedMessage], Awaitable[None]],
+        on_undecodable: Callable[[ReceivedMessage], Awaitable[object]],
         hold: timedelta = DEFAULT_HOLD,
     ) -> None:
         self.queue = queue

@@ -86,7 +86,7 @@ class OrchestrationWorkItems:
         history: Callable[[], HistoryStore],
         instances: Callable[[], InstanceStore],
         queue: QueueLookup,
-        quarantine: Callable[[ReceivedMessage, str], Awaitable[None]],
+        quarantine: Callable[[ReceivedMessage, str], Awaitable[str]],
         running: Callable[[], bool],
     ) -> None:
         self.settings = settings
@@ -209,12 +209,13 @@ class OrchestrationWorkItems:
         if start is not None:
             keep = [start, *(m for m in keep if m is not start)]
         limit = self.settings.max_dequeue_count
-        for received in keep:
-            if received.dequeue_count > limit:
-                await self._quarantine(
-                    received,
-                    f"delivered {received.dequeue_count} times (max_dequeue_count={limit})",
-                )
+        quarantined = [
+            await self._quarantine(
+                received, f"delivered {received.dequeue_count} times (max_dequeue_count={limit})"
+            )
+            for received in keep
+            if received.dequeue_count > limit
+        ]
         lock = _OrchLock(
             instance_id=instance_id,
             messages=keep,
@@ -231,6 +232,7 @@ class OrchestrationWorkItems:
             messages=decoded,
             lock_token=lock,
             dequeue_count=max(m.dequeue_count for m in keep),
+            quarantined=tuple(quarantined),
         )
 
     async def _refresh_visibility(self, lock: _OrchLock) -> None:

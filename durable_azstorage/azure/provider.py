@@ -429,7 +429,8 @@ class AzureStorageBackend:
         self._wake(record.queue_name, record.instance_id or "")
         return True
 
-    async def _quarantine(self, received: ReceivedMessage, reason: str, *, delete: bool) -> None:
+    async def _quarantine(self, received: ReceivedMessage, reason: str, *, delete: bool) -> str:
+        """Keep a copy in the poison store (and ``delete`` the queue's); returns its key."""
         record = await self.poison.put(received, reason)
         log.error(
             "poison message %s from %s moved to %s: %s",
@@ -437,6 +438,7 @@ class AzureStorageBackend:
         )
         if delete:
             await self._queue(received.queue_name).delete(received)
+        return record.key
 
     # --- orchestration work items (``orchestration_items``) --------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:

@@ -54,7 +54,9 @@ class OrchestrationWorkItem:
 
     ``history`` is the committed history of the instance's current execution (empty for a
     new instance). ``messages`` are in delivery order. ``dequeue_count`` is the highest
-    delivery count among ``messages`` (poison detection).
+    delivery count among ``messages`` (poison detection). ``quarantined`` names the copies a
+    backend kept aside of over-delivered messages (the Azure backend's poison store keys),
+    so the failure it leads to can say where to look.
     """
 
     instance_id: str
@@ -62,6 +64,7 @@ class OrchestrationWorkItem:
     messages: tuple[TaskMessage, ...]
     lock_token: object
     dequeue_count: int = 1
+    quarantined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -43,11 +43,17 @@ def poison_commit(
     if current is not None and current.runtime_status.is_terminal:
         return OrchestrationCommit(new_events=(), state=current)  # just consume the messages
     kinds = ", ".join(sorted({type(m.event).__name__ for m in item.messages})) or "none"
+    kept = ""
+    if item.quarantined:
+        kept = (
+            " Copies of the messages are kept (durable-azstorage poison show KEY): "
+            + ", ".join(item.quarantined) + "."
+        )
     details = FailureDetails(
         message=(
             f"orchestration {item.instance_id!r} failed: its work item was delivered "
             f"{item.dequeue_count} times (max_dequeue_count={max_dequeue_count}) and every "
-            f"attempt failed; message types: {kinds}. See the worker log for the errors."
+            f"attempt failed; message types: {kinds}. See the worker log for the errors.{kept}"
         ),
         error_type=POISON_ERROR_TYPE,
         is_non_retriable=True,

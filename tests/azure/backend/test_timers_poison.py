@@ -100,6 +100,7 @@ async def test_message_delivered_too_often_is_quarantined(
     records = await backend.poison.list()
     assert [r.instance_id for r in records] == ["poison-1"]
     assert "delivered 3 times (max_dequeue_count=2)" in records[0].reason
+    assert item.quarantined == (records[0].key,)  # so the worker's failure can name it
     await backend.complete_orchestration(
         item, episode(item, status=OrchestrationStatus.FAILED, output=None)
     )

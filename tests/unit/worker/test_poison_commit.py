@@ -1,0 +1,35 @@
+"""The failure a poison work item leads to says where its kept copies are."""
+
+from __future__ import annotations
+
+from durable_azstorage.backend.protocol import OrchestrationWorkItem
+from durable_azstorage.model.history import ExecutionCompleted
+from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.worker.poison import POISON_ERROR_TYPE, poison_commit
+
+from ..builders import IID, at, msg, started
+
+
+def _failure_message(quarantined: tuple[str, ...]) -> str:
+    item = OrchestrationWorkItem(
+        instance_id=IID, history=(), messages=(msg(started("flaky")),), lock_token=object(),
+        dequeue_count=11, quarantined=quarantined,
+    )
+    commit = poison_commit(item, None, now=at(5), max_dequeue_count=10)
+    assert commit is not None
+    (completed,) = [e for e in commit.new_events if isinstance(e, ExecutionCompleted)]
+    assert completed.status is OrchestrationStatus.FAILED
+    assert completed.failure_details is not None
+    assert completed.failure_details.error_type == POISON_ERROR_TYPE
+    return completed.failure_details.message
+
+
+def test_the_failure_names_the_kept_copies() -> None:
+    keys = ("$poison/hub-control-01/abc.json", "$poison/hub-control-01/def.json")
+    message = _failure_message(keys)
+    assert "delivered 11 times (max_dequeue_count=10)" in message
+    assert f"(durable-azstorage poison show KEY): {keys[0]}, {keys[1]}." in message
+
+
+def test_without_kept_copies_the_failure_does_not_invent_any() -> None:
+    assert "poison show" not in _failure_message(())
