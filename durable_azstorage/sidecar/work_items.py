@@ -40,12 +40,8 @@ from durable_azstorage.sidecar.streams import (
     Slots,
     WorkerStreams,
 )
-from durable_azstorage.worker.engine import WorkerEngine
-from durable_azstorage.worker.worker import (
-    DEFAULT_MAX_DEQUEUE_COUNT,
-    backend_clock,
-    renew_interval_for,
-)
+from durable_azstorage.worker.engine import WorkerEngine, engine_limits
+from durable_azstorage.worker.worker import backend_clock, renew_interval_for
 
 _log = logging.getLogger("durable_azstorage.sidecar")
 
@@ -73,16 +69,12 @@ class WorkItemService:
         long a locked item waits for a worker with room before it is abandoned;
         ``orchestration_timeout`` bounds one SDK replay (then the episode is abandoned and
         retried); activities have no bound by default (their locks are renewed)."""
-        if max_dequeue_count is None:
-            settings = getattr(backend, "settings", None)
-            max_dequeue_count = int(getattr(settings, "max_dequeue_count", DEFAULT_MAX_DEQUEUE_COUNT))
-        for name, value in (
-            ("max_concurrent_orchestrations", max_concurrent_orchestrations),
-            ("max_concurrent_activities", max_concurrent_activities),
-            ("max_dequeue_count", max_dequeue_count),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        max_dequeue_count = engine_limits(
+            max_concurrent_orchestrations=max_concurrent_orchestrations,
+            max_concurrent_activities=max_concurrent_activities,
+            max_dequeue_count=max_dequeue_count,
+            settings=getattr(backend, "settings", None),
+        )
         self._backend = backend
         self._log = logger or _log
         self._ceilings: dict[Kind, int] = {

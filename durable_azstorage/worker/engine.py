@@ -27,6 +27,29 @@ from durable_azstorage.worker.orchestrations import OrchestrationProcessor
 
 T = TypeVar("T")
 
+DEFAULT_MAX_DEQUEUE_COUNT = 10
+
+
+def engine_limits(
+    *,
+    max_concurrent_orchestrations: int,
+    max_concurrent_activities: int,
+    max_dequeue_count: int | None,
+    settings: object,
+) -> int:
+    """Check the limits every engine front-end takes (each must be >= 1) and return the
+    poison threshold: the one given, else the backend settings', else the default."""
+    if max_dequeue_count is None:
+        max_dequeue_count = int(getattr(settings, "max_dequeue_count", DEFAULT_MAX_DEQUEUE_COUNT))
+    for name, value in (
+        ("max_concurrent_orchestrations", max_concurrent_orchestrations),
+        ("max_concurrent_activities", max_concurrent_activities),
+        ("max_dequeue_count", max_dequeue_count),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    return max_dequeue_count
+
 
 class Admission(Protocol):
     """Slots for work items of one kind; the engine fetches only with a slot in hand."""

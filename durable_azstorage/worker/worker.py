@@ -22,9 +22,7 @@ from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 from durable_azstorage.worker.activities import LocalActivityExecutor
-from durable_azstorage.worker.engine import WorkerEngine
-
-DEFAULT_MAX_DEQUEUE_COUNT = 10
+from durable_azstorage.worker.engine import WorkerEngine, engine_limits
 _DEFAULT_RENEW_INTERVAL = 10.0
 
 
@@ -51,15 +49,12 @@ class TaskHubWorker:
     ) -> None:
         if (settings is None) == (backend is None):
             raise ValueError("TaskHubWorker needs exactly one of settings or backend=")
-        if max_dequeue_count is None:
-            max_dequeue_count = int(getattr(settings, "max_dequeue_count", DEFAULT_MAX_DEQUEUE_COUNT))
-        for name, value in (
-            ("max_concurrent_orchestrations", max_concurrent_orchestrations),
-            ("max_concurrent_activities", max_concurrent_activities),
-            ("max_dequeue_count", max_dequeue_count),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        max_dequeue_count = engine_limits(
+            max_concurrent_orchestrations=max_concurrent_orchestrations,
+            max_concurrent_activities=max_concurrent_activities,
+            max_dequeue_count=max_dequeue_count,
+            settings=settings,
+        )
         if settings is not None:
             backend = settings.create_backend()
         assert backend is not None  # exactly one of the two was given
