@@ -265,6 +265,15 @@ class OrchestrationWorkItems:
             return expires
         return None
 
+    def _release_if_expired(self, lock: _OrchLock) -> None:
+        """An expired lock may not be renewed or abandoned: release it, LockLostError."""
+        expires = self._expired(lock)
+        if expires is not None:
+            self._release(lock)
+            raise LockLostError(
+                f"the lock on instance {lock.instance_id!r} expired at {expires.isoformat()}"
+            )
+
     async def _raise_if_expired(self, lock: _OrchLock) -> None:
         """An expired lock may not commit: ConcurrencyConflictError if another writer
         committed meanwhile (the ETag moved), else LockLostError."""
@@ -292,12 +301,7 @@ class OrchestrationWorkItems:
 
     async def renew(self, item: OrchestrationWorkItem) -> None:
         lock = self._own(item)
-        expires = self._expired(lock)
-        if expires is not None:
-            self._release(lock)
-            raise LockLostError(
-                f"the lock on instance {item.instance_id!r} expired at {expires.isoformat()}"
-            )
+        self._release_if_expired(lock)
         timeout = self.settings.control_queue_visibility_timeout
         try:
             lock.messages = [
@@ -320,12 +324,7 @@ class OrchestrationWorkItems:
 
     async def abandon(self, item: OrchestrationWorkItem, *, delay: timedelta | None = None) -> None:
         lock = self._own(item)
-        expires = self._expired(lock)
-        if expires is not None:
-            self._release(lock)
-            raise LockLostError(
-                f"the lock on instance {item.instance_id!r} expired at {expires.isoformat()}"
-            )
+        self._release_if_expired(lock)
         try:
             await hide(self._queue, lock.messages, delay or timedelta(0))
         finally:
