@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.wakeup import sleep_or_wake
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class ActivityReceiver:
                 # Honour the idle back-off across calls: the dispatcher asks again every
                 # second, and receiving on every call defeated ``max_poll_interval``.
                 wait = min(self._next_poll - time.monotonic(), deadline - time.monotonic())
-                if wait > 0 and await self._sleep(wait):
+                if wait > 0 and await sleep_or_wake(self._wake, wait):
                     self._interval, self._next_poll = MIN_POLL_INTERVAL, 0.0  # we just enqueued
                 if time.monotonic() < self._next_poll:
                     if time.monotonic() >= deadline:
@@ -161,12 +162,3 @@ class ActivityReceiver:
                 await self.queue.set_visibility(message, timedelta(0))
             except Exception as exc:  # it reappears when its visibility runs out anyway
                 log.info("work item %s: could not release it early: %r", message.message_id, exc)
-
-    async def _sleep(self, seconds: float) -> bool:
-        woken = True
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            woken = False
-        self._wake.clear()
-        return woken

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.wakeup import sleep_or_wake
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class ControlQueueReceiver:
                     self._interval = interval
             room = self._buffer.reserve(self._batch_size)
             if room <= 0:
-                await self._sleep(MIN_POLL_INTERVAL * 4)
+                await sleep_or_wake(self._wake, MIN_POLL_INTERVAL * 4)
                 continue
             self._receiving = True
             try:
@@ -237,25 +238,16 @@ class ControlQueueReceiver:
             except Exception:
                 self._receiving = False
                 log.exception("control queue %s: receive failed; retrying", self.queue.name)
-                await self._sleep(min(self._max_poll, 1.0))
+                await sleep_or_wake(self._wake, min(self._max_poll, 1.0))
                 continue
             finally:
                 self._receiving = False
                 self._buffer.unreserve(room)
             if received and len(received) >= room:
                 continue  # probably more waiting
-            woken = await self._sleep(interval)
+            woken = await sleep_or_wake(self._wake, interval)
             if woken:
                 interval = MIN_POLL_INTERVAL
             elif not received:
                 interval = min(interval * 2, self._max_poll)
             self._interval = interval
-
-    async def _sleep(self, seconds: float) -> bool:
-        woken = True
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            woken = False
-        self._wake.clear()
-        return woken

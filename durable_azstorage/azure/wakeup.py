@@ -10,6 +10,7 @@ one request per queue per poll; instead each worker watches *one* small blob
 polling slower than ``wakeup_interval`` reads its ETag every ``wakeup_interval``. A change
 wakes every receiver at once. The signal is only a hint: a missed or spurious wake-up costs
 latency or one round of polls, never correctness, so its errors are logged, not raised.
+``sleep_or_wake`` is the in-process half every receiver's idle wait uses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ from durable_azstorage.azure.retry import TransientRetry
 log = logging.getLogger(__name__)
 
 WAKEUP_BLOB = "$wakeup"
+
+
+async def sleep_or_wake(wake: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds`` unless ``wake`` is set (this process enqueued, or the signal
+    changed); True when woken. Clears ``wake`` either way, so each wake-up counts once."""
+    woken = True
+    try:
+        await asyncio.wait_for(wake.wait(), seconds)
+    except asyncio.TimeoutError:
+        woken = False
+    wake.clear()
+    return woken
 
 
 class WakeupSignal:
