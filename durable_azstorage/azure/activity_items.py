@@ -51,14 +51,15 @@ class ActivityWorkItems:
         if received is None or received.message is None:
             return None
         limit = self._max_dequeue_count
-        if received.dequeue_count > limit:
+        failed = self.receiver.deliveries.failed_deliveries(received)
+        if failed > limit:
             await self._quarantine(
-                received, f"delivered {received.dequeue_count} times (max_dequeue_count={limit})"
+                received, f"delivered {failed} times (max_dequeue_count={limit})"
             )
         lock = _ActivityLock(received)
         self._locks[received.message_id] = lock
         return ActivityWorkItem.from_message(
-            received.message, lock_token=lock, dequeue_count=received.dequeue_count
+            received.message, lock_token=lock, dequeue_count=failed
         )
 
     def _own(self, item: ActivityWorkItem) -> _ActivityLock:
@@ -93,7 +94,9 @@ class ActivityWorkItems:
             raise LockLostError(f"lock token {lock!r} was not issued by this backend")
         await self._send(result)
         held = self._locks.pop(lock.received.message_id, None) is lock
-        deleted = held and await self._queue.delete(lock.received)
+        deleted = held and await self._queue.consume(lock.received)
+        if deleted:
+            self.receiver.deliveries.forget(lock.received.message_id)
         if not deleted:
             raise LockLostError(
                 f"the lock on activity {item.name!r} (task {item.task_id} of "

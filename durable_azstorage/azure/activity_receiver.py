@@ -10,6 +10,7 @@ every prefetched message is claimed, and halves when some are not). A prefetched
 claimed within ``hold`` is made visible again at once, so a competing worker with free slots
 takes it instead of waiting for the visibility timeout; ``stop()`` releases the buffer the
 same way. A prefetched request whose visibility is running out is dropped (it reappears).
+Both are recorded in ``deliveries``: a delivery this process caused never counts toward poison.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.wakeup import sleep_or_wake
 
@@ -41,6 +43,7 @@ class ActivityReceiver:
         visibility_timeout: timedelta,
         max_poll_interval: timedelta,
         on_undecodable: Callable[[ReceivedMessage], Awaitable[object]],
+        deliveries: SelfCausedDeliveries,
         hold: timedelta = DEFAULT_HOLD,
     ) -> None:
         self.queue = queue
@@ -50,6 +53,7 @@ class ActivityReceiver:
         self._hold = hold.total_seconds()
         self._max_poll = max(MIN_POLL_INTERVAL, max_poll_interval.total_seconds())
         self._on_undecodable = on_undecodable
+        self.deliveries = deliveries
         self._buffer: deque[tuple[float, ReceivedMessage]] = deque()  # (received at, message)
         self._releases: set[asyncio.Task[None]] = set()
         self.released = 0
@@ -137,6 +141,7 @@ class ActivityReceiver:
             if visible is None or visible - now > self._visibility / 2:
                 return message
             log.info("work item %s expired in the prefetch buffer", message.message_id)
+            self.deliveries.caused(message.message_id)
         return None
 
     def _release_unclaimed(self) -> None:
@@ -152,6 +157,8 @@ class ActivityReceiver:
         if not messages:
             return
         self.released += len(messages)
+        for message in messages:
+            self.deliveries.caused(message.message_id)
         task = asyncio.ensure_future(self._make_visible(messages))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)

@@ -2,17 +2,22 @@
 
 ``Checkpoint.commit`` runs the four steps of ``complete_orchestration``:
 
-1. commit the new events to History with the sentinel's ETag (``HistoryStore.commit``), which
-   records the ids of the queue messages the episode consumed (and an episode mark: where it
-   began, and whether it continued as new);
-2. send the episode's outbound messages;
-3. upsert the Instances row (skipped when nothing a query can see changed);
+1. commit the new events to History with the sentinel's ETag (``HistoryStore.commit``). The
+   sentinel's episode log (``episode_log``) records which message ids this episode consumed
+   and where its events lie; its outbox (``outbox``) keeps the messages its events cannot
+   imply (generations before the last of a continue-as-new episode, and the episodes of an
+   execution this commit replaces);
+2. send the episode's outbound messages (also when it recorded no events: a re-armed timer);
+3. write the Instances row, monotonically (``InstanceStore.write_episode``: a late write of an
+   older episode never overwrites a newer one; skipped when nothing a query sees changed);
 4. delete the consumed messages.
 
-A crash after step 1 leaves the consumed messages in their queue. When they come back, their
-ids are found in the sentinel: they are not applied again; instead ``Checkpoint.recover``
-re-derives the episode's outbound messages from its committed events and re-sends them
-(``outbound.derive_outbound``), repairs the Instances row and deletes the messages. A commit
+Steps 2–4 are retried here, while the lock is held and renewed, before anything is given up:
+a send that failed once must not wait for a redelivery. A crash after step 1 leaves the
+consumed messages in their queue. When they come back, their ids are found in the episode
+log: they are not applied again; ``Checkpoint.recover`` finishes the episode *that consumed
+them* — re-derives its messages from its committed events (``outbound.derive_outbound``) plus
+its outbox entry, re-sends them, repairs the Instances row and deletes the messages. A commit
 that loses the ETag race raises ``ConcurrencyConflictError`` before anything was sent.
 """
 
@@ -20,9 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
 
-from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory
+from azure.core.exceptions import HttpResponseError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from durable_azstorage.azure.episode_log import (
+    EpisodeRecord,
+    encode_episode_log,
+    episode_of,
+    parse_episode_log,
+    remember,
+)
+from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory, Sentinel
 from durable_azstorage.azure.instance_store import InstanceStore
 from durable_azstorage.azure.outbound import (
     derive_outbound,
@@ -30,22 +48,37 @@ from durable_azstorage.azure.outbound import (
     state_from_history,
     visible_fields,
 )
+from durable_azstorage.azure.outbox import Outbox, entry_messages, make_entry
+from durable_azstorage.azure.payloads import PayloadStore
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
-from durable_azstorage.model.errors import ConcurrencyConflictError
+from durable_azstorage.model.errors import ConcurrencyConflictError, DurableTaskError
+from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.serialization.codec import encode_message
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-EPISODE_MARK = "~episode:"  # a pseudo message id in the sentinel: where the last episode began
-MAX_REMEMBERED_IDS = 64  # consumed ids carried over from earlier episodes (late redeliveries)
+STEP_RETRY_BUDGET = timedelta(seconds=30)
+"""How long steps 2–4 are retried in process (the lock is renewed meanwhile) before the
+episode is left to recovery."""
 
 CheckpointHook = Callable[[str, str], Awaitable[None]]
 """``hook(step, instance_id)`` after each checkpoint step: ``history``, ``messages``,
 ``instance``. Tests raise from it to simulate a crash between steps."""
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Transient-looking failures of a step; a refused request (4xx) or bad data is not."""
+    if isinstance(exc, (ValueError, TypeError, DurableTaskError)):
+        return False
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        return exc.status_code >= 500 or exc.status_code in (408, 429)
+    return isinstance(exc, Exception)
 
 
 class Checkpoint:
@@ -60,17 +93,21 @@ class Checkpoint:
         *,
         history: Callable[[], HistoryStore],
         instances: Callable[[], InstanceStore],
+        payloads: Callable[[], PayloadStore],
         queue: Callable[[str], MessageQueue],
         sessions: SessionCache,
         send_all: Callable[[Sequence[TaskMessage]], Awaitable[None]],
         hook: Callable[[], CheckpointHook | None],
+        retention: timedelta,
     ) -> None:
         self._history = history
         self._instances = instances
+        self._payloads = payloads
         self._queue = queue
         self._sessions = sessions
         self._send_all = send_all
         self._hook = hook
+        self._retention = retention.total_seconds()
 
     async def commit(
         self,
@@ -91,67 +128,145 @@ class Checkpoint:
         for request in commit.activity_messages:
             if not request.is_activity_request:
                 raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
+        session = self._sessions.peek(instance_id)
+        row_etag = session.row_etag if session is not None and known_state is not None else None
         sentinel = loaded.sentinel
         new_execution = commit.new_execution or fresh
         events = loaded.events
-        if commit.new_events or new_execution:
-            started = started_event(commit.new_events) if new_execution else None
-            execution_id = (
-                started.instance.execution_id if started is not None
-                else sentinel.execution_id or commit.state.execution_id
-            )
-            first = 0 if new_execution else sentinel.event_count
-            consumed = [m.message_id for m in messages]
-            carried = [
-                i for i in sentinel.consumed_message_ids
-                if not i.startswith(EPISODE_MARK) and i not in consumed
-            ][: max(0, MAX_REMEMBERED_IDS - len(consumed))]
-            mark = f"{EPISODE_MARK}{first}:{int(commit.new_execution)}"
+        wrote_history = bool(commit.new_events) or new_execution
+        if wrote_history:
+            self._sessions.discard(instance_id)  # re-cached below once every step is done
             try:
-                self._sessions.discard(instance_id)  # re-cached below once every step is done
-                sentinel = await self._history().commit(
-                    instance_id,
-                    expected=sentinel,
-                    new_events=commit.new_events,
-                    new_execution=new_execution,
-                    execution_id=execution_id or "",
-                    consumed_message_ids=[*consumed, *carried, mark],
-                    runtime_status=commit.state.runtime_status,
-                    completed_at=commit.state.completed_at,
+                sentinel = await self._commit_history(
+                    instance_id, commit, loaded, new_execution=new_execution, messages=messages
                 )
             except ConcurrencyConflictError:
-                self._sessions.discard(instance_id)
                 log.info("orchestration %r: lost the commit race; nothing sent", instance_id)
                 raise
             events = commit.new_events if new_execution else (*events, *commit.new_events)
             await self._step("history", instance_id)
-            await self._send_all(commit.outbound_messages)
-            await self._step("messages", instance_id)
-        wrote_history = bool(commit.new_events) or new_execution
+        if commit.outbound_messages:
+            await self._retrying(lambda: self._send_all(commit.outbound_messages))
+        await self._step("messages", instance_id)
         # Without new events the history (the authority) did not change, so neither does the
-        # row: writing it unguarded could overwrite a newer episode's status.
+        # row; with them, only what a query can see is worth a write.
         if wrote_history and (
             known_state is None or visible_fields(known_state) != visible_fields(commit.state)
         ):
-            await self._instances().upsert(commit.state)
+            written = await self._retrying(
+                lambda: self._instances().write_episode(
+                    commit.state, sentinel.episode, etag=row_etag
+                )
+            )
+            row_etag = written
         await self._step("instance", instance_id)
-        await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m in messages))
+        await self._retrying(lambda: self._delete(messages))
         if wrote_history:
-            self._sessions.put(instance_id, tuple(events), sentinel, commit.state)
+            self._sessions.put(instance_id, tuple(events), sentinel, commit.state, row_etag)
+
+    async def _commit_history(
+        self,
+        instance_id: str,
+        commit: OrchestrationCommit,
+        loaded: LoadedHistory,
+        *,
+        new_execution: bool,
+        messages: Sequence[ReceivedMessage],
+    ) -> Sentinel:
+        """Step 1: the events, the episode log and the outbox in one guarded write."""
+        sentinel = loaded.sentinel
+        started = started_event(commit.new_events) if new_execution else None
+        execution_id = (
+            started.instance.execution_id if started is not None
+            else sentinel.execution_id or commit.state.execution_id
+        ) or ""
+        first = 0 if new_execution else sentinel.event_count
+        record = EpisodeRecord(
+            episode=sentinel.episode + 1,
+            first=first,
+            end=first + len(commit.new_events),
+            continued_as_new=commit.new_execution,
+            execution_id=execution_id,
+            committed_at=time.time(),
+            message_ids=tuple(m.message_id for m in messages),
+        )
+        records = remember(record, self._records(sentinel), retention=self._retention)
+        outbox, dropped = Outbox.parse(sentinel.outbox).keep_only(r.episode for r in records)
+        payloads = self._payloads()
+        if new_execution and loaded.events:
+            # The events of the execution replaced here are gone after this commit: keep the
+            # messages of its remembered episodes, whose consumed messages may still return.
+            for old in records[1:]:
+                if old.execution_id != sentinel.execution_id:
+                    continue
+                kept = await entry_messages(outbox.entries[old.episode], payloads) if (
+                    old.episode in outbox
+                ) else []
+                derived = derive_episode(loaded.events, old)
+                if derived or kept:
+                    entry = await make_entry(instance_id, [*derived, *kept], payloads)
+                    outbox = outbox.with_entry(old.episode, entry)
+        new_events = commit.new_events
+        implied = derive_episode(
+            new_events if new_execution else (*loaded.events, *new_events), record
+        )
+        underivable = _difference(commit.outbound_messages, implied)
+        if underivable:  # sent by generations before the last: nothing stored implies them
+            outbox = outbox.with_entry(
+                record.episode, await make_entry(instance_id, underivable, payloads)
+            )
+        committed = await self._history().commit(
+            instance_id,
+            expected=sentinel,
+            new_events=new_events,
+            new_execution=new_execution,
+            execution_id=execution_id,
+            consumed_message_ids=encode_episode_log(records),
+            runtime_status=commit.state.runtime_status,
+            completed_at=commit.state.completed_at,
+            outbox=outbox.encode(),
+        )
+        if dropped:
+            await payloads.discard(dropped)
+        return committed
 
     async def recover(
         self, instance_id: str, loaded: LoadedHistory, redelivered: list[ReceivedMessage]
     ) -> None:
-        """Finish a committed episode whose messages came back (crash after step 1)."""
+        """Finish the committed episodes whose consumed messages came back (crash after
+        step 1): re-send each one's messages, repair the row, delete the messages."""
         sentinel = loaded.sentinel
-        first, continued = episode_mark(sentinel.consumed_message_ids)
-        outbound = derive_outbound(loaded.events, first, continued_as_new=continued)
+        records = self._records(sentinel)
+        outbox = Outbox.parse(sentinel.outbox)
+        episodes: dict[int, EpisodeRecord] = {}
+        for received in redelivered:
+            record = episode_of(records, received.message_id)
+            if record is not None:
+                episodes[record.episode] = record
+        outbound: list[TaskMessage] = []
+        for record in sorted(episodes.values(), key=lambda r: r.episode):
+            if record.execution_id == sentinel.execution_id:
+                outbound += derive_episode(loaded.events, record)
+            if record.episode in outbox:
+                outbound += await entry_messages(outbox.entries[record.episode], self._payloads())
+            elif record.execution_id != sentinel.execution_id:
+                log.error(
+                    "orchestration %r: episode %d of execution %s was replaced and its "
+                    "messages were not kept; they cannot be re-sent",
+                    instance_id, record.episode, record.execution_id,
+                )
         log.warning(
-            "orchestration %r: %d consumed message(s) redelivered after a committed episode; "
-            "re-sending its %d outbound message(s) and repairing the Instances row",
-            instance_id, len(redelivered), len(outbound.all),
+            "orchestration %r: %d consumed message(s) of episode(s) %s redelivered; re-sending "
+            "%d outbound message(s) and repairing the Instances row",
+            instance_id, len(redelivered), sorted(episodes), len(outbound),
         )
-        await self._send_all(outbound.all)
+        if outbound:
+            await self._retrying(lambda: self._send_all(outbound))
+        await self._retrying(lambda: self._repair_row(instance_id, loaded))
+        await self._retrying(lambda: self._delete(redelivered))
+
+    async def _repair_row(self, instance_id: str, loaded: LoadedHistory) -> None:
+        sentinel = loaded.sentinel
         instances = self._instances()
         found = await instances.get(instance_id, fetch_payloads=True)
         previous = found[0] if found is not None else None
@@ -165,8 +280,28 @@ class Checkpoint:
             or previous.runtime_status is not repaired.runtime_status
             or previous.execution_id != repaired.execution_id
         ):
-            await instances.upsert(repaired)
-        await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m in redelivered))
+            await instances.write_episode(repaired, sentinel.episode)
+
+    async def _delete(self, messages: Sequence[ReceivedMessage]) -> None:
+        await asyncio.gather(*(self._queue(m.queue_name).consume(m) for m in messages))
+
+    async def _retrying(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(STEP_RETRY_BUDGET.total_seconds()),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            retry=retry_if_exception(_worth_retrying),
+            reraise=True,
+        ):
+            with attempt:
+                return await step()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _records(self, sentinel: Sentinel) -> list[EpisodeRecord]:
+        return parse_episode_log(
+            sentinel.consumed_message_ids,
+            episode=sentinel.episode,
+            execution_id=sentinel.execution_id,
+        )
 
     async def _step(self, step: str, instance_id: str) -> None:
         hook = self._hook()
@@ -174,13 +309,25 @@ class Checkpoint:
             await hook(step, instance_id)
 
 
-def episode_mark(ids: Sequence[str]) -> tuple[int, bool]:
-    """(first event index of the last episode, whether it continued as new)."""
-    for value in ids:
-        if value.startswith(EPISODE_MARK):
-            first, _, start = value[len(EPISODE_MARK):].partition(":")
-            return int(first), start == "1"
-    return 0, False
+def derive_episode(events: Sequence[HistoryEvent], record: EpisodeRecord) -> list[TaskMessage]:
+    """The messages ``record``'s committed events imply (``events``: its execution's)."""
+    upto = events if record.end is None else events[: record.end]
+    return derive_outbound(upto, record.first, continued_as_new=record.continued_as_new).all
 
 
-__all__ = ["EPISODE_MARK", "MAX_REMEMBERED_IDS", "Checkpoint", "CheckpointHook", "episode_mark"]
+def _difference(sent: Sequence[TaskMessage], implied: Sequence[TaskMessage]) -> list[TaskMessage]:
+    """``sent`` less one copy of each message in ``implied`` (compared as stored)."""
+    remaining: dict[str, int] = {}
+    for message in implied:
+        text = encode_message(message)
+        remaining[text] = remaining.get(text, 0) + 1
+    out: list[TaskMessage] = []
+    for message in sent:
+        text = encode_message(message)
+        if remaining.get(text, 0) > 0:
+            remaining[text] -= 1
+        else:
+            out.append(message)
+    return out
+
+__all__ = ["STEP_RETRY_BUDGET", "Checkpoint", "CheckpointHook", "derive_episode"]

@@ -28,6 +28,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from durable_azstorage.azure.metrics import RequestCounter, RequestCountingPolicy
+from durable_azstorage.azure.proxies import proxies_for
 from durable_azstorage.azure.retry import TransientRetry
 from durable_azstorage.azure.settings import (
     DEV_ACCOUNT_KEY,
@@ -67,7 +68,7 @@ class StorageClients:
         if self._session is not None:
             return self
         self._session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=True
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False
         )
         self._queue_service = self._build(QueueServiceClient, "queue")
         self._table_service = self._build(TableServiceClient, "table")
@@ -160,6 +161,13 @@ class StorageClients:
         else:
             # The storage SDKs ignore per_retry_policies; this hook is how they add policies.
             kwargs["_additional_pipeline_policies"] = [policy]
+        client = self._construct(cls, service, kwargs)
+        proxies = proxies_for(str(client.url))  # resolved once: the session does not (trust_env)
+        if proxies is None:
+            return client
+        return self._construct(cls, service, {**kwargs, "proxies": proxies})
+
+    def _construct(self, cls: Any, service: str, kwargs: dict[str, Any]) -> Any:
         conn = _connection_string(self.settings)
         if conn is not None:
             if service == "table":

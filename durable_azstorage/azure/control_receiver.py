@@ -1,8 +1,10 @@
 """Receiving control-queue messages: one loop per owned queue feeding a per-instance buffer.
 
 ``MessageBuffer`` holds received messages grouped by instance (the same queue message
-received again replaces its older copy, keeping the fresh pop receipt) and hands out at most
-one batch per instance at a time. ``ControlQueueReceiver`` polls one control queue in batches
+received again replaces its older copy, keeping the fresh pop receipt, and that delivery is
+recorded as self-caused: its visibility ran out while it waited here) and hands out at most
+one batch per instance at a time. Buffered messages of an exclusively owned partition go back
+to the queue only at a hand-over (``drop_queue``). ``ControlQueueReceiver`` polls one control queue in batches
 of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle, waking at
 once when this process enqueues to that queue (``wake()``), and pausing while the buffer is
 full (back-pressure: a bounded number of buffered messages per worker). Receiving is driven
@@ -20,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.wakeup import sleep_or_wake
 
@@ -31,10 +34,11 @@ MIN_POLL_INTERVAL = 0.05
 class MessageBuffer:
     """Received control messages waiting for a work item, one in-flight batch per instance."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, deliveries: SelfCausedDeliveries) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
+        self._deliveries = deliveries
         self._messages: dict[str, dict[str, ReceivedMessage]] = {}
         self._locked: set[str] = set()
         self._ready: OrderedDict[str, None] = OrderedDict()
@@ -66,7 +70,8 @@ class MessageBuffer:
     def add(self, instance_id: str, message: ReceivedMessage) -> None:
         batch = self._messages.setdefault(instance_id, {})
         if message.message_id in batch:
-            log.debug("duplicate delivery of %s for %r", message.message_id, instance_id)
+            log.debug("%s for %r reappeared while buffered", message.message_id, instance_id)
+            self._deliveries.caused(message.message_id)
         else:
             self._count += 1
         batch[message.message_id] = message

@@ -111,6 +111,7 @@ class Sentinel:
     runtime_status: OrchestrationStatus | None
     completed_at: datetime | None
     first_row: int = 0  # index of the current execution's first row
+    outbox: str = ""  # messages the history cannot re-derive (``outbox.Outbox``, JSON)
 
 
 EMPTY_SENTINEL = Sentinel(
@@ -235,6 +236,8 @@ def sentinel_columns(s: Sentinel) -> dict[str, Any]:
         out["RuntimeStatus"] = s.runtime_status.value
     if s.completed_at is not None:
         out["CompletedTime"] = s.completed_at.astimezone(timezone.utc)
+    if s.outbox:
+        out["Outbox"] = s.outbox
     return out
 
 
@@ -256,6 +259,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             runtime_status=OrchestrationStatus(status) if status else None,
             completed_at=completed if isinstance(completed, datetime) else None,
             first_row=int(row.get("FirstRow") or 0),
+            outbox=str(row.get("Outbox") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc

@@ -200,6 +200,7 @@ class HistoryStore:
         consumed_message_ids: Sequence[str],
         runtime_status: OrchestrationStatus,
         completed_at: datetime | None,
+        outbox: str = "",
     ) -> Sentinel:
         """Append ``new_events`` (or, with ``new_execution``, replace the history with them).
 
@@ -227,6 +228,7 @@ class HistoryStore:
             consumed_message_ids=tuple(consumed_message_ids),
             runtime_status=runtime_status,
             completed_at=completed_at,
+            outbox=outbox,
         )
         sentinel_size = estimated_size(sentinel_columns(final)) + _OP_OVERHEAD
         batches = self._plan(columns, sentinel_size)

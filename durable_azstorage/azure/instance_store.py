@@ -58,8 +58,22 @@ from durable_azstorage.model.errors import (
 )
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.state import InstanceState
+from durable_azstorage.model.status import OrchestrationStatus
 
 _CONCURRENCY = 8
+EPISODE_COLUMN = "Episode"  # the History sentinel's episode the row reflects
+WRITE_EPISODE_ATTEMPTS = 5
+
+
+def _older(row: dict[str, Any], state: InstanceState, episode: int) -> bool:
+    """Whether the stored ``row`` reflects less than ``state`` at ``episode`` (see
+    ``InstanceStore.write_episode``)."""
+    stored = row.get(EPISODE_COLUMN)
+    if row.get("ExecutionId") == state.execution_id:
+        return stored is None or int(stored) < episode
+    if stored is not None:
+        return int(stored) < episode
+    return row.get("RuntimeStatus") != OrchestrationStatus.PENDING.value
 
 
 class InstanceStore:
@@ -110,6 +124,70 @@ class InstanceStore:
             )
 
         await self._write(state, write)
+
+    async def write_episode(
+        self, state: InstanceState, episode: int, *, etag: str | None = None
+    ) -> str | None:
+        """Write the row as of committed ``episode`` unless the stored row is newer; returns
+        the row's new ETag (None: skipped, a newer episode's row is there).
+
+        Monotonic, so a late write (a worker that stalled between commit and this step, a
+        recovery racing a newer episode) never turns Completed back into Running. The row
+        carries ``Episode``; it is replaced only if it names the same execution at an older
+        episode, another execution at an older episode (continue-as-new), or another
+        execution without one (a row of an earlier version) unless that row is a client's
+        Pending start, which only its own execution's episodes replace. ``etag``: the
+        row's ETag from this process's last write (spares the read when nobody else wrote).
+        """
+        written: list[str | None] = []
+
+        async def write(entity: dict[str, Any]) -> None:
+            entity[EPISODE_COLUMN] = episode
+            known = etag
+            for _ in range(WRITE_EPISODE_ATTEMPTS):
+                if known is None:
+                    current = await self._row_version(state.instance_id)
+                    if current is not None and not _older(current[0], state, episode):
+                        written.append(None)
+                        return
+                    known = current[1] if current is not None else None
+                try:
+                    if known is None:
+                        meta = await self._retry.call(lambda: self._table.create_entity(entity))
+                    else:
+                        meta = await self._retry.call(
+                            lambda: self._table.update_entity(
+                                entity, mode=UpdateMode.REPLACE, etag=known,
+                                match_condition=MatchConditions.IfNotModified,
+                            )
+                        )
+                except HttpResponseError as exc:
+                    if exc.status_code not in (404, 409, 412):
+                        raise
+                    known = None  # someone else wrote it meanwhile: read and decide again
+                    continue
+                written.append(str(meta.get("etag")) if meta.get("etag") else None)
+                return
+            raise ConcurrencyConflictError(
+                f"the Instances row of {state.instance_id!r} kept changing; episode {episode} "
+                f"not written after {WRITE_EPISODE_ATTEMPTS} attempts"
+            )
+
+        await self._write(state, write)
+        return written[0] if written else None
+
+    async def _row_version(self, instance_id: str) -> tuple[dict[str, Any], str] | None:
+        """The columns that order rows (execution, episode, status) and the ETag."""
+        try:
+            entity = await self._retry.call(
+                lambda: self._table.get_entity(
+                    escape_key(instance_id), ROW_KEY,
+                    select=["ExecutionId", EPISODE_COLUMN, "RuntimeStatus"],
+                )
+            )
+        except ResourceNotFoundError:
+            return None
+        return dict(entity), str(entity.metadata["etag"])
 
     async def insert_pending(self, state: InstanceState, *, replace_etag: str | None) -> None:
         """Insert the row of a new instance, or replace the row read with ``replace_etag``.

@@ -8,9 +8,16 @@ extended-session cache (``sessions``) when this process committed the instance l
 
 A lock is the invisibility of the instance's messages: ``renew`` extends it, ``complete``
 runs the checkpoint protocol (``checkpoint``) while it still holds, ``abandon`` makes the
-messages visible again after the delay. An expired lock may not commit. When nobody in this
-process asks for work any more, buffered messages go back to their queue after
-``IDLE_RELEASE_AFTER``, so another worker polling the partition gets them now.
+messages visible again after the delay. An expired lock may not commit.
+
+Buffered messages stay here while nobody asks for work (a worker at its concurrency limit):
+a partition the partition manager gave this process is received by nobody else, so giving
+them back would help nobody and only raise their delivery counts. Only when partitions are
+shared (``shared_partitions``: explicit ownership, several backends receiving one queue) do
+they go back after ``IDLE_RELEASE_AFTER``, so a competing backend gets them now. Deliveries
+this process causes itself (a give-back, a deferred event, a message whose visibility ran
+out in the buffer) are recorded in ``deliveries`` and do not count toward
+``max_dequeue_count``.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from azure.core.exceptions import HttpResponseError
+
 from durable_azstorage.azure.checkpoint import Checkpoint
 from durable_azstorage.azure.control_receiver import MessageBuffer
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory
 from durable_azstorage.azure.instance_store import InstanceStore
-from durable_azstorage.azure.message_filter import filter_messages, kind_of
+from durable_azstorage.azure.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -38,9 +48,12 @@ from durable_azstorage.model.state import InstanceState
 
 log = logging.getLogger(__name__)
 
-IDLE_RELEASE_AFTER = 0.5  # seconds without a lock_next caller
-
 QueueLookup = Callable[[str], MessageQueue]
+
+IDLE_RELEASE_AFTER = 0.5  # seconds without a lock_next caller (shared partitions only)
+
+PREPARE_RETRY_DELAY = timedelta(seconds=1)
+"""First back-off after preparing a work item failed; doubles per failed delivery (≤ 64 s)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -82,7 +95,9 @@ class OrchestrationWorkItems:
         buffer: MessageBuffer,
         sessions: SessionCache,
         checkpoint: Checkpoint,
+        deliveries: SelfCausedDeliveries,
         *,
+        shared_partitions: bool,
         history: Callable[[], HistoryStore],
         instances: Callable[[], InstanceStore],
         queue: QueueLookup,
@@ -93,12 +108,14 @@ class OrchestrationWorkItems:
         self._buffer = buffer
         self._sessions = sessions
         self._checkpoint = checkpoint
+        self._deliveries = deliveries
         self._history = history
         self._instances = instances
         self._queue = queue
         self._quarantine = quarantine
         self._running = running
         self._locks: dict[str, _OrchLock] = {}
+        self._shared_partitions = shared_partitions
         self._idle_release: asyncio.Future[None] | None = None
 
     def stop(self) -> None:
@@ -121,18 +138,20 @@ class OrchestrationWorkItems:
             return await self._next(loop, deadline)
         finally:
             self._buffer.remove_waiter()
-            if not self._buffer.has_demand and self._idle_release is None:
+            idle = not self._buffer.has_demand and self._idle_release is None
+            if idle and self._shared_partitions:
                 self._idle_release = asyncio.ensure_future(self._release_when_idle())
 
     async def _release_when_idle(self) -> None:
-        """Give buffered messages back to the queue when nobody here wants work any more
-        (a worker at its concurrency limit, or one that stopped asking): other workers polling
-        the same partition get them now instead of after their visibility timeout."""
+        """Give buffered messages back when nobody here wants work any more: a competing
+        backend receiving the same shared partition gets them now."""
         try:
             await asyncio.sleep(IDLE_RELEASE_AFTER)
             if self._buffer.has_demand or not self._running():
                 return
             released = self._buffer.take_unlocked()
+            for message in released:
+                self._deliveries.caused(message.message_id)
             if released:
                 log.debug("releasing %d buffered message(s): no demand", len(released))
                 await hide(self._queue, released, timedelta(0))
@@ -149,8 +168,13 @@ class OrchestrationWorkItems:
                 try:
                     item = await self._prepare(instance_id, messages)
                 except Exception:
-                    log.exception("orchestration %r: preparing a work item failed", instance_id)
-                    await hide(self._queue, messages, timedelta(seconds=1))
+                    failed = max(self._deliveries.failed_deliveries(m) for m in messages)
+                    delay = PREPARE_RETRY_DELAY * 2 ** min(failed - 1, 6)
+                    log.exception(
+                        "orchestration %r: preparing a work item failed (delivery %d); "
+                        "retrying in %.0f s", instance_id, failed, delay.total_seconds(),
+                    )
+                    await hide(self._queue, messages, delay)
                     self._buffer.release(instance_id)
                     item = None
                 if item is not None:
@@ -162,25 +186,27 @@ class OrchestrationWorkItems:
             await self._buffer.wait(remaining)
         return None
 
-    async def _load(self, instance_id: str) -> tuple[LoadedHistory, InstanceState | None]:
+    async def _load(
+        self, instance_id: str
+    ) -> tuple[LoadedHistory, InstanceState | None, bool]:
+        """The instance's committed history, the Instances row last written by this process
+        (None when unknown) and whether both came from the session cache."""
         session = self._sessions.get(instance_id)
         status = session.sentinel.runtime_status if session is not None else None
         if session is not None and not (status is not None and status.is_terminal):
             # an ended instance may have been rewound by a client: read the authority
-            return LoadedHistory(events=session.events, sentinel=session.sentinel), session.state
-        return await self._history().load(instance_id), None
+            loaded = LoadedHistory(events=session.events, sentinel=session.sentinel)
+            return loaded, session.state, True
+        return await self._history().load(instance_id), None, False
 
     async def _prepare(
         self, instance_id: str, messages: list[ReceivedMessage]
     ) -> OrchestrationWorkItem | None:
-        messages.sort(key=lambda m: m.sort_key)
-        loaded, known_state = await self._load(instance_id)
-        sentinel = loaded.sentinel
-        recovered = [m for m in messages if m.message_id in sentinel.consumed_message_ids]
-        if recovered:
-            await self._checkpoint.recover(instance_id, loaded, recovered)
-            messages = [m for m in messages if m not in recovered]
-            known_state = None
+        messages = await self._refresh_visibility(sorted(messages, key=lambda m: m.sort_key))
+        if not messages:
+            self._buffer.release(instance_id)
+            return None
+        loaded, known_state, cached = await self._load(instance_id)
         row: list[InstanceState | None] = []
 
         async def instance_row() -> InstanceState | None:
@@ -189,10 +215,16 @@ class OrchestrationWorkItems:
                 row.append(found[0] if found is not None else None)
             return row[0]
 
-        filtered = await filter_messages(
-            sentinel, messages, instance_row=instance_row,
-            max_delay=self.settings.max_timer_delay,
-        )
+        recovered, filtered = await self._triage(loaded, messages, instance_row)
+        if cached and (recovered or filtered.discard):
+            # Never recover or discard on cached state alone: an entry cached in an earlier
+            # tenure of the partition may be stale. Read the authority and decide again.
+            self._sessions.discard(instance_id)
+            loaded, known_state = await self._history().load(instance_id), None
+            recovered, filtered = await self._triage(loaded, messages, instance_row)
+        if recovered:
+            await self._recover(instance_id, loaded, recovered)
+            known_state = None
         fresh, start = filtered.fresh, filtered.start
         for received, reason in filtered.discard:
             log.warning(
@@ -201,6 +233,8 @@ class OrchestrationWorkItems:
             )
         await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m, _ in filtered.discard))
         if filtered.defer:
+            for deferred in filtered.defer:
+                self._deliveries.caused(deferred.message_id)
             await hide(self._queue, filtered.defer, filtered.defer_delay)
         if not filtered.keep:
             self._buffer.release(instance_id)
@@ -209,12 +243,14 @@ class OrchestrationWorkItems:
         if start is not None:
             keep = [start, *(m for m in keep if m is not start)]
         limit = self.settings.max_dequeue_count
+        failed = {m.message_id: self._deliveries.failed_deliveries(m) for m in keep}
         quarantined = [
             await self._quarantine(
-                received, f"delivered {received.dequeue_count} times (max_dequeue_count={limit})"
+                received,
+                f"delivered {failed[received.message_id]} times (max_dequeue_count={limit})",
             )
             for received in keep
-            if received.dequeue_count > limit
+            if failed[received.message_id] > limit
         ]
         lock = _OrchLock(
             instance_id=instance_id,
@@ -223,7 +259,6 @@ class OrchestrationWorkItems:
             fresh=fresh,
             known_state=None if fresh else known_state,
         )
-        await self._refresh_visibility(lock)
         self._locks[instance_id] = lock
         decoded = tuple(m.message for m in keep if m.message is not None)
         return OrchestrationWorkItem(
@@ -231,23 +266,70 @@ class OrchestrationWorkItems:
             history=() if fresh else loaded.events,
             messages=decoded,
             lock_token=lock,
-            dequeue_count=max(m.dequeue_count for m in keep),
+            dequeue_count=max(failed.values()),
             quarantined=tuple(quarantined),
         )
 
-    async def _refresh_visibility(self, lock: _OrchLock) -> None:
-        """Messages that waited long in the buffer get a full visibility timeout again."""
+    async def _triage(
+        self,
+        loaded: LoadedHistory,
+        messages: list[ReceivedMessage],
+        instance_row: Callable[[], Awaitable[InstanceState | None]],
+    ) -> tuple[list[ReceivedMessage], Filtered]:
+        """Split ``messages`` into those a committed episode already consumed (to recover)
+        and the filter's verdict on the rest."""
+        consumed = loaded.sentinel.consumed_message_ids
+        recovered = [m for m in messages if m.message_id in consumed]
+        rest = [m for m in messages if m.message_id not in consumed]
+        filtered = await filter_messages(
+            loaded.sentinel, rest, instance_row=instance_row,
+            max_delay=self.settings.max_timer_delay,
+        )
+        return recovered, filtered
+
+    async def _recover(
+        self, instance_id: str, loaded: LoadedHistory, recovered: list[ReceivedMessage]
+    ) -> None:
+        """Finish the committed episodes that consumed ``recovered``; a recovery that keeps
+        failing is poison like any other delivery (it would otherwise re-send forever)."""
+        limit = self.settings.max_dequeue_count
+        failed = max(self._deliveries.failed_deliveries(m) for m in recovered)
+        if failed > limit:
+            for received in recovered:
+                await self._quarantine(
+                    received,
+                    f"recovery of its committed episode failed {failed} times "
+                    f"(max_dequeue_count={limit})",
+                )
+            await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m in recovered))
+            return
+        await self._checkpoint.recover(instance_id, loaded, recovered)
+
+    async def _refresh_visibility(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """Messages that waited long in the buffer get a full visibility timeout again.
+
+        One whose visibility already ran out and that our receiver took again (a stale pop
+        receipt) is left out: its fresh copy is in the buffer and comes with the next work
+        item; that delivery was this process's own doing.
+        """
         timeout = self.settings.control_queue_visibility_timeout
         now = datetime.now(timezone.utc)
-        stale = [
-            i for i, m in enumerate(lock.messages)
-            if m.next_visible_on is not None and m.next_visible_on - now < timeout / 2
-        ]
-        for i in stale:
-            received = lock.messages[i]
-            lock.messages[i] = await self._queue(received.queue_name).set_visibility(
-                received, timeout
-            )
+        held: list[ReceivedMessage] = []
+        for received in messages:
+            visible = received.next_visible_on
+            if visible is None or visible - now >= timeout / 2:
+                held.append(received)
+                continue
+            try:
+                held.append(
+                    await self._queue(received.queue_name).set_visibility(received, timeout)
+                )
+            except HttpResponseError as exc:
+                if exc.status_code not in (400, 404):
+                    raise
+                log.info("message %s reappeared while buffered; taken again", received.message_id)
+                self._deliveries.caused(received.message_id)
+        return held
 
     # --- the held lock ---------------------------------------------------------------------
     def _own(self, item: OrchestrationWorkItem) -> _OrchLock:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.naming import partition_of
 from durable_azstorage.azure.orchestration_items import QueueLookup, hide
 from durable_azstorage.azure.queues import ReceivedMessage
@@ -35,6 +36,7 @@ class PartitionReceivers:
         settings: AzureStorageSettings,
         buffer: MessageBuffer,
         sessions: SessionCache,
+        deliveries: SelfCausedDeliveries,
         *,
         queue: QueueLookup,
         handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
@@ -45,6 +47,7 @@ class PartitionReceivers:
         self.names = settings.names
         self._buffer = buffer
         self._sessions = sessions
+        self._deliveries = deliveries
         self._queue = queue
         self._handle = handle
         self._running = running
@@ -65,7 +68,10 @@ class PartitionReceivers:
     def apply(self, owned: frozenset[int]) -> None:
         if not self._running():
             return
-        for partition in sorted(owned - set(self._receivers)):
+        gained = owned - set(self._receivers)
+        if gained:  # sessions from an earlier tenure may be stale
+            self._discard_sessions(gained)
+        for partition in sorted(gained):
             name = self.names.control_queues[partition]
             receiver = ControlQueueReceiver(
                 self._queue(name),
@@ -77,9 +83,6 @@ class PartitionReceivers:
             )
             self._receivers[partition] = receiver
             receiver.start()
-        gained = owned - set(self._receivers)
-        if gained:  # sessions from an earlier tenure may be stale
-            self._discard_sessions(gained)
         for partition in sorted(set(self._receivers) - owned):
             receiver = self._receivers.pop(partition)
             # Drop synchronously: nothing buffered for it may be handed out from now on.
@@ -117,6 +120,8 @@ class PartitionReceivers:
         try:
             await receiver.stop()
             dropped += self._buffer.drop_queue(receiver.queue.name)  # added while stopping
+            for message in dropped:  # if this process owns the partition again, not a failure
+                self._deliveries.caused(message.message_id)
             if dropped:
                 log.info(
                     "partition %d lost: %d buffered message(s) made visible again",
@@ -139,20 +144,23 @@ class PartitionReceivers:
         count = self.settings.partition_count
         loop = asyncio.get_running_loop()
         warn_at = loop.time() + DRAIN_WARN_AFTER
-        while not self._closing():
-            busy = [
-                i for i in self._buffer.locked_instances() if partition_of(i, count) == partition
-            ]
-            if not busy:
-                break
-            if loop.time() >= warn_at:
-                warn_at = loop.time() + DRAIN_WARN_AFTER
-                log.warning(
-                    "draining partition %d: still waiting for %d work item(s) in flight: %s",
-                    partition, len(busy), ", ".join(sorted(busy)[:5]),
-                )
-            await asyncio.sleep(DRAIN_POLL)
-        self._discard_sessions(frozenset({partition}))
+        try:
+            while not self._closing():
+                busy = [
+                    i for i in self._buffer.locked_instances()
+                    if partition_of(i, count) == partition
+                ]
+                if not busy:
+                    break
+                if loop.time() >= warn_at:
+                    warn_at = loop.time() + DRAIN_WARN_AFTER
+                    log.warning(
+                        "draining partition %d: still waiting for %d work item(s) in flight: %s",
+                        partition, len(busy), ", ".join(sorted(busy)[:5]),
+                    )
+                await asyncio.sleep(DRAIN_POLL)
+        finally:  # also when the drain timed out (cancelled): episodes in flight re-cached
+            self._discard_sessions(frozenset({partition}))
 
     async def stop_all(self) -> None:
         receivers = list(self._receivers.values())

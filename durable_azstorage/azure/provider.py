@@ -42,8 +42,10 @@ from durable_azstorage.azure import management
 from durable_azstorage.azure.activity_items import ActivityWorkItems
 from durable_azstorage.azure.activity_receiver import ActivityReceiver
 from durable_azstorage.azure.checkpoint import Checkpoint, CheckpointHook
+from durable_azstorage.azure.episode_log import episode_retention
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.control_receiver import MessageBuffer
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.history_store import HistoryStore
 from durable_azstorage.azure.instance_store import InstanceStore
 from durable_azstorage.azure.metrics import RequestCounter
@@ -106,7 +108,8 @@ class AzureStorageBackend:
         self.checkpoint_hook = checkpoint_hook
         self._clients = StorageClients(settings, counter)
         self._opened = False
-        self._buffer = MessageBuffer(max_buffered_messages)
+        self._deliveries = SelfCausedDeliveries()
+        self._buffer = MessageBuffer(max_buffered_messages, self._deliveries)
         self._sessions = SessionCache(
             session_capacity if settings.extended_sessions else 0,
             session_idle_timeout.total_seconds(),
@@ -121,13 +124,16 @@ class AzureStorageBackend:
         checkpoint = Checkpoint(
             history=lambda: self._history,
             instances=lambda: self._instances,
+            payloads=lambda: self._payloads,
             queue=self._queue,
             sessions=self._sessions,
             send_all=self._send_all,
             hook=lambda: self.checkpoint_hook,
+            retention=episode_retention(settings),
         )
         self._orchestrations = OrchestrationWorkItems(
-            settings, self._buffer, self._sessions, checkpoint,
+            settings, self._buffer, self._sessions, checkpoint, self._deliveries,
+            shared_partitions=not self._manage_partitions,
             history=lambda: self._history,
             instances=lambda: self._instances,
             queue=self._queue,
@@ -135,7 +141,7 @@ class AzureStorageBackend:
             running=lambda: self._running,
         )
         self._receivers = PartitionReceivers(
-            settings, self._buffer, self._sessions,
+            settings, self._buffer, self._sessions, self._deliveries,
             queue=self._queue,
             handle=self._on_received,
             running=lambda: self._running,
@@ -234,6 +240,7 @@ class AzureStorageBackend:
             visibility_timeout=self.settings.work_item_visibility_timeout,
             max_poll_interval=self.settings.max_poll_interval,
             on_undecodable=lambda m: self._quarantine(m, f"cannot decode: {m.error}", delete=True),
+            deliveries=self._deliveries,
         )
         self._activities = ActivityWorkItems(
             receiver,

@@ -142,6 +142,16 @@ class MessageQueue:
             raise
         return True
 
+    async def consume(self, received: ReceivedMessage) -> bool:
+        """Delete a message that was processed, and then its payload blob if it had one:
+        once the message is gone nothing reads the blob again (without this, an eternal
+        orchestration's large messages would pile up until purge). False if already gone."""
+        deleted = await self.delete(received)
+        blob = offloaded_blob(received.raw)
+        if deleted and blob is not None:
+            await self._payloads.discard([blob])
+        return deleted
+
     async def set_visibility(
         self, received: ReceivedMessage, timeout: timedelta
     ) -> ReceivedMessage:
@@ -170,10 +180,9 @@ class MessageQueue:
         error: str | None = None
         try:
             body = text
-            if '"blob"' in text[:200]:
-                doc = json.loads(text)
-                if isinstance(doc, dict) and isinstance(doc.get("blob"), str) and "event" not in doc:
-                    body = await self._payloads.get(doc["blob"])
+            blob = offloaded_blob(text)
+            if blob is not None:
+                body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
             message, sequence = envelope.message, envelope.sequence_number
         except (ValueError, TypeError, KeyError, ResourceNotFoundError) as exc:
@@ -190,3 +199,16 @@ class MessageQueue:
             sequence_number=sequence,
             error=error,
         )
+
+
+def offloaded_blob(text: str) -> str | None:
+    """The payload blob a queue body refers to (``{"v": 1, "blob": name}``), else None."""
+    if '"blob"' not in text[:200]:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("blob"), str) and "event" not in doc:
+        return str(doc["blob"])
+    return None

@@ -28,6 +28,7 @@ class Session:
     sentinel: Sentinel
     state: InstanceState | None
     touched: float
+    row_etag: str | None = None  # of the Instances row this process wrote last
 
 
 class SessionCache:
@@ -56,15 +57,21 @@ class SessionCache:
         events: tuple[HistoryEvent, ...],
         sentinel: Sentinel,
         state: InstanceState | None,
+        row_etag: str | None = None,
     ) -> None:
         if self.capacity <= 0:
             return
         self._entries[instance_id] = Session(
-            events=events, sentinel=sentinel, state=state, touched=time.monotonic()
+            events=events, sentinel=sentinel, state=state, touched=time.monotonic(),
+            row_etag=row_etag,
         )
         self._entries.move_to_end(instance_id)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
+
+    def peek(self, instance_id: str) -> Session | None:
+        """The entry, if any, without touching it or counting a hit or miss."""
+        return self._entries.get(instance_id)
 
     def discard(self, instance_id: str) -> None:
         self._entries.pop(instance_id, None)

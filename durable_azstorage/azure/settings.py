@@ -93,9 +93,13 @@ class AzureStorageSettings:
     * ``extended_sessions=True``: live orchestration states are cached while the partition is
       owned, saving a History read (one table query per episode) at the cost of memory.
     * ``control_queue_batch_size=32`` (Azure maximum): messages per control-queue receive.
-    * ``control_queue_visibility_timeout`` / ``work_item_visibility_timeout`` = 5 min: how long a
-      received message stays hidden; renewed while work runs, so it only bounds the delay
-      before a crashed worker's message is redelivered.
+    * ``control_queue_visibility_timeout`` / ``work_item_visibility_timeout`` = 30 s: how long
+      a received message stays hidden; renewed while work runs (every third of it: one
+      UpdateMessage per message of a work item every 10 s, so a long activity costs 6 requests
+      a minute), so it bounds the delay before a crashed worker's messages are redelivered. At
+      most ``lease_interval`` (keep it so) so that, after a crash, they are visible again by the time the
+      partition is taken over: every instance makes progress within ≈ 40 s (the .NET
+      provider's 5 minutes stalled them that long).
     * ``max_timer_delay = 7 days - 1 h``: timers further out are chained through intermediate
       messages (queue visibility cannot exceed 7 days; the margin absorbs clock skew). Tests
       shorten it to exercise chaining.
@@ -118,8 +122,8 @@ class AzureStorageSettings:
     max_dequeue_count: int = 10
     extended_sessions: bool = True
     control_queue_batch_size: int = 32
-    control_queue_visibility_timeout: timedelta = timedelta(minutes=5)
-    work_item_visibility_timeout: timedelta = timedelta(minutes=5)
+    control_queue_visibility_timeout: timedelta = timedelta(seconds=30)
+    work_item_visibility_timeout: timedelta = timedelta(seconds=30)
     max_timer_delay: timedelta = MAX_QUEUE_VISIBILITY - timedelta(hours=1)
     worker_id: str = field(default_factory=_default_worker_id)
     lease_interval: timedelta = timedelta(seconds=30)

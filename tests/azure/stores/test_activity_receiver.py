@@ -8,6 +8,7 @@ from datetime import timedelta
 from stores_support import Stores
 
 from durable_azstorage.azure.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.model.history import OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
@@ -34,6 +35,7 @@ def _receiver(queue: MessageQueue, *, prefetch: int, hold: timedelta) -> Activit
         visibility_timeout=VISIBILITY,
         max_poll_interval=timedelta(seconds=1),
         on_undecodable=undecodable,
+        deliveries=SelfCausedDeliveries(),
         hold=hold,
     )
 

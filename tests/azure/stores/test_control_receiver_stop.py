@@ -15,6 +15,7 @@ from datetime import timedelta
 from stores_support import Stores
 
 from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
+from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 
 VISIBILITY = timedelta(minutes=5)  # far longer than the test: only a hand-back shows them
@@ -43,7 +44,7 @@ async def test_stop_during_a_receive_keeps_the_batch_for_the_hand_back(stores: S
     queue.dequeued = asyncio.Event()
     for i in range(COUNT):
         await client.send_message(f"message {i}")
-    buffer = MessageBuffer(256)
+    buffer = MessageBuffer(256, SelfCausedDeliveries())
     buffer.add_waiter()  # demand: the receiver polls
 
     async def handle(batch: list[ReceivedMessage]) -> None:
@@ -71,7 +72,7 @@ async def test_stop_while_idle_ends_at_once(stores: Stores) -> None:
     """A receiver waiting for demand or sleeping between polls is still cancelled."""
     client = stores.clients.queue(stores.names.control_queues[1])
     queue = MessageQueue(client, stores.payloads, stores.clients.retry, max_delay=timedelta(days=6))
-    buffer = MessageBuffer(256)
+    buffer = MessageBuffer(256, SelfCausedDeliveries())
 
     async def handle(batch: list[ReceivedMessage]) -> None:
         raise AssertionError("the queue is empty")
