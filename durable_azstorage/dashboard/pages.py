@@ -107,7 +107,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 @routes.post("/login")
-async def login(request: web.Request) -> web.StreamResponse:
+async def login(request: web.Request) -> web.Response:
     security = request.app[SECURITY]
     form = await request.post()
     target = safe_next(str(form.get("next", "/")))
@@ -115,6 +115,6 @@ async def login(request: web.Request) -> web.StreamResponse:
         return request.app[RENDERER].page(
             "login.html", status=401, page="login", next=target, failed=True, refresh=False
         )
-    response = web.HTTPSeeOther(target)
-    security.login_cookie(response, secure=request.secure)
-    return response
+    redirect = web.HTTPSeeOther(target)
+    security.login_cookie(redirect, secure=request.secure)
+    raise redirect
