@@ -17,6 +17,7 @@ from typing import Any
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.dashboard.errors import ApiError, bad_request
 from durable_azstorage.dashboard.filters import parse_statuses, parse_time
+from durable_azstorage.model.status import OrchestrationStatus
 
 PURGE_SLICE = 10.0  # seconds of purging per bulk-purge request
 
@@ -93,6 +94,18 @@ ACTIONS: dict[str, Action] = {
     "rewind": _rewind,
     "purge": _purge,
 }
+
+
+def actions_for(status: OrchestrationStatus) -> tuple[str, ...]:
+    """The actions that make sense for an instance in ``status`` (the page offers only
+    these; the API still accepts any and lets the client refuse with 409)."""
+    if status is OrchestrationStatus.FAILED:
+        return ("rewind", "restart", "purge")
+    if status.is_terminal:
+        return ("restart", "purge")
+    if status is OrchestrationStatus.SUSPENDED:
+        return ("resume", "terminate", "raise-event")
+    return ("terminate", "suspend", "raise-event")
 
 
 async def run_action(

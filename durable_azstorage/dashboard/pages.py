@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from durable_azstorage.dashboard import documents
-from durable_azstorage.dashboard.actions import ACTIONS
+from durable_azstorage.dashboard.actions import actions_for
 from durable_azstorage.dashboard.filters import parse_filter
 from durable_azstorage.dashboard.keys import HUB, RENDERER, SECURITY
 from durable_azstorage.dashboard.listing import list_instances
@@ -73,7 +73,7 @@ async def instance(request: web.Request) -> web.Response:
         events=[documents.event(i, e) for i, e in enumerate(history)],
         timeline=build_timeline(history, running=not state.is_terminal, now=now),
         children=children,
-        actions=list(ACTIONS),
+        actions=actions_for(state.runtime_status),
         refresh=not state.is_terminal,
     )
 
