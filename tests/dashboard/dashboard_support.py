@@ -11,6 +11,7 @@ the pages' CSP, so tests see what escaping alone does (the header has its own te
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from durable_azstorage import ActivityContext, OrchestrationContext
@@ -88,6 +90,13 @@ def served(make_app: Callable[[], web.Application]) -> Iterator[ServedApp]:
 def browser_page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"the browser tests need Debian's chromium at {CHROMIUM}: "
+            "apt-get install -y chromium (Playwright's own browser download is not used)",
+            pytrace=False,
+        )
+
     with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
@@ -122,10 +131,22 @@ def tour(ctx: OrchestrationContext, city: str):  # type: ignore[no-untyped-def]
     return [first, second]
 
 
+def audit(ctx: ActivityContext, _: Any) -> None:
+    try:
+        raise KeyError("ledger-7")
+    except KeyError as exc:
+        raise RuntimeError("the ledger does not balance") from exc
+
+
+def broken(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
+    """Fails through its activity: a failure with an inner failure."""
+    yield ctx.call_activity(audit)
+
+
 def approval(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
     """Runs until the ``approve`` event arrives (something to terminate)."""
     return (yield ctx.wait_for_external_event("approve"))
 
 
-ORCHESTRATORS = (tour, greet_child, approval)
-ACTIVITIES = (greet,)
+ORCHESTRATORS = (tour, greet_child, approval, broken)
+ACTIVITIES = (greet, audit)

@@ -8,13 +8,14 @@ Each test serves the dashboard of its own hub, with a worker running the orchest
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from dashboard_support import TIMEOUT, approval, browser_page, served, tour
+from dashboard_support import TIMEOUT, approval, broken, browser_page, served, tour
 
 from durable_azstorage import TaskHubClient
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -212,3 +213,26 @@ def test_overview_shows_counts_partitions_and_backlog(
         page.goto(dashboard.url + "/")  # the second refresh shows request rates
         assert page.locator("text=table.QueryEntities").count() == 1
         screenshot(page, "overview")
+
+
+def test_a_failed_instance_shows_its_failures_and_purges_from_the_page(
+    azure_settings: AzureStorageSettings, azure_hub: TaskHubClient, page: Any
+) -> None:
+    iid = azure_hub.schedule_new_orchestration(broken)
+    state = azure_hub.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state.runtime_status is OrchestrationStatus.FAILED
+    page.on("dialog", lambda dialog: dialog.accept())
+    with served(app_factory(azure_settings)) as dashboard:
+        page.goto(f"{dashboard.url}/instances/{iid}")
+        assert "the ledger does not balance" in page.inner_text(".failure")
+        event_type = page.locator("td.event-type", has_text=re.compile("^TaskFailed$"))
+        failed = page.locator("#history tr", has=event_type).inner_text()
+        assert "builtins.RuntimeError" in failed
+        assert "builtins.KeyError" in failed  # the activity's inner failure
+        assert page.locator("#timeline rect.bar.failed").count() == 1
+        offered = page.locator("button[data-action]").all_inner_texts()
+        assert offered == ["Restart", "Rewind", "Purge"]
+        page.click("button[data-action=purge]")
+        page.wait_for_url(dashboard.url + "/instances")
+        assert iid not in ids_on(page)
+    assert azure_hub.get_orchestration_state(iid) is None
