@@ -124,6 +124,25 @@ def test_detail_shows_history_timeline_and_child_link(
         page.wait_for_url("**/instances/*%3A*")
         assert page.inner_text("#status") == "Completed"
         assert "greet_child" in page.inner_text("table.facts")
+        page.click("table.facts a")  # the parent link leads back
+        page.wait_for_url(f"**/instances/{iid}")
+        assert page.inner_text("h1") == iid
+
+
+def test_bulk_purge_from_the_page_purges_the_filtered_ended_instances(
+    azure_settings: AzureStorageSettings, azure_hub: TaskHubClient, page: Any
+) -> None:
+    start_tours(azure_hub, 2)
+    [running] = start_approvals(azure_hub, 1)
+    page.on("dialog", lambda dialog: dialog.accept())
+    with served(app_factory(azure_settings)) as dashboard:
+        page.goto(dashboard.url + "/instances?status=Completed")
+        assert len(ids_on(page)) == 4  # two tours and their children
+        page.click("form.bulk-purge button")
+        page.wait_for_selector("form.bulk-purge .progress:has-text('done')")
+        assert page.inner_text("form.bulk-purge .progress") == "4 purged, done"
+    left = azure_hub.get_all_orchestration_states()
+    assert [s.instance_id for s in left] == [running]
 
 
 def test_terminate_from_the_page_terminates(
