@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from durable_azstorage.dashboard.errors import ApiError
 
 COOKIE = "durable_dashboard"
 CSRF_HEADER = "X-CSRF-Token"
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 OPEN_PATHS = ("/login", "/static/")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,9 +42,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this machine can reach."""
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``) only: a name
+    such as ``127.0.0.1.example.org`` is not one (it could resolve anywhere)."""
     name = host.strip().lower().strip("[]")
-    return name in LOOPBACK_NAMES or name.startswith("127.") or name == "::1"
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,8 +104,12 @@ async def test_without_a_token_only_loopback_host_names_are_served(
     async with dashboard(memory_backend) as client:
         rebound = await client.get("/api/instances", headers={"Host": "evil.example:8080"})
         assert rebound.status == 403
+        lookalike = await client.get("/api/instances", headers={"Host": "127.0.0.1.evil.example"})
+        assert lookalike.status == 403
         local = await client.get("/api/instances", headers={"Host": "localhost:8080"})
         assert local.status == 200
+        ipv6 = await client.get("/api/instances", headers={"Host": "[::1]:8080"})
+        assert ipv6.status == 200
 
 
 async def test_read_only_refuses_actions_and_hides_them(memory_backend: InMemoryBackend) -> None:
@@ -142,7 +146,9 @@ def test_an_empty_token_is_refused(memory_backend: InMemoryBackend) -> None:
         create_app(memory_backend, token="  ")
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "dashboard.example.org"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "192.168.1.20", "dashboard.example.org", "127.0.0.1.example.org"]
+)
 def test_non_loopback_binds_need_a_token(host: str) -> None:
     with pytest.raises(BindRefused, match="--token"):
         check_bind(host, None)
