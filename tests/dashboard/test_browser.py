@@ -26,7 +26,7 @@ from durable_azstorage.model.status import OrchestrationStatus
 pytestmark = pytest.mark.azurite
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+HOSTILE = '"><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2;alert(3)">'
 
 
 def app_factory(settings: AzureStorageSettings, **options: Any) -> Any:
@@ -201,7 +201,12 @@ def test_a_hostile_instance_id_is_rendered_inert(
     azure_hub.schedule_new_orchestration(approval, instance_id=HOSTILE)
     azure_hub.wait_for_orchestration_start(HOSTILE, timeout=TIMEOUT)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Any) -> None:  # an alert() would mean injected script ran
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     with served(app_factory(azure_settings)) as dashboard:
         page.goto(dashboard.url + "/instances")
         assert ids_on(page) == {HOSTILE}
@@ -211,6 +216,7 @@ def test_a_hostile_instance_id_is_rendered_inert(
         page.wait_for_selector("h1")
         assert page.inner_text("h1") == HOSTILE
         assert page.inner_text("#status") == "Running"
+        assert page.locator("button[data-action=terminate]").count() == 1  # attributes intact
         assert page.evaluate("typeof window.__pwned") == "undefined"
         assert dialogs == []
 
