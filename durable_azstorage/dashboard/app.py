@@ -37,6 +37,7 @@ def create_app(
     task_hub: str | None = None,
     allowed_hosts: Iterable[str] = (),
     overview_ttl: float = 5.0,
+    refresh_seconds: int = 10,
 ) -> web.Application:
     """The dashboard for one task hub.
 
@@ -44,10 +45,13 @@ def create_app(
     ``Backend`` of a running worker (left alone; its request counts appear on the
     overview). ``monitor`` supplies partition leases and queue backlogs when the backend
     does not. Without ``token`` only loopback ``Host`` names (and ``allowed_hosts``) are
-    served; see ``security`` for the rest.
+    served; see ``security`` for the rest. Pages with auto-refresh on reload every
+    ``refresh_seconds``; the overview is recomputed at most every ``overview_ttl`` seconds.
     """
     if token is not None and not token.strip():
         raise ValueError("token: must not be empty or blank")
+    if refresh_seconds < 1:
+        raise ValueError(f"refresh_seconds: must be at least 1, got {refresh_seconds}")
     hub = Hub.open(settings_or_backend, monitor=monitor, task_hub=task_hub,
                    overview_ttl=overview_ttl)
     security = Security(token=token, read_only=read_only, allowed_hosts=frozenset(allowed_hosts))
@@ -56,6 +60,7 @@ def create_app(
         "read_only": read_only,
         "csrf_token": security.csrf_token,
         "has_poison": hub.quarantine is not None,
+        "refresh_seconds": refresh_seconds,
     })
 
     def refuse(request: web.Request, error: ApiError) -> web.StreamResponse:

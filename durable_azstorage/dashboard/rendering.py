@@ -21,7 +21,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the CLI test witho
         name=exc.name,
     ) from exc
 
-REFRESH_SECONDS = 10
 
 
 def _when(value: datetime | str | None) -> str:
@@ -67,7 +66,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self._env.filters.update(when=_when, duration=_duration, pretty=_pretty, segment=_segment)
-        self._env.globals.update(globals_, refresh_seconds=REFRESH_SECONDS)
+        self._env.globals.update(globals_)
 
     def page(self, template: str, *, status: int = 200, **context: Any) -> web.Response:
         html = self._env.get_template(template).render(**context)

@@ -101,6 +101,24 @@ def test_list_shows_started_instances_and_filters_them(
         screenshot(page, "instances")
 
 
+def test_the_list_refreshes_itself_until_switched_off(
+    azure_settings: AzureStorageSettings, azure_hub: TaskHubClient, page: Any
+) -> None:
+    [first] = start_approvals(azure_hub, 1, prefix="early-")
+    with served(app_factory(azure_settings, refresh_seconds=1)) as dashboard:
+        page.goto(dashboard.url + "/instances")
+        assert ids_on(page) == {first}
+        assert page.is_checked("#autorefresh")
+        [second] = start_approvals(azure_hub, 1, prefix="late-")
+        page.wait_for_selector(f"#instances a:text-is('{second}')", timeout=15_000)
+        page.uncheck("#autorefresh")
+        [third] = start_approvals(azure_hub, 1, prefix="later-")
+        page.wait_for_timeout(2500)
+        assert third not in ids_on(page)
+        page.reload()  # the choice is remembered
+        assert not page.is_checked("#autorefresh")
+
+
 def test_detail_shows_history_timeline_and_child_link(
     azure_settings: AzureStorageSettings, azure_hub: TaskHubClient, page: Any
 ) -> None:
