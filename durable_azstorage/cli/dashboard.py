@@ -30,9 +30,17 @@ from durable_azstorage.cli.long_running import (
     create_hub_or_close,
     stop_on_signal,
 )
-from durable_azstorage.cli.output import EXIT_FAILURE, EXIT_USAGE, CliError, reporting
+from durable_azstorage.cli.output import (
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    reporting,
+)
+from durable_azstorage.model.errors import TaskHubNotFoundError
 
 if TYPE_CHECKING:
+    from durable_azstorage.azure.provider import AzureStorageBackend
     from durable_azstorage.azure.settings import AzureStorageSettings
 
 DASHBOARD_EXTRA_HINT = (
@@ -69,6 +77,8 @@ async def run_dashboard(
         backend = AzureStorageBackend(settings)
         if create_hub:
             await create_hub_or_close(backend)
+        else:
+            await _require_hub(backend)
         monitor = AzureHubMonitor(settings, backend.request_counter)
         try:
             app = create_app(backend, read_only=read_only, token=token, monitor=monitor)
@@ -76,6 +86,18 @@ async def run_dashboard(
         finally:
             await monitor.close()
             await backend.stop()
+
+
+async def _require_hub(backend: AzureStorageBackend) -> None:
+    """Fail at start (exit 3) rather than serve error pages for a hub that is not there."""
+    try:
+        await backend.get_task_hub_info()
+    except TaskHubNotFoundError as exc:
+        await backend.stop()
+        raise CliError(f"{exc} (or pass --create-hub)", EXIT_NOT_FOUND) from None
+    except BaseException:
+        await backend.stop()
+        raise
 
 
 def dashboard(

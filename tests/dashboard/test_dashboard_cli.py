@@ -72,6 +72,17 @@ def test_serves_the_hub_and_stops_on_sigterm(
         assert "dashboard stopped" in process.stderr.read()
 
 
+@pytest.mark.azurite
+def test_a_missing_hub_is_reported_at_start(azurite: Azurite, hub_name: str) -> None:
+    result = subprocess.run(
+        CLI + ["dashboard", "--port", "0"], env=environment(azurite, hub_name),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 3
+    assert f"task hub {hub_name!r} does not exist" in result.stderr
+    assert "--create-hub" in result.stderr and result.stdout == ""
+
+
 def test_a_non_loopback_bind_without_a_token_is_refused() -> None:
     result = subprocess.run(
         CLI + ["dashboard", "--host", "0.0.0.0", "--port", "0"],
