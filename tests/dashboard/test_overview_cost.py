@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from durable_azstorage import TaskHubWorker
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.cli.hub_monitor import AzureHubMonitor
@@ -66,3 +70,26 @@ async def test_the_overview_is_cached_between_refreshes(
     finally:
         await client.delete_task_hub()
         await backend.stop()
+
+
+async def test_served_by_a_worker_the_overview_shows_the_workers_requests(
+    azure_settings: AzureStorageSettings,
+) -> None:
+    worker = TaskHubWorker(azure_settings)
+    await AsyncTaskHubClient(backend=worker.backend).create_task_hub()
+    running = asyncio.create_task(worker.run_async())
+    app = create_app(worker.backend, overview_ttl=0)
+    try:
+        async with TestClient(TestServer(app)) as http:
+            await http.get("/api/overview")  # the first sample
+            await asyncio.sleep(2)  # the worker polls its queues meanwhile
+            doc = await (await http.get("/api/overview")).json()
+        rates = doc["requests_per_minute"]
+        assert rates["queue.GetMessages"] > 0  # the worker's polling, not the dashboard's
+        assert doc["partitions"] is None  # no monitor given
+    finally:
+        await worker.stop_async(grace=timedelta(seconds=5))
+        await running
+        cleaner = AzureStorageBackend(azure_settings)
+        await cleaner.delete_task_hub()
+        await cleaner.stop()
