@@ -41,6 +41,7 @@ _GROUPS: list[tuple[str, str, str]] = [
 _COMMANDS: list[tuple[str, str]] = [
     ("durable_azstorage.cli.worker", "worker"),
     ("durable_azstorage.cli.serve", "serve"),
+    ("durable_azstorage.cli.dashboard", "dashboard"),
 ]
 
 for _module, _name, _help in _GROUPS:
