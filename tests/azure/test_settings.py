@@ -26,7 +26,10 @@ def test_defaults() -> None:
     assert s.partition_count == 4
     assert s.extended_sessions is True
     assert s.control_queue_batch_size == 32
-    assert s.control_queue_visibility_timeout == timedelta(minutes=5)
+    assert s.control_queue_visibility_timeout == timedelta(seconds=30)
+    assert s.work_item_visibility_timeout == timedelta(seconds=30)
+    # A crashed worker's messages are visible again by the time its partitions move.
+    assert s.control_queue_visibility_timeout <= s.lease_interval
     assert s.max_timer_delay < timedelta(days=7)
     assert s.worker_id
     assert s.account_name == "myacct"
