@@ -67,6 +67,7 @@ from durable_azstorage.backend.protocol import (
 from durable_azstorage.backend.reuse import may_replace, pending_state
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.stale import StaleInstance
@@ -342,6 +343,7 @@ class AzureStorageBackend:
     async def create_instance(
         self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
     ) -> bool:
+        validate_instance_id(start.instance.instance_id)
         await self._open()
         state = pending_state(start, datetime.now(timezone.utc))
         existing = await self._instances.get(state.instance_id, fetch_payloads=False)
@@ -357,6 +359,7 @@ class AzureStorageBackend:
         return True
 
     async def send_message(self, message: TaskMessage) -> None:
+        validate_instance_id(message.instance.instance_id)
         await self._open()
         await self._send_from_client(message)
 

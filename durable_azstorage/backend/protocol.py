@@ -167,7 +167,8 @@ class Backend(Protocol):
         Pending one, and a worker still holding the old execution loses its ETag race).
 
         Returns False when ``reuse_policy`` says to ignore the request (nothing written).
-        Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused.
+        Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused,
+        ``InvalidIdentifierError`` when the id breaks a rule of ``model.identifiers``.
         """
         ...
 
@@ -176,7 +177,8 @@ class Backend(Protocol):
 
         Does not check that the instance exists (one queue write); see "Start before anything
         else" above for what happens to messages for unknown instances. A ``TaskScheduled``
-        message goes to the activity queue.
+        message goes to the activity queue. Raises ``InvalidIdentifierError`` for an instance
+        id that breaks a rule of ``model.identifiers``.
         """
 
     async def get_instance(
