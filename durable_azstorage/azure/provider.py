@@ -234,7 +234,9 @@ class AzureStorageBackend:
             prefetch=self._activity_prefetch,
             visibility_timeout=self.settings.work_item_visibility_timeout,
             max_poll_interval=self.settings.max_poll_interval,
-            on_undecodable=lambda m: self._quarantine(m, f"cannot decode: {m.error}", delete=True),
+            on_undecodable=lambda m: self._quarantine(
+                m, f"cannot decode: {m.error or 'not an activity request'}", delete=True
+            ),
         )
         self._activities = ActivityWorkItems(
             receiver,
@@ -400,7 +402,14 @@ class AzureStorageBackend:
 
     # --- receiving control messages -------------------------------------------------------
     async def _on_received(self, batch: list[ReceivedMessage]) -> None:
-        """Buffer a received batch; quarantine undecodable messages, re-delay early timers."""
+        """Buffer a received batch; quarantine undecodable messages, re-delay early timers.
+
+        An undecodable message is quarantined alone and its instance is not failed (unlike a
+        message delivered too often): its content, often even its instance, is unknown, and
+        it may be a stale copy of a message already applied or one for a purged instance, so
+        failing an instance on it could kill a healthy one. The poison record keeps the
+        reason (naming a missing payload blob, whose folder is the instance id).
+        """
         now = datetime.now(timezone.utc)
         for received in sorted(batch, key=lambda m: m.sort_key):
             message = received.message
