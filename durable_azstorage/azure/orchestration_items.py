@@ -191,7 +191,7 @@ class OrchestrationWorkItems:
 
         filtered = await filter_messages(
             sentinel, messages, instance_row=instance_row,
-            max_delay=self.settings.max_timer_delay,
+            max_delay=self.settings.max_timer_delay, history=loaded.events,
         )
         fresh, start = filtered.fresh, filtered.start
         for received, reason in filtered.discard:

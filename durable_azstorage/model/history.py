@@ -48,6 +48,10 @@ class HistoryEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionStarted(HistoryEvent):
+    """Starts an execution. ``first_execution_id`` is set on the starts of continued-as-new
+    generations: the execution id of the chain's first generation, which is what a parent's
+    start message (also one re-sent by its crash recovery) carries."""
+
     name: str
     instance: OrchestrationInstance
     input: str | None = None
@@ -56,6 +60,15 @@ class ExecutionStarted(HistoryEvent):
     scheduled_start_time: datetime | None = None
     tags: dict[str, str] | None = None
     generation: int = 0
+    first_execution_id: str | None = None
+
+    def already_ran(self, execution_id: str | None) -> bool:
+        """True if a start carrying ``execution_id`` started this execution or the first
+        generation of its continue-as-new chain: applying it again would re-run the chain."""
+        return execution_id is not None and execution_id in (
+            self.instance.execution_id,
+            self.first_execution_id,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
