@@ -69,7 +69,8 @@ class OrchestrationWorkItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityWorkItem:
-    """One activity request, scheduled by ``instance`` as task ``task_id``."""
+    """One activity request, scheduled by ``instance`` as task ``task_id`` (its
+    ``schedule_index``-th scheduling; the answer must carry it back)."""
 
     instance: OrchestrationInstance
     task_id: int
@@ -79,6 +80,7 @@ class ActivityWorkItem:
     dequeue_count: int = 1
     version: str | None = None
     tags: dict[str, str] | None = None
+    schedule_index: int | None = None
 
     @classmethod
     def from_message(
@@ -96,6 +98,7 @@ class ActivityWorkItem:
             tags=event.tags,
             lock_token=lock_token,
             dequeue_count=dequeue_count,
+            schedule_index=event.schedule_index,
         )
 
 

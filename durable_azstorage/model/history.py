@@ -113,22 +113,34 @@ class OrchestratorCompleted(HistoryEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskScheduled(HistoryEvent):
+    """An activity request. ``schedule_index`` counts earlier schedulings of the same task id
+    in this execution (the portable SDKs retry a task under its original id): None for the
+    first, 1, 2, ... for retries. The answer carries it back, so a late answer to an earlier
+    attempt is not taken for the retry's."""
+
     name: str
     input: str | None = None
     version: str | None = None
     tags: dict[str, str] | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCompleted(HistoryEvent):
+    """``schedule_index``: that of the ``TaskScheduled`` this answers (see there)."""
+
     task_scheduled_id: int
     result: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFailed(HistoryEvent):
+    """``schedule_index``: that of the ``TaskScheduled`` this answers (see there)."""
+
     task_scheduled_id: int
     failure_details: FailureDetails
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

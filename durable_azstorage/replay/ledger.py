@@ -8,7 +8,7 @@ reaching history (duplicates are normal under at-least-once delivery).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime, timedelta
 
 from durable_azstorage.model.history import (
@@ -44,7 +44,7 @@ class Ledger:
         self.started: ExecutionStarted | None = None
         self.ended: OrchestrationStatus | None = None
         self.suspended = False
-        self.tasks: set[int] = set()
+        self.tasks: dict[int, int] = {}  # task id -> schedule_index of its latest scheduling
         self.subs: set[int] = set()
         self.timers: set[int] = set()
         self.answered: set[tuple[str, int]] = set()
@@ -69,7 +69,8 @@ class Ledger:
         elif isinstance(event, TaskScheduled):
             # Scheduling an id again opens a new attempt: the portable SDKs retry a task under
             # its original id, so its next answer is not a duplicate (our code never reuses ids).
-            self.tasks.add(event.event_id)
+            # Answers name the attempt (schedule_index), so one to an earlier attempt is stale.
+            self.tasks[event.event_id] = event.schedule_index or 0
             self.answered.discard(("task", event.event_id))
         elif isinstance(event, SubOrchestrationInstanceCreated):
             self.subs.add(event.event_id)
@@ -97,7 +98,14 @@ class Ledger:
         if target is not None and target != self.execution_id:
             return f"addressed to execution {target!r}, but the current execution is {self.execution_id!r}"
         if isinstance(event, (TaskCompleted, TaskFailed)):
-            return self._answer_refusal("task", event.task_scheduled_id, self.tasks, "TaskScheduled")
+            refusal = self._answer_refusal("task", event.task_scheduled_id, self.tasks, "TaskScheduled")
+            current = self.tasks.get(event.task_scheduled_id, 0)
+            if refusal is None and (event.schedule_index or 0) != current:
+                return (
+                    f"stale answer to scheduling {event.schedule_index or 0} of task "
+                    f"{event.task_scheduled_id}; it was scheduled again (scheduling {current})"
+                )
+            return refusal
         if isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
             return self._answer_refusal(
                 "sub", event.task_scheduled_id, self.subs, "SubOrchestrationInstanceCreated"
@@ -113,7 +121,9 @@ class Ledger:
             return "the instance is not suspended"
         return None
 
-    def _answer_refusal(self, kind: str, task_id: int, scheduled: set[int], scheduling: str) -> str | None:
+    def _answer_refusal(
+        self, kind: str, task_id: int, scheduled: Container[int], scheduling: str
+    ) -> str | None:
         if task_id not in scheduled:
             return f"no {scheduling} event with id {task_id} in this execution's history"
         if (kind, task_id) in self.answered:
