@@ -52,8 +52,7 @@ class ReadEndsAsStopCancels:
 async def fleet(
     hub8: StorageClients, fast_settings: Callable[..., AzureStorageSettings]
 ) -> AsyncIterator[Fleet]:
-    names = hub8.settings.names
-    fleet = Fleet(fast_settings, LeaseTable(hub8.table(names.partitions_table), names, hub8.retry))
+    fleet = Fleet.on(hub8, fast_settings)
     try:
         yield fleet
     finally:
