@@ -32,12 +32,15 @@ class OrchestrationInstance:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParentInstance:
-    """The orchestration that started a sub-orchestration, and the task id it waits on."""
+    """The orchestration that started a sub-orchestration, and the task id it waits on
+    (``schedule_index``: that of the ``SubOrchestrationInstanceCreated``, returned with the
+    notice so that a late notice of an earlier attempt is not taken for the retry's)."""
 
     name: str
     instance: OrchestrationInstance
     task_scheduled_id: int
     version: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,22 +148,32 @@ class TaskFailed(HistoryEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceCreated(HistoryEvent):
+    """``schedule_index``: as ``TaskScheduled``'s (the portable SDKs retry a
+    sub-orchestration under its original task id too)."""
+
     name: str
     instance_id: str
     input: str | None = None
     version: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceCompleted(HistoryEvent):
+    """``schedule_index``: that of the creation this answers (via ``ParentInstance``)."""
+
     task_scheduled_id: int
     result: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceFailed(HistoryEvent):
+    """``schedule_index``: that of the creation this answers (via ``ParentInstance``)."""
+
     task_scheduled_id: int
     failure_details: FailureDetails
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

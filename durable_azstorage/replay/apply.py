@@ -48,7 +48,9 @@ def apply_actions(
     ``history`` is the generation's events so far (a recursive terminate looks there for
     running sub-orchestrations; a task id scheduled again there gets its ``schedule_index``).
     """
-    scheduled = Counter(e.event_id for e in history if isinstance(e, TaskScheduled))
+    scheduled = Counter(
+        e.event_id for e in history if isinstance(e, (TaskScheduled, SubOrchestrationInstanceCreated))
+    )
     events = [event for action in actions if (event := _record(action, now, scheduled)) is not None]
     for event in events:
         outbox.add_for(event, started=started, history=history)
@@ -56,7 +58,7 @@ def apply_actions(
 
 
 def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) -> HistoryEvent | None:
-    """The event recording ``action``; ``scheduled`` counts earlier TaskScheduled per id."""
+    """The event recording ``action``; ``scheduled`` counts earlier schedulings per id."""
     if isinstance(action, ScheduleTask):
         return TaskScheduled(
             event_id=action.id, timestamp=now, name=action.name, input=action.input,
@@ -68,6 +70,7 @@ def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) 
         return SubOrchestrationInstanceCreated(
             event_id=action.id, timestamp=now, name=action.name,
             instance_id=action.instance_id, input=action.input, version=action.version,
+            schedule_index=scheduled[action.id] or None,
         )
     if isinstance(action, SendEvent):
         return EventSent(
