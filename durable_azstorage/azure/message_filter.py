@@ -9,9 +9,9 @@ Applied to an instance's buffered messages against its committed history (the se
   carries its own execution id, while a start re-sent by the parent's recovery carries the
   original one, see ``model.outbound.child_execution_id``); otherwise it is a duplicate and
   discarded. A start the instance already ran is never applied again: that is the current
-  execution's id, or the id of the first generation of its continue-as-new chain
-  (``ExecutionStarted.already_ran``), which is what a parent's re-sent start carries after
-  the child continued as new;
+  execution's id, or the id of the first generation of its continue-as-new chain (what a
+  parent's re-sent start carries after the child continued as new), or a parent's start of
+  an earlier attempt of the task this chain answers (``ExecutionStarted.already_ran``);
 * messages addressed to another execution than the live one (zombies of a replaced or
   continued-as-new execution) are discarded, and so is every non-start message for an
   execution that already ended;
@@ -82,8 +82,9 @@ async def filter_messages(
         for candidate in starts:
             if execution_of(candidate) == current:
                 continue
-            if running is not None and running.already_ran(execution_of(candidate)):
-                continue  # a stale re-send of the start of this continue-as-new chain
+            event = event_of(candidate)
+            if running is not None and isinstance(event, ExecutionStarted) and running.already_ran(event):
+                continue  # stale: the start of this chain, or of an earlier attempt
             row = await instance_row()
             if row is not None and row.execution_id == execution_of(candidate):
                 out.start, out.fresh = candidate, True

@@ -65,12 +65,25 @@ class ExecutionStarted(HistoryEvent):
     generation: int = 0
     first_execution_id: str | None = None
 
-    def already_ran(self, execution_id: str | None) -> bool:
-        """True if a start carrying ``execution_id`` started this execution or the first
-        generation of its continue-as-new chain: applying it again would re-run the chain."""
-        return execution_id is not None and execution_id in (
+    def already_ran(self, start: ExecutionStarted) -> bool:
+        """True if ``start`` must not start this instance again: it started this execution or
+        the first generation of its continue-as-new chain (a parent's re-sent start), or it
+        is a parent's start of an earlier attempt of the same task than this chain's (the
+        portable SDKs retry under one task id; ``ParentInstance.schedule_index`` orders them).
+        """
+        execution_id = start.instance.execution_id
+        if execution_id is not None and execution_id in (
             self.instance.execution_id,
             self.first_execution_id,
+        ):
+            return True
+        mine, theirs = self.parent, start.parent
+        return (
+            mine is not None
+            and theirs is not None
+            and theirs.instance == mine.instance
+            and theirs.task_scheduled_id == mine.task_scheduled_id
+            and (theirs.schedule_index or 0) < (mine.schedule_index or 0)
         )
 
 

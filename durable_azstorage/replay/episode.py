@@ -173,10 +173,10 @@ def _start_refusal(ledger: Ledger, event: ExecutionStarted) -> str | None:
     current = ledger.execution_id
     if event.instance.execution_id == current:
         return f"duplicate ExecutionStarted for execution {current!r}"
-    if ledger.started.already_ran(event.instance.execution_id):
+    if ledger.started.already_ran(event):
         return (
-            f"stale ExecutionStarted for execution {event.instance.execution_id!r}, which "
-            f"started this continue-as-new chain (now at execution {current!r})"
+            f"stale ExecutionStarted for execution {event.instance.execution_id!r}: this "
+            f"instance already ran it, or a later attempt (now at execution {current!r})"
         )
     if ledger.ended is None:
         return f"the instance is running execution {current!r}; a new execution may only start after it ends"

@@ -152,6 +152,23 @@ def test_a_re_sent_start_of_a_continued_as_new_chain_is_discarded_after_it_ended
     assert ep.new_execution and ep.state is not None and ep.state.execution_id == "exec-attempt-2"
 
 
+def test_a_late_start_of_an_earlier_sdk_retry_attempt_is_discarded_after_the_child_ended(
+    registry: Registry,
+) -> None:
+    # The child ran attempt 1 (the SDK's retry under task 3) to its end.
+    attempt = dataclasses.replace(parent_of(3), schedule_index=1)
+    history = [orch_started(), started("echo", 1, execution_id="exec-a1", parent=attempt),
+               execution_completed(0, 1), orch_completed()]
+    late = started("echo", 0, execution_id="exec-a0", parent=parent_of(3))  # attempt 0, re-sent
+    ep = episode(registry, history, msg(late, execution_id="exec-a0"))
+    assert ep.new_events == () and "stale ExecutionStarted" in ep.discarded[0][1]
+
+    later = dataclasses.replace(parent_of(3), schedule_index=2)
+    retry = started("echo", 2, execution_id="exec-a2", parent=later)
+    ep = episode(registry, history, msg(retry, execution_id="exec-a2"))
+    assert ep.new_execution and ep.state is not None and ep.state.execution_id == "exec-a2"
+
+
 def test_a_start_for_another_execution_while_running_is_discarded(registry: Registry) -> None:
     ep = episode(registry, RESERVING, msg(started("approval", execution_id="exec-9"), execution_id="exec-9"))
     assert ep.new_events == () and "is running execution" in ep.discarded[0][1]

@@ -226,7 +226,9 @@ def test_an_execution_started_stored_before_first_execution_id_still_decodes() -
            "instance": {"instance_id": "c", "execution_id": "x2"}}
     event = decode_event(old)
     assert isinstance(event, h.ExecutionStarted) and event.first_execution_id is None
-    assert event.already_ran("x2") and not event.already_ran("x1") and not event.already_ran(None)
+    again = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x2"))
+    other = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x1"))
+    assert event.already_ran(again) and not event.already_ran(other)
 
 
 def test_message_text_is_compact_json() -> None:
