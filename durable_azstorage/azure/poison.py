@@ -18,6 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
+from durable_azstorage.azure.payloads import instance_of_blob
 from durable_azstorage.azure.queues import ReceivedMessage
 from durable_azstorage.azure.retry import TransientRetry
 
@@ -46,8 +47,12 @@ class PoisonStore:
         self._retry = retry
 
     async def put(self, received: ReceivedMessage, reason: str) -> PoisonRecord:
-        """Copy ``received`` into the store (idempotent per queue message id)."""
-        instance_id = received.message.instance.instance_id if received.message else None
+        """Copy ``received`` into the store (idempotent per queue message id). The instance
+        of an undecodable message is known when its payload blob was named (its folder)."""
+        if received.message is not None:
+            instance_id: str | None = received.message.instance.instance_id
+        else:
+            instance_id = instance_of_blob(received.payload_blob) if received.payload_blob else None
         record = PoisonRecord(
             key=f"{PREFIX}{received.queue_name}/{received.message_id}.json",
             queue_name=received.queue_name,

@@ -57,7 +57,8 @@ class ReceivedMessage:
     computed locally from the request's start: the service reports it in whole seconds.
 
     ``message`` is None when the body could not be decoded; ``error`` then says why and
-    ``raw`` holds the body as received.
+    ``raw`` holds the body as received. ``payload_blob`` names the large-message blob the
+    body was (or should have been) read from.
     """
 
     queue_name: str
@@ -70,6 +71,7 @@ class ReceivedMessage:
     message: TaskMessage | None
     sequence_number: int | None = None
     error: str | None = None
+    payload_blob: str | None = None
 
     @property
     def sort_key(self) -> tuple[float, int]:
@@ -193,12 +195,14 @@ class MessageQueue:
         message: TaskMessage | None = None
         sequence: int | None = None
         error: str | None = None
+        blob: str | None = None
         try:
             body = text
             if '"blob"' in text[:200]:
                 doc = json.loads(text)
                 if isinstance(doc, dict) and isinstance(doc.get("blob"), str) and "event" not in doc:
-                    body = await self._payloads.get(doc["blob"])
+                    blob = doc["blob"]
+                    body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
             message, sequence = envelope.message, envelope.sequence_number
         except _UNDECODABLE as exc:
@@ -214,4 +218,5 @@ class MessageQueue:
             message=message,
             sequence_number=sequence,
             error=error,
+            payload_blob=blob,
         )

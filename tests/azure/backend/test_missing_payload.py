@@ -61,6 +61,7 @@ async def test_a_purged_instances_large_event_does_not_wedge_the_control_queue(
     assert len(records) == 1
     assert "PayloadNotFoundError" in records[0].reason
     assert "purged/message-" in records[0].reason  # names the missing blob
+    assert records[0].instance_id == "purged"  # from the blob's folder: `poison list` shows it
     assert records[0].queue_name == backend.names.control_queues[0]
     await backend.complete_orchestration(item, episode(item))
     assert await backend.lock_next_orchestration(2) is None, "the quarantined copy came back"
@@ -79,6 +80,7 @@ async def test_a_missing_blob_does_not_wedge_the_work_item_queue(make_backend: M
     records = await backend.poison.list()
     assert [r.queue_name for r in records] == [backend.names.work_item_queue]
     assert "PayloadNotFoundError" in records[0].reason and "gone/message-" in records[0].reason
+    assert records[0].instance_id == "gone"
 
 
 async def test_a_payload_unreadable_for_now_is_left_for_later_not_quarantined(
