@@ -144,6 +144,8 @@ class AsyncTaskHubClient:
     ) -> str:
         validate_instance_id(instance_id)
         validate_name(name, what="orchestration name")
+        if version is not None:
+            validate_name(version, what="orchestration version")
         previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(

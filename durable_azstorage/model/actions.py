@@ -47,6 +47,8 @@ class CreateSubOrchestration(OrchestratorAction):
     def __post_init__(self) -> None:
         validate_name(self.name, what="sub-orchestration name")
         validate_instance_id(self.instance_id, what="sub-orchestration instance id")
+        if self.version is not None:
+            validate_name(self.version, what="sub-orchestration version")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,3 +76,7 @@ class CompleteOrchestration(OrchestratorAction):
     failure_details: FailureDetails | None = None
     new_version: str | None = None
     carryover_events: tuple[HistoryEvent, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.new_version is not None:
+            validate_name(self.new_version, what="continue_as_new version")

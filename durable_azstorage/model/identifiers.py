@@ -18,9 +18,10 @@ Why each rule (Azure Storage limits; the in-memory backend has none, but follows
   ``$poison/`` in the same container: purging an instance named ``$poison`` would delete it).
 * Every request carries the id as UTF-8 and the partition is a hash of its UTF-8 bytes, so
   lone surrogates (not encodable) are refused.
-* Names are stored in table columns that are never moved to blobs (the Instances ``Name`` is
-  a filter column): a string property holds at most 64 KiB, i.e. 32,768 UTF-16 code units;
-  ``MAX_NAME_LENGTH`` characters fit in the worst case.
+* Names (and orchestration versions) are stored in table columns that are never moved to
+  blobs (the Instances ``Name`` and ``Version`` are filter columns): a string property holds
+  at most 64 KiB, i.e. 32,768 UTF-16 code units; ``MAX_NAME_LENGTH`` characters fit in the
+  worst case.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ async def test_async_client_refuses_invalid_ids_and_names(async_client: AsyncTas
         await async_client.schedule_new_orchestration(noop, instance_id=".")
     with pytest.raises(InvalidIdentifierError, match="orchestration name 'nnn.*the limit is 16384"):
         await async_client.schedule_new_orchestration("n" * 40_000)
+    with pytest.raises(InvalidIdentifierError, match="orchestration version 'vvv"):
+        await async_client.schedule_new_orchestration(noop, version="v" * 20_000)
     iid = await async_client.schedule_new_orchestration(noop)
     with pytest.raises(InvalidIdentifierError, match="event name 'eee"):
         await async_client.raise_orchestration_event(iid, "e" * 40_000)

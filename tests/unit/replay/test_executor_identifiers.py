@@ -13,6 +13,7 @@ import pytest
 
 from durable_azstorage.authoring.context import OrchestrationContext
 from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.model.actions import CompleteOrchestration
 from durable_azstorage.model.errors import InvalidIdentifierError
 from durable_azstorage.model.failure import qualified_type_name
 from durable_azstorage.model.status import OrchestrationStatus
@@ -70,3 +71,16 @@ def test_an_activity_name_over_the_column_limit_fails_the_orchestration() -> Non
         return (yield ctx.call_activity("a" * 40_000))
 
     assert _failure(_run(orch)).startswith("activity name 'aaa")
+
+
+def test_a_version_over_the_column_limit_fails_the_orchestration() -> None:
+    def orch(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
+        return (yield ctx.call_sub_orchestrator("child", version="v" * 20_000))
+
+    assert _failure(_run(orch)).startswith("sub-orchestration version 'vvv")
+
+
+def test_a_continue_as_new_version_over_the_column_limit_is_refused() -> None:
+    # Only the portable SDKs set it (through the sidecar, which fails the orchestration on it).
+    with pytest.raises(InvalidIdentifierError, match="continue_as_new version 'vvv"):
+        CompleteOrchestration(id=0, status=OrchestrationStatus.CONTINUED_AS_NEW, new_version="v" * 20_000)
