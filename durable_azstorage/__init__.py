@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationNotFoundError": "durable_azstorage.model.errors",
     "OrchestrationAlreadyExistsError": "durable_azstorage.model.errors",
     "InvalidOperationError": "durable_azstorage.model.errors",
+    "InvalidIdentifierError": "durable_azstorage.model.errors",
     "TaskHubNotFoundError": "durable_azstorage.model.errors",
     "PartitionCountMismatchError": "durable_azstorage.model.errors",
     "TaskHubNameConflictError": "durable_azstorage.model.errors",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.client.client import TaskHubClient as TaskHubClient
     from durable_azstorage.client.state import OrchestrationState as OrchestrationState
     from durable_azstorage.model.errors import DurableTaskError as DurableTaskError
+    from durable_azstorage.model.errors import InvalidIdentifierError as InvalidIdentifierError
     from durable_azstorage.model.errors import InvalidOperationError as InvalidOperationError
     from durable_azstorage.model.errors import NonDeterminismError as NonDeterminismError
     from durable_azstorage.model.errors import OrchestrationAlreadyExistsError as OrchestrationAlreadyExistsError

@@ -8,7 +8,10 @@ Applied to an instance's buffered messages against its committed history (the se
   a parent (a parent's retry policy starts the same child id again; each attempt's start
   carries its own execution id, while a start re-sent by the parent's recovery carries the
   original one, see ``model.outbound.child_execution_id``); otherwise it is a duplicate and
-  discarded;
+  discarded. A start the instance already ran is never applied again: that is the current
+  execution's id, or the id of the first generation of its continue-as-new chain (what a
+  parent's re-sent start carries after the child continued as new), or a parent's start of
+  an earlier attempt of the task this chain answers (``ExecutionStarted.already_ran``);
 * messages addressed to another execution than the live one (zombies of a replaced or
   continued-as-new execution) are discarded, and so is every non-start message for an
   execution that already ended;
@@ -21,7 +24,7 @@ Every discard is logged by the caller with its reason; nothing here raises for b
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -57,9 +60,15 @@ async def filter_messages(
     *,
     instance_row: RowGetter,
     max_delay: timedelta,
+    history: Sequence[HistoryEvent],
 ) -> Filtered:
-    """Split ``messages`` (decoded, in delivery order) as the module docstring describes."""
+    """Split ``messages`` (decoded, in delivery order) as the module docstring describes.
+
+    ``history`` is the current execution's committed events (its ``ExecutionStarted`` tells
+    which starts this instance already ran).
+    """
     out = Filtered()
+    running = next((e for e in history if isinstance(e, ExecutionStarted)), None)
     starts = [m for m in messages if isinstance(event_of(m), ExecutionStarted)]
     others = [m for m in messages if m not in starts]
     current = sentinel.execution_id
@@ -73,6 +82,9 @@ async def filter_messages(
         for candidate in starts:
             if execution_of(candidate) == current:
                 continue
+            event = event_of(candidate)
+            if running is not None and isinstance(event, ExecutionStarted) and running.already_ran(event):
+                continue  # stale: the start of this chain, or of an earlier attempt
             row = await instance_row()
             if row is not None and row.execution_id == execution_of(candidate):
                 out.start, out.fresh = candidate, True

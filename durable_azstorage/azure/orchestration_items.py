@@ -283,7 +283,7 @@ class OrchestrationWorkItems:
         rest = [m for m in messages if m.message_id not in consumed]
         filtered = await filter_messages(
             loaded.sentinel, rest, instance_row=instance_row,
-            max_delay=self.settings.max_timer_delay,
+            max_delay=self.settings.max_timer_delay, history=loaded.events,
         )
         return recovered, filtered
 

@@ -154,7 +154,8 @@ class PartitionManager:
         self._owned: frozenset[int] = frozenset()
         self._callbacks: list[OwnershipCallback] = []
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stopping = False  # graceful stop under way: drain and release everything
+        self._halted = False  # stopped: no lease write any more (as after a crash)
         self._tasks: list[asyncio.Task[None]] = []
         self.clock_skew: timedelta | None = None  # this clock minus storage's, last estimate
 
@@ -180,7 +181,7 @@ class PartitionManager:
         """Create missing lease rows, make a first claim at once, then run the loops."""
         if self._tasks:
             return
-        self._stopping = False
+        self._stopping = self._halted = False
         self.me = _OWNER_NAMES.claim(self.names.task_hub.lower(), self._base_name)
         if self.me != self._base_name:
             log.warning(
@@ -197,27 +198,34 @@ class PartitionManager:
     async def stop(self, graceful: bool = True) -> None:
         """Graceful: drain and release every partition, withdraw pending requests, then stop
         (bounded by ``drain_timeout`` + one lease interval). ``graceful=False``: stop at once
-        and keep the rows as they are; the leases expire (what a crash does)."""
+        and keep the rows as they are; the leases expire (what a crash does).
+
+        Either way the manager writes no lease row once this returns, and ``graceful=False``
+        writes none from its start: on Python < 3.12 ``asyncio.wait_for`` (used by ``_sleep``
+        and the storage timeouts) can swallow a cancellation that coincides with its inner
+        wait finishing, so a round may run on after the cancel; ``_halted`` makes it a no-op.
+        (It used to set ``_stopping``, so such a round drained and released every partition
+        of a "crashed" worker before its leases expired.)
+        """
         if not self._tasks:
             return
-        self._stopping = True
         if graceful:
+            self._stopping = True
             self._wake.set()
             deadline = asyncio.get_running_loop().time() + self._drain_timeout + (
                 self.policy.lease_interval.total_seconds()
             )
             while asyncio.get_running_loop().time() < deadline and self._still_involved():
                 await asyncio.sleep(min(self._fast, 0.1))
-        tasks = [*self._tasks, *self._drains.values()]
+        self._halted = True
+        tasks = self._tasks
         self._tasks = []
-        # Cancel until done: on Python < 3.12 ``asyncio.wait_for`` (used by ``_sleep`` and the
-        # storage timeouts) can swallow a cancellation that coincides with its inner wait
-        # finishing (e.g. ``_wake`` set by a finishing drain), and the loop would run on.
-        while any(not t.done() for t in tasks):
-            for task in tasks:
+        # Cancel until done, drains started by a round that outlived a cancel included.
+        while pending := [t for t in (*tasks, *self._drains.values()) if not t.done()]:
+            for task in pending:
                 task.cancel()
-            await asyncio.wait(tasks, timeout=0.5)
-        for task in tasks:
+            await asyncio.wait(pending, timeout=0.5)
+        for task in [*tasks, *self._drains.values()]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._drains.clear()
@@ -314,7 +322,9 @@ class PartitionManager:
         return {p: self._rows[p] for p in rows}
 
     async def _execute(self, actions: tuple[Action, ...]) -> bool:
-        """Run the writes concurrently; True if any lost an ETag race."""
+        """Run the writes concurrently; True if any lost an ETag race. Nothing once halted."""
+        if self._halted:
+            return False
         for action in actions:
             if action.kind is ActionKind.DRAIN:
                 self._begin_drain(action.partition)
@@ -385,8 +395,9 @@ class PartitionManager:
             self._wake.set()
 
     async def _release(self, partition: int) -> None:
-        """Release the row (to its requester, if any) until it is no longer ours."""
-        while True:
+        """Release the row (to its requester, if any) until it is no longer ours (or the
+        manager is halted: a stopped worker leaves its rows to expire)."""
+        while not self._halted:
             row = self._rows.get(partition)
             if row is None or row.current_owner != self.me:
                 return
@@ -414,7 +425,7 @@ class PartitionManager:
         now = self._clock()
         owned = frozenset(
             p for p, row in self._rows.items()
-            if self._tasks and not self._stopping and p not in self._drains
+            if self._tasks and not self._stopping and not self._halted and p not in self._drains
             and may_dequeue(row, self.me, now, self.policy)
         )
         if owned == self._owned:

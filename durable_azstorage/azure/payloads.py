@@ -21,7 +21,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.naming import escape_key, unescape_key
 from durable_azstorage.azure.retry import TransientRetry
 from durable_azstorage.model.errors import DurableTaskError
 
@@ -65,6 +65,18 @@ def needs_property_offload(text: str) -> bool:
 def instance_prefix(instance_id: str) -> str:
     """The folder holding every payload blob of ``instance_id`` (what purge deletes)."""
     return f"{escape_key(instance_id)}/"
+
+
+def instance_of_blob(blob_name: str) -> str | None:
+    """The instance whose folder holds ``blob_name`` (inverse of ``instance_prefix``), or
+    None for a name outside any instance folder."""
+    folder, slash, _ = blob_name.partition("/")
+    if not slash or not folder:
+        return None
+    try:
+        return unescape_key(folder)
+    except ValueError:
+        return None
 
 
 def message_blob_name(instance_id: str, event_type: str) -> str:
@@ -202,6 +214,7 @@ __all__ = [
     "instance_blob_name",
     "instance_prefix",
     "message_blob_name",
+    "instance_of_blob",
     "needs_message_offload",
     "needs_property_offload",
 ]

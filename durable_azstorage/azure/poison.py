@@ -18,8 +18,10 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
+from durable_azstorage.azure.payloads import instance_of_blob
 from durable_azstorage.azure.queues import ReceivedMessage
 from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.serialization.codec import encode_message
 
 PREFIX = "$poison/"
 
@@ -46,15 +48,19 @@ class PoisonStore:
         self._retry = retry
 
     async def put(self, received: ReceivedMessage, reason: str) -> PoisonRecord:
-        """Copy ``received`` into the store (idempotent per queue message id)."""
-        instance_id = received.message.instance.instance_id if received.message else None
+        """Copy ``received`` into the store (idempotent per queue message id). The instance
+        of an undecodable message is known when its payload blob was named (its folder)."""
+        if received.message is not None:
+            instance_id: str | None = received.message.instance.instance_id
+        else:
+            instance_id = instance_of_blob(received.payload_blob) if received.payload_blob else None
         record = PoisonRecord(
             key=f"{PREFIX}{received.queue_name}/{received.message_id}.json",
             queue_name=received.queue_name,
             message_id=received.message_id,
             dequeue_count=received.dequeue_count,
             reason=reason,
-            body=received.raw,
+            body=_self_contained_body(received),
             instance_id=instance_id,
             quarantined_at=datetime.now(timezone.utc),
         )
@@ -103,3 +109,11 @@ class PoisonStore:
         except ResourceNotFoundError:
             return False
         return True
+
+
+def _self_contained_body(received: ReceivedMessage) -> str:
+    """The message as the record keeps it: a decoded message whose body was in a payload
+    blob is stored whole, since that blob goes when the queue message is consumed."""
+    if received.message is not None and received.payload_blob is not None:
+        return encode_message(received.message, sequence_number=received.sequence_number)
+    return received.raw

@@ -55,7 +55,7 @@ from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnersh
 from durable_azstorage.azure.partition_receivers import PartitionReceivers
 from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
 from durable_azstorage.azure.partitions import PartitionManager
-from durable_azstorage.azure.payloads import PayloadStore
+from durable_azstorage.azure.payloads import PayloadStore, needs_message_offload
 from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
@@ -67,8 +67,10 @@ from durable_azstorage.backend.protocol import (
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
+from durable_azstorage.serialization.codec import decode_message_envelope
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.stale import StaleInstance
@@ -239,7 +241,9 @@ class AzureStorageBackend:
             prefetch=self._activity_prefetch,
             visibility_timeout=self.settings.work_item_visibility_timeout,
             max_poll_interval=self.settings.max_poll_interval,
-            on_undecodable=lambda m: self._quarantine(m, f"cannot decode: {m.error}", delete=True),
+            on_undecodable=lambda m: self._quarantine(
+                m, f"cannot decode: {m.error or 'not an activity request'}", delete=True
+            ),
             deliveries=self._deliveries,
         )
         self._activities = ActivityWorkItems(
@@ -349,6 +353,7 @@ class AzureStorageBackend:
     async def create_instance(
         self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
     ) -> bool:
+        validate_instance_id(start.instance.instance_id)
         await self._open()
         state = pending_state(start, datetime.now(timezone.utc))
         existing = await self._instances.get(state.instance_id, fetch_payloads=False)
@@ -364,6 +369,7 @@ class AzureStorageBackend:
         return True
 
     async def send_message(self, message: TaskMessage) -> None:
+        validate_instance_id(message.instance.instance_id)
         await self._open()
         await self._send_from_client(message)
 
@@ -404,7 +410,14 @@ class AzureStorageBackend:
 
     # --- receiving control messages -------------------------------------------------------
     async def _on_received(self, batch: list[ReceivedMessage]) -> None:
-        """Buffer a received batch; quarantine undecodable messages, re-delay early timers."""
+        """Buffer a received batch; quarantine undecodable messages, re-delay early timers.
+
+        An undecodable message is quarantined alone and its instance is not failed (unlike a
+        message delivered too often): its content, often even its instance, is unknown, and
+        it may be a stale copy of a message already applied or one for a purged instance, so
+        failing an instance on it could kill a healthy one. The poison record keeps the
+        reason (naming a missing payload blob, whose folder is the instance id).
+        """
         now = datetime.now(timezone.utc)
         for received in sorted(batch, key=lambda m: m.sort_key):
             message = received.message
@@ -431,7 +444,10 @@ class AzureStorageBackend:
         queue = self._queues.get(record.queue_name)
         if queue is None:
             raise ValueError(f"poison record {key!r} names unknown queue {record.queue_name!r}")
-        await queue.send_text(record.body)
+        if needs_message_offload(record.body):  # kept whole: offload it again
+            await queue.send(decode_message_envelope(record.body).message)
+        else:
+            await queue.send_text(record.body)
         await self.poison.delete(key)
         self._wake(record.queue_name, record.instance_id or "")
         return True

@@ -7,8 +7,12 @@ envelope ``{"v": 1, "blob": "<name>"}`` instead; ``receive`` resolves it. Delays
 to ``max_delay`` (Azure caps visibility at 7 days): the provider re-sends a timer that arrives
 before its ``fire_at`` (timer chaining).
 
-A message that cannot be decoded is still returned (``message`` None, ``error`` set), so the
-caller can move it to the poison store instead of letting it loop forever.
+A message that cannot be decoded (malformed, unknown format version, or a payload blob that
+is gone, e.g. purged with its instance while the message was queued) is still returned
+(``message`` None, ``error`` set), so the caller moves it alone to the poison store and the
+rest of its batch proceeds. A message whose payload cannot be read *now* (a transient error
+that outlived the retries) is left out of the batch: it stays hidden and comes back after
+its visibility timeout, without holding up its neighbours.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
 from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.payloads import PayloadStore, needs_message_offload
+from durable_azstorage.azure.payloads import (
+    PayloadNotFoundError,
+    PayloadStore,
+    needs_message_offload,
+)
 from durable_azstorage.azure.retry import TransientRetry
 from durable_azstorage.model.history import event_type_name
 from durable_azstorage.model.messages import TaskMessage
@@ -37,6 +45,9 @@ from durable_azstorage.serialization.codec import (
 
 log = logging.getLogger(__name__)
 
+_UNDECODABLE = (ValueError, TypeError, KeyError, ResourceNotFoundError, PayloadNotFoundError)
+"""What makes a message undecodable for good (quarantined), unlike a transient read error."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReceivedMessage:
@@ -46,7 +57,8 @@ class ReceivedMessage:
     computed locally from the request's start: the service reports it in whole seconds.
 
     ``message`` is None when the body could not be decoded; ``error`` then says why and
-    ``raw`` holds the body as received.
+    ``raw`` holds the body as received. ``payload_blob`` names the large-message blob the
+    body was (or should have been) read from.
     """
 
     queue_name: str
@@ -59,6 +71,7 @@ class ReceivedMessage:
     message: TaskMessage | None
     sequence_number: int | None = None
     error: str | None = None
+    payload_blob: str | None = None
 
     @property
     def sort_key(self) -> tuple[float, int]:
@@ -125,7 +138,21 @@ class MessageQueue:
 
         hidden_until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
         raw = await self._retry.call(one_page)
-        return list(await asyncio.gather(*(self._decode(m, hidden_until) for m in raw)))
+        decoded = await asyncio.gather(
+            *(self._decode(m, hidden_until) for m in raw), return_exceptions=True
+        )
+        batch: list[ReceivedMessage] = []
+        for message, result in zip(raw, decoded):
+            if isinstance(result, ReceivedMessage):
+                batch.append(result)
+            elif isinstance(result, Exception):
+                log.warning(
+                    "queue %s: message %s could not be read now (%r); it is retried after "
+                    "its visibility timeout", self.name, message.id, result,
+                )
+            else:
+                raise result  # cancellation
+        return batch
 
     async def delete(self, received: ReceivedMessage) -> bool:
         """Delete a received message; False if it was already gone (or re-received)."""
@@ -147,9 +174,8 @@ class MessageQueue:
         once the message is gone nothing reads the blob again (without this, an eternal
         orchestration's large messages would pile up until purge). False if already gone."""
         deleted = await self.delete(received)
-        blob = offloaded_blob(received.raw)
-        if deleted and blob is not None:
-            await self._payloads.discard([blob])
+        if deleted and received.payload_blob is not None:
+            await self._payloads.discard([received.payload_blob])
         return deleted
 
     async def set_visibility(
@@ -178,6 +204,7 @@ class MessageQueue:
         message: TaskMessage | None = None
         sequence: int | None = None
         error: str | None = None
+        blob: str | None = None
         try:
             body = text
             blob = offloaded_blob(text)
@@ -185,7 +212,7 @@ class MessageQueue:
                 body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
             message, sequence = envelope.message, envelope.sequence_number
-        except (ValueError, TypeError, KeyError, ResourceNotFoundError) as exc:
+        except _UNDECODABLE as exc:
             error = f"{type(exc).__name__}: {exc}"
         return ReceivedMessage(
             queue_name=self.name,
@@ -198,6 +225,7 @@ class MessageQueue:
             message=message,
             sequence_number=sequence,
             error=error,
+            payload_blob=blob,
         )
 
 

@@ -46,6 +46,7 @@ from durable_azstorage.model.errors import (
     TaskHubNotFoundError,
 )
 from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
@@ -129,7 +130,7 @@ class InMemoryBackend:
     async def create_instance(
         self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
     ) -> bool:
-        instance_id = start.instance.instance_id
+        instance_id = validate_instance_id(start.instance.instance_id)
         with self._mutex:
             self._require_hub()
             now = self.clock.now()
@@ -145,6 +146,7 @@ class InMemoryBackend:
         return True
 
     async def send_message(self, message: TaskMessage) -> None:
+        validate_instance_id(message.instance.instance_id)
         with self._mutex:
             self._require_hub()
             self._enqueue(message, self.clock.now())

@@ -69,7 +69,8 @@ class OrchestrationWorkItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityWorkItem:
-    """One activity request, scheduled by ``instance`` as task ``task_id``."""
+    """One activity request, scheduled by ``instance`` as task ``task_id`` (its
+    ``schedule_index``-th scheduling; the answer must carry it back)."""
 
     instance: OrchestrationInstance
     task_id: int
@@ -79,6 +80,7 @@ class ActivityWorkItem:
     dequeue_count: int = 1
     version: str | None = None
     tags: dict[str, str] | None = None
+    schedule_index: int | None = None
 
     @classmethod
     def from_message(
@@ -96,6 +98,7 @@ class ActivityWorkItem:
             tags=event.tags,
             lock_token=lock_token,
             dequeue_count=dequeue_count,
+            schedule_index=event.schedule_index,
         )
 
 
@@ -167,7 +170,8 @@ class Backend(Protocol):
         Pending one, and a worker still holding the old execution loses its ETag race).
 
         Returns False when ``reuse_policy`` says to ignore the request (nothing written).
-        Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused.
+        Raises ``OrchestrationAlreadyExistsError`` when the id is in use and may not be reused,
+        ``InvalidIdentifierError`` when the id breaks a rule of ``model.identifiers``.
         """
         ...
 
@@ -176,7 +180,8 @@ class Backend(Protocol):
 
         Does not check that the instance exists (one queue write); see "Start before anything
         else" above for what happens to messages for unknown instances. A ``TaskScheduled``
-        message goes to the activity queue.
+        message goes to the activity queue. Raises ``InvalidIdentifierError`` for an instance
+        id that breaks a rule of ``model.identifiers``.
         """
 
     async def get_instance(

@@ -9,6 +9,8 @@ The one stdout line, printed once serving, names the address, the hub and the pa
 this process owns; everything else goes to stderr. Ctrl-C or SIGTERM stops gracefully:
 no new work items are handed out, in-flight ones get ``--grace`` seconds, the partitions
 are released for other sidecars, and the process exits 0. A second signal exits at once.
+``DeleteTaskHub`` and ``CreateTaskHub(recreateIfExists)`` are refused unless
+``--allow-hub-management`` is given.
 """
 
 from __future__ import annotations
@@ -53,7 +55,13 @@ _SIDECAR_PACKAGES = ("grpc", "durabletask", "google.protobuf", "google")
 
 
 async def run_sidecar(
-    settings: AzureStorageSettings, *, host: str, port: int, create_hub: bool, grace: float
+    settings: AzureStorageSettings,
+    *,
+    host: str,
+    port: int,
+    create_hub: bool,
+    grace: float,
+    allow_hub_management: bool,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
     from durable_azstorage.sidecar.server import SidecarServer
@@ -64,7 +72,9 @@ async def run_sidecar(
         backend = settings.create_backend()
         if create_hub:
             await create_hub_or_close(backend)
-        server = SidecarServer(backend, host=host, port=port)
+        server = SidecarServer(
+            backend, host=host, port=port, allow_hub_management=allow_hub_management
+        )
         try:
             await server.start()
         except BaseException:
@@ -86,6 +96,12 @@ def serve(
         4001, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."
     ),
     create_hub: bool = CREATE_HUB_OPTION,
+    allow_hub_management: bool = typer.Option(
+        False, "--allow-hub-management", help="Serve DeleteTaskHub and "
+        "CreateTaskHub(recreateIfExists), which wipe the hub under every running engine; "
+        "refused (PERMISSION_DENIED) without this flag, since any local process can call "
+        "the sidecar."
+    ),
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
     connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
@@ -119,6 +135,7 @@ def serve(
                 run_sidecar(
                     target.settings, host=host, port=port,
                     create_hub=create_hub or target.local, grace=grace,
+                    allow_hub_management=allow_hub_management,
                 )
             )
         except TaskHubNotFoundError as exc:

@@ -38,6 +38,7 @@ from durable_azstorage.model.history import (
     OrchestrationInstance,
     SubOrchestrationInstanceCreated,
 )
+from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
 from durable_azstorage.model.stale import StaleInstance
@@ -123,8 +124,6 @@ class AsyncTaskHubClient:
         """Create an instance (Pending until a worker picks it up, or until ``start_at``)."""
         name = _NAMES.orchestrator_name_of(orchestrator)
         instance_id = uuid.uuid4().hex if instance_id is None else instance_id
-        if not instance_id:
-            raise ValueError("instance_id must be a non-empty string")
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
         return await self._create(
@@ -143,6 +142,10 @@ class AsyncTaskHubClient:
         version: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> str:
+        validate_instance_id(instance_id)
+        validate_name(name, what="orchestration name")
+        if version is not None:
+            validate_name(version, what="orchestration version")
         previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(
@@ -223,6 +226,8 @@ class AsyncTaskHubClient:
         self, instance_id: str, event_name: str, *, data: Any = None
     ) -> None:
         """Deliver an external event; raises ``OrchestrationNotFoundError`` for unknown ids."""
+        validate_instance_id(instance_id)
+        validate_name(event_name, what="event name")
         await self._require(instance_id)
         event = EventRaised(
             timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)

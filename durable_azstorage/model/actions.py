@@ -4,6 +4,10 @@ The replay executor returns actions; the worker turns them into history events a
 outbound messages (see ``replay.apply``) and hands both to the backend in one commit.
 ``id`` is the orchestrator's sequence number; the matching history event carries it as
 ``event_id`` so that replay can check the code still does the same thing.
+
+Actions that name another instance or a function check the name on construction
+(``model.identifiers``): an orchestrator asking for an id storage cannot hold gets a clear
+error where it asks, instead of a commit that fails (and is retried) forever.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import datetime
 
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.status import OrchestrationStatus
 
 
@@ -28,6 +33,9 @@ class ScheduleTask(OrchestratorAction):
     version: str | None = None
     tags: dict[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        validate_name(self.name, what="activity name")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateSubOrchestration(OrchestratorAction):
@@ -35,6 +43,12 @@ class CreateSubOrchestration(OrchestratorAction):
     instance_id: str
     input: str | None = None
     version: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_name(self.name, what="sub-orchestration name")
+        validate_instance_id(self.instance_id, what="sub-orchestration instance id")
+        if self.version is not None:
+            validate_name(self.version, what="sub-orchestration version")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +62,10 @@ class SendEvent(OrchestratorAction):
     name: str
     data: str | None = None
 
+    def __post_init__(self) -> None:
+        validate_instance_id(self.instance_id, what="send_event target instance id")
+        validate_name(self.name, what="event name")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteOrchestration(OrchestratorAction):
@@ -58,3 +76,7 @@ class CompleteOrchestration(OrchestratorAction):
     failure_details: FailureDetails | None = None
     new_version: str | None = None
     carryover_events: tuple[HistoryEvent, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.new_version is not None:
+            validate_name(self.new_version, what="continue_as_new version")

@@ -51,6 +51,11 @@ class InvalidOperationError(DurableTaskError, ValueError):
     """The instance is in a state that does not allow the operation (e.g. rewind a running one)."""
 
 
+class InvalidIdentifierError(DurableTaskError, ValueError):
+    """An instance id or a name breaks a storage rule (``model.identifiers``); the message
+    names the rule and the offending value."""
+
+
 class TaskHubNotFoundError(DurableTaskError):
     def __init__(self, task_hub: str) -> None:
         super().__init__(f"task hub {task_hub!r} does not exist; create it first")

@@ -32,12 +32,15 @@ class OrchestrationInstance:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParentInstance:
-    """The orchestration that started a sub-orchestration, and the task id it waits on."""
+    """The orchestration that started a sub-orchestration, and the task id it waits on
+    (``schedule_index``: that of the ``SubOrchestrationInstanceCreated``, returned with the
+    notice so that a late notice of an earlier attempt is not taken for the retry's)."""
 
     name: str
     instance: OrchestrationInstance
     task_scheduled_id: int
     version: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +51,10 @@ class HistoryEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionStarted(HistoryEvent):
+    """Starts an execution. ``first_execution_id`` is set on the starts of continued-as-new
+    generations: the execution id of the chain's first generation, which is what a parent's
+    start message (also one re-sent by its crash recovery) carries."""
+
     name: str
     instance: OrchestrationInstance
     input: str | None = None
@@ -56,6 +63,28 @@ class ExecutionStarted(HistoryEvent):
     scheduled_start_time: datetime | None = None
     tags: dict[str, str] | None = None
     generation: int = 0
+    first_execution_id: str | None = None
+
+    def already_ran(self, start: ExecutionStarted) -> bool:
+        """True if ``start`` must not start this instance again: it started this execution or
+        the first generation of its continue-as-new chain (a parent's re-sent start), or it
+        is a parent's start of an earlier attempt of the same task than this chain's (the
+        portable SDKs retry under one task id; ``ParentInstance.schedule_index`` orders them).
+        """
+        execution_id = start.instance.execution_id
+        if execution_id is not None and execution_id in (
+            self.instance.execution_id,
+            self.first_execution_id,
+        ):
+            return True
+        mine, theirs = self.parent, start.parent
+        return (
+            mine is not None
+            and theirs is not None
+            and theirs.instance == mine.instance
+            and theirs.task_scheduled_id == mine.task_scheduled_id
+            and (theirs.schedule_index or 0) < (mine.schedule_index or 0)
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,42 +129,64 @@ class OrchestratorCompleted(HistoryEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskScheduled(HistoryEvent):
+    """An activity request. ``schedule_index`` counts earlier schedulings of the same task id
+    in this execution (the portable SDKs retry a task under its original id): None for the
+    first, 1, 2, ... for retries. The answer carries it back, so a late answer to an earlier
+    attempt is not taken for the retry's."""
+
     name: str
     input: str | None = None
     version: str | None = None
     tags: dict[str, str] | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCompleted(HistoryEvent):
+    """``schedule_index``: that of the ``TaskScheduled`` this answers (see there)."""
+
     task_scheduled_id: int
     result: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFailed(HistoryEvent):
+    """``schedule_index``: that of the ``TaskScheduled`` this answers (see there)."""
+
     task_scheduled_id: int
     failure_details: FailureDetails
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceCreated(HistoryEvent):
+    """``schedule_index``: as ``TaskScheduled``'s (the portable SDKs retry a
+    sub-orchestration under its original task id too)."""
+
     name: str
     instance_id: str
     input: str | None = None
     version: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceCompleted(HistoryEvent):
+    """``schedule_index``: that of the creation this answers (via ``ParentInstance``)."""
+
     task_scheduled_id: int
     result: str | None = None
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubOrchestrationInstanceFailed(HistoryEvent):
+    """``schedule_index``: that of the creation this answers (via ``ParentInstance``)."""
+
     task_scheduled_id: int
     failure_details: FailureDetails
+    schedule_index: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -84,7 +84,7 @@ class Outbound:
                 version=event.version,
                 parent=ParentInstance(
                     name=started.name, instance=me, task_scheduled_id=event.event_id,
-                    version=started.version,
+                    version=started.version, schedule_index=event.schedule_index,
                 ),
             )
             self.orchestrator.append(TaskMessage(instance=child, event=start, sender=me))
@@ -148,13 +148,14 @@ def _completion_messages(
     if completed.status is OrchestrationStatus.COMPLETED:
         notice = SubOrchestrationInstanceCompleted(
             timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
-            result=completed.result,
+            result=completed.result, schedule_index=parent.schedule_index,
         )
     else:
         notice = SubOrchestrationInstanceFailed(
             timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
             failure_details=completed.failure_details
             or _terminated_details(me.instance_id, completed.result),
+            schedule_index=parent.schedule_index,
         )
     messages.append(TaskMessage(instance=parent.instance, event=notice, sender=me))
     return messages

@@ -10,6 +10,7 @@ generation instead.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -45,19 +46,23 @@ def apply_actions(
     """Record ``actions`` as events stamped ``now`` and add the messages they imply to ``outbox``.
 
     ``history`` is the generation's events so far (a recursive terminate looks there for
-    running sub-orchestrations).
+    running sub-orchestrations; a task id scheduled again there gets its ``schedule_index``).
     """
-    events = [event for action in actions if (event := _record(action, now)) is not None]
+    scheduled = Counter(
+        e.event_id for e in history if isinstance(e, (TaskScheduled, SubOrchestrationInstanceCreated))
+    )
+    events = [event for action in actions if (event := _record(action, now, scheduled)) is not None]
     for event in events:
         outbox.add_for(event, started=started, history=history)
     return events
 
 
-def _record(action: OrchestratorAction, now: datetime) -> HistoryEvent | None:
+def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) -> HistoryEvent | None:
+    """The event recording ``action``; ``scheduled`` counts earlier schedulings per id."""
     if isinstance(action, ScheduleTask):
         return TaskScheduled(
             event_id=action.id, timestamp=now, name=action.name, input=action.input,
-            version=action.version, tags=action.tags,
+            version=action.version, tags=action.tags, schedule_index=scheduled[action.id] or None,
         )
     if isinstance(action, CreateTimer):
         return TimerCreated(event_id=action.id, timestamp=now, fire_at=action.fire_at)
@@ -65,6 +70,7 @@ def _record(action: OrchestratorAction, now: datetime) -> HistoryEvent | None:
         return SubOrchestrationInstanceCreated(
             event_id=action.id, timestamp=now, name=action.name,
             instance_id=action.instance_id, input=action.input, version=action.version,
+            schedule_index=scheduled[action.id] or None,
         )
     if isinstance(action, SendEvent):
         return EventSent(

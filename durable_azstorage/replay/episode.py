@@ -173,6 +173,11 @@ def _start_refusal(ledger: Ledger, event: ExecutionStarted) -> str | None:
     current = ledger.execution_id
     if event.instance.execution_id == current:
         return f"duplicate ExecutionStarted for execution {current!r}"
+    if ledger.started.already_ran(event):
+        return (
+            f"stale ExecutionStarted for execution {event.instance.execution_id!r}: this "
+            f"instance already ran it, or a later attempt (now at execution {current!r})"
+        )
     if ledger.ended is None:
         return f"the instance is running execution {current!r}; a new execution may only start after it ends"
     return None
@@ -213,6 +218,7 @@ def _run_generation(
         instance=OrchestrationInstance(instance_id=instance_id, execution_id=new_execution_id()),
         input=completion.result, version=completion.new_version or started.version,
         parent=started.parent, tags=started.tags, generation=started.generation + 1,
+        first_execution_id=started.first_execution_id or started.instance.execution_id,
     )
     return events, state, [next_started, *completion.carryover_events]
 

@@ -8,7 +8,7 @@ reaching history (duplicates are normal under at-least-once delivery).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from durable_azstorage.model.history import (
@@ -44,8 +44,8 @@ class Ledger:
         self.started: ExecutionStarted | None = None
         self.ended: OrchestrationStatus | None = None
         self.suspended = False
-        self.tasks: set[int] = set()
-        self.subs: set[int] = set()
+        self.tasks: dict[int, int] = {}  # task id -> schedule_index of its latest scheduling
+        self.subs: dict[int, int] = {}  # sub-orchestration task id -> latest schedule_index
         self.timers: set[int] = set()
         self.answered: set[tuple[str, int]] = set()
         for event in events:
@@ -69,10 +69,11 @@ class Ledger:
         elif isinstance(event, TaskScheduled):
             # Scheduling an id again opens a new attempt: the portable SDKs retry a task under
             # its original id, so its next answer is not a duplicate (our code never reuses ids).
-            self.tasks.add(event.event_id)
+            # Answers name the attempt (schedule_index), so one to an earlier attempt is stale.
+            self.tasks[event.event_id] = event.schedule_index or 0
             self.answered.discard(("task", event.event_id))
         elif isinstance(event, SubOrchestrationInstanceCreated):
-            self.subs.add(event.event_id)
+            self.subs[event.event_id] = event.schedule_index or 0
             self.answered.discard(("sub", event.event_id))
         elif isinstance(event, TimerCreated):
             self.timers.add(event.event_id)
@@ -97,13 +98,16 @@ class Ledger:
         if target is not None and target != self.execution_id:
             return f"addressed to execution {target!r}, but the current execution is {self.execution_id!r}"
         if isinstance(event, (TaskCompleted, TaskFailed)):
-            return self._answer_refusal("task", event.task_scheduled_id, self.tasks, "TaskScheduled")
+            return self._answer_refusal(
+                "task", event.task_scheduled_id, event.schedule_index, self.tasks, "TaskScheduled"
+            )
         if isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
             return self._answer_refusal(
-                "sub", event.task_scheduled_id, self.subs, "SubOrchestrationInstanceCreated"
+                "sub", event.task_scheduled_id, event.schedule_index, self.subs,
+                "SubOrchestrationInstanceCreated",
             )
         if isinstance(event, TimerFired):
-            refusal = self._answer_refusal("timer", event.timer_id, self.timers, "TimerCreated")
+            refusal = self._answer_refusal("timer", event.timer_id, None, self.timers, "TimerCreated")
             if refusal is None and event.fire_at - now > EARLY_TIMER_TOLERANCE:
                 return f"{RE_ARM}: timer {event.timer_id} is not due until {event.fire_at.isoformat()}"
             return refusal
@@ -113,9 +117,20 @@ class Ledger:
             return "the instance is not suspended"
         return None
 
-    def _answer_refusal(self, kind: str, task_id: int, scheduled: set[int], scheduling: str) -> str | None:
+    def _answer_refusal(
+        self, kind: str, task_id: int, schedule_index: int | None,
+        scheduled: Mapping[int, int] | set[int], scheduling: str,
+    ) -> str | None:
+        """Why an answer to ``task_id`` is refused: never scheduled, already answered, or
+        (tasks and sub-orchestrations, which the SDKs retry under one id) an answer to an
+        earlier scheduling than the latest."""
         if task_id not in scheduled:
             return f"no {scheduling} event with id {task_id} in this execution's history"
         if (kind, task_id) in self.answered:
             return f"duplicate {kind} response for id {task_id}"
+        if isinstance(scheduled, Mapping) and (schedule_index or 0) != scheduled[task_id]:
+            return (
+                f"stale answer to scheduling {schedule_index or 0} of {kind} {task_id}; it was "
+                f"scheduled again (scheduling {scheduled[task_id]})"
+            )
         return None

@@ -16,6 +16,11 @@ payloads already serialized. Behaviour the SDKs rely on:
   ``continuationToken``, is the backend's opaque query token.
 * A purge by filter that names no status purges every *ended* status; its time budget is
   the request's timeout, cut short to answer ``isComplete=false`` before the deadline.
+* ``DeleteTaskHub`` and ``CreateTaskHub(recreateIfExists)`` wipe the hub under every engine
+  running on it, and the sidecar has no authentication (any local process can call it):
+  they are refused (``PERMISSION_DENIED``) unless ``allow_hub_management`` was given (the
+  ``serve --allow-hub-management`` flag). ``CreateTaskHub`` without it only creates what is
+  missing, so it is always served.
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ from durable_azstorage.sidecar.convert_state import (
     state_to_pb,
     statuses_from_pb,
 )
-from durable_azstorage.sidecar.errors import InvalidRequestError, field_named
+from durable_azstorage.sidecar.errors import (
+    HubManagementDisabledError,
+    InvalidRequestError,
+    field_named,
+)
 
 HISTORY_CHUNK_EVENTS = 100
 HISTORY_CHUNK_BYTES = 1 << 20
@@ -56,8 +65,9 @@ _ENDED = tuple(s for s in OrchestrationStatus if s.is_terminal)
 class ClientRpcs:
     """The client-side requests, on one ``AsyncTaskHubClient`` (see the module docstring)."""
 
-    def __init__(self, client: AsyncTaskHubClient) -> None:
+    def __init__(self, client: AsyncTaskHubClient, *, allow_hub_management: bool) -> None:
         self._client = client
+        self._allow_hub_management = allow_hub_management
 
     # --- starting and reading instances ------------------------------------------------------
     async def start(self, request: pb.CreateInstanceRequest) -> pb.CreateInstanceResponse:
@@ -238,13 +248,19 @@ class ClientRpcs:
 
     async def create_task_hub(self, request: pb.CreateTaskHubRequest) -> pb.CreateTaskHubResponse:
         if request.recreateIfExists:
+            self._require_hub_management("CreateTaskHub(recreateIfExists=true)")
             await self._client.delete_task_hub()
         await self._client.create_task_hub()
         return pb.CreateTaskHubResponse()
 
     async def delete_task_hub(self, request: pb.DeleteTaskHubRequest) -> pb.DeleteTaskHubResponse:
+        self._require_hub_management("DeleteTaskHub")
         await self._client.delete_task_hub()
         return pb.DeleteTaskHubResponse()
+
+    def _require_hub_management(self, rpc: str) -> None:
+        if not self._allow_hub_management:
+            raise HubManagementDisabledError(rpc)
 
 
 def _text(message: Any, field: str) -> str | None:

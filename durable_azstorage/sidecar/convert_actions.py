@@ -11,8 +11,9 @@ the SDK leaves to the backend are settled here:
   lets termination win and drops unsent decisions (as DTFx does); the result is normalised
   to that, so both executors terminate the same way.
 * Actions our model has no equivalent for (entity messages, terminateOrchestration,
-  rewindOrchestration) fail the orchestration with a FailureDetails naming the action
-  instead of crashing the sidecar.
+  rewindOrchestration), and actions naming an id or name storage cannot hold
+  (``InvalidIdentifierError``, see ``model.identifiers``), fail the orchestration with a
+  FailureDetails naming the action instead of crashing the sidecar.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def execution_result_from_pb(
             id=-1,
             status=OrchestrationStatus.FAILED,
             failure_details=FailureDetails(
-                message=str(exc), error_type=qualified_type_name(UnsupportedActionError), is_non_retriable=True
+                message=str(exc), error_type=qualified_type_name(type(exc)), is_non_retriable=True
             ),
         )
         return ExecutionResult(actions=(failed,), custom_status=custom_status, suspended=False)

@@ -37,6 +37,19 @@ class UnsupportedError(Exception):
     """An RPC (or a form of one) this sidecar does not serve: ``UNIMPLEMENTED``."""
 
 
+class HubManagementDisabledError(Exception):
+    """``DeleteTaskHub`` / ``CreateTaskHub(recreateIfExists)`` on a sidecar not started with
+    ``--allow-hub-management``: ``PERMISSION_DENIED``."""
+
+    def __init__(self, rpc: str) -> None:
+        super().__init__(
+            f"{rpc} would delete the task hub and everything in it under the running engine; "
+            "this sidecar refuses it because it was not started with --allow-hub-management "
+            "(SidecarServer(allow_hub_management=True)); delete the hub with "
+            "`durable-azstorage hub delete` instead"
+        )
+
+
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and details string for ``exc``."""
     if isinstance(exc, (OrchestrationNotFoundError, TaskHubNotFoundError)):
@@ -51,6 +64,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, UnsupportedError):
         return grpc.StatusCode.UNIMPLEMENTED, str(exc)
+    if isinstance(exc, HubManagementDisabledError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 

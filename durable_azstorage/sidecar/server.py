@@ -69,7 +69,12 @@ class PartitionedBackend(Protocol):
 
 
 class SidecarServer:
-    """Serve ``backend`` to the portable Durable Task SDKs on ``host:port`` (0: any free port)."""
+    """Serve ``backend`` to the portable Durable Task SDKs on ``host:port`` (0: any free port).
+
+    ``allow_hub_management``: serve ``DeleteTaskHub`` and ``CreateTaskHub(recreateIfExists)``
+    (off by default: they wipe the hub under every running engine, and any local process
+    can call an unauthenticated sidecar).
+    """
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class SidecarServer:
         port: int = DEFAULT_PORT,
         ownership_wait: float = 5.0,
         logger: logging.Logger | None = None,
+        allow_hub_management: bool = False,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {port}")
@@ -87,6 +93,7 @@ class SidecarServer:
         self._requested_port = port
         self._ownership_wait = ownership_wait
         self._log = logger or log
+        self._allow_hub_management = allow_hub_management
         self.client = AsyncTaskHubClient(backend=backend, converter=PassThroughConverter())
         self.work_items = WorkItemService(backend, logger=self._log)
         self._server: grpc.aio.Server | None = None
@@ -139,7 +146,10 @@ class SidecarServer:
             ]
         )
         pb_grpc.add_TaskHubSidecarServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SidecarService(self.client, self.work_items), server
+            SidecarService(
+                self.client, self.work_items, allow_hub_management=self._allow_hub_management
+            ),
+            server,
         )
         target = _join(self.host, self._requested_port)
         try:

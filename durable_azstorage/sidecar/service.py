@@ -32,8 +32,10 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[misc]
     """Serves one task hub: client RPCs through ``client``, work items through ``work_items``."""
 
-    def __init__(self, client: AsyncTaskHubClient, work_items: WorkItemService) -> None:
-        self._rpcs = ClientRpcs(client)
+    def __init__(
+        self, client: AsyncTaskHubClient, work_items: WorkItemService, *, allow_hub_management: bool
+    ) -> None:
+        self._rpcs = ClientRpcs(client, allow_hub_management=allow_hub_management)
         self._work = work_items
 
     async def Hello(self, request: empty_pb2.Empty, context: Context) -> empty_pb2.Empty:

@@ -13,6 +13,7 @@ while running it) fails without running again. An executor raising ``ExecutionAb
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -97,7 +98,9 @@ class ActivityProcessor(WorkItemProcessor):
             )
             await self._abandon(item)
             return
-        message = TaskMessage(instance=item.instance, event=result)
+        # Whatever ran the code, the answer names the scheduling it answers (replay.ledger).
+        answer = dataclasses.replace(result, schedule_index=item.schedule_index)
+        message = TaskMessage(instance=item.instance, event=answer)
         try:
             await self._backend.complete_activity(item, message)
         except LockLostError as exc:

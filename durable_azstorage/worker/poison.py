@@ -90,6 +90,7 @@ def poison_commit(
                     timestamp=now,
                     task_scheduled_id=parent.task_scheduled_id,
                     failure_details=details,
+                    schedule_index=parent.schedule_index,
                 ),
                 sender=started.instance,
             ),

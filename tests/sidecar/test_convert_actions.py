@@ -130,6 +130,19 @@ def test_unsupported_actions_fail_the_orchestration_naming_them() -> None:
         assert completion.failure_details.is_non_retriable
 
 
+def test_an_invalid_child_id_or_event_target_fails_the_orchestration_naming_the_rule() -> None:
+    for action, named in (
+        (_action(1, createSubOrchestration=pb.CreateSubOrchestrationAction(name="c", instanceId="..")),
+         "sub-orchestration instance id '..'"),
+        (_action(2, sendEvent=pb.SendEventAction(name="e", instance=pb.OrchestrationInstance(instanceId="$poison"))),
+         "send_event target instance id '$poison'"),
+    ):
+        completion = _result(action).completion
+        assert completion is not None and completion.status is OrchestrationStatus.FAILED
+        assert completion.failure_details is not None and named in completion.failure_details.message
+        assert completion.failure_details.error_type == "durable_azstorage.model.errors.InvalidIdentifierError"
+
+
 def test_suspension_follows_the_history() -> None:
     assert _result(new=(OrchestratorStarted(timestamp=T), ExecutionSuspended(timestamp=T))).suspended
     assert not _result(past=(START, ExecutionSuspended(timestamp=T)),

@@ -15,9 +15,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import grpc
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from durabletask import task
+from durabletask.internal import orchestrator_service_pb2 as pb
+from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
 from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
 from durabletask.worker import TaskHubGrpcWorker
 from typer.testing import CliRunner
@@ -104,6 +108,9 @@ def test_serve_serves_the_sdk_and_releases_partitions_on_sigterm(
         assert len(owners) == 2 and all(owner.endswith(f"-{process.pid}") for owner in owners)
 
         address = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as refused:
+            pb_grpc.TaskHubSidecarServiceStub(channel).DeleteTaskHub(pb.DeleteTaskHubRequest())
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
         client = TaskHubGrpcClient(host_address=address)
         worker = TaskHubGrpcWorker(host_address=address)
         worker.add_orchestrator(hello)
@@ -128,6 +135,22 @@ def test_serve_serves_the_sdk_and_releases_partitions_on_sigterm(
     assert "stopping: finishing in-flight work items" in output and "sidecar stopped" in output
     assert "Traceback" not in output
     assert _lease_owners(azurite, hub) == ["", ""]  # released for the next sidecar at once
+
+
+def test_serve_allow_hub_management_serves_delete_task_hub(azurite: Azurite, tmp_path: Path) -> None:
+    hub = f"serve{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "serve.log"
+    args = ("--port", "0", "--create-hub", "--grace", "1", "--allow-hub-management")
+    with _serving(_env(azurite, hub), log, *args) as process:
+        port = int(_wait_for(process, log, STARTUP).group(1))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            pb_grpc.TaskHubSidecarServiceStub(channel).DeleteTaskHub(pb.DeleteTaskHubRequest())
+        names = AzureStorageSettings(connection_string=azurite.connection_string, task_hub=hub).names
+        with TableClient.from_connection_string(
+            azurite.connection_string, table_name=names.partitions_table
+        ) as table:
+            with pytest.raises(ResourceNotFoundError):
+                list(table.query_entities("PartitionKey eq ''"))
 
 
 def test_serve_on_a_missing_hub_says_how_to_create_it(azurite: Azurite, tmp_path: Path) -> None:

@@ -400,8 +400,36 @@ def _wait_for_status(client: TaskHubGrpcClient, iid: str, status: OrchestrationS
         time.sleep(0.1)
 
 
-def test_task_hub_rpcs(new_sidecar: Callable[..., RunningSidecar]) -> None:
+def test_hub_wiping_rpcs_are_refused_without_allow_hub_management(
+    new_sidecar: Callable[..., RunningSidecar],
+) -> None:
     running = new_sidecar()
+    with grpc.insecure_channel(running.address) as channel:
+        hub_stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+        for call, rpc in (
+            (lambda: hub_stub.DeleteTaskHub(pb.DeleteTaskHubRequest()), "DeleteTaskHub"),
+            (lambda: hub_stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=True)),
+             "CreateTaskHub(recreateIfExists=true)"),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert _code(refused) is grpc.StatusCode.PERMISSION_DENIED
+            assert _details(refused).startswith(rpc) and "--allow-hub-management" in _details(refused)
+        hub_stub.CreateTaskHub(pb.CreateTaskHubRequest())  # creates what is missing: harmless
+
+    async def hub_intact() -> bool:
+        backend = running.settings.create_backend()
+        try:
+            info = await backend.get_task_hub_info()
+            return not info.missing
+        finally:
+            await backend.stop()
+
+    assert running.run(hub_intact())
+
+
+def test_task_hub_rpcs(new_sidecar: Callable[..., RunningSidecar]) -> None:
+    running = new_sidecar(allow_hub_management=True)
 
     async def hub_info() -> TaskHubInfo:
         backend = running.settings.create_backend()

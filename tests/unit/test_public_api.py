@@ -9,7 +9,7 @@ import durable_azstorage
 EXPECTED = {
     "ActivityContext", "AsyncTaskHubClient", "AzureStorageBackend", "AzureStorageSettings", "Backend",
     "CreateOrchestrationAction", "DataConverter", "DurableTaskError", "FailureDetails",
-    "HistoryEvent", "InMemoryBackend", "InvalidOperationError", "JsonDataConverter",
+    "HistoryEvent", "InMemoryBackend", "InvalidIdentifierError", "InvalidOperationError", "JsonDataConverter",
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",
     "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",

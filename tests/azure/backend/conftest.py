@@ -2,14 +2,17 @@
 
 ``make_backend(**kw)`` builds a backend on this test's task hub (short visibility timeouts so
 that redelivery takes seconds); the first one creates the hub. Every backend is stopped and
-the hub deleted at the end of the test, also when it fails.
+the hub deleted at the end of the test, also when it fails. The sibling folder's
+``fault_proxy`` helper is made importable here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,8 @@ from durable_azstorage.azure.provider import AzureStorageBackend, OwnAllPartitio
 from durable_azstorage.azure.settings import AzureStorageSettings
 
 from builders import MakeBackend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 
 
 @pytest.fixture

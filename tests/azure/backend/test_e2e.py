@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from durable_azstorage import (
 from durable_azstorage.azure.metrics import RequestCounter
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+
+from e2e.stale_child_start import chained_child, count_run, parent_of_chain, resend_child_start
 
 pytestmark = pytest.mark.azurite
 TIMEOUT = 60
@@ -115,9 +118,10 @@ def worker(e2e_settings: AzureStorageSettings, counter: RequestCounter) -> Itera
     for fn in (
         sequence, fan_out, child, parent, timer_or_event, short_timer, counter_loop, echo_big,
         waiter, big_event, fail_big, collect_items, tick_generations, retried, retries_exhausted,
-        flaky_child, retried_child,
+        flaky_child, retried_child, chained_child, parent_of_chain,
     ):
         w.add_orchestrator(fn)
+    w.add_activity(count_run)
     w.add_activity(hello)
     w.add_activity(echo)
     w.add_activity(flaky)
@@ -167,6 +171,16 @@ async def test_fan_out_100_and_request_count(client: AsyncTaskHubClient, counter
 
 async def test_sub_orchestrations(client: AsyncTaskHubClient) -> None:
     assert await run(client, "parent") == 0 + 2 + 4
+
+
+async def test_a_re_sent_start_does_not_re_run_a_continued_as_new_child(
+    client: AsyncTaskHubClient,
+) -> None:
+    # Before the fix message_filter took the parent's re-sent start (original execution id,
+    # matching neither the child's current execution nor its row) as a new attempt.
+    outcome = await resend_child_start(client, f"child-{uuid.uuid4().hex[:8]}", settle=4.0, timeout=TIMEOUT)
+
+    outcome.assert_not_re_run()
 
 
 async def test_event_wins_over_timer_and_timer_fires(client: AsyncTaskHubClient) -> None:

@@ -132,3 +132,27 @@ async def test_zombie_messages_are_discarded(make_backend: MakeBackend) -> None:
     await backend.send_message(event_message("done-1"))
     assert await backend.lock_next_orchestration(3) is None
     assert kinds(await backend.get_history("done-1"))[-2] == "ExecutionCompleted"
+
+
+async def test_a_large_poison_message_is_kept_whole_and_replays(
+    make_backend: MakeBackend, fast_settings: AzureStorageSettings
+) -> None:
+    """Its payload blob goes when the message is consumed, so the kept copy holds the body."""
+    settings = dataclasses.replace(fast_settings, max_dequeue_count=1)
+    backend = await make_backend(settings=settings)
+    assert await backend.create_instance(start_message("bigpoison-1"))
+    item = await backend.lock_next_orchestration(10)
+    assert item is not None
+    await backend.complete_orchestration(item, episode(item))
+    big = '"' + "y" * 60_000 + '"'
+    await backend.send_message(event_message("bigpoison-1", "Big", data=big))
+    item = await backend.lock_next_orchestration(10)
+    assert item is not None
+    await backend.abandon_orchestration(item)
+    item = await backend.lock_next_orchestration(10)
+    assert item is not None and item.quarantined
+    await backend.complete_orchestration(item, episode(item))  # consumed: its blob is gone
+    assert await backend.replay_poison(item.quarantined[0])
+    replayed = await backend.lock_next_orchestration(10)
+    assert replayed is not None
+    assert [m.event.input for m in replayed.messages] == [big]  # type: ignore[attr-defined]

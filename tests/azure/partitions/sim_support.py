@@ -102,6 +102,12 @@ class Member:
 
 
 class Fleet:
+    @classmethod
+    def on(cls, hub: StorageClients, make_settings: Callable[..., AzureStorageSettings]) -> Fleet:
+        """A fleet on ``hub``'s task hub, reading its lease rows through ``hub``."""
+        names = hub.settings.names
+        return cls(make_settings, LeaseTable(hub.table(names.partitions_table), names, hub.retry))
+
     def __init__(
         self, make_settings: Callable[..., AzureStorageSettings], table: LeaseTable,
         partitions: int = PARTITIONS,

@@ -36,8 +36,8 @@ BALANCE_TIMEOUT = 30.0
 async def fleet(
     hub8: StorageClients, fast_settings: Callable[..., AzureStorageSettings]
 ) -> AsyncIterator[Fleet]:
+    fleet = Fleet.on(hub8, fast_settings)
     names = hub8.settings.names
-    fleet = Fleet(fast_settings, LeaseTable(hub8.table(names.partitions_table), names, hub8.retry))
     info = await hub8.table(names.partitions_table).get_entity(INFO_PARTITION_KEY, INFO_ROW_KEY)
     stop = asyncio.Event()
     sampler = asyncio.ensure_future(fleet.sample(stop))

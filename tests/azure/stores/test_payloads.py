@@ -9,6 +9,7 @@ import pytest
 from stores_support import Stores
 
 from durable_azstorage.azure.payloads import (
+    instance_of_blob,
     PayloadNotFoundError,
     history_blob_name,
     instance_blob_name,
@@ -53,3 +54,13 @@ async def test_put_get_delete_prefix(stores: Stores) -> None:
         await stores.payloads.get(name)
     with pytest.raises(ValueError, match="prefix"):
         await stores.payloads.delete_prefix("")
+
+
+@pytest.mark.parametrize("instance_id", ["plain", "a/b#c?d\\e", "x^y", "tab\there"])
+def test_a_payload_blob_names_its_instance(instance_id: str) -> None:
+    assert instance_of_blob(message_blob_name(instance_id, "EventRaised")) == instance_id
+
+
+@pytest.mark.parametrize("name", ["no-folder.json.gz", "/leading-slash", "bad^Zescape/x"])
+def test_a_name_outside_any_instance_folder_names_none(name: str) -> None:
+    assert instance_of_blob(name) is None

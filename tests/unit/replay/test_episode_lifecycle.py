@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
@@ -26,8 +27,8 @@ from durable_azstorage.replay.episode import Episode, run_episode
 from durable_azstorage.serialization.converter import JsonDataConverter
 
 from ..builders import (
-    EXEC, IID, T0, at, completed, execution_completed, js, me, msg, orch_completed, orch_started, raised, resumed,
-    scheduled, started, sub_created, suspended, terminated, timer_created, timer_fired,
+    EXEC, IID, T0, at, completed, execution_completed, js, me, msg, orch_completed, orch_started, parent_of, raised,
+    resumed, scheduled, started, sub_created, suspended, terminated, timer_created, timer_fired,
 )
 
 NOW = at(100)
@@ -118,6 +119,54 @@ def test_a_start_with_a_new_execution_id_restarts_an_ended_instance(registry: Re
     assert ep.state is not None and ep.state.execution_id == "exec-2" and ep.state.created_at == at(50)
     assert ep.activity_messages[0].instance == me("exec-2")
     assert len(ep.discarded) == 1
+
+
+def test_continue_as_new_records_the_chains_first_execution_id(registry: Registry) -> None:
+    def again(ctx: OrchestrationContext, n: int) -> None:
+        if n < 2:
+            ctx.continue_as_new(n + 1)
+
+    registry.add_orchestrator(again)
+    ep = episode(registry, [], msg(started("again", 0, parent=parent_of(3))))
+    # Three generations ran in one episode; the last one's start is committed, and it still
+    # names the execution id the parent started (through generation 1, "new-0").
+    (last_start,) = [e for e in ep.new_events if isinstance(e, ExecutionStarted)]
+    assert (last_start.instance.execution_id, last_start.generation) == ("new-1", 2)
+    assert last_start.first_execution_id == EXEC and last_start.parent == parent_of(3)
+
+
+def test_a_re_sent_start_of_a_continued_as_new_chain_is_discarded_after_it_ended(registry: Registry) -> None:
+    # Generation 1 of a child first started (by its parent) as EXEC; it has ended.
+    gen1 = dataclasses.replace(
+        started("echo", 1, execution_id="exec-gen1", parent=parent_of(3), generation=1),
+        first_execution_id=EXEC,
+    )
+    history = [orch_started(), gen1, execution_completed(0, 1), orch_completed()]
+    stale = started("echo", 0, parent=parent_of(3))  # the parent's recovery re-sends this
+    ep = episode(registry, history, msg(stale))
+    assert ep.new_events == () and ep.state is None and not ep.new_execution
+    assert "stale ExecutionStarted" in ep.discarded[0][1]
+
+    retry = started("echo", 0, execution_id="exec-attempt-2", parent=parent_of(3))
+    ep = episode(registry, history, msg(retry, execution_id="exec-attempt-2"))
+    assert ep.new_execution and ep.state is not None and ep.state.execution_id == "exec-attempt-2"
+
+
+def test_a_late_start_of_an_earlier_sdk_retry_attempt_is_discarded_after_the_child_ended(
+    registry: Registry,
+) -> None:
+    # The child ran attempt 1 (the SDK's retry under task 3) to its end.
+    attempt = dataclasses.replace(parent_of(3), schedule_index=1)
+    history = [orch_started(), started("echo", 1, execution_id="exec-a1", parent=attempt),
+               execution_completed(0, 1), orch_completed()]
+    late = started("echo", 0, execution_id="exec-a0", parent=parent_of(3))  # attempt 0, re-sent
+    ep = episode(registry, history, msg(late, execution_id="exec-a0"))
+    assert ep.new_events == () and "stale ExecutionStarted" in ep.discarded[0][1]
+
+    later = dataclasses.replace(parent_of(3), schedule_index=2)
+    retry = started("echo", 2, execution_id="exec-a2", parent=later)
+    ep = episode(registry, history, msg(retry, execution_id="exec-a2"))
+    assert ep.new_execution and ep.state is not None and ep.state.execution_id == "exec-a2"
 
 
 def test_a_start_for_another_execution_while_running_is_discarded(registry: Registry) -> None:

@@ -221,6 +221,16 @@ def test_none_fields_are_omitted_to_keep_messages_small() -> None:
     assert decode_event(encoded) == h.TaskCompleted(task_scheduled_id=3)
 
 
+def test_an_execution_started_stored_before_first_execution_id_still_decodes() -> None:
+    old = {"type": "ExecutionStarted", "name": "child", "generation": 1,
+           "instance": {"instance_id": "c", "execution_id": "x2"}}
+    event = decode_event(old)
+    assert isinstance(event, h.ExecutionStarted) and event.first_execution_id is None
+    again = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x2"))
+    other = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x1"))
+    assert event.already_ran(again) and not event.already_ran(other)
+
+
 def test_message_text_is_compact_json() -> None:
     message = TaskMessage(
         instance=h.OrchestrationInstance(instance_id="i1", execution_id="e1"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from durable_azstorage.backend.protocol import OrchestrationWorkItem
-from durable_azstorage.model.history import ExecutionCompleted
+from durable_azstorage.model.history import ExecutionCompleted, SubOrchestrationInstanceFailed
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.worker.poison import POISON_ERROR_TYPE, poison_commit
 
-from ..builders import IID, at, msg, started
+from ..builders import IID, at, msg, parent_of, started
 
 
 def _failure_message(quarantined: tuple[str, ...]) -> str:
@@ -33,3 +35,16 @@ def test_the_failure_names_the_kept_copies() -> None:
 
 def test_without_kept_copies_the_failure_does_not_invent_any() -> None:
     assert "poison show" not in _failure_message(())
+
+
+def test_a_poisoned_child_tells_its_parent_which_scheduling_failed() -> None:
+    parent = dataclasses.replace(parent_of(5), schedule_index=1)  # an SDK retry of task 5
+    item = OrchestrationWorkItem(
+        instance_id=IID, history=(), messages=(msg(started("child", parent=parent)),),
+        lock_token=object(), dequeue_count=11,
+    )
+    commit = poison_commit(item, None, now=at(5), max_dequeue_count=10)
+    assert commit is not None
+    (notice,) = commit.orchestrator_messages
+    assert isinstance(notice.event, SubOrchestrationInstanceFailed)
+    assert (notice.event.task_scheduled_id, notice.event.schedule_index) == (5, 1)
