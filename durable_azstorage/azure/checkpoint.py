@@ -12,8 +12,9 @@
    older episode never overwrites a newer one; skipped when nothing a query sees changed);
 4. delete the consumed messages.
 
-Steps 2–4 are retried here, while the lock is held and renewed, before anything is given up:
-a send that failed once must not wait for a redelivery. A crash after step 1 leaves the
+Steps 2–4 are retried here on transient errors (beyond each request's own retries), while the
+lock is held and renewed, before anything is given up: a send that failed once must not wait
+for a redelivery. A crash after step 1 leaves the
 consumed messages in their queue. When they come back, their ids are found in the episode
 log: they are not applied again; ``Checkpoint.recover`` finishes the episode *that consumed
 them* — re-derives its messages from its committed events (``outbound.derive_outbound``) plus
@@ -30,7 +31,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
-from azure.core.exceptions import HttpResponseError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from durable_azstorage.azure.episode_log import (
@@ -51,9 +51,10 @@ from durable_azstorage.azure.outbound import (
 from durable_azstorage.azure.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.payloads import PayloadStore
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.retry import is_transient
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
-from durable_azstorage.model.errors import ConcurrencyConflictError, DurableTaskError
+from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
@@ -70,15 +71,6 @@ episode is left to recovery."""
 CheckpointHook = Callable[[str, str], Awaitable[None]]
 """``hook(step, instance_id)`` after each checkpoint step: ``history``, ``messages``,
 ``instance``. Tests raise from it to simulate a crash between steps."""
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    """Transient-looking failures of a step; a refused request (4xx) or bad data is not."""
-    if isinstance(exc, (ValueError, TypeError, DurableTaskError)):
-        return False
-    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-        return exc.status_code >= 500 or exc.status_code in (408, 429)
-    return isinstance(exc, Exception)
 
 
 class Checkpoint:
@@ -289,7 +281,7 @@ class Checkpoint:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(STEP_RETRY_BUDGET.total_seconds()),
             wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception(_worth_retrying),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         ):
             with attempt:

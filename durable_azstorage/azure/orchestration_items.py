@@ -37,6 +37,7 @@ from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory
 from durable_azstorage.azure.instance_store import InstanceStore
 from durable_azstorage.azure.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.retry import is_transient
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.backend.protocol import (
@@ -167,9 +168,13 @@ class OrchestrationWorkItems:
                 instance_id, messages = ready
                 try:
                     item = await self._prepare(instance_id, messages)
-                except Exception:
+                except Exception as exc:
+                    if is_transient(exc):  # a storage outage is not the messages' fault
+                        for message in messages:
+                            self._deliveries.caused(message.message_id)
                     failed = max(self._deliveries.failed_deliveries(m) for m in messages)
-                    delay = PREPARE_RETRY_DELAY * 2 ** min(failed - 1, 6)
+                    delivered = max(m.dequeue_count for m in messages)  # the back-off: all of them
+                    delay = PREPARE_RETRY_DELAY * 2 ** min(delivered - 1, 6)
                     log.exception(
                         "orchestration %r: preparing a work item failed (delivery %d); "
                         "retrying in %.0f s", instance_id, failed, delay.total_seconds(),
