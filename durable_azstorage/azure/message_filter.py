@@ -17,7 +17,10 @@ Applied to an instance's buffered messages against its committed history (the se
   execution that already ended;
 * messages for an instance that has no history yet wait (are deferred) while its Instances
   row is Pending — an event raised before the start runs after it — and are discarded when
-  the instance does not exist.
+  the instance does not exist; likewise, messages for an ended instance that a client
+  replaced with a new execution not started yet wait for that start. They wait as long as
+  the row stays Pending (a start scheduled far ahead is honoured); terminating or purging
+  the instance ends the wait.
 
 Every discard is logged by the caller with its reason; nothing here raises for bad input.
 """
@@ -106,16 +109,35 @@ async def filter_messages(
         and sentinel.runtime_status is not None
         and sentinel.runtime_status.is_terminal
     )
+    restarting = ended and await _restart_pending(others, current, instance_row)
     for m in others:
         target = execution_of(m)
         if target is not None and target != live:
             out.discard.append((m, f"for execution {target}, current is {live}"))
+        elif restarting and target is None:
+            out.defer.append(m)  # for the new execution, once its start has run
         elif ended:
             status = sentinel.runtime_status.value if sentinel.runtime_status else "?"
             out.discard.append((m, f"the execution already ended ({status})"))
         else:
             out.keep.append(m)
     return out
+
+
+async def _restart_pending(
+    others: list[ReceivedMessage], current: str | None, instance_row: RowGetter
+) -> bool:
+    """Whether the ended instance was replaced by a new execution that has not started yet
+    (a client restart, maybe scheduled later): messages addressed to the instance wait for
+    it instead of being dropped with the ended one."""
+    if not any(execution_of(m) is None for m in others):
+        return False
+    row = await instance_row()
+    return (
+        row is not None
+        and row.runtime_status is OrchestrationStatus.PENDING
+        and row.execution_id != current
+    )
 
 
 def _new_attempt(candidate: ReceivedMessage, sentinel: Sentinel) -> bool:
