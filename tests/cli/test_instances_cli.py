@@ -267,6 +267,7 @@ def test_destructive_operations_refuse_without_yes_and_terminal(
     assert client.get_orchestration_state("batch-0") is not None
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_no_connection_starts_a_temporary_azurite_and_stops_it() -> None:
     env = clean_env()
     result = run_cli("instances", "list", "--task-hub", "demo", env=env)
