@@ -10,7 +10,6 @@ tests/unit/test_rewind_plan.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ from durable_azstorage.model.history import (
     TaskFailed,
     TaskScheduled,
 )
+from durable_azstorage.testing.eventually import eventually
 
 TIMEOUT = 15
 S = OrchestrationStatus
@@ -210,7 +210,7 @@ def test_failed_child_is_rewound_with_its_parent(
 
 
 def test_events_raised_before_and_after_the_failure_survive(
-    running: TaskHubWorker, client: TaskHubClient, eventually: Callable[..., Any]
+    running: TaskHubWorker, client: TaskHubClient
 ) -> None:
     BROKEN.add("e")
     iid = client.schedule_new_orchestration(events, instance_id="rw-events")
