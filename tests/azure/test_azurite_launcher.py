@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from durable_azstorage.testing.azurite import (
     docker_available,
     find_azurite_dir,
 )
+from durable_azstorage.testing.eventually import eventually
 
 
 def _alive(pid: int) -> bool:
@@ -161,11 +161,8 @@ def test_die_with_parent_leaves_no_orphan_when_the_owner_is_killed() -> None:
         assert _alive(azurite_pid)
         owner.kill()  # SIGKILL: no finally, no atexit in the owner
         owner.wait(timeout=30)
-        for _ in range(100):
-            if not _alive(azurite_pid) or _zombie(azurite_pid):
-                break
-            time.sleep(0.1)
-        assert not _alive(azurite_pid) or _zombie(azurite_pid)
+        eventually(lambda: not _alive(azurite_pid) or _zombie(azurite_pid), timeout=10,
+                   interval=0.1, what=f"the orphaned Azurite {azurite_pid} to die")
     finally:
         if owner.poll() is None:
             owner.kill()
