@@ -1,4 +1,4 @@
-"""Rewind end to end on the in-memory backend, for code that reacted to a failure.
+"""Rewind end to end on every backend (memory, Azurite), for code that reacted to a failure.
 
 Each scenario fails for real (activities raise while ``BROKEN`` holds their name), is
 rewound after the test "deploys a fix" (clears ``BROKEN``), and must complete with the right
@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from e2e_backends import BACKENDS
 
 from durable_azstorage import (
     ActivityContext,
@@ -36,7 +37,8 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.testing.eventually import eventually
 
-TIMEOUT = 15
+pytestmark = pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+TIMEOUT = 60
 S = OrchestrationStatus
 FAST = RetryPolicy(first_retry_interval=timedelta(milliseconds=100), max_number_of_attempts=3)
 _lock = threading.Lock()
@@ -246,6 +248,8 @@ def test_rewind_refuses_while_an_abandoned_child_runs(
     client.rewind_orchestration(iid)
     assert completed(client, iid) == "ok"
     assert client.get_orchestration_state(orphan) is None  # purged: nothing names it any more
+    with pytest.raises(OrchestrationNotFoundError):
+        client.get_orchestration_history(orphan)
 
 
 def test_rewind_failure_paths(running: TaskHubWorker, client: TaskHubClient) -> None:
