@@ -34,10 +34,12 @@ from rich.progress import (
 
 from durable_azstorage.bench.environment import StorageTarget, storage_target
 from durable_azstorage.bench.report import Report
+from durable_azstorage.cli.bench_report import report
 from durable_azstorage.cli.connection import CONNECTION_STRING_OPTION, DEBUG_OPTION
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, print_json, reporting
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
+app.command()(report)
 
 JSON_OPTION: Any = typer.Option(False, "--json", help="Print the results as JSON (no table).")
 JSON_FILE_OPTION: Any = typer.Option(None, "--json-file", dir_okay=False,
