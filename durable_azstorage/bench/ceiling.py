@@ -120,7 +120,7 @@ async def measure(
         "batches": batches,
         "batch_rows": batch_rows,
         "concurrency": concurrency,
-        "load_average": machine_info()["load_average_at_start"],
+        "load_average_at_end": machine_info()["load_average_at_start"],
     }
 
 
