@@ -23,6 +23,9 @@ from durable_azstorage.testing.azurite import Azurite
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+# One worker runs this module under pytest-xdist, so the short runs behind ``results`` run once.
+pytestmark = pytest.mark.xdist_group("bench_report")
+
 
 @pytest.fixture(scope="module")
 def results(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
