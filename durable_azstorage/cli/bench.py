@@ -145,7 +145,7 @@ def ceiling(
     ctx: typer.Context,
     count: int = typer.Option(1000, "--count", "-n", min=1,
                               help="Messages put, received and deleted; count/4 table batches."),
-    concurrency: int = typer.Option(32, "--concurrency", "-c", min=1, max=256,
+    concurrency: int = typer.Option(32, "--concurrency", min=1, max=256,
                                     help="Requests in flight."),
     batch_rows: int = typer.Option(4, "--batch-rows", min=1, max=100,
                                    help="Upserts per entity-group transaction."),
