@@ -61,10 +61,12 @@ def panels(files: Sequence[ResultFile]) -> list[Panel]:
     name = _namer(files)
     throughput = Panel("Throughput", "per second",
                        values={"orchestrations/s": [], "activities/s": []})
-    latency = Panel("Latency percentiles (start to completion)", "seconds", log_scale=True,
+    latency = Panel("Latency (start to completion)", "seconds", log_scale=True,
                     values={k: [] for k in LATENCY_KEYS}, sequential=True)
-    operations = Panel("Storage requests per orchestration, by operation", "requests")
-    ceiling = Panel("Storage requests/s: the request ceiling and the runs",
+    operations = Panel("Storage requests by operation",
+                       "requests per orchestration (the worker's; client starts and status "
+                       "polls apart)")
+    ceiling = Panel("Storage requests/s: the ceiling and the runs",
                     "requests per second", values={"ceiling": [], "run": []})
     for f in files:
         limit = f.ceiling
@@ -81,10 +83,14 @@ def panels(files: Sequence[ResultFile]) -> list[Panel]:
             latency.add(label, {k: r["latency_s"][k] for k in LATENCY_KEYS})
             requests = r.get("storage_requests")
             if requests is not None:
-                operations.add_series(label, requests["by_operation"], r["orchestrations"])
+                if "worker_by_operation" in requests:
+                    operations.add_series(label, requests["worker_by_operation"],
+                                          r["orchestrations"])
                 ratio = requests.get("ratio_to_ceiling")
                 shown = "" if ratio is None else f" ({ratio:.0%} of the ceiling for its mix)"
-                ceiling.add(f"{label}{shown}", {"run": requests["per_s"]})
+                if "worker_per_s" in requests:
+                    ceiling.add(f"{label}: worker{shown}", {"run": requests["worker_per_s"]})
+                ceiling.add(f"{label}: worker + client", {"run": requests["per_s"]})
         if f.scenario == "fanout":
             label = name(f, f"fan-out of {f.results['activities']}")
             throughput.add(label, {"activities/s": f.results["activities_per_s"]})
@@ -95,10 +101,7 @@ def panels(files: Sequence[ResultFile]) -> list[Panel]:
                 if isinstance(r, dict):
                     latency.add(name(f, mode), {k: r[k] for k in ("p50", "p99", "max")})
         if f.scenario == "cost":
-            both = dict(f.results["worker"]["by_operation"])
-            for op, n in f.results["client_start"]["by_operation"].items():
-                both[op] = both.get(op, 0) + n
-            operations.add_series(name(f, "worker + client start"), both,
+            operations.add_series(name(f, "worker"), f.results["worker"]["by_operation"],
                                   f.results["orchestrations"])
     return [p for p in (throughput, latency, operations, ceiling) if not p.empty]
 

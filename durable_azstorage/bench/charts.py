@@ -24,7 +24,9 @@ FORMATS = (".png", ".svg", ".html")
 EXTRA_HINT = "pip install 'durable-azstorage[bench]'"
 COLOURS = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#c53030", "#718096")
 SHADES = ("#90cdf4", "#4299e1", "#2b6cb0", "#1a365d")  # light to dark: p50 .. max
-ROW_INCHES = 0.26  # per bar; panels grow with what they hold instead of squeezing it
+LOG_SPAN = 20  # a log axis only when the values span more than this factor
+ROW_INCHES = 0.26
+LEGEND_ABOVE_CHARS = 70  # title + series names that fit on one line above a panel  # per bar; panels grow with what they hold instead of squeezing it
 
 
 class MissingExtraError(RuntimeError):
@@ -87,19 +89,26 @@ def _draw(ax: Axes, panel: Panel) -> None:
     ax.set_yticks(range(len(panel.categories)), labels=panel.categories, fontsize=9)
     ax.set_ylim(len(panel.categories) - 0.5, -0.5)  # first category on top
     ax.set_title(panel.title, loc="left", fontsize=11, fontweight="bold")
-    ax.set_xlabel(panel.unit + (" (log scale)" if panel.log_scale else ""), fontsize=9)
-    if panel.log_scale:
+    drawn = [v for column in panel.values.values() for v in column if v]
+    if panel.log_scale and drawn and max(drawn) > LOG_SPAN * min(drawn):
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _number(x)))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    ax.set_xlabel(panel.unit + (" (log scale)" if ax.get_xscale() == "log" else ""),
+                  fontsize=9)
     ax.margins(x=0.12)
     ax.grid(axis="x", color="#e2e8f0")
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     if sum(1 for col in panel.values.values() if any(v is not None for v in col)) > 1:
-        ax.legend(fontsize=8, loc="lower right", frameon=False)
+        if sum(len(s) for s in panel.values) + len(panel.title) < LEGEND_ABOVE_CHARS:
+            # above the plot, right of the title: never over a bar or its label
+            ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0),
+                      frameon=False, ncols=len(panel.values), borderaxespad=0.2)
+        else:  # long names (file and run labels): inside, where bars are shortest
+            ax.legend(fontsize=8, loc="best", framealpha=0.9)
 
 
 def _colours(panel: Panel) -> dict[str, str]:

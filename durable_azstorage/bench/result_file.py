@@ -135,6 +135,9 @@ def _runs(check: _Checker, results: dict[str, Any]) -> None:
             requests = check.obj(run["storage_requests"], f"{where}.storage_requests")
             check.number(requests, "per_s", f"{where}.storage_requests")
             check.counts(requests.get("by_operation"), f"{where}.storage_requests.by_operation")
+            if "worker_by_operation" in requests:
+                check.counts(requests["worker_by_operation"],
+                             f"{where}.storage_requests.worker_by_operation")
     if "ceiling" in results:
         _ceiling(check, check.obj(results["ceiling"], "results.ceiling"), "results.ceiling")
 
@@ -161,10 +164,8 @@ def _latency(check: _Checker, results: dict[str, Any]) -> None:
 
 def _cost(check: _Checker, results: dict[str, Any]) -> None:
     check.number(results, "orchestrations", "results")
-    for part in ("worker", "client_start"):
-        where = f"results.{part}"
-        check.counts(check.obj(results.get(part), where).get("by_operation"),
-                     f"{where}.by_operation")
+    check.counts(check.obj(results.get("worker"), "results.worker").get("by_operation"),
+                 "results.worker.by_operation")
 
 
 _SCENARIOS = {

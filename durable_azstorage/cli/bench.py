@@ -120,8 +120,10 @@ def sequence(
         False, "--with-ceiling",
         help="Measure the request ceiling first (as `bench ceiling`) and report each run's "
              "storage requests/s as a ratio to it."),
-    ceiling_count: int = typer.Option(1000, "--ceiling-count", min=1,
-                                      help="Messages of the --with-ceiling measurement."),
+    ceiling_count: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--ceiling-count", min=1,
+        help="Messages of the --with-ceiling measurement [default: --count, at least 200: "
+             "about the deepest the run's queues get]."),
     as_json: bool = JSON_OPTION,
     json_file: Optional[Path] = JSON_FILE_OPTION,  # noqa: UP045 - typer needs Optional on 3.10
     partition_count: int = PARTITIONS_OPTION,
@@ -134,7 +136,8 @@ def sequence(
     from durable_azstorage.bench.throughput import sequence as scenario
 
     _run(lambda t, p: scenario(t, p, count=count, compare_sessions=compare_sessions,
-                               ceiling_count=ceiling_count if with_ceiling else None),
+                               ceiling_count=(ceiling_count or max(200, count)) if with_ceiling
+                               else None),
          json=JsonRequest(ctx, as_json, json_file), connection_string=connection_string,
          partition_count=partition_count, max_poll_interval=max_poll_interval,
          in_memory=in_memory, debug=debug)

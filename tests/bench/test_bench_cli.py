@@ -46,6 +46,7 @@ def test_sequence_compares_extended_sessions_and_the_ceiling(
         requests = run["storage_requests"]
         assert requests["total"] == requests["worker"] + requests["client"] > 0
         assert requests["total"] == sum(requests["by_operation"].values())
+        assert requests["worker"] == sum(requests["worker_by_operation"].values())
         assert requests["by_operation"]["queue.PutMessage"] >= 15  # 5 activity requests each
         assert requests["per_s"] > 0 and requests["ratio_to_ceiling"] > 0
     assert data["results"]["sessions_on_vs_off_throughput_ratio"] > 0
