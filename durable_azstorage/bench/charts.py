@@ -25,8 +25,8 @@ EXTRA_HINT = "pip install 'durable-azstorage[bench]'"
 COLOURS = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#c53030", "#718096")
 SHADES = ("#90cdf4", "#4299e1", "#2b6cb0", "#1a365d")  # light to dark: p50 .. max
 LOG_SPAN = 20  # a log axis only when the values span more than this factor
-ROW_INCHES = 0.26
-LEGEND_ABOVE_CHARS = 70  # title + series names that fit on one line above a panel  # per bar; panels grow with what they hold instead of squeezing it
+ROW_INCHES = 0.26  # per bar; panels grow with what they hold instead of squeezing it
+LEGEND_ABOVE_CHARS = 70  # title + series names that fit on one line above a panel
 
 
 class MissingExtraError(RuntimeError):

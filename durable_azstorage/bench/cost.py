@@ -123,7 +123,8 @@ async def cost(
         report.row("idle requests per minute (worker)", f"{per_minute:.1f}")
         report.row("idle requests per minute per partition", f"{per_partition:.1f}")
         report.row("idle requests per minute by operation", ", ".join(
-            f"{k} {v * 60 / idle_window:.0f}" for k, v in by_operation_name(idle).items()) or "none")
+            f"{k} {v * 60 / idle_window:.0f}"
+            for k, v in by_operation_name(idle).items()) or "none")
         report.notes.append(
             f"expected idle queue polls: ({settings.partition_count} control queues + 1 work-item "
             f"queue) x 60 / max_poll_interval {max_poll:g} s = {expected:.1f}/min; lease "
