@@ -17,6 +17,7 @@ from bench_support import bench_cli
 from typer.testing import CliRunner
 
 from durable_azstorage.bench.chart_panels import panels
+from durable_azstorage.bench.charts import write
 from durable_azstorage.bench.result_file import ResultFileError, load
 from durable_azstorage.cli.app import app
 from durable_azstorage.testing.azurite import Azurite
@@ -121,3 +122,34 @@ def test_missing_extra_is_named(results: list[Path], tmp_path: Path,
     assert result.exit_code == 1
     assert "pip install 'durable-azstorage[bench]'" in result.output
     assert not out.exists()
+
+
+def test_every_scenario_shape_finds_its_panel(tmp_path: Path) -> None:
+    """Hand-made documents in each scenario's shape (the runs above cover sequence and cost)."""
+    latency = {"p50": 1.0, "p95": 1.5, "p99": 2.0, "max": 2.5}
+    run = {"orchestrations": 4, "orchestrations_per_s": 2.0, "activities_per_s": 10.0,
+           "latency_s": latency}
+    phase = {"requests": 10, "requests_per_s": 100.0}
+    documents = {
+        "scale": {"runs": {"1": run, "2": run}},
+        "fanout": {"activities": 12, "activities_per_s": 6.0, "time_to_completion_s": 2.0},
+        "latency": {"separate client": {"p50": 0.5, "p99": 0.7, "max": 0.8},
+                    "poll_interval_after_idle_s": 2.0},
+        "ceiling": {"requests_per_s": 90.0, "phases": {"queue_put": phase,
+                                                         "table_batch": phase}},
+    }
+    files = []
+    for scenario, results in documents.items():
+        path = tmp_path / f"{scenario}.json"
+        path.write_text(json.dumps({"scenario": scenario, "results": results}))
+        files.append(load(path))
+    drawn = {p.title: p.categories for p in panels(files)}
+    assert drawn["Throughput"] == ["scale · 1 worker process(es)", "scale · 2 worker process(es)",
+                                   "fanout · fan-out of 12"]
+    assert "latency · separate client" in drawn["Latency (start to completion)"]
+    assert "fanout · fan-out of 12 (time to completion)" in drawn["Latency (start to completion)"]
+    assert drawn["Storage requests/s: the ceiling and the runs"] == [
+        "ceiling · queue put", "ceiling · table batch", "ceiling · all phases"]
+    out = tmp_path / "all.svg"
+    write(files, out)
+    assert out.read_text().lstrip().startswith("<?xml")
