@@ -41,14 +41,14 @@ def write(files: Sequence[ResultFile], out: Path) -> None:
     if not chosen:
         raise ValueError("nothing to draw: the files hold no runs, latencies, requests or "
                          "ceiling")
-    figure = _figure(files, chosen)
-    if out.suffix.lower() == ".html":
-        out.write_text(_page(files, chosen, figure))
+    if out.suffix.lower() == ".html":  # the page carries the title and the sources itself
+        out.write_text(_page(files, chosen, _figure(files, chosen, standalone=False)))
     else:
-        figure.savefig(out, dpi=110, bbox_inches="tight")
+        _figure(files, chosen, standalone=True).savefig(out, dpi=110, bbox_inches="tight")
 
 
-def _figure(files: Sequence[ResultFile], chosen: Sequence[Panel]) -> Figure:
+def _figure(files: Sequence[ResultFile], chosen: Sequence[Panel], *, standalone: bool,
+            ) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -59,12 +59,13 @@ def _figure(files: Sequence[ResultFile], chosen: Sequence[Panel]) -> Figure:
                for p in chosen]
     figure = Figure(figsize=(11, sum(heights) + 0.9 + 0.18 * len(files)),
                     layout="constrained")
-    figure.suptitle("durable-azstorage bench report", fontsize=14, fontweight="bold")
+    if standalone:
+        figure.suptitle("durable-azstorage bench report", fontsize=14, fontweight="bold")
+        figure.text(0.01, 0.0, "\n".join(f.describe() for f in files), fontsize=8,
+                    color="#4a5568", va="top")
     axes = figure.subplots(len(chosen), 1, height_ratios=heights, squeeze=False)
     for ax, panel in zip(axes[:, 0], chosen):
         _draw(ax, panel)
-    figure.text(0.01, 0.0, "\n".join(f.describe() for f in files), fontsize=8, color="#4a5568",
-                va="top")
     return figure
 
 
@@ -137,6 +138,7 @@ def _page(files: Sequence[ResultFile], chosen: Sequence[Panel], figure: Figure) 
         "table{border-collapse:collapse;margin:0 0 1.5em}"
         "td,th{border:1px solid #cbd5e0;padding:2px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}"
+        "caption{text-align:left;color:#4a5568;font-size:90%}"
         "</style></head><body><h1>durable-azstorage bench report</h1>"
         f"<ul>{sources}</ul><figure>{body}</figure><h2>The numbers</h2>{tables}"
         "</body></html>\n"
@@ -152,5 +154,5 @@ def _table(panel: Panel) -> str:
         + "</tr>"
         for i, c in enumerate(panel.categories)
     )
-    return (f"<h3>{html.escape(panel.title)} ({html.escape(panel.unit)})</h3>"
-            f"<table><tr><th></th>{head}</tr>{rows}</table>")
+    return (f"<h3>{html.escape(panel.title)}</h3><table><caption>{html.escape(panel.unit)}"
+            f"</caption><tr><th></th>{head}</tr>{rows}</table>")
