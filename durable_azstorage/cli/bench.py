@@ -39,7 +39,6 @@ from durable_azstorage.cli.connection import CONNECTION_STRING_OPTION, DEBUG_OPT
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, print_json, reporting
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
-app.command()(report)
 
 JSON_OPTION: Any = typer.Option(False, "--json", help="Print the results as JSON (no table).")
 JSON_FILE_OPTION: Any = typer.Option(None, "--json-file", dir_okay=False,
@@ -280,3 +279,6 @@ def _process_counts(processes: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise CliError(f"--processes: expected numbers >= 1, got {processes!r}", EXIT_USAGE)
     return counts
+
+
+app.command()(report)  # last in the help: it reads what the scenarios above write
