@@ -116,9 +116,16 @@ def storage_requests(
     return out
 
 
+def batch_timeout(count: int) -> float:
+    """How long a batch of ``count`` orchestrations may take: a burst of 1,000 on a 2-core
+    machine runs breadth-first (every instance's first step before anyone's last), so the
+    first completions come late; never less than 10 minutes."""
+    return max(600.0, 2.0 * count)
+
+
 async def sequence(
     target: StorageTarget, progress: Progress, *, count: int = 20, compare_sessions: bool = True,
-    timeout: float = 600, ceiling_count: int | None = None,
+    timeout: float | None = None, ceiling_count: int | None = None,
 ) -> Report:
     """N orchestrations x 5 sequential activities, extended sessions on (and off); with
     ``ceiling_count``, the request ceiling first (``bench ceiling``) and each run's ratio."""
@@ -137,7 +144,9 @@ async def sequence(
         async with in_process(settings) as rt:
             counters = (rt.worker_backend.request_counter, rt.client_backend.request_counter)
             before = [c.snapshot() for c in counters]
-            runs[label] = await run_batch(rt.client, count, progress, label, timeout=timeout)
+            runs[label] = await run_batch(
+                rt.client, count, progress, label, timeout=timeout or batch_timeout(count)
+            )
             used = [c.snapshot() - b for c, b in zip(counters, before)]
         runs[label]["storage_requests"] = storage_requests(used[0], used[1], runs[label], limit)
         _sequence_rows(report, label, runs[label])
