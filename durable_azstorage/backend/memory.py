@@ -267,6 +267,7 @@ class InMemoryBackend:
             episode = CommittedEpisode(
                 number=self._episodes.next_number(), instance_id=instance_id, token=token,
                 record=record, state=state, outbox=outbox,
+                changed_history=bool(events) or commit.new_execution,
             )
             consumed = list(lock.messages)
             self._episodes.record(episode, consumed)

@@ -57,7 +57,9 @@ class InstanceRecord:
 @dataclass(slots=True, eq=False)
 class CommittedEpisode:
     """One episode past step 1. ``record`` is the instance record it wrote into (compared by
-    identity: a purge or a replacing create makes its state repair moot)."""
+    identity: a purge or a replacing create makes its state repair moot). An episode that
+    did not change the history (every message discarded) writes no state: its state is a copy
+    of the stored one, possibly stale after a crash, and the history did not move."""
 
     number: int
     instance_id: str
@@ -65,6 +67,7 @@ class CommittedEpisode:
     record: InstanceRecord
     state: InstanceState
     outbox: tuple[TaskMessage, ...]
+    changed_history: bool = True
     sent: bool = False
     pending: set[int] = field(default_factory=set)
 
@@ -117,6 +120,8 @@ class Checkpoints:
         """Step 3: write the episode's state unless the instance was replaced or purged since,
         or a newer episode already wrote its own (the state never goes backwards)."""
         record = self._instances.get(episode.instance_id)
+        if not episode.changed_history:
+            return
         if record is episode.record and record.state_episode < episode.number:
             record.state = episode.state
             record.state_episode = episode.number

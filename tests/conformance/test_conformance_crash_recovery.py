@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from durable_azstorage.backend.protocol import Backend, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import Backend, OrchestrationCommit, OrchestrationWorkItem
 from durable_azstorage.model import history as h
 from durable_azstorage.model.status import OrchestrationStatus
 
@@ -169,3 +169,38 @@ async def test_a_late_state_write_never_moves_the_instance_backwards(
     assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
     await harness.expire_locks()
     assert await harness.no_orchestration(harness.peer)
+
+
+async def test_an_empty_commit_does_not_freeze_a_stale_state(crashing: BackendHarness) -> None:
+    """Episode 2 completes the instance but fails after step 1 and is abandoned with a delay;
+    a discarded-only episode meanwhile commits no events with the state it read (still
+    Running). Finishing episode 2 must still leave the instance Completed (torture seed 10066)."""
+    harness = crashing
+    await harness.backend.create_instance(start_message("empty-1"))
+    first = await harness.lock_orchestration()
+    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
+    await harness.backend.send_message(event_message("empty-1", name="Finish"))
+    second = await harness.lock_orchestration()
+
+    async def fail(reached: str, instance_id: str) -> None:
+        if reached == "history":
+            raise OSError("transient storage error")
+
+    setattr(harness.backend, "checkpoint_hook", fail)
+    with pytest.raises(OSError):
+        await harness.backend.complete_orchestration(
+            second, episode(second, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"')
+        )
+    setattr(harness.backend, "checkpoint_hook", None)
+    await harness.backend.abandon_orchestration(second, delay=harness.delay)
+    await harness.backend.send_message(event_message("empty-1", name="Late"))
+    late = await harness.lock_orchestration()
+    assert [m.event.name for m in late.messages] == ["Late"]  # type: ignore[attr-defined]
+    stale = await harness.backend.get_instance("empty-1")
+    assert stale is not None
+    await harness.backend.complete_orchestration(late, OrchestrationCommit(new_events=(), state=stale))
+
+    await harness.advance(harness.delay)
+    assert await harness.no_orchestration()
+    state = await harness.backend.get_instance("empty-1")
+    assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
