@@ -12,24 +12,21 @@ left to do, and the invariants are checked.
 
 from __future__ import annotations
 
-import json
 import random
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.clock import Clock
 from durable_azstorage.backend.memory import InMemoryBackend
 from durable_azstorage.backend.protocol import ActivityWorkItem, Backend, OrchestrationCommit, OrchestrationWorkItem
-from durable_azstorage.client.async_client import AsyncTaskHubClient
-from durable_azstorage.model.history import EventRaised, ExecutionStarted, OrchestrationInstance, TaskScheduled
+from durable_azstorage.model.history import EventRaised, ExecutionStarted, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.testing.torture import programs
+from durable_azstorage.testing.torture.client import TERMINATED_OUTPUT, TortureClient
 from durable_azstorage.testing.torture.clock import SkewClock
 from durable_azstorage.testing.torture.faults import CRASH_STEPS, Crash, Fault, TransientStorageError
 from durable_azstorage.testing.torture.invariants import Invariants
@@ -37,7 +34,6 @@ from durable_azstorage.testing.torture.report import SeedResult
 from durable_azstorage.testing.torture.workers import InlineExecutor, SimulatedWorker, activity_key, program_key
 
 LOCK_TIMEOUT = timedelta(seconds=30)
-TERMINATED_OUTPUT = "terminated by the torture client"
 DRAIN_ROUNDS = 400
 DeleteAudit = Callable[[str, str, object, str], None]
 BackendFactory = Callable[[Clock, DeleteAudit], Backend]
@@ -92,18 +88,14 @@ class World:
             SimulatedWorker(f"w{n}", self.backend, registry, now=self.clock.now, episode_pool=pool)
             for n in range(self.rng.choice((2, 3)))
         ]
-        self.client = AsyncTaskHubClient(backend=self.backend)
         self.instances = programs.generate(self.rng, self.rng.randint(3, 6))
+        self.client = TortureClient(self.backend, self.instances, rng=self.rng, invariants=self.inv, trace=self._trace)
         self.children: dict[str, programs.Program] = {}
         for top in self.instances:
             self.children.update(programs.children(top.instance_id, top.steps))
         self.known = [i.instance_id for i in self.instances] + list(self.children)
         self.explained: Counter[tuple[str, int]] = Counter()
         self.duplicable: list[TaskMessage] = []
-        self.restartable: set[str] = set()
-        self.pending_events = [(i.instance_id, n) for i in self.instances for n in i.client_events]
-        self.to_suspend = [i.instance_id for i in self.instances if i.suspend]
-        self.to_terminate = [i.instance_id for i in self.instances if i.terminate]
         self._plan: tuple[str, type[BaseException]] | None = None
         self._completing: SimulatedWorker | None = None
         for worker in self.workers:
@@ -112,7 +104,9 @@ class World:
     # --- the run --------------------------------------------------------------------------
     async def run(self) -> SeedResult:
         try:
-            await self._create_instances()
+            starts = await self.client.create_all()
+            if self.options.stale_starts:
+                self.duplicable.extend(starts)
             steps = self.rng.randint(self.options.min_steps, self.options.max_steps)
             for n in range(steps):
                 self.result.steps = n + 1
@@ -132,25 +126,6 @@ class World:
 
     def _fault(self, fault: Fault) -> None:
         self.result.faults[fault] += 1
-
-    async def _create_instances(self) -> None:
-        for top in self.instances:
-            execution = uuid.UUID(int=self.rng.getrandbits(128)).hex
-            instance = OrchestrationInstance(instance_id=top.instance_id, execution_id=execution)
-            state = {"steps": top.steps, "acc": [], "gen": 0}
-            start = ExecutionStarted(name=programs.ORCHESTRATOR, instance=instance, input=self._json(state))
-            message = TaskMessage(instance=instance, event=start)
-            await self.backend.create_instance(message)
-            if self.options.stale_starts:
-                self.duplicable.append(message)
-            self._trace(f"client create {top.instance_id} {top.steps}")
-        for target, name in list(self.pending_events):
-            if self.rng.random() < 0.3:  # raised before the instance ever ran
-                await self._raise(target, name)
-
-    @staticmethod
-    def _json(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"))
 
     async def _step(self, n: int) -> None:
         faults = self.options.faults
@@ -184,7 +159,7 @@ class World:
             self.clock.advance(-seconds)
             self._trace(f"clock -{seconds}s (backwards)")
         elif action == "client":
-            await self._client_action()
+            await self.client.act()
         elif action == "dup" and self.duplicable:
             await self._duplicate()
         elif action == "restart" and worker.held:
@@ -301,78 +276,21 @@ class World:
             if not isinstance(message.event, EventRaised):  # a copy of an event is a new event
                 self.duplicable.append(message)
 
-    # --- the client and duplicates --------------------------------------------------------
-    async def _raise(self, target: str, name: str) -> None:
-        self.pending_events.remove((target, name))
-        if target in self.inv.purged:
-            return  # a terminated instance's events may outlive it
-        await self.client.raise_orchestration_event(target, name, data=programs.event_payload(target, name))
-        self._trace(f"client raises {name} on {target}")
-
-    async def _client_action(self) -> None:
-        choices: list[tuple[str, int]] = []
-        if self.pending_events:
-            choices.append(("raise", 4))
-        if self.to_suspend:
-            choices.append(("suspend", 1))
-        if self._suspended():
-            choices.append(("resume", 2))
-        if self.to_terminate:
-            choices.append(("terminate", 1))
-        if self._purgeable():
-            choices.append(("purge", 1))
-        if not choices:
-            return
-        action = _pick(self.rng, choices)
-        if action == "raise":
-            await self._raise(*self.rng.choice(self.pending_events))
-        elif action == "suspend":
-            target = self.to_suspend.pop(self.rng.randrange(len(self.to_suspend)))
-            if target in self.inv.purged:
-                return
-            await self.client.suspend_orchestration(target, reason="torture")
-            self._trace(f"client suspends {target}")
-        elif action == "resume":
-            target = self.rng.choice(self._suspended())
-            await self.client.resume_orchestration(target, reason="torture")
-            self._trace(f"client resumes {target}")
-        elif action == "terminate":
-            target = self.to_terminate.pop(self.rng.randrange(len(self.to_terminate)))
-            await self.client.terminate_orchestration(target, output=TERMINATED_OUTPUT)
-            self._trace(f"client terminates {target}")
-        else:
-            target = self.rng.choice(self._purgeable())
-            self.inv.purged.add(target)
-            await self.backend.purge_instance(target)
-            self._trace(f"client purges {target}")
-
-    def _suspended(self) -> list[str]:
-        return [
-            i for i, s in self.inv.seen.items()
-            if s.runtime_status is OrchestrationStatus.SUSPENDED and i not in self.inv.purged
-        ]
-
-    def _purgeable(self) -> list[str]:
-        return [
-            i.instance_id for i in self.instances
-            if i.instance_id in self.inv.final and i.instance_id not in self.inv.purged | self.restartable
-            and not programs.children(i.instance_id, i.steps)
-        ]
-
     async def _duplicate(self) -> None:
+        """Deliver a copy of a message sent earlier (never of an event: a copy is a new one)."""
         message = self.rng.choice(self.duplicable)
         if message.instance.instance_id.split("/")[0] in self.inv.purged:
             return
         self._fault(Fault.DUPLICATE)
         event = message.event
         if isinstance(event, ExecutionStarted):
-            self.restartable.add(message.instance.instance_id)  # a purge would let it start anew
+            self.client.restartable.add(message.instance.instance_id)  # a purge would let it start anew
         if isinstance(event, TaskScheduled):
             self.explained[(program_key(event.input), event.event_id)] += 1
         await self.backend.send_message(message)
         self._trace(f"duplicate {type(message.event).__name__} to {message.instance.instance_id}")
 
-    # --- quiescence and checks ------------------------------------------------------------
+    # --- duplicates, quiescence and checks ------------------------------------------------------------
     async def _observe(self) -> None:
         for instance_id in self.known:
             self.inv.observe(instance_id, await self.backend.get_instance(instance_id))
@@ -393,19 +311,7 @@ class World:
             for worker in self.workers:
                 busy = await self._drain_one(worker, await worker.faulty.lock_next_orchestration(0)) or busy
                 busy = await self._drain_one(worker, await worker.faulty.lock_next_activity(0)) or busy
-            for target, name in list(self.pending_events):
-                busy = True
-                await self._raise(target, name)
-            for target in self.to_terminate:
-                busy = True
-                await self.client.terminate_orchestration(target, output=TERMINATED_OUTPUT)
-                self._trace(f"client terminates {target}")
-            for target in self._suspended():
-                if target not in resumed:  # once per clock move: a resume needs a worker first
-                    resumed.add(target)
-                    await self.client.resume_orchestration(target, reason="drain")
-                    self._trace(f"client resumes {target}")
-            self.to_terminate.clear()
+            busy = await self.client.finish(resumed) or busy
             await self._observe()
             if busy:
                 idle = 0
