@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -33,6 +32,7 @@ from durable_azstorage.backend.memory_checkpoint import (
     CommittedEpisode,
     DeleteAudit,
     InstanceRecord,
+    validated,
 )
 from durable_azstorage.backend.memory_query import page_of, without_payloads
 from durable_azstorage.backend.memory_control import ControlQueues
@@ -56,10 +56,8 @@ from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePol
 from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.serialization.codec import (
     decode_event,
-    decode_message,
     decode_state,
     encode_event,
-    encode_message,
     encode_state,
 )
 
@@ -213,7 +211,7 @@ class InMemoryBackend:
     # --- orchestration work items --------------------------------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
         return await self._wait_for(
-            self._try_lock_orchestration, self._next_control_change, timeout
+            self._try_lock_orchestration, lambda: self._control.next_change(), timeout
         )
 
     async def renew_orchestration(self, item: OrchestrationWorkItem) -> None:
@@ -251,16 +249,7 @@ class InMemoryBackend:
                     "item was locked; nothing was committed or sent"
                 )
             lock = self._live_orch_lock(item)
-            events = [decode_event(encode_event(e)) for e in commit.new_events]
-            state = decode_state(encode_state(commit.state))
-            if state.instance_id != instance_id:
-                raise ValueError(
-                    f"commit.state is for {state.instance_id!r}, the work item for {instance_id!r}"
-                )
-            outbox = tuple(decode_message(encode_message(m)) for m in commit.outbound_messages)
-            for request in commit.activity_messages:
-                if not request.is_activity_request:
-                    raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
+            events, state, outbox = validated(commit, instance_id)
             record = self._instances.setdefault(instance_id, InstanceRecord())
             record.history = events if commit.new_execution else record.history + events
             self._bump_etag(instance_id)
@@ -330,29 +319,15 @@ class InMemoryBackend:
         next_change: Callable[[], datetime | None],
         timeout: float,
     ) -> _T | None:
-        """Try ``attempt`` until it finds work or ``timeout`` real seconds pass; sleep until
-        notified (enqueue, release, clock jump) or until the next visibility deadline."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            waiter = self._signal.waiter()
+        """``attempt`` under the mutex until it finds work, the backend stops or ``timeout``."""
+
+        def check() -> tuple[bool, _T | None, datetime | None]:
             with self._mutex:
                 if self._stopped or not self._hub_exists:
-                    waiter.close()
-                    return None
-                found = attempt()
-                wake_at: datetime | None = next_change()
-            if found is not None:
-                waiter.close()
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                waiter.close()
-                return None
-            if wake_at is not None:
-                until = self.clock.seconds_until(wake_at)
-                if until is not None:
-                    remaining = min(remaining, max(until, 0.001))
-            await waiter.wait(remaining)
+                    return True, None, None
+                return False, attempt(), next_change()
+
+        return await self._signal.poll(check, self.clock.seconds_until, timeout)
 
     def _try_lock_orchestration(self) -> OrchestrationWorkItem | None:
         def token(instance_id: str) -> LockToken:
@@ -374,9 +349,6 @@ class InMemoryBackend:
             lock_token=lock.token,
             dequeue_count=max(m.dequeue_count for m in lock.messages),
         )
-
-    def _next_control_change(self) -> datetime | None:
-        return self._control.next_change()
 
     def _probe(self, instance_id: str) -> tuple[bool, bool]:
         record = self._instances.get(instance_id)
@@ -403,23 +375,11 @@ class InMemoryBackend:
 
     def _live_orch_lock(self, item: OrchestrationWorkItem) -> Lock:
         token = self._own_token(item.lock_token, item.instance_id)
-        lock = self._control.live_lock(item.instance_id, token, self.clock.now())
-        if lock is None:
-            raise LockLostError(
-                f"the lock on instance {item.instance_id!r} expired or was taken by another "
-                "worker; its messages will be delivered again"
-            )
-        return lock
+        return self._control.require_live(item.instance_id, token, self.clock.now())
 
     def _live_activity_lock(self, item: ActivityWorkItem) -> Lock:
         token = self._own_token(item.lock_token, None)
-        lock = self._activities.live_lock(token, self.clock.now())
-        if lock is None:
-            raise LockLostError(
-                f"the lock on activity {item.name!r} (task {item.task_id} of "
-                f"{item.instance.instance_id!r}) expired or was taken by another worker"
-            )
-        return lock
+        return self._activities.require_live(token, self.clock.now(), item)
 
     # --- storage --------------------------------------------------------------------------
     def _require_hub(self) -> None:
@@ -430,9 +390,7 @@ class InMemoryBackend:
         self._etags[instance_id] = self._etags.get(instance_id, 0) + 1
 
     def _enqueue(self, message: TaskMessage, now: datetime) -> None:
-        self._route(message, StoredMessage.of(message, now=now))
-
-    def _route(self, message: TaskMessage, stored: StoredMessage) -> None:
+        stored = StoredMessage.of(message, now=now)
         if message.is_activity_request:
             self._activities.push(stored)
         else:

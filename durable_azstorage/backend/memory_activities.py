@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+from durable_azstorage.backend.protocol import ActivityWorkItem
+from durable_azstorage.model.errors import LockLostError
 
 
 class ActivityQueue:
@@ -39,6 +41,16 @@ class ActivityQueue:
         lock = self._locks.get(token.key)
         if lock is None or lock.token is not token or lock.expires_at <= now:
             return None
+        return lock
+
+    def require_live(self, token: LockToken, now: datetime, item: ActivityWorkItem) -> Lock:
+        """The live lock ``token`` holds, else ``LockLostError`` naming ``item``."""
+        lock = self.live_lock(token, now)
+        if lock is None:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) expired or was taken by another worker"
+            )
         return lock
 
     def renew(self, lock: Lock, until: datetime) -> None:

@@ -25,9 +25,18 @@ from datetime import datetime
 
 from durable_azstorage.backend.memory_control import ControlQueues
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage
+from durable_azstorage.backend.protocol import OrchestrationCommit
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
+from durable_azstorage.serialization.codec import (
+    decode_event,
+    decode_message,
+    decode_state,
+    encode_event,
+    encode_message,
+    encode_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,22 @@ class CommittedEpisode:
     changed_history: bool = True
     sent: bool = False
     pending: set[int] = field(default_factory=set)
+
+
+def validated(
+    commit: OrchestrationCommit, instance_id: str
+) -> tuple[list[HistoryEvent], InstanceState, tuple[TaskMessage, ...]]:
+    """Copies of the commit's events, state and outbox, each through the codec, so that a
+    commit that cannot be stored fails before the first write (and changes nothing)."""
+    events = [decode_event(encode_event(e)) for e in commit.new_events]
+    state = decode_state(encode_state(commit.state))
+    if state.instance_id != instance_id:
+        raise ValueError(f"commit.state is for {state.instance_id!r}, the work item for {instance_id!r}")
+    outbox = tuple(decode_message(encode_message(m)) for m in commit.outbound_messages)
+    for request in commit.activity_messages:
+        if not request.is_activity_request:
+            raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
+    return events, state, outbox
 
 
 class Checkpoints:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+from durable_azstorage.model.errors import LockLostError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,16 @@ class ControlQueues:
         lock = self._locks.get(instance_id)
         if lock is None or lock.token is not token or lock.expires_at <= now:
             return None
+        return lock
+
+    def require_live(self, instance_id: str, token: LockToken, now: datetime) -> Lock:
+        """The live lock ``token`` holds, else ``LockLostError``."""
+        lock = self.live_lock(instance_id, token, now)
+        if lock is None:
+            raise LockLostError(
+                f"the lock on instance {instance_id!r} expired or was taken by another "
+                "worker; its messages will be delivered again"
+            )
         return lock
 
     def renew(self, instance_id: str, lock: Lock, until: datetime) -> None:
