@@ -36,6 +36,16 @@ def crash_at(step: str) -> Callable[[str, str], Awaitable[None]]:
     return hook
 
 
+def fail_at(step: str) -> Callable[[str, str], Awaitable[None]]:
+    """A storage error after ``step``: the process lives on and abandons the item."""
+
+    async def hook(reached: str, instance_id: str) -> None:
+        if reached == step:
+            raise OSError(f"transient storage error after step {step!r} of {instance_id}")
+
+    return hook
+
+
 @pytest.fixture
 async def crashing(harness: BackendHarness) -> AsyncIterator[BackendHarness]:
     yield harness
@@ -117,14 +127,9 @@ async def test_a_failed_step_then_abandon_is_finished_at_once(crashing: BackendH
     """A storage error after step 1 (the process lives): the worker abandons, and the
     redelivery finishes the episode without waiting for a lock timeout."""
     harness = crashing
-
-    async def fail(reached: str, instance_id: str) -> None:
-        if reached == "history":
-            raise OSError("transient storage error")
-
     await harness.backend.create_instance(start_message("fail-1"))
     item = await harness.lock_orchestration()
-    setattr(harness.backend, "checkpoint_hook", fail)
+    setattr(harness.backend, "checkpoint_hook", fail_at("history"))
     with pytest.raises(OSError):
         await harness.backend.complete_orchestration(item, episode(item, now=harness.now(), activities=("A",)))
     setattr(harness.backend, "checkpoint_hook", None)
@@ -181,12 +186,7 @@ async def test_an_empty_commit_does_not_freeze_a_stale_state(crashing: BackendHa
     await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
     await harness.backend.send_message(event_message("empty-1", name="Finish"))
     second = await harness.lock_orchestration()
-
-    async def fail(reached: str, instance_id: str) -> None:
-        if reached == "history":
-            raise OSError("transient storage error")
-
-    setattr(harness.backend, "checkpoint_hook", fail)
+    setattr(harness.backend, "checkpoint_hook", fail_at("history"))
     with pytest.raises(OSError):
         await harness.backend.complete_orchestration(
             second, episode(second, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"')
