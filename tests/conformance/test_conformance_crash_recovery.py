@@ -194,11 +194,12 @@ async def test_an_empty_commit_does_not_freeze_a_stale_state(crashing: BackendHa
     setattr(harness.backend, "checkpoint_hook", None)
     await harness.backend.abandon_orchestration(second, delay=harness.delay)
     await harness.backend.send_message(event_message("empty-1", name="Late"))
-    late = await harness.lock_orchestration()
-    assert [m.event.name for m in late.messages] == ["Late"]  # type: ignore[attr-defined]
-    stale = await harness.backend.get_instance("empty-1")
-    assert stale is not None
-    await harness.backend.complete_orchestration(late, OrchestrationCommit(new_events=(), state=stale))
+    late = await harness.backend.lock_next_orchestration(harness.empty_timeout)
+    if late is not None:  # a backend may discard it itself, seeing the execution ended
+        assert [m.event.name for m in late.messages] == ["Late"]  # type: ignore[attr-defined]
+        stale = await harness.backend.get_instance("empty-1")
+        assert stale is not None
+        await harness.backend.complete_orchestration(late, OrchestrationCommit(new_events=(), state=stale))
 
     await harness.advance(harness.delay)
     assert await harness.no_orchestration()
