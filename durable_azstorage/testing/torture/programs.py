@@ -147,7 +147,7 @@ class Instance:
     client_events: tuple[str, ...] = ()
 
 
-def generate(rng: random.Random, count: int) -> list[Instance]:
+def generate(rng: random.Random, count: int, *, timers: tuple[int, ...] = (1, 5, 30, 90)) -> list[Instance]:
     """``count`` top-level instances. Instance i only waits for events from the client or from
     instances j < i (and sends only to j > i), so no two instances wait for each other."""
     ids = [f"i{n}" for n in range(count)]
@@ -168,7 +168,7 @@ def generate(rng: random.Random, count: int) -> list[Instance]:
                 client[i].append(name)
     result = []
     for i, instance_id in enumerate(ids):
-        steps = _steps(rng, depth=0, budget=rng.randint(2, 7), plain=terminable[i])
+        steps = _steps(rng, depth=0, budget=rng.randint(2, 7), plain=terminable[i], timers=timers)
         for name in waits[i]:
             steps.insert(rng.randint(0, len(steps)), ["wait", name])
         for target, name in sends[i]:
@@ -185,7 +185,7 @@ def generate(rng: random.Random, count: int) -> list[Instance]:
     return result
 
 
-def _steps(rng: random.Random, *, depth: int, budget: int, plain: bool) -> Program:
+def _steps(rng: random.Random, *, depth: int, budget: int, plain: bool, timers: tuple[int, ...]) -> Program:
     steps: Program = []
     for _ in range(budget):
         roll = rng.random()
@@ -195,9 +195,9 @@ def _steps(rng: random.Random, *, depth: int, budget: int, plain: bool) -> Progr
         elif roll < 0.5:
             steps.append(["fan", rng.randint(1, 4)])
         elif roll < 0.65:
-            steps.append(["timer", rng.choice((1, 5, 30, 90))])
+            steps.append(["timer", rng.choice(timers)])
         elif roll < 0.8 and depth < 2 and not plain:
-            steps.append(["sub", _steps(rng, depth=depth + 1, budget=rng.randint(1, 4), plain=False)])
+            steps.append(["sub", _steps(rng, depth=depth + 1, budget=rng.randint(1, 4), plain=False, timers=timers)])
         elif roll < 0.9 and not plain:
             steps.append(["can"])
         else:

@@ -19,34 +19,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.clock import Clock
-from durable_azstorage.backend.memory import InMemoryBackend
 from durable_azstorage.backend.protocol import ActivityWorkItem, Backend, OrchestrationCommit, OrchestrationWorkItem
 from durable_azstorage.model.history import EventRaised, ExecutionStarted, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.testing.torture import programs
 from durable_azstorage.testing.torture.client import TERMINATED_OUTPUT, TortureClient
-from durable_azstorage.testing.torture.clock import SkewClock
+from durable_azstorage.testing.torture.clock import SkewClock, Time
 from durable_azstorage.testing.torture.faults import CRASH_STEPS, Crash, Fault, TransientStorageError
 from durable_azstorage.testing.torture.invariants import Invariants
 from durable_azstorage.testing.torture.report import SeedResult
+from durable_azstorage.testing.torture.storage import StorageFactory, memory_storage
 from durable_azstorage.testing.torture.workers import InlineExecutor, SimulatedWorker, activity_key, program_key
 
-LOCK_TIMEOUT = timedelta(seconds=30)
 DRAIN_ROUNDS = 400
-DeleteAudit = Callable[[str, str, object, str], None]
-BackendFactory = Callable[[Clock, DeleteAudit], Backend]
-
-
-def memory_backend(clock: Clock, audit: DeleteAudit) -> Backend:
-    """The in-memory backend; it reports deletions where it can (``delete_audit``)."""
-    backend = InMemoryBackend(clock=clock, lock_timeout=LOCK_TIMEOUT)
-    if hasattr(backend, "delete_audit"):
-        backend.delete_audit = audit
-    return backend
-
-
 @dataclass(frozen=True)
 class Options:
     """How a run is shaped; ``faults=False`` is the fault-free reference run."""
@@ -54,11 +40,13 @@ class Options:
     faults: bool = True
     min_steps: int = 80
     max_steps: int = 260
+    storage: StorageFactory = memory_storage
+    time: Callable[[], Time] = SkewClock
+    timers: tuple[int, ...] = (1, 5, 30, 90)
     stale_starts: bool = True
     """Also deliver copies of ExecutionStarted messages (a client retrying a create, a parent
     re-sending a child's start). Off in CI until the stale-start restart defect is fixed
     (``tests/unit/replay/test_stale_start.py``)."""
-    backend: BackendFactory = memory_backend
 
 
 def _pick(rng: random.Random, weighted: list[tuple[str, int]]) -> str:
@@ -73,22 +61,21 @@ class World:
         self.options = options or Options()
         self.rng = random.Random(seed)
         self.result = SeedResult(seed)
-        self.clock = SkewClock()
+        self.time = self.options.time()
         self.inv = Invariants(self.result)
-        self.backend = self.options.backend(self.clock, self.inv.audit)
-        self.hooks = hasattr(self.backend, "checkpoint_hook")
-        if self.hooks:
-            setattr(self.backend, "checkpoint_hook", self._hook)
+        self.storage = self.options.storage(self.time, self.inv.audit)
+        self.backend = self.storage.client
+        self.hooks = hasattr(self.storage.workers, "checkpoint_hook")
         self.ledger = programs.ActivityLedger()
         registry = Registry()
         registry.add_orchestrator(programs.orchestrator, programs.ORCHESTRATOR)
         registry.add_activity(self.ledger, programs.ACTIVITY)
         pool = InlineExecutor()
         self.workers = [
-            SimulatedWorker(f"w{n}", self.backend, registry, now=self.clock.now, episode_pool=pool)
+            SimulatedWorker(f"w{n}", self.storage.workers, registry, now=self.time.now, episode_pool=pool)
             for n in range(self.rng.choice((2, 3)))
         ]
-        self.instances = programs.generate(self.rng, self.rng.randint(3, 6))
+        self.instances = programs.generate(self.rng, self.rng.randint(3, 6), timers=self.options.timers)
         self.client = TortureClient(self.backend, self.instances, rng=self.rng, invariants=self.inv, trace=self._trace)
         self.children: dict[str, programs.Program] = {}
         for top in self.instances:
@@ -104,6 +91,8 @@ class World:
     # --- the run --------------------------------------------------------------------------
     async def run(self) -> SeedResult:
         try:
+            await self.storage.open()
+            self._install_hook()
             starts = await self.client.create_all()
             if self.options.stale_starts:
                 self.duplicable.extend(starts)
@@ -119,10 +108,24 @@ class World:
         finally:
             for worker in self.workers:
                 worker.close()
+            await self.storage.close()
         return self.result
 
+    def _install_hook(self) -> None:
+        if self.hooks:
+            setattr(self.storage.workers, "checkpoint_hook", self._hook)
+
+    async def _crashed(self, worker: SimulatedWorker) -> None:
+        """``worker``'s process died (it already dropped what it held)."""
+        worker.restart()
+        if await self.storage.crash():  # the backend object died with it: everyone restarts
+            for other in self.workers:
+                other.restart()
+                other.faulty.inner = self.storage.workers
+            self._install_hook()
+
     def _trace(self, line: str) -> None:
-        self.result.trace.append(f"{self.result.steps:4d} {self.clock.elapsed:8.1f}s {line}")
+        self.result.trace.append(f"{self.result.steps:4d} {self.time.elapsed:8.1f}s {line}")
 
     def _fault(self, fault: Fault) -> None:
         self.result.faults[fault] += 1
@@ -147,16 +150,16 @@ class World:
                 await self._process(holder, item)
         elif action == "tick":
             seconds = self.rng.choice((0.5, 1, 2, 5, 10))
-            self.clock.advance(seconds)
+            await self.time.advance(seconds)
             self._trace(f"clock +{seconds}s")
         elif action == "expire":
             self._fault(Fault.LOCK_EXPIRY)
-            self.clock.advance(LOCK_TIMEOUT.total_seconds() + 1)
+            await self.time.advance(self.time.lock_timeout + 1)
             self._trace("clock past the lock timeout")
-        elif action == "back":
+        elif action == "back" and self.time.backwards:
             seconds = self.rng.choice((1, 5, 20))
             self._fault(Fault.CLOCK_BACK)
-            self.clock.advance(-seconds)
+            await self.time.advance(-seconds)
             self._trace(f"clock -{seconds}s (backwards)")
         elif action == "client":
             await self.client.act()
@@ -165,11 +168,11 @@ class World:
         elif action == "restart" and worker.held:
             self._fault(Fault.CRASH_HOLDING_EPISODE)
             self._trace(f"{worker.name} restarts, dropping {[self._describe(i) for i in worker.held]}")
-            worker.restart()
+            await self._crashed(worker)
 
     # --- work items -----------------------------------------------------------------------
     async def _orchestration(self, worker: SimulatedWorker) -> None:
-        item = await worker.faulty.lock_next_orchestration(0)
+        item = await worker.faulty.lock_next_orchestration(self.time.lock_wait)
         if item is None:
             return
         fates = [("normal", 62)]
@@ -182,7 +185,7 @@ class World:
         if fate == "drop":
             self._fault(Fault.CRASH_HOLDING_EPISODE)
             self._trace(f"{what} -> crash before completing")
-            worker.restart()
+            await self._crashed(worker)
             return
         if fate == "hold":
             self._fault(Fault.SLOW_EPISODE)
@@ -214,7 +217,7 @@ class World:
         await self._process(worker, item)
 
     async def _activity(self, worker: SimulatedWorker) -> None:
-        item = await worker.faulty.lock_next_activity(0)
+        item = await worker.faulty.lock_next_activity(self.time.lock_wait)
         if item is None:
             return
         fates = [("normal", 70)]
@@ -226,13 +229,14 @@ class World:
         if fate == "crash_before":
             self._fault(Fault.CRASH_BEFORE_ACTIVITY)
             self._trace(f"{what} -> crash before running it")
-            worker.restart()
+            await self._crashed(worker)
             return
         if fate == "crash_after":
             self._fault(Fault.CRASH_AFTER_ACTIVITY)
             self.explained[key] += 1
             self._trace(f"{what} -> ran, crash before completing")
             await worker.run_without_completing(item)
+            await self._crashed(worker)
             return
         if fate == "hold":
             self._fault(Fault.SLOW_ACTIVITY)
@@ -254,6 +258,7 @@ class World:
         try:
             if not await worker.process(item):
                 self._trace(f"{worker.name} crashed and restarted")
+                await self._crashed(worker)
         finally:
             self._completing = None
             self._plan = None
@@ -309,8 +314,8 @@ class World:
         for _ in range(DRAIN_ROUNDS):
             busy = False
             for worker in self.workers:
-                busy = await self._drain_one(worker, await worker.faulty.lock_next_orchestration(0)) or busy
-                busy = await self._drain_one(worker, await worker.faulty.lock_next_activity(0)) or busy
+                busy = await self._drain_one(worker, await worker.faulty.lock_next_orchestration(self.time.lock_wait)) or busy
+                busy = await self._drain_one(worker, await worker.faulty.lock_next_activity(self.time.lock_wait)) or busy
             busy = await self.client.finish(resumed) or busy
             await self._observe()
             if busy:
@@ -319,7 +324,7 @@ class World:
             idle += 1
             if idle >= 3 and self._ended():
                 return
-            self.clock.advance(61)
+            await self.time.advance(self.time.idle_step)
             resumed.clear()
         self._trace("drain: gave up")
 
