@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> Totals:
     options = Options(faults=not args.no_faults, stale_starts=not args.no_stale_starts)
     if args.backend == "azurite":
-        raise SystemExit("--backend azurite: not available yet")
+        from durable_azstorage.testing.torture.azurite import azurite_options
+
+        with azurite_options(options) as on_azurite:
+            return await _seeds(args, on_azurite)
     return await _seeds(args, options)
 
 
