@@ -6,7 +6,8 @@ rebuilds each instance's history from them; it sees every message the backend de
 From that it checks:
 
 * **monotonic** — an instance's state never goes backwards (generation, then Pending <
-  Running/Suspended < ended; an ended status never changes) and never vanishes unpurged;
+  Running/Suspended < ended; an ended status never changes; never an older committed
+  episode's state after a newer one's) and never vanishes unpurged;
 * **deleted-unconsumed** — every deleted message was consumed by an episode that committed
   (or was dropped because its instance was purged);
 * **event-twice** — no external event is applied twice (each has a unique name);
@@ -42,7 +43,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.serialization.codec import encode_event, encode_message
+from durable_azstorage.serialization.codec import encode_event, encode_message, encode_state
 from durable_azstorage.testing.torture.report import SeedResult, Violation
 
 _ENDED = 2
@@ -66,6 +67,8 @@ class Invariants:
         self._tokens: list[object] = []  # keeps committed tokens alive so their ids stay unique
         self.purged: set[str] = set()
         self.seen: dict[str, InstanceState] = {}
+        self._states: dict[str, list[str]] = {}  # the states committed episodes wrote, in order
+        self._state_index: dict[str, int] = {}
         self.final: dict[str, InstanceState] = {}
 
     def violate(self, invariant: str, instance_id: str, detail: str) -> None:
@@ -79,6 +82,8 @@ class Invariants:
             return
         self._tokens.append(item.lock_token)
         self._committed[id(item.lock_token)] = {encode_message(m) for m in item.messages}
+        if commit.new_events or commit.new_execution:
+            self._states.setdefault(item.instance_id, []).append(encode_state(commit.state))
         gens = self.generations.setdefault(item.instance_id, [])
         if commit.new_execution or not gens:
             gens.append(list(commit.new_events))
@@ -115,6 +120,8 @@ class Invariants:
             return
         if state.runtime_status.is_terminal:
             self.final.setdefault(instance_id, state)
+        if state is not before:
+            self._check_episode_order(instance_id, state)
         if before is not None:
             if _rank(state) < _rank(before):
                 self.violate(
@@ -127,6 +134,19 @@ class Invariants:
             ):
                 self.violate("monotonic", instance_id, f"ended twice: {before.runtime_status.value} then {state.runtime_status.value}")
         self.seen[instance_id] = state
+
+    def _check_episode_order(self, instance_id: str, state: InstanceState) -> None:
+        """The stored state is the one of the latest committed episode that wrote one, never an
+        older one (the Instances row must not go back even within one status)."""
+        if instance_id in self.purged:
+            return
+        text = encode_state(state)
+        written = self._states.get(instance_id, [])
+        index = max((i for i, w in enumerate(written) if w == text), default=-1)
+        previous = self._state_index.get(instance_id, -1)
+        if index < previous:
+            self.violate("monotonic", instance_id, f"state of committed episode #{index + 1} replaced the one of #{previous + 1}")
+        self._state_index[instance_id] = max(index, previous)
 
     # --- after quiescence -----------------------------------------------------------------
     def check_outcome(self, instance_id: str, status: OrchestrationStatus, output: Any) -> None:
