@@ -205,3 +205,33 @@ async def test_an_empty_commit_does_not_freeze_a_stale_state(crashing: BackendHa
     assert await harness.no_orchestration()
     state = await harness.backend.get_instance("empty-1")
     assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
+
+
+async def test_a_late_redelivery_is_recognised_after_many_newer_messages(crashing: BackendHarness) -> None:
+    """Consumed ids are remembered for as long as the message can come back, not for a fixed
+    count (issue 12, defect 3: past 64 newer ids a late redelivery was applied twice)."""
+    harness = crashing
+    await harness.backend.create_instance(start_message("late-id"))
+    first = await harness.lock_orchestration()
+    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
+    await harness.backend.send_message(event_message("late-id", name="Early"))
+    early = await harness.lock_orchestration()
+    setattr(harness.backend, "checkpoint_hook", fail_at("instance"))
+    with pytest.raises(OSError):
+        await harness.backend.complete_orchestration(early, episode(early, now=harness.now()))
+    setattr(harness.backend, "checkpoint_hook", None)
+    await harness.backend.abandon_orchestration(early, delay=harness.delay)
+
+    for n in range(70):
+        await harness.backend.send_message(event_message("late-id", name=f"Newer{n}"))
+    newer = 0
+    while newer < 70:
+        item = await harness.lock_orchestration()
+        assert "Early" not in [m.event.name for m in item.messages]  # type: ignore[attr-defined]
+        newer += len(item.messages)
+        await harness.backend.complete_orchestration(item, episode(item, now=harness.now()))
+
+    await harness.advance(harness.delay)
+    assert await harness.no_orchestration(), "the late redelivery must be recognised as consumed"
+    raised = [e.name for e in await harness.backend.get_history("late-id") if isinstance(e, h.EventRaised)]
+    assert raised.count("Early") == 1 and len(raised) == 71
