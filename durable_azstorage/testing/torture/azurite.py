@@ -37,6 +37,7 @@ class AzureStorage:
         self._settings = settings
         self.client: Backend = AzureStorageBackend(settings)
         self.workers: Backend = self._receiver()
+        self.resends_on_recovery = True
 
     def _receiver(self) -> AzureStorageBackend:
         return AzureStorageBackend(self._settings, ownership=OwnAllPartitions(self._settings.partition_count))

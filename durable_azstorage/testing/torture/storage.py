@@ -24,6 +24,9 @@ class Storage(Protocol):
 
     client: Backend
     workers: Backend
+    resends_on_recovery: bool
+    """Whether finishing a crashed episode sends its messages again even if they were sent
+    (Azure re-derives them from history; the in-memory backend keeps an exact outbox)."""
 
     async def open(self) -> None:
         """Create what the run needs (a task hub) and start the workers' backend."""
@@ -44,6 +47,7 @@ class MemoryStorage:
             backend.delete_audit = audit
         self.client: Backend = backend
         self.workers: Backend = backend
+        self.resends_on_recovery = False
 
     async def open(self) -> None:
         await self.workers.start()

@@ -271,6 +271,10 @@ class World:
         plan = self._plan
         if plan is not None and plan[0] == step:
             self._plan = None
+            if step != "history" and self.storage.resends_on_recovery and worker and worker.faulty.completing:
+                for request in worker.faulty.completing[1].activity_messages:  # sent, and again
+                    if isinstance(request.event, TaskScheduled):
+                        self.explained[(program_key(request.event.input), request.event.event_id)] += 1
             raise plan[1](f"injected after checkpoint step {step!r} of {instance_id}")
 
     def _committed(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
