@@ -176,23 +176,33 @@ async def test_a_late_state_write_never_moves_the_instance_backwards(
     assert await harness.no_orchestration(harness.peer)
 
 
+async def _event_episode_failing_after(
+    harness: BackendHarness, instance_id: str, event: str, step: str,
+    status: OrchestrationStatus = OrchestrationStatus.RUNNING,
+) -> None:
+    """Start ``instance_id``; its episode for ``event`` (ending with ``status``) fails after
+    ``step`` and the living worker abandons it for ``harness.delay``."""
+    await harness.backend.create_instance(start_message(instance_id))
+    first = await harness.lock_orchestration()
+    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
+    await harness.backend.send_message(event_message(instance_id, name=event))
+    item = await harness.lock_orchestration()
+    output = '"done"' if status.is_terminal else None
+    setattr(harness.backend, "checkpoint_hook", fail_at(step))
+    with pytest.raises(OSError):
+        await harness.backend.complete_orchestration(
+            item, episode(item, now=harness.now(), status=status, output=output)
+        )
+    setattr(harness.backend, "checkpoint_hook", None)
+    await harness.backend.abandon_orchestration(item, delay=harness.delay)
+
+
 async def test_an_empty_commit_does_not_freeze_a_stale_state(crashing: BackendHarness) -> None:
     """Episode 2 completes the instance but fails after step 1 and is abandoned with a delay;
     a discarded-only episode meanwhile commits no events with the state it read (still
     Running). Finishing episode 2 must still leave the instance Completed (torture seed 10066)."""
     harness = crashing
-    await harness.backend.create_instance(start_message("empty-1"))
-    first = await harness.lock_orchestration()
-    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
-    await harness.backend.send_message(event_message("empty-1", name="Finish"))
-    second = await harness.lock_orchestration()
-    setattr(harness.backend, "checkpoint_hook", fail_at("history"))
-    with pytest.raises(OSError):
-        await harness.backend.complete_orchestration(
-            second, episode(second, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"')
-        )
-    setattr(harness.backend, "checkpoint_hook", None)
-    await harness.backend.abandon_orchestration(second, delay=harness.delay)
+    await _event_episode_failing_after(harness, "empty-1", "Finish", "history", OrchestrationStatus.COMPLETED)
     await harness.backend.send_message(event_message("empty-1", name="Late"))
     late = await harness.backend.lock_next_orchestration(harness.empty_timeout)
     if late is not None:  # a backend may discard it itself, seeing the execution ended
@@ -211,16 +221,7 @@ async def test_a_late_redelivery_is_recognised_after_many_newer_messages(crashin
     """Consumed ids are remembered for as long as the message can come back, not for a fixed
     count (issue 12, defect 3: past 64 newer ids a late redelivery was applied twice)."""
     harness = crashing
-    await harness.backend.create_instance(start_message("late-id"))
-    first = await harness.lock_orchestration()
-    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
-    await harness.backend.send_message(event_message("late-id", name="Early"))
-    early = await harness.lock_orchestration()
-    setattr(harness.backend, "checkpoint_hook", fail_at("instance"))
-    with pytest.raises(OSError):
-        await harness.backend.complete_orchestration(early, episode(early, now=harness.now()))
-    setattr(harness.backend, "checkpoint_hook", None)
-    await harness.backend.abandon_orchestration(early, delay=harness.delay)
+    await _event_episode_failing_after(harness, "late-id", "Early", "instance")
 
     for n in range(70):
         await harness.backend.send_message(event_message("late-id", name=f"Newer{n}"))
