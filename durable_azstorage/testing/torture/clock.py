@@ -28,6 +28,8 @@ class Time(Protocol):
     """How far the drain moves time when nothing is left to do (past every delay)."""
     backwards: bool
     """Whether time may be stepped back (a fault)."""
+    drain_rounds: int
+    """How many rounds the drain tries before it reports the instances still running."""
 
     def now(self) -> datetime: ...
 
@@ -44,6 +46,7 @@ class SkewClock:
     lock_wait = 0.0
     idle_step = 61.0
     backwards = True
+    drain_rounds = 400
 
     def __init__(self) -> None:
         self._now = EPOCH
@@ -75,6 +78,7 @@ class RealTime:
     lock_wait = 0.5
     idle_step = 1.0
     backwards = False
+    drain_rounds = 60
 
     def __init__(self, lock_timeout: float) -> None:
         self.lock_timeout = lock_timeout

@@ -32,7 +32,6 @@ from durable_azstorage.testing.torture.report import SeedResult
 from durable_azstorage.testing.torture.storage import StorageFactory, memory_storage
 from durable_azstorage.testing.torture.workers import InlineExecutor, SimulatedWorker, activity_key, program_key
 
-DRAIN_ROUNDS = 400
 @dataclass(frozen=True)
 class Options:
     """How a run is shaped; ``faults=False`` is the fault-free reference run."""
@@ -315,7 +314,7 @@ class World:
                 await self._process(worker, held_item)
         idle = 0
         resumed: set[str] = set()
-        for _ in range(DRAIN_ROUNDS):
+        for _ in range(self.time.drain_rounds):
             busy = False
             for worker in self.workers:
                 busy = await self._drain_one(worker, await worker.faulty.lock_next_orchestration(self.time.lock_wait)) or busy
