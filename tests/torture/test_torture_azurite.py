@@ -19,10 +19,12 @@ from durable_azstorage.testing.torture.azurite import azure_options
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
 AZURE_DEFECTS = (
-    "the torture test finds Azure-backend defects not fixed yet (real time, so not on every "
-    "run): an EventRaised redelivered after a crash after checkpoint step 'history' applied a "
-    "second time (--backend azurite --seed 100); an activity run more often than the faults "
-    "on it explain (seed 1 under the session Azurite)"
+    "the torture test finds Azure-backend defects not fixed yet (real time, so not on every run; "
+    "--backend azurite --seed 100..102): recovery re-sends the last episode's activity requests "
+    "instead of those of the episode that consumed the redelivered message (issue 12 defect 3; "
+    "activities run again with no fault to explain it); recovery re-sends EventSent, and the "
+    "target applies the event twice; a client event of an episode that crashed after step "
+    "'history' was delivered again and applied twice"
 )
 
 
