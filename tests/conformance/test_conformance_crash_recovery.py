@@ -236,3 +236,32 @@ async def test_a_late_redelivery_is_recognised_after_many_newer_messages(crashin
     assert await harness.no_orchestration(), "the late redelivery must be recognised as consumed"
     raised = [e.name for e in await harness.backend.get_history("late-id") if isinstance(e, h.EventRaised)]
     assert raised.count("Early") == 1 and len(raised) == 71
+
+
+async def test_a_newer_episode_does_not_hide_an_older_unsent_one(crashing: BackendHarness) -> None:
+    """Episode 2 commits its history (scheduling FromE1) and fails before sending; while its
+    message is hidden, episode 3 commits (scheduling FromE2). When episode 2's message comes
+    back, episode 2's messages must be sent, not episode 3's again (issue 12, defect 3)."""
+    harness = crashing
+    await harness.backend.create_instance(start_message("older-1"))
+    first = await harness.lock_orchestration()
+    await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
+    await harness.backend.send_message(event_message("older-1", name="E1"))
+    second = await harness.lock_orchestration()
+    setattr(harness.backend, "checkpoint_hook", fail_at("history"))
+    with pytest.raises(OSError):
+        await harness.backend.complete_orchestration(
+            second, episode(second, now=harness.now(), activities=("FromE1",))
+        )
+    setattr(harness.backend, "checkpoint_hook", None)
+    await harness.backend.abandon_orchestration(second, delay=harness.delay)
+    await harness.backend.send_message(event_message("older-1", name="E2"))
+    third = await harness.lock_orchestration()
+    assert [m.event.name for m in third.messages] == ["E2"]  # type: ignore[attr-defined]
+    await harness.backend.complete_orchestration(
+        third, episode(third, now=harness.now(), activities=("FromE2",))
+    )
+
+    await harness.advance(harness.delay)
+    assert await harness.no_orchestration()
+    assert await _activity_names(harness, harness.backend) == ["FromE1", "FromE2"]

@@ -37,3 +37,12 @@ async def test_a_late_state_write_never_moves_the_instance_backwards(crashing: B
 )
 async def test_a_late_redelivery_is_recognised_after_many_newer_messages(crashing: BackendHarness) -> None:
     await crash_recovery.test_a_late_redelivery_is_recognised_after_many_newer_messages(crashing)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 defect 3: recovery re-derives the last episode's messages, not those of the "
+    "episode that consumed the redelivered message (FromE1 is never sent, FromE2 twice)",
+)
+async def test_a_newer_episode_does_not_hide_an_older_unsent_one(crashing: BackendHarness) -> None:
+    await crash_recovery.test_a_newer_episode_does_not_hide_an_older_unsent_one(crashing)
