@@ -23,9 +23,7 @@ from datetime import datetime
 from durable_azstorage.model.history import (
     EventSent,
     ExecutionCompleted,
-    ExecutionResumed,
     ExecutionStarted,
-    ExecutionSuspended,
     ExecutionTerminated,
     GenericEvent,
     HistoryEvent,
@@ -113,8 +111,6 @@ def state_from_history(
             state = replace(state, output=event.result, failure_details=event.failure_details)
         elif isinstance(event, ExecutionTerminated):
             state = replace(state, output=event.input)
-        elif isinstance(event, (ExecutionSuspended, ExecutionResumed)):
-            state = replace(state, output=event.reason)
     return state
 
 

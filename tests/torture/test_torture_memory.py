@@ -2,9 +2,9 @@
 
 Each chunk runs ``SEEDS_PER_CHUNK`` consecutive seeds (so xdist can spread them) and fails
 with every failing seed's violations and minimal trace; reproduce one with
-``python -m durable_azstorage.testing.torture --seed S --verbose``. Copies of
-``ExecutionStarted`` messages stay out (``stale_starts=False``) until the restart defect of
-``tests/unit/replay/test_stale_start.py`` is fixed; then drop that option here.
+``python -m durable_azstorage.testing.torture --seed S --verbose``. Every fault kind is on,
+copies of ``ExecutionStarted`` messages included (the restart defect of
+``tests/unit/replay/test_stale_start.py`` is fixed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from durable_azstorage.testing.torture import Options, run_seed
 
 CHUNKS = 6
 SEEDS_PER_CHUNK = 50  # 300 seeds in all
-OPTIONS = Options(stale_starts=False)
+OPTIONS = Options()
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-faults", action="store_true", help="the fault-free reference run")
     parser.add_argument(
         "--no-stale-starts", action="store_true",
-        help="do not duplicate ExecutionStarted messages (a known defect restarts ended instances)",
+        help="do not duplicate ExecutionStarted messages",
     )
     parser.add_argument("--verbose", action="store_true", help="print the full trace of failing seeds")
     parser.add_argument("--show", type=int, default=5, help="failing seeds to describe (default 5)")
