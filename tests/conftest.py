@@ -8,19 +8,30 @@
 * ``hub_name`` (function): a fresh valid task hub name, unique per test.
 * ``azure_settings`` (function): ``AzureStorageSettings`` for the session Azurite and that hub.
   Creating (and deleting) the hub is up to the test.
+* ``across_workers`` (session): a folder shared by every xdist worker of this run, and
+  ``lock(name)``: a file lock so that tests which must not overlap (or a result computed
+  once for all workers) wait for each other across worker processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.azurite import Azurite, AzuriteError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one worker (-n 0) needs no lock
+    fcntl = None  # type: ignore[assignment]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,3 +73,24 @@ def hub_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def azure_settings(azurite: Azurite, hub_name: str) -> AzureStorageSettings:
     return AzureStorageSettings(connection_string=azurite.connection_string, task_hub=hub_name)
+
+
+@dataclass(frozen=True)
+class AcrossWorkers:
+    """What the xdist worker processes of one run share: a folder, and locks in it."""
+
+    path: Path
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the run-wide lock ``name`` (blocks while another worker holds it)."""
+        with open(self.path / f"{name}.lock", "w") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+@pytest.fixture(scope="session")
+def across_workers(tmp_path_factory: pytest.TempPathFactory) -> AcrossWorkers:
+    base = tmp_path_factory.getbasetemp()  # under xdist: <run>/popen-gwN, one per worker
+    return AcrossWorkers(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -101,7 +101,7 @@ class WorkerStreams:
         self._streams: list[WorkerStream] = []
         self._pending: dict[str, _Pending] = {}
         self._numbers = itertools.count(1)
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set and replaced on every change (see _until)
         self._closed = False
 
     # --- streams -----------------------------------------------------------------------------
@@ -178,11 +178,7 @@ class WorkerStreams:
         def ready() -> bool:
             return self._closed or any(s.has_room(kind) for s in self._streams)
 
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(ready), self._dispatch_wait)
-            except asyncio.TimeoutError:
-                pass
+        await self._until(ready, self._dispatch_wait)
         if self._closed:
             raise ExecutionAbandoned(f"the sidecar is stopping; {what} was not sent to an SDK worker")
         candidates = [s for s in self._streams if s.has_room(kind)]
@@ -227,18 +223,28 @@ class WorkerStreams:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until no item is pending; True if none is."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: not self._pending), timeout)
-            except asyncio.TimeoutError:
-                return False
-        return True
+        return await self._until(lambda: not self._pending, timeout)
 
     async def wait_changed(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for ``predicate`` (re-checked on every change)."""
-        async with self._changed:
+        return await self._until(predicate, timeout)
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``predicate``, re-checked after every change.
+
+        No lock is held while waiting: on Python < 3.12 ``asyncio.wait_for`` around
+        ``Condition.wait`` could be cancelled while the inner wait re-acquired the lock, so
+        ``async with`` released a lock it did not hold ("Lock is not acquired") and the lock
+        stayed taken, hanging every later waiter (the sidecar's stop hung for minutes).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
             try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+                await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:
                 return predicate()
         return True
@@ -268,11 +274,8 @@ class WorkerStreams:
 
     def notify(self) -> None:
         """Wake everyone waiting for a change (room, capacity, idleness)."""
-        asyncio.ensure_future(self._notify_all())
-
-    async def _notify_all(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
 
 class Slots:

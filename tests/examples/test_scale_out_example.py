@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "scale_out.py"
 WORKERS, ORCHESTRATIONS, PARTITIONS = 3, 4, 4
 ROW = re.compile(r"^\s+(\d+)\s+\S+-control-\d+\s+(worker \d+ \(pid \d+\)|-)\s")
 
-# One run of the example serves every test of this module: keep them on one xdist worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scale_out_example")]
+pytestmark = pytest.mark.slow
 
 
 def _table(lines: list[str], heading: str) -> dict[int, str]:
@@ -41,7 +41,18 @@ def _table(lines: list[str], heading: str) -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def output(azurite: Azurite) -> str:
+def output(azurite: Azurite, across_workers: Any) -> str:
+    """The example's stdout: one run serves every test, also across xdist workers."""
+    saved = across_workers.path / "scale_out_example.out"
+    with across_workers.lock("scale_out_example"):
+        if saved.exists():
+            return saved.read_text()
+        text = _run_example(azurite)
+        saved.write_text(text)
+        return text
+
+
+def _run_example(azurite: Azurite) -> str:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("DURABLE_AZSTORAGE_") and k != "AZURE_STORAGE_CONNECTION_STRING"}
     env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string

@@ -9,8 +9,9 @@ The sibling folder's ``fault_proxy`` helper is made importable here.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,18 @@ from durable_azstorage.azure.taskhub import TaskHubResources
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 
 from sim_support import ACQUIRE, LEASE, PARTITIONS, RENEW  # noqa: E402
+
+
+@pytest.fixture
+def lease_fleet_alone(across_workers: Any) -> Iterator[None]:
+    """Run this test while no other lease-fleet test runs in another xdist worker.
+
+    Lease exclusivity with leases of a few seconds assumes no stall longer than
+    lease - renew; side by side on 2 cores (-n 4) these fleets starved each other (a flagged
+    hand-over overlap, a hung teardown).
+    """
+    with across_workers.lock("lease_fleets"):
+        yield
 
 
 @pytest.fixture

@@ -37,10 +37,8 @@ from durable_azstorage.azure.lease_table import LeaseTable
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model.history import TaskScheduled
 
-# Lease exclusivity with leases of a few seconds assumes no stall longer than lease - renew:
-# these fleets ran side by side under -n 4 on 2 cores starved each other (a flagged hand-over
-# overlap, a hung teardown), so the three lease-fleet files run one after another on one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lease_fleets")]
+# One lease-fleet test at a time across xdist workers (see conftest.lease_fleet_alone).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("lease_fleet_alone")]
 
 SCRIPT = Path(__file__).with_name("scale_worker.py")
 TIMEOUT = 40.0
