@@ -11,11 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from durable_azstorage.authoring.registry import Activity, Orchestrator
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.tasks import CancellableTask, Task
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
@@ -65,6 +67,28 @@ class OrchestrationContext(ABC):
     def is_replaying(self) -> bool:
         """True while the code re-executes steps that history already recorded."""
 
+    @overload
+    def call_activity(
+        self,
+        activity: Activity | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+        return_type: type[T],
+    ) -> Task[T]: ...
+
+    @overload
+    def call_activity(
+        self,
+        activity: Activity | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+        return_type: None = None,
+    ) -> Task[Any]: ...
+
     @abstractmethod
     def call_activity(
         self,
@@ -73,8 +97,37 @@ class OrchestrationContext(ABC):
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
         tags: dict[str, str] | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
-        """Schedule an activity (by function or registered name); yield the task for its result."""
+        """Schedule an activity (by function or registered name); yield the task for its result.
+
+        The result is rebuilt as ``return_type`` (a dataclass, pydantic model, ...), or, when
+        that is omitted and ``activity`` is the function, as its return annotation.
+        """
+
+    @overload
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Orchestrator | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
+        return_type: type[T],
+    ) -> Task[T]: ...
+
+    @overload
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Orchestrator | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
+        return_type: None = None,
+    ) -> Task[Any]: ...
 
     @abstractmethod
     def call_sub_orchestrator(
@@ -85,16 +138,29 @@ class OrchestrationContext(ABC):
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         version: str | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
-        """Start a child orchestration (default id ``f"{instance_id}:{seq:04x}"``)."""
+        """Start a child orchestration (default id ``f"{instance_id}:{seq:04x}"``).
+
+        Its output is rebuilt as ``return_type`` when given.
+        """
 
     @abstractmethod
     def create_timer(self, fire_at: datetime | timedelta) -> CancellableTask[None]:
         """A durable timer firing at ``fire_at`` (or after the given delay)."""
 
+    @overload
+    def wait_for_external_event(self, name: str, *, data_type: type[T]) -> CancellableTask[T]: ...
+
+    @overload
+    def wait_for_external_event(self, name: str, *, data_type: None = None) -> CancellableTask[Any]: ...
+
     @abstractmethod
-    def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
-        """Wait for an event (case-insensitive name); early events are buffered FIFO per name."""
+    def wait_for_external_event(self, name: str, *, data_type: Any = None) -> CancellableTask[Any]:
+        """Wait for an event (case-insensitive name); early events are buffered FIFO per name.
+
+        The event's data is rebuilt as ``data_type`` when given.
+        """
 
     @abstractmethod
     def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
