@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "TaskHubNotFoundError": "durable_azstorage.model.errors",
     "PartitionCountMismatchError": "durable_azstorage.model.errors",
     "TaskHubNameConflictError": "durable_azstorage.model.errors",
+    "PayloadTypeError": "durable_azstorage.model.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.errors import OrchestrationFailedError as OrchestrationFailedError
     from durable_azstorage.model.errors import OrchestrationNotFoundError as OrchestrationNotFoundError
     from durable_azstorage.model.errors import PartitionCountMismatchError as PartitionCountMismatchError
+    from durable_azstorage.model.errors import PayloadTypeError as PayloadTypeError
     from durable_azstorage.model.errors import TaskFailedError as TaskFailedError
     from durable_azstorage.model.errors import TaskHubNameConflictError as TaskHubNameConflictError
     from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError

@@ -13,7 +13,7 @@ EXPECTED = {
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",
     "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
-    "PartitionCountMismatchError", "PurgeResult", "RetryPolicy", "Task", "TaskFailedError",
+    "PartitionCountMismatchError", "PayloadTypeError", "PurgeResult", "RetryPolicy", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
 }
 
