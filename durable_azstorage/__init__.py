@@ -7,6 +7,7 @@ importing the authoring API does not pull in the Azure SDK.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
@@ -17,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Backend": "durable_azstorage.backend.protocol",
     # runtime
     "TaskHubWorker": "durable_azstorage.worker.worker",
+    "ConcurrencyOptions": "durable_azstorage.worker.concurrency",
     "TaskHubClient": "durable_azstorage.client.client",
     "AsyncTaskHubClient": "durable_azstorage.client.client",
     "OrchestrationState": "durable_azstorage.client.state",
@@ -34,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationStatus": "durable_azstorage.model.status",
     "OrchestrationQuery": "durable_azstorage.model.query",
     "Page": "durable_azstorage.model.query",
-    "PurgeResult": "durable_azstorage.model.query",
+    "PurgeInstancesResult": "durable_azstorage.model.query",
     "OrchestrationIdReusePolicy": "durable_azstorage.model.state",
     "CreateOrchestrationAction": "durable_azstorage.model.state",
     "HistoryEvent": "durable_azstorage.model.history",
@@ -53,10 +55,17 @@ _EXPORTS: dict[str, str] = {
     "PayloadTypeError": "durable_azstorage.model.errors",
 }
 
+# Earlier names kept one release: old name -> new name (each access warns).
+_DEPRECATED: dict[str, str] = {"PurgeResult": "PurgeInstancesResult"}
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"durable_azstorage.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'durable_azstorage' has no attribute {name!r}")
@@ -99,9 +108,11 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.history import HistoryEvent as HistoryEvent
     from durable_azstorage.model.query import OrchestrationQuery as OrchestrationQuery
     from durable_azstorage.model.query import Page as Page
-    from durable_azstorage.model.query import PurgeResult as PurgeResult
+    from durable_azstorage.model.query import PurgeInstancesResult as PurgeInstancesResult
     from durable_azstorage.model.state import CreateOrchestrationAction as CreateOrchestrationAction
     from durable_azstorage.model.state import OrchestrationIdReusePolicy as OrchestrationIdReusePolicy
     from durable_azstorage.model.status import OrchestrationStatus as OrchestrationStatus
     from durable_azstorage.serialization.converter import DataConverter as DataConverter
+    from durable_azstorage.worker.concurrency import ConcurrencyOptions as ConcurrencyOptions
+    from durable_azstorage.worker.worker import TaskHubWorker as TaskHubWorker
     from durable_azstorage.serialization.converter import JsonDataConverter as JsonDataConverter
