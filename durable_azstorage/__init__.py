@@ -10,6 +10,8 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"
+
 _EXPORTS: dict[str, str] = {
     # settings and backends
     "AzureStorageSettings": "durable_azstorage.azure.settings",

@@ -1,0 +1,22 @@
+"""``--version`` and the package metadata it reports."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import durable_azstorage
+
+from cli_support import clean_env, run_cli
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    result = run_cli("--version", env=clean_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"durable-azstorage {durable_azstorage.__version__}"
+
+
+def test_installed_metadata_matches_and_declares_the_license() -> None:
+    metadata = importlib.metadata.metadata("durable-azstorage")
+    assert metadata["Version"] == durable_azstorage.__version__
+    assert metadata["License-Expression"] == "MIT"
+    assert "LICENSE" in (metadata.get_all("License-File") or [])
