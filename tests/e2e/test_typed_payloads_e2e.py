@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pydantic
@@ -13,6 +14,7 @@ from durable_azstorage import (
     ActivityContext,
     OrchestrationContext,
     OrchestrationStatus,
+    RetryPolicy,
     Task,
     TaskHubClient,
     TaskHubWorker,
@@ -72,6 +74,22 @@ def strict(ctx: OrchestrationContext, order: Order) -> Order:
     return order
 
 
+FLAKY_CALLS: list[int] = []
+
+
+def flaky_price(ctx: ActivityContext, order: Order) -> Receipt:
+    FLAKY_CALLS.append(1)
+    if len(FLAKY_CALLS) < 3:
+        raise RuntimeError("try again")
+    return Receipt(order, 1)
+
+
+def retried(ctx: OrchestrationContext, order: Order) -> Generator[Task[Any], Any, str]:
+    policy = RetryPolicy(first_retry_interval=timedelta(milliseconds=10), max_number_of_attempts=3)
+    receipt = yield ctx.call_activity("flaky_price", input=order, retry_policy=policy, return_type=Receipt)
+    return type(receipt).__name__
+
+
 def test_dataclasses_and_pydantic_models_round_trip(worker: TaskHubWorker, client: TaskHubClient) -> None:
     for fn in (parent, child):
         worker.add_orchestrator(fn)
@@ -99,3 +117,13 @@ def test_an_unknown_field_fails_the_instance_naming_type_and_field(
     assert state.failure_details.error_type == "durable_azstorage.model.errors.PayloadTypeError"
     assert "input of orchestrator 'strict'" in state.failure_details.message
     assert "Order has no field 'coupon'" in state.failure_details.message
+
+
+def test_the_return_type_survives_retries(worker: TaskHubWorker, client: TaskHubClient) -> None:
+    worker.add_orchestrator(retried)
+    worker.add_activity(flaky_price)
+    worker.start()
+    iid = client.schedule_new_orchestration(retried, input=Order("x", []))
+    state = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state is not None and state.get_output() == "Receipt", state
+    assert len(FLAKY_CALLS) == 3
