@@ -146,3 +146,17 @@ def test_converter_without_target_type_parameter_still_works_untyped() -> None:
             return data
 
     assert deserialize_as(Legacy(), "x", None) == "x"  # type: ignore[arg-type]
+
+
+def test_typed_payloads_never_import_pydantic_themselves() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from durable_azstorage import TaskHubWorker, JsonDataConverter;"
+        "import durable_azstorage.testing.pytest_plugin;"
+        "JsonDataConverter().deserialize('{\"a\": 1}', dict);"
+        "print('pydantic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
