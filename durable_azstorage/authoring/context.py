@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from durable_azstorage.authoring.registry import Activity, Orchestrator
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.tasks import CancellableTask, Task
+from durable_azstorage.model.deprecation import renamed_argument
 
 T = TypeVar("T")
 
@@ -173,9 +174,16 @@ class OrchestrationContext(ABC):
         With ``save_events``, external events received but not yet consumed are carried over.
         """
 
+    def set_custom_status(self, custom_status: Any = None, *, obj: Any = None) -> None:
+        """Publish a serializable value clients can read while the instance runs.
+
+        ``obj=`` is the deprecated name of ``custom_status``.
+        """
+        self._set_custom_status(renamed_argument("set_custom_status", "obj", "custom_status", obj, custom_status))
+
     @abstractmethod
-    def set_custom_status(self, obj: Any) -> None:
-        """Publish a serializable value clients can read while the instance runs."""
+    def _set_custom_status(self, custom_status: Any) -> None:
+        """Record the encoded custom status (the runtime's part of ``set_custom_status``)."""
 
     @abstractmethod
     def new_uuid(self) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.client import management
-from durable_azstorage.client.deprecation import renamed_argument
+from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
@@ -247,10 +247,15 @@ class AsyncTaskHubClient:
         return Page([self._public(s) for s in page.items], page.continuation_token)
 
     async def get_all_orchestration_states(
-        self, query: OrchestrationQuery | None = None
+        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
     ) -> list[OrchestrationState]:
-        """Every instance matching ``query``, following continuation tokens."""
-        query = query or OrchestrationQuery()
+        """Every instance matching the query, following continuation tokens.
+
+        ``query=`` is the deprecated name of ``orchestration_query``.
+        """
+        query = renamed_argument(
+            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
+        ) or OrchestrationQuery()
         states: list[OrchestrationState] = []
         while True:
             page = await self.query_orchestrations(query)
@@ -320,8 +325,8 @@ class AsyncTaskHubClient:
         created_time_to: datetime | None = None,
         runtime_status: Sequence[OrchestrationStatus | str] | None = None,
         recursive: bool = False,
-        *,
         timeout: Timeout | None = None,
+        *,
         concurrency: int = 8,
         progress: Callable[[int], None] | None = None,
         created_from: datetime | None = None,

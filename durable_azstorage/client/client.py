@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSettings, Timeout
-from durable_azstorage.client.deprecation import renamed_argument
+from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
@@ -152,8 +152,11 @@ class TaskHubClient:
         return self._run(self._async.query_orchestrations(query))
 
     def get_all_orchestration_states(
-        self, query: OrchestrationQuery | None = None
+        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
     ) -> list[OrchestrationState]:
+        query = renamed_argument(
+            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
+        )
         return self._run(self._async.get_all_orchestration_states(query))
 
     def raise_orchestration_event(
@@ -183,8 +186,8 @@ class TaskHubClient:
         created_time_to: datetime | None = None,
         runtime_status: Sequence[OrchestrationStatus | str] | None = None,
         recursive: bool = False,
-        *,
         timeout: Timeout | None = None,
+        *,
         concurrency: int = 8,
         progress: Callable[[int], None] | None = None,
         created_from: datetime | None = None,

@@ -270,8 +270,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             return
         self._continue_as_new = (self.converter.serialize(new_input), save_events)
 
-    def set_custom_status(self, obj: Any) -> None:
-        self.custom_status = self.converter.serialize(obj)
+    def _set_custom_status(self, custom_status: Any) -> None:
+        self.custom_status = self.converter.serialize(custom_status)
 
     def new_uuid(self) -> str:
         name = f"{self._instance_id}_{self.now.strftime(_UUID_TIME_FORMAT)}_{self._uuid_counter}"

@@ -44,6 +44,14 @@ def with_kid(ctx: OrchestrationContext, _: Any) -> Generator[Task[Any], Any, Any
     return (yield ctx.call_sub_orchestrator(kid))
 
 
+def statuses(ctx: OrchestrationContext, _: Any) -> None:
+    ctx.set_custom_status(custom_status={"step": 1})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ctx.set_custom_status(obj={"step": 2})  # the earlier keyword, deprecated
+    assert any("use custom_status=" in str(w.message) for w in caught)
+
+
 def again(ctx: OrchestrationContext, n: int) -> None:
     if n < 2:
         ctx.continue_as_new(n + 1)
@@ -51,7 +59,7 @@ def again(ctx: OrchestrationContext, n: int) -> None:
 
 @pytest.fixture
 def running(worker: TaskHubWorker) -> TaskHubWorker:
-    for fn in (quick, fails, kid, with_kid, again):
+    for fn in (quick, fails, kid, with_kid, again, statuses):
         worker.add_orchestrator(fn)
     worker.start()
     return worker
@@ -67,7 +75,7 @@ def run(client: TaskHubClient, fn: Any, instance_id: str, input: Any = None) -> 
 def test_purge_by_positional_sdk_arguments_and_recursive(running: TaskHubWorker, client: TaskHubClient) -> None:
     run(client, with_kid, "p")
     assert client.get_orchestration_state("p:0000") is not None
-    kept = client.purge_orchestrations_by(None, None, [S.COMPLETED], False, timeout=60)
+    kept = client.purge_orchestrations_by(None, None, [S.COMPLETED], False, 60)  # the SDK's order
     assert isinstance(kept, PurgeInstancesResult)
     assert kept.deleted_instance_count == 2  # parent and child each match the filter on their own
 
@@ -154,6 +162,22 @@ async def test_async_client_has_the_same_calls(running: TaskHubWorker, async_cli
 
 
 # --- query and history -----------------------------------------------------------------------
+def test_get_all_orchestration_states_takes_the_sdk_argument_name(running: TaskHubWorker, client: TaskHubClient) -> None:
+    run(client, quick, "one")
+    query = OrchestrationQuery(runtime_status=(S.COMPLETED,))
+    assert [s.instance_id for s in client.get_all_orchestration_states(orchestration_query=query)] == ["one"]
+    with pytest.warns(DeprecationWarning, match=r"get_all_orchestration_states\(query=\.\.\.\) is deprecated"):
+        assert len(client.get_all_orchestration_states(query=query)) == 1
+
+
+def test_set_custom_status_takes_the_sdk_argument_name(running: TaskHubWorker, client: TaskHubClient) -> None:
+    run(client, statuses, "cs")
+    state = client.get_orchestration_state("cs")
+    assert state is not None and state.runtime_status is S.COMPLETED, state
+    assert state.get_custom_status() == {"step": 2}
+
+
+
 def test_orchestration_query_takes_the_sdk_field_names() -> None:
     query = OrchestrationQuery(
         created_time_from=None, created_time_to=None, runtime_status=[S.RUNNING, "Completed"],  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Renamed client arguments: the earlier name keeps working for one release, with a warning.
+"""Renamed arguments: the earlier name keeps working for one release, with a warning.
 
 The portable SDK's names are the public ones (API.md); arguments that this package spelled
 differently before are accepted under the old name too, so upgrading breaks nothing, and a
