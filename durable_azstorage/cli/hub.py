@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 import typer
 
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.cli.output import CliError, confirm
 from durable_azstorage.model.errors import DurableTaskError
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
@@ -92,11 +93,19 @@ def info(task_hub: Optional[str] = _HUB, as_json: bool = _JSON) -> None:  # noqa
 
 
 @app.command()
-def delete(task_hub: Optional[str] = _HUB) -> None:  # noqa: UP007
-    """Delete every resource of the task hub (all instances and history are lost)."""
+def delete(
+    task_hub: Optional[str] = _HUB,  # noqa: UP007
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete every resource of the task hub (all instances and history are lost); asks unless --yes."""
     from durable_azstorage.azure.taskhub import TaskHubResources
 
     settings = _settings(task_hub, None)
+    try:
+        confirm(yes, f"delete task hub {settings.task_hub} with all its instances and history?", "hub delete")
+    except CliError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     existed = _run(settings, lambda c: TaskHubResources(c).delete())
     typer.echo(f"deleted task hub {settings.task_hub}" if existed else
                f"task hub {settings.task_hub} did not exist (leftovers removed)")

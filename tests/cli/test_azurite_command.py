@@ -93,7 +93,7 @@ def test_azurite_command_prints_a_working_connection_string_and_stops_cleanly(
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "durable_azstorage", *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )
 
 
@@ -118,7 +118,11 @@ def test_hub_commands_create_info_list_delete(azurite: Azurite, hub_name: str) -
     listed = _cli("hub", "list", "--json", env=env)
     assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
 
-    deleted = _cli("hub", "delete", "-t", hub_name, env=env)
+    unconfirmed = _cli("hub", "delete", "-t", hub_name, env=env)  # stdin is not a terminal
+    assert unconfirmed.returncode == 2 and "hub delete needs confirmation: pass --yes" in unconfirmed.stderr
+    assert _cli("hub", "info", "-t", hub_name, env=env).returncode == 0  # still there
+
+    deleted = _cli("hub", "delete", "-t", hub_name, "--yes", env=env)
     assert deleted.returncode == 0 and f"deleted task hub {hub_name}" in deleted.stdout
 
     missing = _cli("hub", "info", "-t", hub_name, env=env)
