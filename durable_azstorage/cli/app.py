@@ -26,7 +26,7 @@ app = typer.Typer(
     help="Durable orchestrations with state in Azure Storage: local Azurite and task hub tools.",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 

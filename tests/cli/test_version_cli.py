@@ -1,4 +1,4 @@
-"""``--version`` and the package metadata it reports."""
+"""The app-level options: ``--version`` (and the metadata it reports), shell completion."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def test_installed_metadata_matches_and_declares_the_license() -> None:
     assert metadata["Version"] == durable_azstorage.__version__
     assert metadata["License-Expression"] == "MIT"
     assert "LICENSE" in (metadata.get_all("License-File") or [])
+
+
+def test_shell_completion_is_offered() -> None:
+    result = run_cli("--show-completion", "bash", env=clean_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "_durable_azstorage_completion()" in result.stdout
