@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
 
 import durable_azstorage
 
@@ -23,6 +26,10 @@ def test_installed_metadata_matches_and_declares_the_license() -> None:
 
 
 def test_shell_completion_is_offered() -> None:
-    result = run_cli("--show-completion", "bash", env=clean_env(), timeout=60)
+    script = Path(sys.executable).parent / "durable-azstorage"  # the console script users run
+    result = subprocess.run(
+        [str(script), "--show-completion", "bash"], env=clean_env(), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    assert "_durable_azstorage_completion()" in result.stdout
+    assert "complete -o default -F _durable_azstorage_completion durable-azstorage" in result.stdout
