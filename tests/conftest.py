@@ -3,6 +3,8 @@
 * ``azurite`` (session): a running Azurite (``durable_azstorage.testing.azurite``) with
   ``.connection_string``; stopped by PID at the end of the session, also on failure. If it
   cannot start, every test that needs it fails loudly with the reason (never skipped).
+  Under pytest-xdist "session" means one worker process: each worker starts its own
+  Azurite on its own free ports, so no two workers share a storage account.
 * ``hub_name`` (function): a fresh valid task hub name, unique per test.
 * ``azure_settings`` (function): ``AzureStorageSettings`` for the session Azurite and that hub.
   Creating (and deleting) the hub is up to the test.
@@ -19,6 +21,18 @@ import pytest
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.azurite import Azurite, AzuriteError
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the session Azurite (directly or through other fixtures).
+
+    ``fixturenames`` is the closure of a test's fixtures, so ``-m "not azurite"`` is a
+    storage-free run without a hand-kept marker on each file. Tests that start an Azurite
+    of their own (not through this fixture) carry the marker explicitly.
+    """
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)
 
 
 @pytest.fixture(scope="session")

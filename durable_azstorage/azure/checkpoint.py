@@ -55,7 +55,7 @@ from durable_azstorage.azure.retry import is_transient
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
 from durable_azstorage.model.errors import ConcurrencyConflictError
-from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
@@ -145,9 +145,12 @@ class Checkpoint:
         if wrote_history and (
             known_state is None or visible_fields(known_state) != visible_fields(commit.state)
         ):
+            predecessors = frozenset(
+                e for e in (loaded.sentinel.execution_id, *_started_executions(messages)) if e
+            )
             written = await self._retrying(
                 lambda: self._instances().write_episode(
-                    commit.state, sentinel.episode, etag=row_etag
+                    commit.state, sentinel.episode, etag=row_etag, predecessors=predecessors
                 )
             )
             row_etag = written
@@ -254,10 +257,13 @@ class Checkpoint:
         )
         if outbound:
             await self._retrying(lambda: self._send_all(outbound))
-        await self._retrying(lambda: self._repair_row(instance_id, loaded))
+        started = frozenset(_started_executions(redelivered))
+        await self._retrying(lambda: self._repair_row(instance_id, loaded, started))
         await self._retrying(lambda: self._delete(redelivered))
 
-    async def _repair_row(self, instance_id: str, loaded: LoadedHistory) -> None:
+    async def _repair_row(
+        self, instance_id: str, loaded: LoadedHistory, predecessors: frozenset[str]
+    ) -> None:
         sentinel = loaded.sentinel
         instances = self._instances()
         found = await instances.get(instance_id, fetch_payloads=True)
@@ -272,7 +278,7 @@ class Checkpoint:
             or previous.runtime_status is not repaired.runtime_status
             or previous.execution_id != repaired.execution_id
         ):
-            await instances.write_episode(repaired, sentinel.episode)
+            await instances.write_episode(repaired, sentinel.episode, predecessors=predecessors)
 
     async def _delete(self, messages: Sequence[ReceivedMessage]) -> None:
         await asyncio.gather(*(self._queue(m.queue_name).consume(m) for m in messages))
@@ -305,6 +311,15 @@ def derive_episode(events: Sequence[HistoryEvent], record: EpisodeRecord) -> lis
     """The messages ``record``'s committed events imply (``events``: its execution's)."""
     upto = events if record.end is None else events[: record.end]
     return derive_outbound(upto, record.first, continued_as_new=record.continued_as_new).all
+
+
+def _started_executions(messages: Sequence[ReceivedMessage]) -> list[str]:
+    """Execution ids of the starts among ``messages`` (the execution an episode began)."""
+    return [
+        m.message.instance.execution_id or ""
+        for m in messages
+        if m.message is not None and isinstance(m.message.event, ExecutionStarted)
+    ]
 
 
 def _difference(sent: Sequence[TaskMessage], implied: Sequence[TaskMessage]) -> list[TaskMessage]:

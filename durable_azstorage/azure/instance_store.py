@@ -65,12 +65,16 @@ EPISODE_COLUMN = "Episode"  # the History sentinel's episode the row reflects
 WRITE_EPISODE_ATTEMPTS = 5
 
 
-def _older(row: dict[str, Any], state: InstanceState, episode: int) -> bool:
+def _older(
+    row: dict[str, Any], state: InstanceState, episode: int, predecessors: frozenset[str]
+) -> bool:
     """Whether the stored ``row`` reflects less than ``state`` at ``episode`` (see
     ``InstanceStore.write_episode``)."""
     stored = row.get(EPISODE_COLUMN)
     if row.get("ExecutionId") == state.execution_id:
         return stored is None or int(stored) < episode
+    if row.get("ExecutionId") in predecessors:
+        return True
     if stored is not None:
         return int(stored) < episode
     return row.get("RuntimeStatus") != OrchestrationStatus.PENDING.value
@@ -126,7 +130,12 @@ class InstanceStore:
         await self._write(state, write)
 
     async def write_episode(
-        self, state: InstanceState, episode: int, *, etag: str | None = None
+        self,
+        state: InstanceState,
+        episode: int,
+        *,
+        etag: str | None = None,
+        predecessors: frozenset[str] = frozenset(),
     ) -> str | None:
         """Write the row as of committed ``episode`` unless the stored row is newer; returns
         the row's new ETag (None: skipped, a newer episode's row is there).
@@ -136,7 +145,9 @@ class InstanceStore:
         carries ``Episode``; it is replaced only if it names the same execution at an older
         episode, another execution at an older episode (continue-as-new), or another
         execution without one (a row of an earlier version) unless that row is a client's
-        Pending start, which only its own execution's episodes replace. ``etag``: the
+        Pending start, which only its own execution's episodes replace — or an episode that
+        started from it (``predecessors``: the executions the episode consumed a start of or
+        continued from, e.g. a first episode that continued as new at once). ``etag``: the
         row's ETag from this process's last write (spares the read when nobody else wrote).
         """
         written: list[str | None] = []
@@ -147,7 +158,9 @@ class InstanceStore:
             for _ in range(WRITE_EPISODE_ATTEMPTS):
                 if known is None:
                     current = await self._row_version(state.instance_id)
-                    if current is not None and not _older(current[0], state, episode):
+                    if current is not None and not _older(
+                        current[0], state, episode, predecessors
+                    ):
                         written.append(None)
                         return
                     known = current[1] if current is not None else None

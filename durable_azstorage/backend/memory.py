@@ -3,9 +3,12 @@
 It models what makes distributed execution hard so that the worker is tested against it:
 visibility (delayed timers and starts, abandon delays, lock expiry), at-least-once redelivery
 with ``dequeue_count``, one locked work item per instance, ETag-guarded commits and opaque
-lock tokens. Commits follow ARCHITECTURE.md §5: history, then outbound messages, then the
-instance state, then deletion of the consumed messages. Everything is validated (encoded)
-before the first write, so a bad commit changes nothing.
+lock tokens. Commits follow ARCHITECTURE.md §5 step by step, with the same crash points as the
+Azure backend (``checkpoint_hook``): history (recording the consumed message ids and the
+episode's outbox, ``memory_checkpoint``), then outbound messages, then the instance state
+(never older than the newest episode's), then deletion of the consumed messages. A consumed
+message delivered again finishes its episode instead of reaching a worker. Everything is
+validated (encoded) before the first write, so a bad commit changes nothing.
 
 Time comes from an injectable ``Clock``; with ``FakeClock`` tests jump over lock timeouts
 instantly. State is guarded by a thread lock and waiters are woken across event loops, so a
@@ -17,22 +20,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from durable_azstorage.backend.clock import Clock, SystemClock
+from durable_azstorage.backend.memory_activities import ActivityQueue
+from durable_azstorage.backend.memory_checkpoint import (
+    CheckpointHook,
+    Checkpoints,
+    CommittedEpisode,
+    DeleteAudit,
+    InstanceRecord,
+    validated,
+)
 from durable_azstorage.backend.memory_query import page_of, without_payloads
 from durable_azstorage.backend.memory_control import ControlQueues
-from durable_azstorage.backend.memory_queues import (
-    Lock,
-    LockToken,
-    Signal,
-    StoredMessage,
-    VisibilityQueue,
-)
+from durable_azstorage.backend.memory_queues import Lock, LockToken, Signal, StoredMessage
 from durable_azstorage.backend.reuse import may_replace, pending_state
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
@@ -62,19 +66,19 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True, eq=False)
-class _Instance:
-    """Stored data of one instance id: the current execution's history and its state."""
-
-    history: list[HistoryEvent] = field(default_factory=list)
-    state: InstanceState | None = None
-
-
 class InMemoryBackend:
-    """Backend protocol in memory. ``lock_timeout`` is how long a received item stays locked."""
+    """Backend protocol in memory. ``lock_timeout`` is how long a received item stays locked.
+
+    ``checkpoint_hook`` and ``delete_audit`` are test seams (see ``memory_checkpoint``).
+    """
 
     def __init__(
-        self, *, clock: Clock | None = None, lock_timeout: timedelta = timedelta(minutes=5)
+        self,
+        *,
+        clock: Clock | None = None,
+        lock_timeout: timedelta = timedelta(minutes=5),
+        checkpoint_hook: CheckpointHook | None = None,
+        delete_audit: DeleteAudit | None = None,
     ) -> None:
         if lock_timeout <= timedelta(0):
             raise ValueError(f"lock_timeout must be positive, got {lock_timeout}")
@@ -86,14 +90,19 @@ class InMemoryBackend:
         self._hub_exists = True
         self._created = self.clock.now()
         self._stopped = False
+        self.checkpoint_hook = checkpoint_hook
+        self.delete_audit = delete_audit
         self._reset()
 
     def _reset(self) -> None:
-        self._instances: dict[str, _Instance] = {}
+        self._instances: dict[str, InstanceRecord] = {}
         self._etags: dict[str, int] = {}  # survives purge so that stale locks still conflict
-        self._control = ControlQueues()
-        self._activities = VisibilityQueue()
-        self._activity_locks: dict[str | int, Lock] = {}
+        self._control = ControlQueues(dropped=lambda i, m: self._episodes.delete(i, [m], None, "dropped"))
+        self._activities = ActivityQueue()
+        self._episodes = Checkpoints(
+            instances=self._instances, control=self._control, enqueue=self._enqueue,
+            now=self.clock.now, audit=lambda: self.delete_audit,
+        )
 
     # --- task hub -------------------------------------------------------------------------
     async def create_task_hub(self) -> None:
@@ -139,7 +148,9 @@ class InMemoryBackend:
             if existing is not None and existing.state is not None:
                 if not may_replace(existing.state, reuse_policy):
                     return False
-            self._instances[instance_id] = _Instance(state=pending_state(start, now))
+            self._instances[instance_id] = InstanceRecord(
+                state=pending_state(start, now), state_episode=self._episodes.next_number()
+            )
             self._bump_etag(instance_id)
             self._control.push(instance_id, stored)
         self._signal.notify_all()
@@ -196,12 +207,13 @@ class InMemoryBackend:
                 )
             record.history = events
             record.state = new_state
+            record.state_episode = self._episodes.next_number()
             self._bump_etag(instance_id)
 
     # --- orchestration work items --------------------------------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
         return await self._wait_for(
-            self._try_lock_orchestration, self._next_control_change, timeout
+            self._try_lock_orchestration, lambda: self._control.next_change(), timeout
         )
 
     async def renew_orchestration(self, item: OrchestrationWorkItem) -> None:
@@ -212,6 +224,24 @@ class InMemoryBackend:
     async def complete_orchestration(
         self, item: OrchestrationWorkItem, commit: OrchestrationCommit
     ) -> None:
+        episode, consumed = self._commit_history(item, commit)  # 1. history
+        await self._step("history", item.instance_id)
+        with self._mutex:  # 2. outbound messages
+            self._episodes.send_outbox(episode)
+        self._signal.notify_all()
+        await self._step("messages", item.instance_id)
+        with self._mutex:  # 3. instance state
+            self._episodes.write_state(episode)
+        await self._step("instance", item.instance_id)
+        with self._mutex:  # 4. consumed messages; the lock is released
+            self._episodes.delete(item.instance_id, consumed, episode.token, "consumed")
+            self._control.unlock(item.instance_id, episode.token, self.clock.now())
+        self._signal.notify_all()
+
+    def _commit_history(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> tuple[CommittedEpisode, list[StoredMessage]]:
+        """Validate everything, then write the history (ETag-guarded) and file the episode."""
         with self._mutex:
             instance_id = item.instance_id
             token = self._own_token(item.lock_token, instance_id)
@@ -221,30 +251,23 @@ class InMemoryBackend:
                     "item was locked; nothing was committed or sent"
                 )
             lock = self._live_orch_lock(item)
-            now = self.clock.now()
-            # Validate and copy everything before the first write: a bad commit changes nothing.
-            events = [decode_event(encode_event(e)) for e in commit.new_events]
-            state = decode_state(encode_state(commit.state))
-            if state.instance_id != instance_id:
-                raise ValueError(
-                    f"commit.state is for {state.instance_id!r}, the work item for {instance_id!r}"
-                )
-            outbound = [(m, StoredMessage.of(m, now=now)) for m in commit.outbound_messages]
-            for request in commit.activity_messages:
-                if not request.is_activity_request:
-                    raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
-            # 1. history (the ETag-guarded step)
-            record = self._instances.setdefault(instance_id, _Instance())
+            events, state, outbox = validated(commit, instance_id)
+            record = self._instances.setdefault(instance_id, InstanceRecord())
             record.history = events if commit.new_execution else record.history + events
             self._bump_etag(instance_id)
-            # 2. outbound messages
-            for outgoing, stored in outbound:
-                self._route(outgoing, stored)
-            # 3. instance state
-            record.state = state
-            # 4. consumed messages
-            self._control.consume(instance_id, lock, now)
-        self._signal.notify_all()
+            episode = CommittedEpisode(
+                number=self._episodes.next_number(), instance_id=instance_id, token=token,
+                record=record, state=state, outbox=outbox,
+                changed_history=bool(events) or commit.new_execution,
+            )
+            consumed = list(lock.messages)
+            self._episodes.record(episode, consumed)
+            return episode, consumed
+
+    async def _step(self, step: str, instance_id: str) -> None:
+        hook = self.checkpoint_hook
+        if hook is not None:
+            await hook(step, instance_id)
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
@@ -264,18 +287,16 @@ class InMemoryBackend:
     async def renew_activity(self, item: ActivityWorkItem) -> None:
         with self._mutex:
             lock = self._live_activity_lock(item)
-            lock.expires_at = self.clock.now() + self.lock_timeout
-            self._activities.hide_until(lock.messages[0], lock.expires_at)
+            self._activities.renew(lock, self.clock.now() + self.lock_timeout)
 
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
         with self._mutex:
             token = self._own_token(item.lock_token, None)
             self._enqueue(result, self.clock.now())
-            lock = self._activity_locks.get(token.key)
-            live = lock is not None and lock.token is token and lock.expires_at > self.clock.now()
-            if lock is not None and live:
-                self._activities.remove(lock.messages[0])
-                del self._activity_locks[token.key]
+            lock = self._activities.live_lock(token, self.clock.now())
+            live = lock is not None
+            if lock is not None:
+                self._activities.consume(lock)
         self._signal.notify_all()
         if not live:
             raise LockLostError(
@@ -290,8 +311,7 @@ class InMemoryBackend:
         with self._mutex:
             lock = self._live_activity_lock(item)
             visible_at = self.clock.now() + (delay or timedelta(0))
-            self._activities.hide_until(lock.messages[0], visible_at)
-            del self._activity_locks[lock.token.key]
+            self._activities.release(lock, visible_at)
         self._signal.notify_all()
 
     # --- receiving ------------------------------------------------------------------------
@@ -301,39 +321,28 @@ class InMemoryBackend:
         next_change: Callable[[], datetime | None],
         timeout: float,
     ) -> _T | None:
-        """Try ``attempt`` until it finds work or ``timeout`` real seconds pass; sleep until
-        notified (enqueue, release, clock jump) or until the next visibility deadline."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            waiter = self._signal.waiter()
+        """``attempt`` under the mutex until it finds work, the backend stops or ``timeout``."""
+
+        def check() -> tuple[bool, _T | None, datetime | None]:
             with self._mutex:
                 if self._stopped or not self._hub_exists:
-                    waiter.close()
-                    return None
-                found = attempt()
-                wake_at: datetime | None = next_change()
-            if found is not None:
-                waiter.close()
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                waiter.close()
-                return None
-            if wake_at is not None:
-                until = self.clock.seconds_until(wake_at)
-                if until is not None:
-                    remaining = min(remaining, max(until, 0.001))
-            await waiter.wait(remaining)
+                    return True, None, None
+                return False, attempt(), next_change()
+
+        return await self._signal.poll(check, self.clock.seconds_until, timeout)
 
     def _try_lock_orchestration(self) -> OrchestrationWorkItem | None:
         def token(instance_id: str) -> LockToken:
             return LockToken(self, instance_id, self._etags.get(instance_id, 0))
 
-        now = self.clock.now()
-        locked = self._control.lock_next(now, self.lock_timeout, self._probe, token)
-        if locked is None:
-            return None
-        instance_id, lock = locked
+        while True:
+            now = self.clock.now()
+            locked = self._control.lock_next(now, self.lock_timeout, self._probe, token)
+            if locked is None:
+                return None
+            instance_id, lock = locked
+            if not self._episodes.recover(instance_id, lock):
+                break
         record = self._instances.get(instance_id)
         return OrchestrationWorkItem(
             instance_id=instance_id,
@@ -343,9 +352,6 @@ class InMemoryBackend:
             dequeue_count=max(m.dequeue_count for m in lock.messages),
         )
 
-    def _next_control_change(self) -> datetime | None:
-        return self._control.next_change()
-
     def _probe(self, instance_id: str) -> tuple[bool, bool]:
         record = self._instances.get(instance_id)
         if record is None:
@@ -353,17 +359,12 @@ class InMemoryBackend:
         return record.state is not None, bool(record.history)
 
     def _try_lock_activity(self) -> ActivityWorkItem | None:
-        now = self.clock.now()
-        stored = self._activities.first_visible(now)
-        if stored is None:
+        lock = self._activities.lock_next(self.clock.now(), self.lock_timeout, self)
+        if lock is None:
             return None
-        token = LockToken(self, stored.id, 0)
-        lock = Lock(token=token, expires_at=now + self.lock_timeout, messages=[stored])
-        self._activity_locks[stored.id] = lock
-        stored.dequeue_count += 1
-        self._activities.hide_until(stored, lock.expires_at)
+        stored = lock.messages[0]
         return ActivityWorkItem.from_message(
-            stored.decode(), lock_token=token, dequeue_count=stored.dequeue_count
+            stored.decode(), lock_token=lock.token, dequeue_count=stored.dequeue_count
         )
 
     # --- locks ----------------------------------------------------------------------------
@@ -376,23 +377,11 @@ class InMemoryBackend:
 
     def _live_orch_lock(self, item: OrchestrationWorkItem) -> Lock:
         token = self._own_token(item.lock_token, item.instance_id)
-        lock = self._control.live_lock(item.instance_id, token, self.clock.now())
-        if lock is None:
-            raise LockLostError(
-                f"the lock on instance {item.instance_id!r} expired or was taken by another "
-                "worker; its messages will be delivered again"
-            )
-        return lock
+        return self._control.require_live(item.instance_id, token, self.clock.now())
 
     def _live_activity_lock(self, item: ActivityWorkItem) -> Lock:
         token = self._own_token(item.lock_token, None)
-        lock = self._activity_locks.get(token.key)
-        if lock is None or lock.token is not token or lock.expires_at <= self.clock.now():
-            raise LockLostError(
-                f"the lock on activity {item.name!r} (task {item.task_id} of "
-                f"{item.instance.instance_id!r}) expired or was taken by another worker"
-            )
-        return lock
+        return self._activities.require_live(token, self.clock.now(), item)
 
     # --- storage --------------------------------------------------------------------------
     def _require_hub(self) -> None:
@@ -403,9 +392,7 @@ class InMemoryBackend:
         self._etags[instance_id] = self._etags.get(instance_id, 0) + 1
 
     def _enqueue(self, message: TaskMessage, now: datetime) -> None:
-        self._route(message, StoredMessage.of(message, now=now))
-
-    def _route(self, message: TaskMessage, stored: StoredMessage) -> None:
+        stored = StoredMessage.of(message, now=now)
         if message.is_activity_request:
             self._activities.push(stored)
         else:

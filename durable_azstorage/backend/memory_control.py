@@ -15,11 +15,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+from durable_azstorage.model.errors import LockLostError
 
 log = logging.getLogger(__name__)
 
 InstanceProbe = Callable[[str], "tuple[bool, bool]"]
 """``probe(instance_id) -> (exists, started)``: a state record exists / history is not empty."""
+
+DropListener = Callable[[str, StoredMessage], None]
+"""Told of each message dropped because its instance does not exist."""
 
 
 class ControlQueues:
@@ -31,7 +35,8 @@ class ControlQueues:
     again. Picking the next work item therefore costs O(log n), not a scan of all instances.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dropped: DropListener | None = None) -> None:
+        self._dropped = dropped
         self._queues: dict[str, VisibilityQueue] = {}
         self._locks: dict[str, Lock] = {}
         self._heap: list[tuple[datetime, int, int, str, StoredMessage]] = []
@@ -98,6 +103,16 @@ class ControlQueues:
             return None
         return lock
 
+    def require_live(self, instance_id: str, token: LockToken, now: datetime) -> Lock:
+        """The live lock ``token`` holds, else ``LockLostError``."""
+        lock = self.live_lock(instance_id, token, now)
+        if lock is None:
+            raise LockLostError(
+                f"the lock on instance {instance_id!r} expired or was taken by another "
+                "worker; its messages will be delivered again"
+            )
+        return lock
+
     def renew(self, instance_id: str, lock: Lock, until: datetime) -> None:
         lock.expires_at = until
         self._hide(instance_id, lock.messages, until)
@@ -107,17 +122,29 @@ class ControlQueues:
         self.renew(instance_id, lock, visible_at)
         self._unlock(instance_id, visible_at)
 
-    def consume(self, instance_id: str, lock: Lock, now: datetime) -> None:
-        """Unlock and delete the lock's messages (completion)."""
-        queue = self._queues[instance_id]
-        for message in lock.messages:
-            queue.remove(message)
-        self._unlock(instance_id, now)
+    def delete(self, instance_id: str, messages: list[StoredMessage]) -> list[StoredMessage]:
+        """Delete those of ``messages`` still queued (a recovery may have deleted some);
+        returns the ones deleted now."""
+        queue = self._queues.get(instance_id)
+        if queue is None:
+            return []
+        deleted = [m for m in messages if queue.remove(m)]
+        if not len(queue) and instance_id not in self._locks:
+            del self._queues[instance_id]
+        return deleted
+
+    def unlock(self, instance_id: str, token: LockToken, now: datetime) -> None:
+        """Drop the lock if ``token`` still holds it (completion); else leave it alone."""
+        lock = self._locks.get(instance_id)
+        if lock is not None and lock.token is token:
+            self._unlock(instance_id, now)
 
     def _unlock(self, instance_id: str, now: datetime) -> None:
         """Drop the lock; messages that arrived meanwhile are worth checking at once."""
         del self._locks[instance_id]
-        queue = self._queues[instance_id]
+        queue = self._queues.get(instance_id)
+        if queue is None:
+            return
         for message in queue:
             self._file(instance_id, message, max(message.invisible_until, now))
         if not len(queue):
@@ -155,4 +182,6 @@ class ControlQueues:
                 message.text[:200],
             )
             queue.remove(message)
+            if self._dropped is not None:
+                self._dropped(instance_id, message)
         return []

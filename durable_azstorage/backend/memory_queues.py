@@ -13,15 +13,18 @@ import asyncio
 import heapq
 import itertools
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from durable_azstorage.model.history import ExecutionStarted
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.serialization.codec import decode_message, encode_message
 
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -140,6 +143,32 @@ class Signal:
             waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             waiter.wake()
+
+    async def poll(
+        self,
+        check: Callable[[], tuple[bool, T | None, datetime | None]],
+        seconds_until: Callable[[datetime], float | None],
+        timeout: float,
+    ) -> T | None:
+        """Call ``check() -> (closed, found, wake_at)`` until it finds something, is closed,
+        or ``timeout`` real seconds pass; in between sleep until notified (enqueue, release,
+        clock jump) or until ``wake_at`` (the next visibility deadline) may have come."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            waiter = self.waiter()
+            closed, found, wake_at = check()
+            if closed or found is not None:
+                waiter.close()
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waiter.close()
+                return None
+            if wake_at is not None:
+                until = seconds_until(wake_at)
+                if until is not None:
+                    remaining = min(remaining, max(until, 0.001))
+            await waiter.wait(remaining)
 
     def _discard(self, waiter: _Waiter) -> None:
         with self._lock:

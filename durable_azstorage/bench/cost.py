@@ -23,12 +23,8 @@ from durable_azstorage.bench.environment import (
     settings_info,
 )
 from durable_azstorage.bench.report import Report
-from durable_azstorage.bench.runtime import in_process, wait_all
+from durable_azstorage.bench.runtime import by_operation_name, in_process, wait_all
 from durable_azstorage.bench.workload import SEQUENCE_LENGTH, bench_sequence
-
-
-def _by_operation(counts: RequestCounts) -> dict[str, int]:
-    return {f"{svc}.{op}": n for (svc, op), n in sorted(counts.counts.items())}
 
 
 async def _sleep_with_progress(progress: Progress, label: str, seconds: float) -> None:
@@ -81,7 +77,7 @@ async def cost(
     for name in ("operation", "worker", "client start", "worker+start per orch.",
                  "per activity"):
         breakdown.add_column(name, justify="left" if name == "operation" else "right")
-    worker_ops, start_ops = _by_operation(worker_run), _by_operation(client_start)
+    worker_ops, start_ops = by_operation_name(worker_run), by_operation_name(client_start)
     for op in sorted(set(worker_ops) | set(start_ops)):
         both = worker_ops.get(op, 0) + start_ops.get(op, 0)
         breakdown.add_row(op, str(worker_ops.get(op, 0)), str(start_ops.get(op, 0)),
@@ -97,7 +93,7 @@ async def cost(
         "client_start": {"total": client_start.total, "by_service": client_start.by_service(),
                          "by_operation": start_ops},
         "client_status_polls": {"total": client_poll.total,
-                                "by_operation": _by_operation(client_poll)},
+                                "by_operation": by_operation_name(client_poll)},
         "requests_per_orchestration": round(per_orch, 3),
         "requests_per_activity": round(per_orch / SEQUENCE_LENGTH, 3),
         "worker_requests_per_orchestration": round(worker_run.total / count, 3),
@@ -121,13 +117,14 @@ async def cost(
             "requests": idle.total,
             "requests_per_minute": round(per_minute, 2),
             "requests_per_minute_per_partition": round(per_partition, 2),
-            "by_operation": _by_operation(idle),
+            "by_operation": by_operation_name(idle),
             "expected_queue_polls_per_minute": round(expected, 2),
         }
         report.row("idle requests per minute (worker)", f"{per_minute:.1f}")
         report.row("idle requests per minute per partition", f"{per_partition:.1f}")
         report.row("idle requests per minute by operation", ", ".join(
-            f"{k} {v * 60 / idle_window:.0f}" for k, v in _by_operation(idle).items()) or "none")
+            f"{k} {v * 60 / idle_window:.0f}"
+            for k, v in by_operation_name(idle).items()) or "none")
         report.notes.append(
             f"expected idle queue polls: ({settings.partition_count} control queues + 1 work-item "
             f"queue) x 60 / max_poll_interval {max_poll:g} s = {expected:.1f}/min; lease "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from durable_azstorage.azure.metrics import RequestCounts
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.bench.workload import bench_single, make_worker
@@ -146,6 +147,11 @@ async def wait_all(
             f"{first.runtime_status.value} {first.failure_details}"
         )
     return [done[i] for i in instance_ids]
+
+
+def by_operation_name(counts: RequestCounts) -> dict[str, int]:
+    """Counts keyed ``"service.Operation"`` (JSON keys), sorted."""
+    return {f"{svc}.{op}": n for (svc, op), n in sorted(counts.counts.items())}
 
 
 def elapsed(state: OrchestrationState) -> float:

@@ -34,7 +34,7 @@ from durable_azstorage.bench.environment import (
 )
 from durable_azstorage.bench.report import Report, fmt_ratio, fmt_seconds
 from durable_azstorage.bench.runtime import hub, warm_up
-from durable_azstorage.bench.throughput import run_batch
+from durable_azstorage.bench.throughput import batch_timeout, run_batch
 
 WORKER_APP = "durable_azstorage.bench.workload:worker_from_env"
 STOP_GRACE = 15.0
@@ -163,7 +163,7 @@ async def scale(
                 workers.check_alive()
                 progress.remove_task(task)
                 result = await run_batch(client, count, progress, f"{k} process(es)",
-                                         timeout=600)
+                                         timeout=batch_timeout(count))
                 workers.check_alive()
                 result["seconds_until_balanced"] = balanced
                 result["partition_owners_before"] = owners_before

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from rich.progress import Progress
 
+from durable_azstorage.azure.metrics import RequestCounts
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.bench.ceiling import add_rows as add_ceiling_rows
+from durable_azstorage.bench.ceiling import measure as measure_ceiling
+from durable_azstorage.bench.ceiling import mix_rate
 from durable_azstorage.bench.environment import (
     StorageTarget,
     machine_info,
@@ -23,6 +28,7 @@ from durable_azstorage.bench.environment import (
 )
 from durable_azstorage.bench.report import Report, fmt_ratio, fmt_seconds
 from durable_azstorage.bench.runtime import (
+    by_operation_name,
     elapsed,
     in_process,
     latency_summary,
@@ -76,23 +82,73 @@ def _sequence_rows(report: Report, label: str, r: dict[str, Any]) -> None:
         f"{label}: latency p50 / p95 / p99",
         " / ".join(fmt_seconds(lat[k]) for k in ("p50", "p95", "p99")),
     )
+    req = r["storage_requests"]
+    ratio = (f" = {req['ratio_to_ceiling']:.0%} of the ceiling for its mix "
+             f"({req['ceiling_per_s_for_worker_mix']:.0f}/s)" if "ratio_to_ceiling" in req else "")
+    report.row(f"{label}: storage requests/s", f"{req['per_s']:.0f}")
+    report.row(f"{label}: of which worker", f"{req['worker_per_s']:.0f}{ratio}")
+
+
+def storage_requests(
+    worker: RequestCounts, client: RequestCounts, run: dict[str, Any],
+    ceiling: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A run's storage requests per second and by operation, worker and client apart.
+
+    With a ceiling, the ratio of the *worker's* requests/s (the engine's work; the client's
+    status polls are the benchmark's) to the ceiling's rate for the worker's mix."""
+    seconds = run["client_wall_s"]
+    total = worker.total + client.total
+    worker_ops = by_operation_name(worker)
+    by_operation = Counter(worker_ops) + Counter(by_operation_name(client))
+    out: dict[str, Any] = {
+        "worker": worker.total, "client": client.total, "total": total,
+        "per_s": round(total / seconds, 1),
+        "worker_per_s": round(worker.total / seconds, 1),
+        "per_orchestration": round(total / run["orchestrations"], 2),
+        "by_operation": dict(sorted(by_operation.items())),
+        "worker_by_operation": worker_ops,
+    }
+    if ceiling is not None:
+        rate = mix_rate(ceiling, worker_ops)
+        out["ceiling_per_s_for_worker_mix"] = round(rate, 1)
+        out["ratio_to_ceiling"] = round(worker.total / seconds / rate, 3)
+    return out
+
+
+def batch_timeout(count: int) -> float:
+    """How long a batch of ``count`` orchestrations may take: a burst of 1,000 on a 2-core
+    machine runs breadth-first (every instance's first step before anyone's last), so the
+    first completions come late; never less than 10 minutes."""
+    return max(600.0, 2.0 * count)
 
 
 async def sequence(
     target: StorageTarget, progress: Progress, *, count: int = 20, compare_sessions: bool = True,
-    timeout: float = 600,
+    timeout: float | None = None, ceiling_count: int | None = None,
 ) -> Report:
-    """N orchestrations x 5 sequential activities, extended sessions on (and off)."""
+    """N orchestrations x 5 sequential activities, extended sessions on (and off); with
+    ``ceiling_count``, the request ceiling first (``bench ceiling``) and each run's ratio."""
     report = Report("sequence")
     report.environment = {"machine": machine_info(), "storage": target.description}
     modes = [True, False] if compare_sessions else [target.settings.extended_sessions]
     runs: dict[str, dict[str, Any]] = {}
     settings: AzureStorageSettings | None = None
+    limit = None
+    if ceiling_count is not None:
+        limit = await measure_ceiling(target.settings, progress, count=ceiling_count)
+        add_ceiling_rows(report, limit)
     for sessions in modes:
         label = f"extended sessions {'on' if sessions else 'off'}"
         settings = target.hub("seq", extended_sessions=sessions)
         async with in_process(settings) as rt:
-            runs[label] = await run_batch(rt.client, count, progress, label, timeout=timeout)
+            counters = (rt.worker_backend.request_counter, rt.client_backend.request_counter)
+            before = [c.snapshot() for c in counters]
+            runs[label] = await run_batch(
+                rt.client, count, progress, label, timeout=timeout or batch_timeout(count)
+            )
+            used = [c.snapshot() - b for c, b in zip(counters, before)]
+        runs[label]["storage_requests"] = storage_requests(used[0], used[1], runs[label], limit)
         _sequence_rows(report, label, runs[label])
     assert settings is not None
     report.settings = {**settings_info(settings), "count": count,
@@ -101,6 +157,15 @@ async def sequence(
     report.settings.pop("extended_sessions", None)
     report.settings.pop("task_hub", None)
     report.results = {"runs": runs}
+    if limit is not None:
+        report.results["ceiling"] = limit
+        report.notes.append(
+            "ratio to the ceiling = the worker's storage requests/s (over the client's wall "
+            "time; the client's status polls are the benchmark's) / the ceiling's rate for "
+            "the same mix of operations, each costed at its measured phase rate (see bench "
+            "ceiling). A guide, not a bound: it can pass 100 % (a run's receives are often "
+            "empty, the ceiling's take 32 messages; the machine's load moves between the two)"
+        )
     if len(runs) == 2:
         on, off = runs["extended sessions on"], runs["extended sessions off"]
         ratio = on["orchestrations_per_s"] / off["orchestrations_per_s"]

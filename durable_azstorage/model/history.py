@@ -202,8 +202,19 @@ class TimerFired(HistoryEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventRaised(HistoryEvent):
+    """An external event. ``source_id`` names the ``EventSent`` of another orchestration it
+    came from (``sent_event_id``), the same every time that send is derived again: a copy
+    re-sent by recovery, or delivered twice, is recognised and applied once. None for events
+    a client raised."""
+
     name: str
     input: str | None = None
+    source_id: str | None = None
+
+
+def sent_event_id(sender: OrchestrationInstance, sent: EventSent) -> str:
+    """The ``EventRaised.source_id`` of the event ``sent`` by ``sender``'s execution."""
+    return f"{sender.instance_id}:{sender.execution_id}:{sent.event_id}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,6 +34,7 @@ from durable_azstorage.model.history import (
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    sent_event_id,
 )
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
@@ -90,7 +91,10 @@ class Outbound:
             self.orchestrator.append(TaskMessage(instance=child, event=start, sender=me))
         elif isinstance(event, EventSent):
             target = OrchestrationInstance(instance_id=event.instance_id)
-            raised = EventRaised(timestamp=event.timestamp, name=event.name, input=event.input)
+            raised = EventRaised(
+                timestamp=event.timestamp, name=event.name, input=event.input,
+                source_id=sent_event_id(me, event),
+            )
             self.orchestrator.append(TaskMessage(instance=target, event=raised, sender=me))
         elif isinstance(event, ExecutionCompleted):
             self.orchestrator.extend(_completion_messages(started, event, history))

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from durable_azstorage.model.history import (
+    EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
     ExecutionStarted,
@@ -48,6 +49,7 @@ class Ledger:
         self.subs: dict[int, int] = {}  # sub-orchestration task id -> latest schedule_index
         self.timers: set[int] = set()
         self.answered: set[tuple[str, int]] = set()
+        self.events_from: set[str] = set()  # source ids of the events from other instances
         for event in events:
             self.record(event)
 
@@ -83,6 +85,8 @@ class Ledger:
             self.answered.add(("sub", event.task_scheduled_id))
         elif isinstance(event, TimerFired):
             self.answered.add(("timer", event.timer_id))
+        elif isinstance(event, EventRaised) and event.source_id is not None:
+            self.events_from.add(event.source_id)
 
     def refusal(self, message: TaskMessage, now: datetime) -> str | None:
         """Why ``message`` must not be applied to this generation, or None to apply it.
@@ -111,6 +115,8 @@ class Ledger:
             if refusal is None and event.fire_at - now > EARLY_TIMER_TOLERANCE:
                 return f"{RE_ARM}: timer {event.timer_id} is not due until {event.fire_at.isoformat()}"
             return refusal
+        if isinstance(event, EventRaised) and event.source_id in self.events_from:
+            return f"duplicate event {event.name!r} from {event.source_id} (sent again)"
         if isinstance(event, ExecutionSuspended) and self.suspended:
             return "the instance is already suspended"
         if isinstance(event, ExecutionResumed) and not self.suspended:

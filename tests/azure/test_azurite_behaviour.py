@@ -6,7 +6,6 @@ which assumption broke. Waiting tests poll with a deadline; they assert outcomes
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.testing.eventually import eventually_async
 
 SEVEN_DAYS = int(timedelta(days=7).total_seconds())
 
@@ -50,14 +50,11 @@ async def _receive_one(queue: QueueClient, visibility_timeout: int) -> QueueMess
 
 
 async def _wait_for_one(queue: QueueClient, visibility_timeout: int, deadline: float = 20.0) -> QueueMessage:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while loop.time() < end:
-        message = await _receive_one(queue, visibility_timeout)
-        if message is not None:
-            return message
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no message became visible within {deadline} s")
+    message: QueueMessage = await eventually_async(
+        lambda: _receive_one(queue, visibility_timeout), timeout=deadline, interval=0.2,
+        what="a message to become visible",
+    )
+    return message
 
 
 async def test_initial_visibility_delay_is_honoured(queue: QueueClient) -> None:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from durable_azstorage.testing.azurite import (
     docker_available,
     find_azurite_dir,
 )
+from durable_azstorage.testing.eventually import eventually
 
 
 def _alive(pid: int) -> bool:
@@ -50,6 +50,7 @@ async def _queues(connection_string: str) -> list[str]:
         return [q.name async for q in clients.queue_service.list_queues()]
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_two_instances_run_side_by_side_and_stop_cleanly() -> None:
     first, second = Azurite(), Azurite()
     try:
@@ -72,6 +73,7 @@ def test_two_instances_run_side_by_side_and_stop_cleanly() -> None:
         second.stop()
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_data_lives_on_disk_in_a_temporary_location_by_default() -> None:
     with Azurite() as emulator:
         assert emulator._tempdir is not None
@@ -80,6 +82,7 @@ def test_data_lives_on_disk_in_a_temporary_location_by_default() -> None:
         assert any(data.iterdir())  # Azurite's metadata and extent files
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_in_memory_mode_on_request() -> None:
     with Azurite(in_memory=True) as emulator:
         asyncio.run(_roundtrip(emulator.connection_string))
@@ -87,6 +90,7 @@ def test_in_memory_mode_on_request() -> None:
         assert not (emulator._tempdir / "data").exists()
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_azurite_started_by_the_launcher_exits_on_sigterm() -> None:
     """Pinned: run directly as `node azurite.js` in its own session, 3.37.0 honours SIGTERM
     (exit 0). The SIGKILL escalation is for the cases where it does not (e.g. run via npx)."""
@@ -140,6 +144,7 @@ def test_install_folder_is_the_checkout_or_a_pinned_user_cache(
     assert json.loads((cached / "package.json").read_text())["dependencies"] == {"azurite": AZURITE_VERSION}
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_die_with_parent_leaves_no_orphan_when_the_owner_is_killed() -> None:
     owner = subprocess.Popen(
         [sys.executable, "-c",
@@ -156,11 +161,8 @@ def test_die_with_parent_leaves_no_orphan_when_the_owner_is_killed() -> None:
         assert _alive(azurite_pid)
         owner.kill()  # SIGKILL: no finally, no atexit in the owner
         owner.wait(timeout=30)
-        for _ in range(100):
-            if not _alive(azurite_pid) or _zombie(azurite_pid):
-                break
-            time.sleep(0.1)
-        assert not _alive(azurite_pid) or _zombie(azurite_pid)
+        eventually(lambda: not _alive(azurite_pid) or _zombie(azurite_pid), timeout=10,
+                   interval=0.1, what=f"the orphaned Azurite {azurite_pid} to die")
     finally:
         if owner.poll() is None:
             owner.kill()

@@ -1,6 +1,6 @@
 """``durable-azstorage bench``: every scenario through the real entry point, tiny sizes.
 
-Each test runs ``python -m durable_azstorage bench <scenario> --json FILE`` against the
+Each test runs ``python -m durable_azstorage bench <scenario> --json-file FILE`` against the
 session Azurite and checks that the JSON holds the promised fields with plausible values.
 Speed is never asserted: the numbers depend on the machine.
 """
@@ -8,34 +8,22 @@ Speed is never asserted: the numbers depend on the machine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_support import bench_cli, check_document
 
 from durable_azstorage.testing.azurite import Azurite
 
 
 def run_bench(azurite: Azurite, tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
-    """Run one scenario; return its JSON and its stdout (the table)."""
+    """Run one scenario; return its JSON (``--json-file``) and its stdout (the table)."""
     out = tmp_path / "result.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_AZSTORAGE_")}
-    env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string
-    proc = subprocess.run(
-        [sys.executable, "-m", "durable_azstorage", "bench", *args, "--json", str(out)],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, check=False,
-    )
+    proc = bench_cli(azurite, *args, "--json-file", str(out))
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     data: dict[str, Any] = json.loads(out.read_text())
-    assert data["scenario"] == args[0]
-    assert data["environment"]["machine"]["cores"] >= 1
-    assert data["environment"]["machine"]["python"]
-    assert data["environment"]["storage"]["kind"] == "emulator (given)"
-    assert "connection_string" not in json.dumps(data["settings"]).lower()
-    assert "Eby8vdM02" not in out.read_text()  # the account key is never written
+    check_document(data, args[0])
     assert f"bench {args[0]}" in proc.stdout
     return data, proc.stdout
 
@@ -44,17 +32,28 @@ def assert_latencies(lat: dict[str, float]) -> None:
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
 
 
-def test_sequence_compares_extended_sessions(azurite: Azurite, tmp_path: Path) -> None:
-    data, table = run_bench(azurite, tmp_path, "sequence", "--count", "3")
+def test_sequence_compares_extended_sessions_and_the_ceiling(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    data, table = run_bench(azurite, tmp_path, "sequence", "--count", "3", "--with-ceiling",
+                            "--ceiling-count", "20")
     runs = data["results"]["runs"]
     assert set(runs) == {"extended sessions on", "extended sessions off"}
     for run in runs.values():
         assert run["orchestrations"] == 3 and run["activities"] == 15
         assert run["orchestrations_per_s"] > 0 and run["activities_per_s"] > 0
         assert_latencies(run["latency_s"])
+        requests = run["storage_requests"]
+        assert requests["total"] == requests["worker"] + requests["client"] > 0
+        assert requests["total"] == sum(requests["by_operation"].values())
+        assert requests["worker"] == sum(requests["worker_by_operation"].values())
+        assert requests["by_operation"]["queue.PutMessage"] >= 15  # 5 activity requests each
+        assert requests["per_s"] > 0 and requests["ratio_to_ceiling"] > 0
     assert data["results"]["sessions_on_vs_off_throughput_ratio"] > 0
+    assert data["results"]["ceiling"]["phases"]["queue_put"]["requests"] == 20
     assert data["settings"]["count"] == 3
     assert "throughput ratio sessions on/off" in table
+    assert "of the ceiling" in table
 
 
 def test_fanout_reports_time_to_completion(azurite: Azurite, tmp_path: Path) -> None:
@@ -111,13 +110,11 @@ def test_scale_runs_worker_processes(azurite: Azurite, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["scale", "--processes", "1,x"], "--processes"),
-        (["sequence", "--json", "/nonexistent-folder/x.json"], "does not exist"),
+        (["sequence", "--json-file", "/nonexistent-folder/x.json"], "does not exist"),
+        (["ceiling", "--json", "a.json", "b.json"], "unexpected argument(s): a.json b.json"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "durable_azstorage", "bench", *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
-    )
+    proc = bench_cli(None, *args, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr

@@ -15,10 +15,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from durable_azstorage.testing.eventually import eventually
 
 APP_DIR = Path(__file__).parent
 PREFIX = "DURABLE_AZSTORAGE_"
@@ -65,15 +66,18 @@ def wait_for_output(
     process: subprocess.Popen[bytes], log: Path, pattern: str, timeout: float = 180
 ) -> re.Match[str]:
     """Wait until ``log`` (the process's output) matches ``pattern``; fail if it exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def output() -> str:
         text = log.read_text(errors="replace")
-        match = re.search(pattern, text)
-        if match:
-            return match
-        assert process.poll() is None, f"exited {process.returncode} before {pattern!r}:\n{text}"
-        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout}s:\n{text}"
-        time.sleep(0.1)
+        if not re.search(pattern, text):  # an exited process will never print it: fail now
+            assert process.poll() is None, f"exited {process.returncode} before {pattern!r}:\n{text}"
+        return text
+
+    text = eventually(output, until=lambda text: re.search(pattern, text), timeout=timeout,
+                      interval=0.1, what=f"{pattern!r} in {log.name}")
+    match = re.search(pattern, text)
+    assert match is not None
+    return match
 
 
 def run_cli_on_terminal(

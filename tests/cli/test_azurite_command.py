@@ -67,6 +67,7 @@ async def _use(connection_string: str) -> list[str]:
         return [q.name async for q in clients.queue_service.list_queues()]
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_azurite_command_prints_a_working_connection_string_and_stops_cleanly(
     cli_azurite: tuple[subprocess.Popen[str], queue.Queue[str], queue.Queue[str]],

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +18,7 @@ from cli_support import clean_env, run_cli, run_cli_on_terminal
 
 from durable_azstorage import OrchestrationStatus, TaskHubClient
 from durable_azstorage.testing.azurite import Azurite
+from durable_azstorage.testing.eventually import eventually
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -142,13 +142,11 @@ def test_show_reports_failures(
 
 
 def _wait_status(client: TaskHubClient, instance_id: str, status: OrchestrationStatus) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        state = client.get_orchestration_state(instance_id, fetch_payloads=False)
-        if state is not None and state.runtime_status is status:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{instance_id} never became {status.value}")
+    eventually(
+        lambda: client.get_orchestration_state(instance_id, fetch_payloads=False),
+        until=lambda state: state is not None and state.runtime_status is status,
+        timeout=120, interval=0.2, what=f"{instance_id} to become {status.value}",
+    )
 
 
 @pytest.fixture
@@ -267,6 +265,7 @@ def test_destructive_operations_refuse_without_yes_and_terminal(
     assert client.get_orchestration_state("batch-0") is not None
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_no_connection_starts_a_temporary_azurite_and_stops_it() -> None:
     env = clean_env()
     result = run_cli("instances", "list", "--task-hub", "demo", env=env)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
@@ -14,6 +13,7 @@ from cli_support import run_cli
 
 from durable_azstorage import OrchestrationStatus, TaskHubClient
 from durable_azstorage.azure.naming import TaskHubNames, control_queue_name, escape_key
+from durable_azstorage.testing.eventually import eventually
 
 S = OrchestrationStatus
 
@@ -169,10 +169,9 @@ def test_poison_list_show_replay_delete(
 
 
 def poll_poison(env: dict[str, str], count: int, *, other_than: str | None = None) -> list[Any]:
-    deadline = time.monotonic() + 120
-    while True:
-        records = [r for r in cli_json("poison", "list", env=env) if r["key"] != other_than]
-        if len(records) >= count:
-            return records
-        assert time.monotonic() < deadline, "no poison message appeared within 120s"
-        time.sleep(1)
+    records: list[Any] = eventually(
+        lambda: [r for r in cli_json("poison", "list", env=env) if r["key"] != other_than],
+        until=lambda records: len(records) >= count,
+        timeout=120, interval=1, what=f"{count} poison message(s) listed",
+    )
+    return records

@@ -75,6 +75,7 @@ def test_worker_refuses_a_missing_hub(
     assert "Traceback" not in output
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 def test_worker_without_connection_runs_on_a_temporary_azurite(tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     with running_worker({**clean_env(), "DURABLE_AZSTORAGE_TASK_HUB": "demo"}, log) as process:

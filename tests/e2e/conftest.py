@@ -1,21 +1,23 @@
-"""Fixtures for end-to-end tests: an InMemoryBackend shared by a worker and clients.
+"""Fixtures for end-to-end tests: a worker and clients on one backend.
+
+By default the backend is an ``InMemoryBackend`` (``backend``). A module that must hold on
+every backend parametrises ``storage`` over ``e2e_backends.BACKENDS`` (memory, and Azurite
+with a fresh task hub per test); ``worker`` and ``client`` then run on that backend.
 
 Tests register their functions on ``worker`` and then call ``worker.start()``; finalizers
-stop the worker and close the clients, also when a test fails.
+stop the worker, close the clients and delete the hub, also when a test fails.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import TypeVar
 
 import pytest
 
 from durable_azstorage import AsyncTaskHubClient, InMemoryBackend, TaskHubClient, TaskHubWorker
-
-T = TypeVar("T")
+from durable_azstorage.azure.settings import AzureStorageSettings
 
 
 @pytest.fixture
@@ -24,8 +26,39 @@ def backend() -> InMemoryBackend:
 
 
 @pytest.fixture
-def worker(backend: InMemoryBackend) -> Iterator[TaskHubWorker]:
-    w = TaskHubWorker(backend=backend, lock_renew_interval=timedelta(seconds=1))
+def storage(request: pytest.FixtureRequest) -> str:
+    """``"memory"`` unless the module parametrises it (``indirect=True``)."""
+    return str(getattr(request, "param", "memory"))
+
+
+@pytest.fixture
+def azure_hub(storage: str, request: pytest.FixtureRequest) -> Iterator[AzureStorageSettings | None]:
+    """Settings of a created task hub on the session Azurite, or None for the memory backend."""
+    if storage == "memory":
+        yield None
+        return
+    settings = dataclasses.replace(
+        request.getfixturevalue("azure_settings"),
+        partition_count=2,
+        max_poll_interval=timedelta(milliseconds=300),
+    )
+    with TaskHubClient(settings) as admin:
+        admin.create_task_hub()
+        try:
+            yield settings
+        finally:
+            admin.delete_task_hub()
+
+
+@pytest.fixture
+def worker(
+    azure_hub: AzureStorageSettings | None, request: pytest.FixtureRequest
+) -> Iterator[TaskHubWorker]:
+    if azure_hub is None:
+        w = TaskHubWorker(backend=request.getfixturevalue("backend"),
+                          lock_renew_interval=timedelta(seconds=1))
+    else:  # the worker builds its own backend on its own thread
+        w = TaskHubWorker(azure_hub)
     try:
         yield w
     finally:
@@ -33,8 +66,13 @@ def worker(backend: InMemoryBackend) -> Iterator[TaskHubWorker]:
 
 
 @pytest.fixture
-def client(backend: InMemoryBackend) -> Iterator[TaskHubClient]:
-    c = TaskHubClient(backend=backend)
+def client(
+    azure_hub: AzureStorageSettings | None, request: pytest.FixtureRequest
+) -> Iterator[TaskHubClient]:
+    if azure_hub is None:
+        c = TaskHubClient(backend=request.getfixturevalue("backend"))
+    else:
+        c = TaskHubClient(azure_hub)
     try:
         yield c
     finally:
@@ -45,21 +83,3 @@ def client(backend: InMemoryBackend) -> Iterator[TaskHubClient]:
 async def async_client(backend: InMemoryBackend) -> AsyncIterator[AsyncTaskHubClient]:
     async with AsyncTaskHubClient(backend=backend) as c:
         yield c
-
-
-@pytest.fixture
-def eventually() -> Callable[..., object]:
-    """``eventually(probe, timeout=5, what=...)``: poll until ``probe()`` is truthy."""
-    return poll_until
-
-
-def poll_until(probe: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,9 +29,9 @@ from durable_azstorage.model.history import (
     TaskCompleted,
     TaskScheduled,
 )
+from durable_azstorage.testing.eventually import eventually
 
 TIMEOUT = 10
-Eventually = Callable[..., Any]
 
 
 class CardDeclined(Exception):
@@ -288,7 +287,7 @@ def test_continue_as_new_with_save_events_carries_unconsumed_events(
 
 
 def test_custom_status_is_visible_while_running(
-    worker: TaskHubWorker, client: TaskHubClient, eventually: Eventually
+    worker: TaskHubWorker, client: TaskHubClient
 ) -> None:
     def staged(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
         ctx.set_custom_status({"stage": "waiting"})
@@ -538,7 +537,7 @@ def test_replay_safe_logger_logs_each_line_once(
 
 
 def test_waiting_for_an_event_can_be_cancelled(
-    worker: TaskHubWorker, client: TaskHubClient, eventually: Eventually
+    worker: TaskHubWorker, client: TaskHubClient
 ) -> None:
     def cancels(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
         first = ctx.wait_for_external_event("x")

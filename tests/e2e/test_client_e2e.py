@@ -28,9 +28,9 @@ from durable_azstorage.model.history import (
     ExecutionStarted,
     HistoryEvent,
 )
+from durable_azstorage.testing.eventually import eventually
 
 TIMEOUT = 10
-Eventually = Callable[..., Any]
 
 
 def waiter(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
@@ -153,7 +153,6 @@ def test_raise_event_is_case_insensitive(running: TaskHubWorker, client: TaskHub
 def test_events_to_a_completed_instance_are_dropped(
     running: TaskHubWorker,
     client: TaskHubClient,
-    eventually: Eventually,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     iid = client.schedule_new_orchestration(quick, input=1)
@@ -185,7 +184,7 @@ def test_terminate_running_instance_with_output(running: TaskHubWorker, client: 
 
 
 def test_terminate_a_suspended_instance(
-    running: TaskHubWorker, client: TaskHubClient, eventually: Eventually
+    running: TaskHubWorker, client: TaskHubClient
 ) -> None:
     iid = client.schedule_new_orchestration(waiter)
     client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
@@ -198,7 +197,7 @@ def test_terminate_a_suspended_instance(
 
 @pytest.mark.parametrize("recursive", [True, False])
 def test_terminate_recursive_into_children(
-    running: TaskHubWorker, client: TaskHubClient, eventually: Eventually, recursive: bool
+    running: TaskHubWorker, client: TaskHubClient, recursive: bool
 ) -> None:
     iid = client.schedule_new_orchestration(parent_of_waiter, instance_id=f"p-{recursive}")
     child = f"{iid}-child"
@@ -218,7 +217,7 @@ def test_terminate_recursive_into_children(
 
 
 def test_suspend_holds_events_until_resume(
-    running: TaskHubWorker, client: TaskHubClient, eventually: Eventually
+    running: TaskHubWorker, client: TaskHubClient
 ) -> None:
     iid = client.schedule_new_orchestration(waiter)
     client.wait_for_orchestration_start(iid, timeout=TIMEOUT)

@@ -1,4 +1,4 @@
-"""Rewind end to end on the in-memory backend, for code that reacted to a failure.
+"""Rewind end to end on every backend (memory, Azurite), for code that reacted to a failure.
 
 Each scenario fails for real (activities raise while ``BROKEN`` holds their name), is
 rewound after the test "deploys a fix" (clears ``BROKEN``), and must complete with the right
@@ -10,11 +10,11 @@ tests/unit/test_rewind_plan.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from e2e_backends import BACKENDS
 
 from durable_azstorage import (
     ActivityContext,
@@ -35,8 +35,10 @@ from durable_azstorage.model.history import (
     TaskFailed,
     TaskScheduled,
 )
+from durable_azstorage.testing.eventually import eventually
 
-TIMEOUT = 15
+pytestmark = pytest.mark.parametrize("storage", BACKENDS, indirect=True)
+TIMEOUT = 60
 S = OrchestrationStatus
 FAST = RetryPolicy(first_retry_interval=timedelta(milliseconds=100), max_number_of_attempts=3)
 _lock = threading.Lock()
@@ -210,7 +212,7 @@ def test_failed_child_is_rewound_with_its_parent(
 
 
 def test_events_raised_before_and_after_the_failure_survive(
-    running: TaskHubWorker, client: TaskHubClient, eventually: Callable[..., Any]
+    running: TaskHubWorker, client: TaskHubClient
 ) -> None:
     BROKEN.add("e")
     iid = client.schedule_new_orchestration(events, instance_id="rw-events")
@@ -246,6 +248,8 @@ def test_rewind_refuses_while_an_abandoned_child_runs(
     client.rewind_orchestration(iid)
     assert completed(client, iid) == "ok"
     assert client.get_orchestration_state(orphan) is None  # purged: nothing names it any more
+    with pytest.raises(OrchestrationNotFoundError):
+        client.get_orchestration_history(orphan)
 
 
 def test_rewind_failure_paths(running: TaskHubWorker, client: TaskHubClient) -> None:

@@ -22,6 +22,7 @@ from durable_azstorage import (
     when_all,
 )
 from durable_azstorage.backend.protocol import Backend, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.testing.eventually import eventually
 
 TIMEOUT = 10
 
@@ -136,8 +137,7 @@ def test_stop_after_grace_cancels_and_work_is_redelivered() -> None:
         first = make_worker()
         first.start()
         iid = client.schedule_new_orchestration(one_activity, input="hangs_first_time")
-        while not attempts:
-            threading.Event().wait(0.01)
+        eventually(lambda: attempts, what="the first attempt of the activity")
         first.stop(grace=timedelta(milliseconds=100))
         # The cancelled request was not completed: it comes back when its lock expires.
         with make_worker() as second:

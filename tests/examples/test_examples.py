@@ -68,6 +68,7 @@ def test_example_runs_against_the_configured_account(
 _OUTPUTS: dict[str, str] = {}  # one run per script serves all of its expectations
 
 
+@pytest.mark.azurite  # starts an Azurite of its own
 @pytest.mark.slow
 def test_first_example_starts_its_own_azurite_when_no_account_is_configured() -> None:
     out = _run("hello_cities.py", _env_without_account())

@@ -24,7 +24,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "scale_out.py"
 WORKERS, ORCHESTRATIONS, PARTITIONS = 3, 4, 4
 ROW = re.compile(r"^\s+(\d+)\s+\S+-control-\d+\s+(worker \d+ \(pid \d+\)|-)\s")
 
-pytestmark = pytest.mark.slow
+# One run of the example serves every test of this module: keep them on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scale_out_example")]
 
 
 def _table(lines: list[str], heading: str) -> dict[int, str]:

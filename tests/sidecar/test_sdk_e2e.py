@@ -22,6 +22,7 @@ from durabletask.worker import TaskHubGrpcWorker
 
 from durable_azstorage import TaskHubClient
 from durable_azstorage.model.history import EventRaised, ExecutionStarted
+from durable_azstorage.testing.eventually import eventually
 
 if TYPE_CHECKING:
     from sidecar_support import RunningSidecar
@@ -214,13 +215,6 @@ def test_retries_and_failure_details_round_trip(
     assert ours.failure_details.inner_failure.stack_trace == inner.stack_trace
 
 
-def _wait_for(probe: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_events_before_start_carried_over_by_continue_as_new_and_a_worker_disconnect(
     new_sidecar: Callable[..., RunningSidecar],
 ) -> None:
@@ -256,8 +250,9 @@ def test_events_before_start_carried_over_by_continue_as_new_and_a_worker_discon
         assert STARTED.wait(TIMEOUT), "the blocking activity never started"
         stopper = threading.Thread(target=first.stop)  # blocks until the activity returns
         stopper.start()
-        _wait_for(lambda: running.server is not None and running.server.work_items.connected_workers == 0,
-                  "the first worker's stream to close")
+        eventually(lambda: running.server is not None and running.server.work_items.connected_workers,
+                   until=lambda connected: connected == 0, timeout=TIMEOUT,
+                   what="the first worker's stream to close (value: connected workers)")
         second.start()
         state = sdk_client.wait_for_orchestration_completion(keep, timeout=TIMEOUT)
         assert state is not None and state.runtime_status == OrchestrationStatus.COMPLETED, state

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from typer.testing import CliRunner
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.cli.app import app
 from durable_azstorage.testing.azurite import Azurite
+from durable_azstorage.testing.eventually import eventually
 
 pytestmark = pytest.mark.azurite
 PREFIX = "DURABLE_AZSTORAGE_"
@@ -75,15 +75,18 @@ def _serving(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.
 
 
 def _wait_for(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str]) -> re.Match[str]:
-    deadline = time.monotonic() + 120
-    while True:
+
+    def output() -> str:
         text = log.read_text(errors="replace")
-        match = pattern.search(text)
-        if match:
-            return match
-        assert process.poll() is None, f"serve exited {process.returncode}:\n{text}"
-        assert time.monotonic() < deadline, f"no startup line within 120 s:\n{text}"
-        time.sleep(0.1)
+        if not pattern.search(text):  # an exited process will never print it: fail now
+            assert process.poll() is None, f"serve exited {process.returncode}:\n{text}"
+        return text
+
+    text = eventually(output, until=pattern.search, timeout=120, interval=0.1,
+                      what=f"the startup line in {log.name}")
+    match = pattern.search(text)
+    assert match is not None
+    return match
 
 
 def _lease_owners(azurite: Azurite, hub: str) -> list[str]:

@@ -7,7 +7,6 @@ own instance ids (a uuid prefix), so tests do not see each other's instances.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -31,6 +30,7 @@ from sidecar_support import RunningSidecar
 from durable_azstorage.model.errors import TaskHubNotFoundError
 from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.sidecar.service import ENTITIES_UNSUPPORTED
+from durable_azstorage.testing.eventually import eventually
 
 pytestmark = pytest.mark.azurite
 
@@ -391,13 +391,11 @@ def test_restart_rewind_list_and_purge(
 
 
 def _wait_for_status(client: TaskHubGrpcClient, iid: str, status: OrchestrationStatus) -> Any:
-    deadline = time.monotonic() + 60
-    while True:
-        state = client.get_orchestration_state(iid)
-        if state is not None and state.runtime_status is status:
-            return state
-        assert time.monotonic() < deadline, f"{iid} did not become {status}: {state}"
-        time.sleep(0.1)
+    return eventually(
+        lambda: client.get_orchestration_state(iid),
+        until=lambda state: state is not None and state.runtime_status is status,
+        timeout=60, interval=0.1, what=f"{iid} to become {status}",
+    )
 
 
 def test_hub_wiping_rpcs_are_refused_without_allow_hub_management(

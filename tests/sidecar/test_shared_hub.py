@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from sidecar_support import RunningSidecar, sidecar_settings
 
 from durable_azstorage.azure.naming import partition_of
 from durable_azstorage.testing.azurite import Azurite
+from durable_azstorage.testing.eventually import eventually
 
 pytestmark = pytest.mark.azurite
 
@@ -37,13 +37,6 @@ def _sdk_app(address: str) -> Iterator[TaskHubGrpcClient]:
     finally:
         client.close()
         worker.stop()
-
-
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.1)
 
 
 def _two_per_partition(count: int) -> list[str]:
@@ -77,7 +70,8 @@ def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
     first = new_sidecar(dataclasses.replace(base, worker_id="pod-a"))
     assert _owned(first) == {0, 1, 2, 3}
     second = new_sidecar(dataclasses.replace(base, worker_id="pod-b"), create_hub=False)
-    _wait_until(lambda: len(_owned(first)) == 2 and len(_owned(second)) == 2, "a 2/2 split")
+    eventually(lambda: (_owned(first), _owned(second)), until=lambda o: len(o[0]) == len(o[1]) == 2,
+               timeout=30, interval=0.1, what="a 2/2 split (owned by first, second)")
     assert _owned(first).isdisjoint(_owned(second))
 
     with _sdk_app(first.address) as client_a, _sdk_app(second.address) as client_b:
@@ -90,7 +84,8 @@ def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
             assert state.get_output() == i * 2
 
     second.stop()  # graceful: releases its partitions, the first sidecar takes them at once
-    _wait_until(lambda: _owned(first) == {0, 1, 2, 3}, "the hand-over to the first sidecar")
+    eventually(lambda: _owned(first), until=lambda owned: owned == {0, 1, 2, 3}, timeout=30,
+               interval=0.1, what="the hand-over to the first sidecar (owned by first)")
     with _sdk_app(first.address) as client_a:
         late = [f"late{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
         for i, iid in enumerate(late):

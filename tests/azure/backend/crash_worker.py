@@ -33,6 +33,11 @@ def settings(conn: str, hub: str) -> AzureStorageSettings:
         control_queue_visibility_timeout=timedelta(seconds=3),
         work_item_visibility_timeout=timedelta(seconds=3),
         max_poll_interval=timedelta(milliseconds=500),
+        # The next worker takes the killed one's partitions once their leases expire: short
+        # leases keep that wait (30 s with the defaults) to a few seconds.
+        lease_interval=timedelta(seconds=6),
+        lease_renew_interval=timedelta(seconds=2),
+        lease_acquire_interval=timedelta(seconds=1),
     )
 
 

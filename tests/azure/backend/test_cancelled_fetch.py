@@ -22,6 +22,7 @@ from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.testing.eventually import eventually_async
 
 VISIBILITY = timedelta(seconds=60)
 WITHIN = 10.0  # seconds another backend may need to see the message again
@@ -94,12 +95,11 @@ async def test_cancelled_orchestration_fetch_gives_the_messages_back(
     await asyncio.wait_for(received_some.wait(), WITHIN)
     # The receive answers, the batch is buffered, the fetch takes it and starts preparing
     # the work item (loading the history): cancel right then.
-    deadline = asyncio.get_running_loop().time() + WITHIN
-    while not backend.buffered_messages:
-        assert asyncio.get_running_loop().time() < deadline, "the message never arrived"
-        await asyncio.sleep(0)
-    while backend.buffered_messages:
-        await asyncio.sleep(0)
+    # Checked at every turn of the loop (interval 0): the window is a few turns wide.
+    await eventually_async(lambda: backend.buffered_messages, timeout=WITHIN, interval=0,
+                           what="the message to be buffered")
+    await eventually_async(lambda: backend.buffered_messages, until=lambda n: n == 0,
+                           timeout=WITHIN, interval=0, what="the fetch to take the buffered message")
     fetch.cancel()  # while the history is being loaded
     with pytest.raises(asyncio.CancelledError):
         await fetch

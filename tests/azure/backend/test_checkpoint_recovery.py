@@ -205,7 +205,12 @@ async def test_the_instances_row_never_goes_backwards(make_backend: MakeBackend)
     )
     await store.upsert(pending)
     assert await store.write_episode(nxt, 7) is None
-    assert await store.write_episode(dataclasses.replace(pending, runtime_status=OrchestrationStatus.RUNNING), 8)
+    # ... unless the episode started from that very execution (a first episode that continued
+    # as new at once: its state names a later execution than the client's Pending row).
+    successor = dataclasses.replace(running, execution_id="after-client-exec")
+    assert await store.write_episode(successor, 8, predecessors=frozenset({"client-exec"}))
+    state = await backend.get_instance("mono-1")
+    assert state is not None and state.execution_id == "after-client-exec"
 
 
 async def test_a_consumed_large_message_leaves_no_blob_behind(make_backend: MakeBackend) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from conformance.test_conformance_activities import *  # noqa: F401,F403
 from conformance.test_conformance_checkpoint import *  # noqa: F401,F403
+from conformance.test_conformance_crash_recovery import *  # noqa: F401,F403
 from conformance.test_conformance_identifiers import *  # noqa: F401,F403
 from conformance.test_conformance_instances import *  # noqa: F401,F403
 from conformance.test_conformance_orchestration_items import *  # noqa: F401,F403

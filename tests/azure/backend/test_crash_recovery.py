@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from durable_azstorage import AsyncTaskHubClient, OrchestrationStatus
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.model import history as h
 from durable_azstorage.testing.azurite import Azurite
+from durable_azstorage.testing.eventually import eventually_async
 
 from crash_worker import settings as worker_settings
 
@@ -66,12 +66,11 @@ async def test_kill_9_mid_fan_out_then_another_worker_completes_everything(
                 for i in range(3)
             ]
             # Wait until the fan-out is under way, then kill the worker without warning.
-            for _ in range(600):
-                history = await backend.get_history(ids[0])
-                done = sum(isinstance(e, h.TaskCompleted) for e in history)
-                if 0 < done:
-                    break
-                await asyncio.sleep(0.05)
+            async def completed_tasks() -> int:
+                return sum(isinstance(e, h.TaskCompleted) for e in await backend.get_history(ids[0]))
+
+            await eventually_async(completed_tasks, timeout=30, interval=0.05,
+                                   what=f"the first activity result of {ids[0]}")
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
             processes.start(azurite.connection_string, hub_name)

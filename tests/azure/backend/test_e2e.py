@@ -30,6 +30,7 @@ from durable_azstorage import (
 from durable_azstorage.azure.metrics import RequestCounter
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.testing.eventually import eventually_async
 
 from e2e.stale_child_start import chained_child, count_run, parent_of_chain, resend_child_start
 
@@ -223,11 +224,11 @@ async def test_large_payloads_everywhere(client: AsyncTaskHubClient) -> None:
     # event data and custom status
     iid = await client.schedule_new_orchestration("big_event")
     await client.raise_orchestration_event(iid, "big", data=big)
-    for _ in range(600):
-        state = await client.get_orchestration_state(iid)
-        if state is not None and state.get_custom_status() is not None:
-            break
-        await asyncio.sleep(0.1)
+    state = await eventually_async(
+        lambda: client.get_orchestration_state(iid),
+        until=lambda s: s is not None and s.get_custom_status() is not None,
+        timeout=TIMEOUT, interval=0.1, what="the big event's custom status",
+    )
     assert state is not None and state.get_custom_status() == big
     # termination reason
     await client.terminate_orchestration(iid, output=big)

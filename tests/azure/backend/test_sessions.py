@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import pytest
@@ -85,8 +84,8 @@ async def test_buffer_is_bounded(make_backend: MakeBackend) -> None:
     backend = await make_backend(max_buffered_messages=3)
     for i in range(10):
         assert await backend.create_instance(start_message(f"bp-{i}"))
-    await asyncio.sleep(1.0)
-    assert backend.buffered_messages <= 3
+    # Receivers poll only while someone waits for work, so the bound is checked while
+    # lock_next_orchestration creates demand (a sleep here would check an empty buffer).
     seen = set()
     for _ in range(10):
         item = await backend.lock_next_orchestration(10)

@@ -4,7 +4,6 @@ storage can tell) starts work on a worker whose pollers have backed off far beyo
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,6 +14,7 @@ import pytest
 from durable_azstorage import ActivityContext, AsyncTaskHubClient, OrchestrationContext, TaskHubWorker
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.testing.eventually import eventually_async
 
 pytestmark = pytest.mark.azurite
 
@@ -72,7 +72,5 @@ async def test_a_start_from_another_backend_wakes_an_idle_worker(
 async def _until_backed_off(backend: AzureStorageBackend, timeout: float = 30) -> None:
     """Wait until every poller of the worker waits longer than the wake-up interval."""
     slowest_poll: Any = getattr(backend, "_slowest_poll")
-    deadline = asyncio.get_running_loop().time() + timeout
-    while slowest_poll() < 1.0:
-        assert asyncio.get_running_loop().time() < deadline, "the worker never backed off"
-        await asyncio.sleep(0.1)
+    await eventually_async(slowest_poll, until=lambda seconds: seconds >= 1.0, timeout=timeout,
+                           interval=0.1, what="the worker's slowest poll interval to back off to 1 s")

@@ -22,6 +22,7 @@ from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
 from durable_azstorage.azure.partitions import PartitionManager
 from durable_azstorage.azure.provider import PartitionOwnership
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.testing.eventually import eventually_async
 
 PARTITIONS = 8
 LEASE = timedelta(seconds=3)
@@ -187,10 +188,28 @@ def _fits_the_seam(manager: PartitionManager) -> PartitionOwnership:
 async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
     """Poll ``predicate`` until true; return the seconds it took; fail naming ``what``."""
     start = time.monotonic()
-    while not await predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not reached within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
+    await eventually_async(predicate, timeout=timeout, interval=0.05, what=what)
+    return time.monotonic() - start
+
+
+async def wait_balanced(table: LeaseTable, worker_ids: set[str], what: str, timeout: float) -> float:
+    """Wait until every lease row is owned by one of ``worker_ids`` with no hand-over
+    pending and the counts within one; return the seconds it took (a measured figure)."""
+
+    async def leases() -> dict[int, tuple[str | None, str | None, bool]]:
+        return {p: (r.current_owner, r.next_owner, r.is_draining) for p, r in (await table.read_all()).items()}
+
+    def settled(rows: dict[int, tuple[str | None, str | None, bool]]) -> bool:
+        counts = dict.fromkeys(worker_ids, 0)
+        for owner, next_owner, draining in rows.values():
+            if owner not in counts or next_owner or draining:
+                return False
+            counts[owner] += 1
+        return sum(counts.values()) == PARTITIONS and max(counts.values()) - min(counts.values()) <= 1
+
+    start = time.monotonic()
+    await eventually_async(leases, until=settled, timeout=timeout, interval=0.05,
+                           what=f"leases balanced over {sorted(worker_ids)} {what} (partition: owner, next, draining)")
     return time.monotonic() - start
 
 

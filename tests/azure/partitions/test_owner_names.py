@@ -4,7 +4,6 @@ instead of each believing it owns all of them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from sim_support import PARTITIONS
@@ -13,6 +12,7 @@ from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.partitions import PartitionManager
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.testing.eventually import eventually_async
 
 
 async def test_two_backends_with_the_same_worker_id_split_the_partitions(
@@ -25,7 +25,10 @@ async def test_two_backends_with_the_same_worker_id_split_the_partitions(
     try:
         a, b = _manager(first), _manager(second)
         assert (a.me, b.me) == ("same-name", "same-name-2")
-        await _until(lambda: len(a.owned()) == len(b.owned()) == PARTITIONS // 2)
+        await eventually_async(
+            lambda: (a.owned(), b.owned()), until=lambda o: len(o[0]) == len(o[1]) == PARTITIONS // 2,
+            timeout=30, interval=0.1, what="an even split (owned by first, second)",
+        )
         assert a.owned().isdisjoint(b.owned())
         assert {b.rows[p].current_owner for p in b.owned()} == {"same-name-2"}
         assert {a.rows[p].current_owner for p in a.owned()} == {"same-name"}
@@ -45,9 +48,3 @@ def _manager(backend: AzureStorageBackend) -> PartitionManager:
     assert backend.partition_manager is not None
     return backend.partition_manager
 
-
-async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "partitions were not split evenly"
-        await asyncio.sleep(0.1)

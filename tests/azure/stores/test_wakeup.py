@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from stores_support import Stores
 
 from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
+from durable_azstorage.testing.eventually import eventually_async
 
 
 def _signal(stores: Stores, *, min_touch_interval: float = 0.0) -> WakeupSignal:
@@ -45,7 +45,9 @@ async def test_idle_watcher_wakes_on_a_touch(stores: Stores) -> None:
     )
     watcher.start()
     try:
-        await _until(lambda: watcher.checks >= 2)  # a baseline first: no wake for old touches
+        # A baseline first: no wake for old touches.
+        await eventually_async(lambda: watcher.checks, until=lambda checks: checks >= 2,
+                               interval=0.02, what="two checks of the signal")
         assert not woken.is_set()
         await _signal(stores).touch()
         await asyncio.wait_for(woken.wait(), timeout=10)
@@ -67,9 +69,3 @@ async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
     assert watcher.checks == 0
     assert (stores.clients.counter.snapshot() - before).by_service().get("blob", 0) == 0
 
-
-async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
