@@ -13,7 +13,6 @@ after a real three-day stall.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -23,6 +22,7 @@ from durable_azstorage.backend.clock import FakeClock
 from durable_azstorage.backend.memory import InMemoryBackend
 from durable_azstorage.client.client import TaskHubClient
 from durable_azstorage.model.history import HistoryEvent, TimerCreated, TimerFired
+from durable_azstorage.testing.eventually import eventually
 from durable_azstorage.worker.worker import TaskHubWorker
 
 
@@ -58,17 +58,18 @@ class DurableRuntime:
     def skip_timer(self, instance_id: str, *, timeout: float = 10.0) -> datetime:
         """Wait until ``instance_id`` waits on a durable timer, then jump to its fire time.
 
-        ``TimeoutError`` when no pending timer appears within ``timeout`` real seconds.
+        ``EventuallyTimeout`` (an ``AssertionError``) when no pending timer appears within
+        ``timeout`` real seconds.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            due = _next_timer(self.client.get_orchestration_history(instance_id))
-            if due is not None:
-                ahead = due - self.clock.now()
-                return self.clock.advance(ahead) if ahead > timedelta(0) else self.clock.now()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"orchestration {instance_id!r} started no durable timer within {timeout}s")
-            time.sleep(0.005)
+        due = eventually(
+            lambda: _next_timer(self.client.get_orchestration_history(instance_id)),
+            timeout=timeout,
+            interval=0.005,
+            what=f"orchestration {instance_id!r} to wait on a durable timer",
+        )
+        assert due is not None  # eventually returns only a truthy value
+        ahead = due - self.clock.now()
+        return self.clock.advance(ahead) if ahead > timedelta(0) else self.clock.now()
 
     def __enter__(self) -> DurableRuntime:
         return self
