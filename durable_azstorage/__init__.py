@@ -7,7 +7,10 @@ importing the authoring API does not pull in the Azure SDK.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     # settings and backends
@@ -17,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "Backend": "durable_azstorage.backend.protocol",
     # runtime
     "TaskHubWorker": "durable_azstorage.worker.worker",
+    "ConcurrencyOptions": "durable_azstorage.worker.concurrency",
     "TaskHubClient": "durable_azstorage.client.client",
     "AsyncTaskHubClient": "durable_azstorage.client.client",
     "OrchestrationState": "durable_azstorage.client.state",
@@ -34,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationStatus": "durable_azstorage.model.status",
     "OrchestrationQuery": "durable_azstorage.model.query",
     "Page": "durable_azstorage.model.query",
-    "PurgeResult": "durable_azstorage.model.query",
+    "PurgeInstancesResult": "durable_azstorage.model.query",
     "OrchestrationIdReusePolicy": "durable_azstorage.model.state",
     "CreateOrchestrationAction": "durable_azstorage.model.state",
     "HistoryEvent": "durable_azstorage.model.history",
@@ -50,12 +54,20 @@ _EXPORTS: dict[str, str] = {
     "TaskHubNotFoundError": "durable_azstorage.model.errors",
     "PartitionCountMismatchError": "durable_azstorage.model.errors",
     "TaskHubNameConflictError": "durable_azstorage.model.errors",
+    "PayloadTypeError": "durable_azstorage.model.errors",
 }
+
+# Earlier names kept one release: old name -> new name (each access warns).
+_DEPRECATED: dict[str, str] = {"PurgeResult": "PurgeInstancesResult"}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"durable_azstorage.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'durable_azstorage' has no attribute {name!r}")
@@ -90,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.errors import OrchestrationFailedError as OrchestrationFailedError
     from durable_azstorage.model.errors import OrchestrationNotFoundError as OrchestrationNotFoundError
     from durable_azstorage.model.errors import PartitionCountMismatchError as PartitionCountMismatchError
+    from durable_azstorage.model.errors import PayloadTypeError as PayloadTypeError
     from durable_azstorage.model.errors import TaskFailedError as TaskFailedError
     from durable_azstorage.model.errors import TaskHubNameConflictError as TaskHubNameConflictError
     from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError
@@ -97,9 +110,11 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.history import HistoryEvent as HistoryEvent
     from durable_azstorage.model.query import OrchestrationQuery as OrchestrationQuery
     from durable_azstorage.model.query import Page as Page
-    from durable_azstorage.model.query import PurgeResult as PurgeResult
+    from durable_azstorage.model.query import PurgeInstancesResult as PurgeInstancesResult
     from durable_azstorage.model.state import CreateOrchestrationAction as CreateOrchestrationAction
     from durable_azstorage.model.state import OrchestrationIdReusePolicy as OrchestrationIdReusePolicy
     from durable_azstorage.model.status import OrchestrationStatus as OrchestrationStatus
     from durable_azstorage.serialization.converter import DataConverter as DataConverter
+    from durable_azstorage.worker.concurrency import ConcurrencyOptions as ConcurrencyOptions
+    from durable_azstorage.worker.worker import TaskHubWorker as TaskHubWorker
     from durable_azstorage.serialization.converter import JsonDataConverter as JsonDataConverter

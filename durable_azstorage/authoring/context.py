@@ -11,11 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from durable_azstorage.authoring.registry import Activity, Orchestrator
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.tasks import CancellableTask, Task
+from durable_azstorage.model.deprecation import renamed_argument
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
@@ -65,6 +68,28 @@ class OrchestrationContext(ABC):
     def is_replaying(self) -> bool:
         """True while the code re-executes steps that history already recorded."""
 
+    @overload
+    def call_activity(
+        self,
+        activity: Activity | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+        return_type: type[T],
+    ) -> Task[T]: ...
+
+    @overload
+    def call_activity(
+        self,
+        activity: Activity | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+        return_type: None = None,
+    ) -> Task[Any]: ...
+
     @abstractmethod
     def call_activity(
         self,
@@ -73,8 +98,37 @@ class OrchestrationContext(ABC):
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
         tags: dict[str, str] | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
-        """Schedule an activity (by function or registered name); yield the task for its result."""
+        """Schedule an activity (by function or registered name); yield the task for its result.
+
+        The result is rebuilt as ``return_type`` (a dataclass, pydantic model, ...), or, when
+        that is omitted and ``activity`` is the function, as its return annotation.
+        """
+
+    @overload
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Orchestrator | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
+        return_type: type[T],
+    ) -> Task[T]: ...
+
+    @overload
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Orchestrator | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
+        return_type: None = None,
+    ) -> Task[Any]: ...
 
     @abstractmethod
     def call_sub_orchestrator(
@@ -85,16 +139,29 @@ class OrchestrationContext(ABC):
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         version: str | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
-        """Start a child orchestration (default id ``f"{instance_id}:{seq:04x}"``)."""
+        """Start a child orchestration (default id ``f"{instance_id}:{seq:04x}"``).
+
+        Its output is rebuilt as ``return_type`` when given.
+        """
 
     @abstractmethod
     def create_timer(self, fire_at: datetime | timedelta) -> CancellableTask[None]:
         """A durable timer firing at ``fire_at`` (or after the given delay)."""
 
+    @overload
+    def wait_for_external_event(self, name: str, *, data_type: type[T]) -> CancellableTask[T]: ...
+
+    @overload
+    def wait_for_external_event(self, name: str, *, data_type: None = None) -> CancellableTask[Any]: ...
+
     @abstractmethod
-    def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
-        """Wait for an event (case-insensitive name); early events are buffered FIFO per name."""
+    def wait_for_external_event(self, name: str, *, data_type: Any = None) -> CancellableTask[Any]:
+        """Wait for an event (case-insensitive name); early events are buffered FIFO per name.
+
+        The event's data is rebuilt as ``data_type`` when given.
+        """
 
     @abstractmethod
     def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
@@ -107,9 +174,16 @@ class OrchestrationContext(ABC):
         With ``save_events``, external events received but not yet consumed are carried over.
         """
 
+    def set_custom_status(self, custom_status: Any = None, *, obj: Any = None) -> None:
+        """Publish a serializable value clients can read while the instance runs.
+
+        ``obj=`` is the deprecated name of ``custom_status``.
+        """
+        self._set_custom_status(renamed_argument("set_custom_status", "obj", "custom_status", obj, custom_status))
+
     @abstractmethod
-    def set_custom_status(self, obj: Any) -> None:
-        """Publish a serializable value clients can read while the instance runs."""
+    def _set_custom_status(self, custom_status: Any) -> None:
+        """Record the encoded custom status (the runtime's part of ``set_custom_status``)."""
 
     @abstractmethod
     def new_uuid(self) -> str:

@@ -239,6 +239,15 @@ class AzureStorageSettings:
         return dataclasses.replace(self, task_hub=task_hub)
 
     @classmethod
+    def from_connection_string(
+        cls, connection_string: str, *, task_hub: str = "default", **overrides: Any
+    ) -> AzureStorageSettings:
+        """Settings for the account of ``connection_string`` (the Azure SDKs' constructor name)."""
+        if not isinstance(connection_string, str) or not connection_string.strip():
+            raise ValueError("connection_string: must be a non-empty Azure Storage connection string")
+        return cls(connection_string=connection_string, task_hub=task_hub, **overrides)
+
+    @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, **overrides: Any
     ) -> AzureStorageSettings:

@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from durable_azstorage import __version__
 from durable_azstorage.cli.output import EXIT_CODES_HELP
 from durable_azstorage.testing.azurite import Azurite, AzuriteError
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     help="Durable orchestrations with state in Azure Storage: local Azurite and task hub tools.",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -43,6 +44,22 @@ _COMMANDS: list[tuple[str, str]] = [
     ("durable_azstorage.cli.serve", "serve"),
     ("durable_azstorage.cli.dashboard", "dashboard"),
 ]
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"durable-azstorage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    # Options of the app itself (no docstring: the app's help text stays the one above).
+    pass
+
 
 for _module, _name, _help in _GROUPS:
     app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)

@@ -1,7 +1,11 @@
 """``durable-azstorage hub create|delete|info|list|partitions``: task hub resources from the shell.
 
-The account comes from the environment (``AzureStorageSettings.from_env``:
-DURABLE_AZSTORAGE_CONNECTION_STRING, ...); ``--task-hub`` and ``--partition-count`` override it.
+The same connection options, ``--debug`` and error reporting as the other groups
+(``cli.connection``, ``cli.output.reporting``): ``--connection-string`` over the environment
+(``AzureStorageSettings.from_env``), ``--task-hub`` and ``--partition-count`` over both.
+Unlike ``instances``, hub commands never start a temporary Azurite when no account is
+configured: a hub created there would vanish with it, so that is a usage error naming the
+variable to set.
 """
 
 from __future__ import annotations
@@ -10,12 +14,19 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 import typer
 
-from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.model.errors import DurableTaskError
+from durable_azstorage.azure.settings import ENV_PREFIX, AzureStorageSettings
+from durable_azstorage.cli.connection import (
+    CONNECTION_STRING_OPTION,
+    DEBUG_OPTION,
+    PARTITION_COUNT_OPTION,
+    TASK_HUB_OPTION,
+    Connection,
+)
+from durable_azstorage.cli.output import EXIT_USAGE, CliError, confirm, reporting
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
     from durable_azstorage.azure.clients import StorageClients
@@ -25,22 +36,17 @@ if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
 
-_HUB = typer.Option(None, "--task-hub", "-t", help="Task hub name (default: env or 'default').")
-_COUNT = typer.Option(None, "--partition-count", "-p", help="Partition count (1-16).")
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _settings(task_hub: str | None, partition_count: int | None) -> AzureStorageSettings:
-    overrides: dict[str, Any] = {}
-    if task_hub is not None:
-        overrides["task_hub"] = task_hub
-    if partition_count is not None:
-        overrides["partition_count"] = partition_count
-    try:
-        return AzureStorageSettings.from_env(**overrides)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+def _settings(connection: Connection) -> AzureStorageSettings:
+    if not connection.configured:
+        raise CliError(
+            f"no storage account configured: pass --connection-string or set {ENV_PREFIX}CONNECTION_STRING "
+            "(hub commands never start a temporary Azurite: a hub there would vanish with it)",
+            EXIT_USAGE,
+        )
+    return connection.settings()
 
 
 def _run(settings: AzureStorageSettings, action: Callable[[StorageClients], Awaitable[T]]) -> T:
@@ -50,11 +56,7 @@ def _run(settings: AzureStorageSettings, action: Callable[[StorageClients], Awai
         async with StorageClients(settings) as clients:
             return await action(clients)
 
-    try:
-        return asyncio.run(go())
-    except DurableTaskError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    return asyncio.run(go())
 
 
 def _show(info: TaskHubInfo, as_json: bool) -> None:
@@ -71,43 +73,64 @@ def _show(info: TaskHubInfo, as_json: bool) -> None:
 
 @app.command()
 def create(
-    task_hub: Optional[str] = _HUB,  # noqa: UP007
-    partition_count: Optional[int] = _COUNT,  # noqa: UP007
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
     as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
 ) -> None:
     """Create the task hub (idempotent; fails if it exists with another partition count)."""
     from durable_azstorage.azure.taskhub import TaskHubResources
 
-    settings = _settings(task_hub, partition_count)
-    _show(_run(settings, lambda c: TaskHubResources(c).create_if_not_exists()), as_json)
+    with reporting(debug):
+        settings = _settings(Connection(connection_string, task_hub, partition_count))
+        _show(_run(settings, lambda c: TaskHubResources(c).create_if_not_exists()), as_json)
 
 
 @app.command()
-def info(task_hub: Optional[str] = _HUB, as_json: bool = _JSON) -> None:  # noqa: UP007
+def info(
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
     """Show the hub's partition count, creation time and resources (missing ones flagged)."""
     from durable_azstorage.azure.taskhub import TaskHubResources
 
-    settings = _settings(task_hub, None)
-    _show(_run(settings, lambda c: TaskHubResources(c).info()), as_json)
+    with reporting(debug):
+        settings = _settings(Connection(connection_string, task_hub))
+        _show(_run(settings, lambda c: TaskHubResources(c).info()), as_json)
 
 
 @app.command()
-def delete(task_hub: Optional[str] = _HUB) -> None:  # noqa: UP007
-    """Delete every resource of the task hub (all instances and history are lost)."""
+def delete(
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Delete every resource of the task hub (all instances and history are lost); asks unless --yes."""
     from durable_azstorage.azure.taskhub import TaskHubResources
 
-    settings = _settings(task_hub, None)
-    existed = _run(settings, lambda c: TaskHubResources(c).delete())
-    typer.echo(f"deleted task hub {settings.task_hub}" if existed else
-               f"task hub {settings.task_hub} did not exist (leftovers removed)")
+    with reporting(debug):
+        settings = _settings(Connection(connection_string, task_hub))
+        confirm(yes, f"delete task hub {settings.task_hub} with all its instances and history?", "hub delete")
+        existed = _run(settings, lambda c: TaskHubResources(c).delete())
+        typer.echo(f"deleted task hub {settings.task_hub}" if existed else
+                   f"task hub {settings.task_hub} did not exist (leftovers removed)")
 
 
 @app.command("list")
-def list_(as_json: bool = _JSON) -> None:
+def list_(
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
     """List the task hubs in the account."""
     from durable_azstorage.azure.taskhub import list_task_hubs
 
-    hubs = _run(_settings(None, None), list_task_hubs)
+    with reporting(debug):
+        hubs = _run(_settings(Connection(connection_string)), list_task_hubs)
     if as_json:
         typer.echo(json.dumps([asdict(h) for h in hubs], default=str))
         return
@@ -116,10 +139,16 @@ def list_(as_json: bool = _JSON) -> None:
 
 
 @app.command()
-def partitions(task_hub: Optional[str] = _HUB, as_json: bool = _JSON) -> None:  # noqa: UP007
+def partitions(
+    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    as_json: bool = _JSON,
+    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
+    debug: bool = DEBUG_OPTION,
+) -> None:
     """Show each partition's lease owner, expiry, backlog and oldest visible message age."""
-    settings = _settings(task_hub, None)
-    _show_partitions(_run(settings, _describe), as_json)
+    with reporting(debug):
+        settings = _settings(Connection(connection_string, task_hub))
+        _show_partitions(_run(settings, _describe), as_json)
 
 
 async def _describe(clients: StorageClients) -> list[PartitionInfo]:

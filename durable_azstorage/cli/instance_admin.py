@@ -36,7 +36,7 @@ from durable_azstorage.cli.instances import _ID, _JSON, _REASON, _client, _confi
 from durable_azstorage.cli.output import EXIT_FAILURE, CliError, print_json
 from durable_azstorage.client.client import TaskHubClient
 from durable_azstorage.client.management import purge_statuses
-from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
+from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
 
 _STATUS_HELP = (
     "Runtime status; repeat or comma-separate for several (Running, Pending, Completed, "
@@ -62,12 +62,12 @@ def purge_by_filter(
     total = sum(client.count_orchestrations_by_status(query).values())
     names = "/".join(s.value for s in statuses)
     if total == 0:
-        result = PurgeResult(deleted_instance_count=0)
+        result = PurgeInstancesResult(deleted_instance_count=0)
     else:
         _confirm(yes, f"purge {total} {names} instance(s)? This cannot be undone", "purge")
         with _bar(f"purging {names} instances", total) as advance:
             result = client.purge_orchestrations_by(
-                created_from=query.created_time_from, created_to=query.created_time_to,
+                created_time_from=query.created_time_from, created_time_to=query.created_time_to,
                 runtime_status=statuses, timeout=timeout, progress=advance,
             )
     if as_json:

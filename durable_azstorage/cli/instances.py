@@ -8,7 +8,6 @@ the command line (``--input``, ``--data``) are JSON. Destructive operations (``t
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import List, Optional
@@ -30,6 +29,7 @@ from durable_azstorage.cli.output import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
+    confirm,
     counting,
     event_to_dict,
     is_missing_resource,
@@ -87,15 +87,7 @@ def _require(client: TaskHubClient, instance_id: str, payloads: bool) -> Orchest
     return state
 
 
-def _confirm(yes: bool, question: str, option_hint: str) -> None:
-    """Proceed with ``--yes``; ask on a terminal; refuse (exit 2) without one."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise CliError(f"{option_hint} needs confirmation: pass --yes (stdin is not a terminal)",
-                       EXIT_USAGE)
-    if not typer.confirm(question, default=False, err=True):
-        raise CliError("aborted, nothing changed", EXIT_FAILURE)
+_confirm = confirm  # the name instance_admin imports
 
 
 def _every_page(client: TaskHubClient, query: OrchestrationQuery) -> list[OrchestrationState]:

@@ -53,6 +53,17 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+def confirm(yes: bool, question: str, option_hint: str) -> None:
+    """Proceed with ``--yes``; ask on a terminal; refuse (exit 2) without one."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"{option_hint} needs confirmation: pass --yes (stdin is not a terminal)",
+                       EXIT_USAGE)
+    if not typer.confirm(question, default=False, err=True):
+        raise CliError("aborted, nothing changed", EXIT_FAILURE)
+
+
 def _one_line(text: str) -> str:
     first = text.strip().splitlines()
     return first[0] if first else ""

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.client import management
+from durable_azstorage.model.deprecation import renamed_argument
+from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
@@ -40,7 +42,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.messages import TaskMessage
-from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
@@ -194,12 +196,48 @@ class AsyncTaskHubClient:
             timeout=timeout,
         )
 
-    async def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
-        """The current execution's committed history events, oldest first."""
+    async def get_orchestration_history(
+        self, instance_id: str, *, execution_id: str | None = None
+    ) -> list[HistoryEvent]:
+        """The current execution's committed history events, oldest first.
+
+        Backends keep only the current execution's history (continue-as-new and restart
+        replace it), so an ``execution_id`` naming an earlier execution raises
+        ``InvalidOperationError`` instead of returning someone else's events.
+        """
+        if execution_id is not None:
+            state = await self._require(instance_id)
+            if state.execution_id != execution_id:
+                raise InvalidOperationError(
+                    f"execution {execution_id!r} of orchestration {instance_id!r} is not its "
+                    f"current execution ({state.execution_id!r}); only the current execution's "
+                    "history is kept"
+                )
         history = await self._backend.get_history(instance_id)
         if not history:
             await self._require(instance_id)
         return history
+
+    async def list_instance_ids(
+        self,
+        runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        completed_time_from: datetime | None = None,
+        completed_time_to: datetime | None = None,
+        page_size: int | None = None,
+        continuation_token: str | None = None,
+    ) -> Page[str]:
+        """Ids of ended instances (or those in ``runtime_status``), one page at a time.
+
+        ``continuation_token`` is None on the last page; see ``client.instance_ids``.
+        """
+        return await list_instance_ids(
+            self._backend,
+            runtime_status=runtime_status,
+            completed_time_from=completed_time_from,
+            completed_time_to=completed_time_to,
+            page_size=page_size,
+            continuation_token=continuation_token,
+        )
 
     async def query_orchestrations(
         self, query: OrchestrationQuery | None = None
@@ -209,10 +247,15 @@ class AsyncTaskHubClient:
         return Page([self._public(s) for s in page.items], page.continuation_token)
 
     async def get_all_orchestration_states(
-        self, query: OrchestrationQuery | None = None
+        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
     ) -> list[OrchestrationState]:
-        """Every instance matching ``query``, following continuation tokens."""
-        query = query or OrchestrationQuery()
+        """Every instance matching the query, following continuation tokens.
+
+        ``query=`` is the deprecated name of ``orchestration_query``.
+        """
+        query = renamed_argument(
+            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
+        ) or OrchestrationQuery()
         states: list[OrchestrationState] = []
         while True:
             page = await self.query_orchestrations(query)
@@ -255,11 +298,11 @@ class AsyncTaskHubClient:
         await self._require(instance_id)
         await self._send(instance_id, ExecutionResumed(timestamp=_utcnow(), reason=reason))
 
-    async def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
+    async def purge_orchestration(self, instance_id: str, recursive: bool = True) -> PurgeInstancesResult:
         """Delete an ended instance's history and state (and its sub-orchestrations')."""
         state = await self._backend.get_instance(instance_id, fetch_payloads=False)
         if state is None:
-            return PurgeResult(deleted_instance_count=0)
+            return PurgeInstancesResult(deleted_instance_count=0)
         if not state.runtime_status.is_terminal:
             raise InvalidOperationError(
                 f"cannot purge orchestration {instance_id!r}: it is "
@@ -273,32 +316,48 @@ class AsyncTaskHubClient:
                     deleted += (await self.purge_orchestration(child)).deleted_instance_count
         if await self._backend.purge_instance(instance_id):
             deleted += 1
-        return PurgeResult(deleted_instance_count=deleted)
+        return PurgeInstancesResult(deleted_instance_count=deleted)
 
     # --- management ------------------------------------------------------------------------
     async def purge_orchestrations_by(
         self,
-        *,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
         runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        recursive: bool = False,
         timeout: Timeout | None = None,
+        *,
         concurrency: int = 8,
         progress: Callable[[int], None] | None = None,
-    ) -> PurgeResult:
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> PurgeInstancesResult:
         """Purge every ended instance created in the range with one of ``runtime_status``.
 
         Only Completed, Failed and Terminated may be named (else ``ValueError``; no status
-        at all is refused too). With ``timeout`` the result may say ``is_complete=False``:
-        call again to continue. Idempotent. ``progress(deleted)`` follows each deletion.
+        at all is refused too, so a forgotten filter never purges a whole hub). With
+        ``recursive`` each instance's ended sub-orchestrations go with it. With ``timeout``
+        the result may say ``is_complete=False``: call again to continue. Idempotent.
+        ``progress(deleted)`` follows each deletion. ``created_from``/``created_to`` are the
+        deprecated names of ``created_time_from``/``created_time_to``.
         """
+        method = "purge_orchestrations_by"
+        low = renamed_argument(method, "created_from", "created_time_from", created_from, created_time_from)
+        high = renamed_argument(method, "created_to", "created_time_to", created_to, created_time_to)
         statuses = management.purge_statuses(
             tuple(runtime_status) if runtime_status is not None else None
         )
+
+        async def purge_one(instance_id: str) -> int:
+            if recursive:
+                return (await self.purge_orchestration(instance_id, recursive=True)).deleted_instance_count
+            return 1 if await self._backend.purge_instance(instance_id) else 0
+
         return await management.purge_by(
             self._backend,
-            created_from=created_from,
-            created_to=created_to,
+            purge_one,
+            created_from=low,
+            created_to=high,
             runtime_status=statuses,
             timeout=None if timeout is None else _seconds(timeout),
             concurrency=concurrency,

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSettings, Timeout
+from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
-from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeResult
+from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
@@ -126,8 +127,24 @@ class TaskHubClient:
             )
         )
 
-    def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
-        return self._run(self._async.get_orchestration_history(instance_id))
+    def get_orchestration_history(
+        self, instance_id: str, *, execution_id: str | None = None
+    ) -> list[HistoryEvent]:
+        return self._run(self._async.get_orchestration_history(instance_id, execution_id=execution_id))
+
+    def list_instance_ids(
+        self,
+        runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        completed_time_from: datetime | None = None,
+        completed_time_to: datetime | None = None,
+        page_size: int | None = None,
+        continuation_token: str | None = None,
+    ) -> Page[str]:
+        return self._run(
+            self._async.list_instance_ids(
+                runtime_status, completed_time_from, completed_time_to, page_size, continuation_token
+            )
+        )
 
     def query_orchestrations(
         self, query: OrchestrationQuery | None = None
@@ -135,8 +152,11 @@ class TaskHubClient:
         return self._run(self._async.query_orchestrations(query))
 
     def get_all_orchestration_states(
-        self, query: OrchestrationQuery | None = None
+        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
     ) -> list[OrchestrationState]:
+        query = renamed_argument(
+            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
+        )
         return self._run(self._async.get_all_orchestration_states(query))
 
     def raise_orchestration_event(
@@ -157,27 +177,28 @@ class TaskHubClient:
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         self._run(self._async.resume_orchestration(instance_id, reason=reason))
 
-    def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> PurgeResult:
+    def purge_orchestration(self, instance_id: str, recursive: bool = True) -> PurgeInstancesResult:
         return self._run(self._async.purge_orchestration(instance_id, recursive=recursive))
 
     def purge_orchestrations_by(
         self,
-        *,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
         runtime_status: Sequence[OrchestrationStatus | str] | None = None,
+        recursive: bool = False,
         timeout: Timeout | None = None,
+        *,
         concurrency: int = 8,
         progress: Callable[[int], None] | None = None,
-    ) -> PurgeResult:
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> PurgeInstancesResult:
+        method = "purge_orchestrations_by"  # warn in the caller's thread, not the client loop's
+        low = renamed_argument(method, "created_from", "created_time_from", created_from, created_time_from)
+        high = renamed_argument(method, "created_to", "created_time_to", created_to, created_time_to)
         return self._run(
             self._async.purge_orchestrations_by(
-                created_from=created_from,
-                created_to=created_to,
-                runtime_status=runtime_status,
-                timeout=timeout,
-                concurrency=concurrency,
-                progress=progress,
+                low, high, runtime_status, recursive, timeout=timeout, concurrency=concurrency, progress=progress
             )
         )
 

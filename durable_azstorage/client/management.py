@@ -5,8 +5,9 @@ They use only the ``Backend`` protocol, so they work the same on every backend.
 * **Purge by filter** accepts terminal statuses only (Completed, Failed, Terminated): the
   .NET provider silently purges running instances, which destroys work in flight. Pages of
   ``PURGE_PAGE_SIZE`` are purged with at most ``concurrency`` deletions in flight. Each
-  matching instance is purged alone (not its sub-orchestrations: those match the filter on
-  their own or are kept). A ``timeout`` stops between deletions and returns
+  matching instance is purged by ``purge_one``: alone by default (its sub-orchestrations
+  match the filter on their own or are kept), with its ended sub-orchestrations when the
+  caller asks for ``recursive``. A ``timeout`` stops between deletions and returns
   ``is_complete=False``; calling again resumes, since purged instances no longer match.
 * **Counts** follow every page of a payload-free query (one table scan on Azure).
 * **Restart** re-creates an ended instance from its name, version, tags and input.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
@@ -44,7 +45,7 @@ from durable_azstorage.model.history import (
     SubOrchestrationInstanceCreated,
 )
 from durable_azstorage.model.messages import TaskMessage
-from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
+from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
@@ -101,8 +102,13 @@ def purge_statuses(
     return tuple(dict.fromkeys(statuses))
 
 
+PurgeOne = Callable[[str], Awaitable[int]]
+"""``purge_one(instance_id) -> deleted``: purges one matching instance (and maybe its children)."""
+
+
 async def purge_by(
     backend: Backend,
+    purge_one: PurgeOne,
     *,
     created_from: datetime | None,
     created_to: datetime | None,
@@ -110,7 +116,7 @@ async def purge_by(
     timeout: float | None,
     concurrency: int = 8,
     progress: Progress | None = None,
-) -> PurgeResult:
+) -> PurgeInstancesResult:
     """Purge every ended instance matching the filter (see the module docstring)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -132,20 +138,21 @@ async def purge_by(
             if deadline is not None and loop.time() >= deadline:
                 out_of_time = True
                 return
-            if await backend.purge_instance(state.instance_id):
-                deleted += 1
+            count = await purge_one(state.instance_id)
+            if count:
+                deleted += count
                 if progress is not None:
                     progress(deleted)
 
     while True:
         if deadline is not None and loop.time() >= deadline:
-            return PurgeResult(deleted_instance_count=deleted, is_complete=False)
+            return PurgeInstancesResult(deleted_instance_count=deleted, is_complete=False)
         page = await backend.query_instances(query)
         await asyncio.gather(*(purge(s) for s in page.items))
         if out_of_time:
-            return PurgeResult(deleted_instance_count=deleted, is_complete=False)
+            return PurgeInstancesResult(deleted_instance_count=deleted, is_complete=False)
         if page.continuation_token is None:
-            return PurgeResult(deleted_instance_count=deleted, is_complete=True)
+            return PurgeInstancesResult(deleted_instance_count=deleted, is_complete=True)
         query = dataclasses.replace(query, continuation_token=page.continuation_token)
 
 

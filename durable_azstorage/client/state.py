@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from durable_azstorage.model.errors import OrchestrationFailedError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter, deserialize_as
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,14 +65,29 @@ class OrchestrationState:
         """True once the instance completed, failed or was terminated."""
         return self.runtime_status.is_terminal
 
-    def get_input(self) -> Any:
-        return self.converter.deserialize(self.serialized_input)
+    @overload
+    def get_input(self, expected_type: type[T]) -> T | None: ...
+    @overload
+    def get_input(self, expected_type: None = None) -> Any: ...
+    def get_input(self, expected_type: Any = None) -> Any:
+        """The decoded input, rebuilt as ``expected_type`` when given (None if absent)."""
+        return deserialize_as(self.converter, self.serialized_input, expected_type)
 
-    def get_output(self) -> Any:
-        return self.converter.deserialize(self.serialized_output)
+    @overload
+    def get_output(self, expected_type: type[T]) -> T | None: ...
+    @overload
+    def get_output(self, expected_type: None = None) -> Any: ...
+    def get_output(self, expected_type: Any = None) -> Any:
+        """The decoded output, rebuilt as ``expected_type`` when given (None if absent)."""
+        return deserialize_as(self.converter, self.serialized_output, expected_type)
 
-    def get_custom_status(self) -> Any:
-        return self.converter.deserialize(self.serialized_custom_status)
+    @overload
+    def get_custom_status(self, expected_type: type[T]) -> T | None: ...
+    @overload
+    def get_custom_status(self, expected_type: None = None) -> Any: ...
+    def get_custom_status(self, expected_type: Any = None) -> Any:
+        """The decoded custom status, rebuilt as ``expected_type`` when given (None if absent)."""
+        return deserialize_as(self.converter, self.serialized_custom_status, expected_type)
 
     def raise_if_failed(self) -> None:
         """Raise ``OrchestrationFailedError`` (with ``details``) if the instance failed."""

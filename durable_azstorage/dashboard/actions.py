@@ -131,8 +131,8 @@ async def bulk_purge(client: AsyncTaskHubClient, body: Body) -> dict[str, Any]:
     )
     result = await client.purge_orchestrations_by(
         runtime_status=parse_statuses(statuses),
-        created_from=created_from,
-        created_to=created_to,
+        created_time_from=created_from,
+        created_time_to=created_to,
         timeout=PURGE_SLICE,
     )
     return {"deleted_instance_count": result.deleted_instance_count,

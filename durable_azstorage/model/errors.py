@@ -21,6 +21,10 @@ class TaskFailedError(DurableTaskError):
         self.details = details
 
 
+class PayloadTypeError(DurableTaskError, TypeError):
+    """A payload cannot be rebuilt as the type the code asked for; names the type and field."""
+
+
 class OrchestrationTerminatedError(DurableTaskError):
     """A sub-orchestration was terminated; its parent sees a failed task of this type."""
 

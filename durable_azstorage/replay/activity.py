@@ -18,9 +18,11 @@ from datetime import datetime, timezone
 from durable_azstorage.authoring.context import ActivityContext
 from durable_azstorage.authoring.errors import ActivityNotRegisteredError, NonSerializableResultError
 from durable_azstorage.authoring.registry import Activity, Registry
+from durable_azstorage.authoring.signatures import input_type
+from durable_azstorage.model.errors import PayloadTypeError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import TaskCompleted, TaskFailed
-from durable_azstorage.serialization.converter import DataConverter
+from durable_azstorage.serialization.converter import DataConverter, deserialize_as
 
 
 def _is_async(fn: Activity) -> bool:
@@ -46,7 +48,7 @@ async def run_activity(
         )
         return _failed(ctx, error)
     try:
-        value = converter.deserialize(input)
+        value = _decode_input(converter, input, fn, name)
         if _is_async(fn):
             result = await fn(ctx, value)
         else:
@@ -64,6 +66,14 @@ async def run_activity(
             ctx, NonSerializableResultError(f"activity {name!r} returned a value that cannot be serialized: {exc}")
         )
     return TaskCompleted(task_scheduled_id=ctx.task_id, result=encoded, timestamp=_now())
+
+
+def _decode_input(converter: DataConverter, input: str | None, fn: Activity, name: str) -> object:
+    """The input as the activity's annotation asks; a mismatch names the activity."""
+    try:
+        return deserialize_as(converter, input, input_type(fn))
+    except PayloadTypeError as exc:
+        raise PayloadTypeError(f"input of activity {name!r}: {exc}") from exc
 
 
 def _failed(ctx: ActivityContext, error: BaseException) -> TaskFailed:

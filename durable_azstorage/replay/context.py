@@ -23,6 +23,7 @@ from durable_azstorage.authoring.errors import (
 )
 from durable_azstorage.authoring.registry import Activity, Orchestrator, Registry
 from durable_azstorage.authoring.retry import RetryPolicy
+from durable_azstorage.authoring.signatures import input_type, result_type
 from durable_azstorage.authoring.tasks import CancellableTask, CompletableTask, Task
 from durable_azstorage.model.actions import (
     CompleteOrchestration,
@@ -32,10 +33,11 @@ from durable_azstorage.model.actions import (
     ScheduleTask,
     SendEvent,
 )
+from durable_azstorage.model.errors import PayloadTypeError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import EventRaised, ExecutionStarted, HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.serialization.converter import DataConverter
+from durable_azstorage.serialization.converter import DataConverter, deserialize_as
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
@@ -95,6 +97,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self.pending_actions: dict[int, OrchestratorAction] = {}
         self.pending_tasks: dict[int, CompletableTask[Any]] = {}
         self.task_names: dict[int, str] = {}
+        self.result_types: dict[Task[Any], Any] = {}
         self.received: dict[str, deque[tuple[int, EventRaised]]] = {}
         self._arrivals = 0
         self.waiters: dict[str, deque[CancellableTask[Any]]] = {}
@@ -162,13 +165,24 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
         tags: dict[str, str] | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
         name = self.registry.activity_name_of(activity)
         encoded = self.converter.serialize(input)
         action = ScheduleTask(id=self._next_id(), name=name, input=encoded, tags=tags)
         task = self._task_for(action, retry_policy)
         self._track(action, task)
+        self._expect(task, return_type if return_type is not None else result_type(activity))
         return task
+
+    def _expect(self, task: Task[Any], target_type: Any) -> None:
+        """Remember the type ``task``'s payload is rebuilt as (see ``payload_type``)."""
+        if target_type is not None:
+            self.result_types[task] = target_type
+
+    def payload_type(self, task: Task[Any]) -> Any:
+        """The type asked for ``task``'s result or event data, or None for "as decoded"."""
+        return self.result_types.get(task)
 
     def call_sub_orchestrator(
         self,
@@ -178,6 +192,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         version: str | None = None,
+        return_type: Any = None,
     ) -> Task[Any]:
         name = self.registry.orchestrator_name_of(orchestrator)
         encoded = self.converter.serialize(input)
@@ -186,6 +201,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         action = CreateSubOrchestration(id=seq, name=name, instance_id=child_id, input=encoded, version=version)
         task = self._task_for(action, retry_policy)
         self._track(action, task)
+        self._expect(task, return_type)
         return task
 
     def create_timer(self, fire_at: datetime | timedelta) -> CancellableTask[None]:
@@ -207,9 +223,10 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         task.set_cancel_handler(_cancel)
         return task
 
-    def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
+    def wait_for_external_event(self, name: str, *, data_type: Any = None) -> CancellableTask[Any]:
         key = name.lower()
         task: CancellableTask[Any] = CancellableTask()
+        self._expect(task, data_type)
         buffered = self.received.get(key)
         if buffered:
             self._deliver(task, buffered.popleft()[1])
@@ -236,7 +253,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
 
     def _deliver(self, task: CompletableTask[Any], event: EventRaised) -> None:
         try:
-            value = self.converter.deserialize(event.input)
+            value = deserialize_as(self.converter, event.input, self.payload_type(task))
         except Exception as exc:  # noqa: BLE001 - surfaced to the orchestrator code
             task.fail(exc)
         else:
@@ -253,8 +270,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             return
         self._continue_as_new = (self.converter.serialize(new_input), save_events)
 
-    def set_custom_status(self, obj: Any) -> None:
-        self.custom_status = self.converter.serialize(obj)
+    def _set_custom_status(self, custom_status: Any) -> None:
+        self.custom_status = self.converter.serialize(custom_status)
 
     def new_uuid(self) -> str:
         name = f"{self._instance_id}_{self.now.strftime(_UUID_TIME_FORMAT)}_{self._uuid_counter}"
@@ -279,7 +296,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             )
             return
         try:
-            result = fn(self, self.converter.deserialize(event.input))
+            result = fn(self, self._decode_input(fn, event.input))
         except Exception as exc:  # noqa: BLE001 - user code: fail the instance
             self.fail(exc)
             return
@@ -289,6 +306,13 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             self.resume()
         elif not self.is_complete:
             self.succeed(result)
+
+    def _decode_input(self, fn: Orchestrator, data: str | None) -> Any:
+        """The input as the orchestrator's annotation asks; a mismatch names the orchestrator."""
+        try:
+            return deserialize_as(self.converter, data, input_type(fn))
+        except PayloadTypeError as exc:
+            raise PayloadTypeError(f"input of orchestrator {self.name!r}: {exc}") from exc
 
     def resume(self) -> None:
         """Feed completed tasks back into the generator until it waits on a pending one.

@@ -45,6 +45,7 @@ from durable_azstorage.model.history import (
     event_type_name,
 )
 from durable_azstorage.replay.context import RetryableTask, RuntimeOrchestrationContext, as_utc
+from durable_azstorage.serialization.converter import deserialize_as
 
 Handler = Callable[[RuntimeOrchestrationContext, Any], None]
 
@@ -166,7 +167,7 @@ def _succeeded(ctx: RuntimeOrchestrationContext, task_id: int, result: str | Non
     if task is None or task.is_complete:
         return  # duplicate delivery, or a task the code gave up on
     try:
-        value = ctx.converter.deserialize(result)
+        value = deserialize_as(ctx.converter, result, ctx.payload_type(task))
     except Exception as exc:  # noqa: BLE001 - surfaced to the orchestrator code
         task.fail(exc)
     else:

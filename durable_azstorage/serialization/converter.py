@@ -8,9 +8,11 @@ Encoding is deterministic (the same value always produces the same text), which 
 relies on: sets are written sorted, dict order is kept as inserted. Values JSON cannot
 express natively are written as a tagged object ``{"__durable_type__": tag, "value": ...}``
 and decoded back to the same Python type (datetime, date, time, timedelta, UUID, Decimal,
-set, frozenset, bytes). Dataclasses and enums are written as their fields / value; they
-come back as ``dict`` / the plain value (no class is ever imported by name while decoding,
-so a payload cannot make the worker instantiate arbitrary types). Tuples become lists, as
+set, frozenset, bytes). Dataclasses, pydantic models and enums are written as their fields /
+value (a type's own ``to_json`` hook, as in the portable SDK, wins); they come back as ``dict``
+/ the plain value unless the caller names a target type (``deserialize(data, T)``, see
+``serialization.reconstruction``). No class is ever looked up by a name found in a payload,
+so a payload cannot make the worker instantiate arbitrary types. Tuples become lists, as
 in every JSON library. A user dict of exactly the two keys ``__durable_type__`` (with a known
 tag) and ``value`` is therefore reserved: it decodes to the tagged type.
 """
@@ -23,9 +25,12 @@ import datetime as dt
 import decimal
 import enum
 import json
+import sys
 import threading
 import uuid
 from typing import Any, Protocol, runtime_checkable
+
+from durable_azstorage.serialization.reconstruction import reconstruct
 
 TYPE_KEY = "__durable_type__"
 _VALUE_KEY = "value"
@@ -39,9 +44,22 @@ class DataConverter(Protocol):
         """Encode ``value``; raise ``TypeError`` naming the type when it cannot be encoded."""
         ...
 
-    def deserialize(self, data: str | None) -> Any:
-        """Decode text produced by ``serialize`` (``None`` -> ``None``)."""
+    def deserialize(self, data: str | None, target_type: Any = None) -> Any:
+        """Decode text produced by ``serialize`` (``None`` -> ``None``).
+
+        With ``target_type`` the value is rebuilt as that type (dataclass, pydantic model, ...)
+        or ``PayloadTypeError`` says why it cannot be. The engine passes ``target_type`` only
+        when the code asked for one, so a converter written before typed payloads still works
+        for untyped calls.
+        """
         ...
+
+
+def deserialize_as(converter: DataConverter, data: str | None, target_type: Any) -> Any:
+    """``converter.deserialize`` with a target type only when there is one (see the Protocol)."""
+    if target_type is None:
+        return converter.deserialize(data)
+    return converter.deserialize(data, target_type)
 
 
 def _type_name(value: object) -> str:
@@ -78,13 +96,19 @@ def _default(value: Any) -> Any:
         tag = "frozenset" if isinstance(value, frozenset) else "set"
         items = [json.loads(json.dumps(v, default=_default)) for v in value]
         return _encode_tagged(tag, sorted(items, key=_sort_key))
+    to_json = getattr(type(value), "to_json", None)
+    if callable(to_json):
+        return to_json(value)
     if isinstance(value, enum.Enum):
         return value.value
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     raise TypeError(
         f"cannot serialize a value of type {_type_name(value)} to JSON; use JSON types, "
-        "dataclasses, enums, datetime/date/time/timedelta, UUID, Decimal, bytes or sets, "
+        "dataclasses, pydantic models, enums, datetime/date/time/timedelta, UUID, Decimal, bytes or sets, "
         "or pass a custom DataConverter"
     )
 
@@ -144,7 +168,8 @@ class JsonDataConverter:
                 f"cannot serialize a value of type {_type_name(value)} to JSON: {exc}"
             ) from exc
 
-    def deserialize(self, data: str | None) -> Any:
+    def deserialize(self, data: str | None, target_type: Any = None) -> Any:
         if data is None:
             return None
-        return _decoder().decode(data)
+        value = _decoder().decode(data)
+        return value if target_type is None else reconstruct(value, target_type)

@@ -33,7 +33,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import OrchestrationNotFoundError
-from durable_azstorage.model.query import OrchestrationQuery, PurgeResult
+from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
@@ -219,7 +219,7 @@ class ClientRpcs:
     # --- purge and task hub ------------------------------------------------------------------
     async def purge(
         self, request: pb.PurgeInstancesRequest, *, deadline: float | None
-    ) -> PurgeResult:
+    ) -> PurgeInstancesResult:
         which = request.WhichOneof("request")
         if which == "instanceId":
             return await self._client.purge_orchestration(request.instanceId, recursive=request.recursive)
@@ -228,19 +228,19 @@ class ClientRpcs:
             for instance_id in request.instanceBatch.instanceIds:
                 result = await self._client.purge_orchestration(instance_id, recursive=request.recursive)
                 deleted += result.deleted_instance_count
-            return PurgeResult(deleted_instance_count=deleted)
+            return PurgeInstancesResult(deleted_instance_count=deleted)
         if which == "purgeInstanceFilter":
             with field_named("purgeInstanceFilter.runtimeStatus"):
                 spec = purge_filter_from_pb(request.purgeInstanceFilter)
             if not spec.runtime_status:  # only CANCELED named: nothing can match
-                return PurgeResult(deleted_instance_count=0)
+                return PurgeInstancesResult(deleted_instance_count=0)
             timeout = spec.timeout
             if deadline is not None:
                 budget = max(0.0, deadline - DEADLINE_MARGIN)
                 timeout = budget if timeout is None else min(timeout, budget)
             return await self._client.purge_orchestrations_by(
-                created_from=spec.created_from,
-                created_to=spec.created_to,
+                created_time_from=spec.created_from,
+                created_time_to=spec.created_to,
                 runtime_status=spec.runtime_status,
                 timeout=timeout,
             )

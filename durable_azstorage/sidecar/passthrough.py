@@ -20,5 +20,5 @@ class PassThroughConverter:
             f"the sidecar stores payloads as the SDK serialized them (text); got {type(value).__name__}"
         )
 
-    def deserialize(self, data: str | None) -> Any:
+    def deserialize(self, data: str | None, target_type: Any = None) -> Any:
         return data

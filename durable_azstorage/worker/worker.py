@@ -22,6 +22,7 @@ from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 from durable_azstorage.worker.activities import LocalActivityExecutor
+from durable_azstorage.worker.concurrency import DEFAULT_ACTIVITIES, DEFAULT_ORCHESTRATIONS, ConcurrencyOptions
 from durable_azstorage.worker.engine import WorkerEngine, engine_limits
 _DEFAULT_RENEW_INTERVAL = 10.0
 
@@ -41,17 +42,21 @@ class TaskHubWorker:
         *,
         backend: Backend | None = None,
         converter: DataConverter | None = None,
-        max_concurrent_orchestrations: int = 100,
-        max_concurrent_activities: int = 10,
+        max_concurrent_orchestrations: int | None = None,
+        max_concurrent_activities: int | None = None,
         max_dequeue_count: int | None = None,
         lock_renew_interval: timedelta | None = None,
         logger: logging.Logger | None = None,
+        concurrency_options: ConcurrencyOptions | None = None,
     ) -> None:
         if (settings is None) == (backend is None):
             raise ValueError("TaskHubWorker needs exactly one of settings or backend=")
+        orchestrations, activities, activity_threads = _concurrency(
+            concurrency_options, max_concurrent_orchestrations, max_concurrent_activities
+        )
         max_dequeue_count = engine_limits(
-            max_concurrent_orchestrations=max_concurrent_orchestrations,
-            max_concurrent_activities=max_concurrent_activities,
+            max_concurrent_orchestrations=orchestrations,
+            max_concurrent_activities=activities,
             max_dequeue_count=max_dequeue_count,
             settings=settings,
         )
@@ -61,8 +66,9 @@ class TaskHubWorker:
         self._backend: Backend = backend
         self._converter = converter or JsonDataConverter()
         self._registry = Registry()
-        self._max_orchestrations = max_concurrent_orchestrations
-        self._max_activities = max_concurrent_activities
+        self._max_orchestrations = orchestrations
+        self._max_activities = activities
+        self._activity_threads = activity_threads
         self._max_dequeue_count = max_dequeue_count
         self._renew_interval = renew_interval_for(self._backend, lock_renew_interval)
         self._log = logger or logging.getLogger("durable_azstorage.worker")
@@ -93,7 +99,7 @@ class TaskHubWorker:
             raise RuntimeError("this TaskHubWorker is already running")
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        activities = LocalActivityExecutor(self._registry, self._converter, threads=self._max_activities)
+        activities = LocalActivityExecutor(self._registry, self._converter, threads=self._activity_threads)
         engine = WorkerEngine(
             self._backend,
             orchestrations=LocalOrchestrationExecutor(self._registry, self._converter, self._log),
@@ -187,6 +193,22 @@ class TaskHubWorker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _concurrency(
+    options: ConcurrencyOptions | None, orchestrations: int | None, activities: int | None
+) -> tuple[int, int, int]:
+    """(orchestrations, activities, activity threads) from either spelling; mixing is refused."""
+    if options is None:
+        orchestrations = DEFAULT_ORCHESTRATIONS if orchestrations is None else orchestrations
+        activities = DEFAULT_ACTIVITIES if activities is None else activities
+        return orchestrations, activities, activities
+    if orchestrations is not None or activities is not None:
+        raise ValueError(
+            "pass either concurrency_options= or max_concurrent_orchestrations= / "
+            "max_concurrent_activities=, not both"
+        )
+    return options.orchestrations, options.activities, options.activity_threads
 
 
 def renew_interval_for(backend: Backend, configured: timedelta | None) -> float:

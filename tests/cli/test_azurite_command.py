@@ -94,7 +94,7 @@ def test_azurite_command_prints_a_working_connection_string_and_stops_cleanly(
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "durable_azstorage", *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )
 
 
@@ -115,16 +115,33 @@ def test_hub_commands_create_info_list_delete(azurite: Azurite, hub_name: str) -
     mismatch = _cli("hub", "create", "-t", hub_name, "-p", "4", env=env)
     assert mismatch.returncode == 1
     assert "partition_count=2" in mismatch.stderr and "Traceback" not in mismatch.stderr
+    debugged = _cli("hub", "create", "-t", hub_name, "-p", "4", "--debug", env=env)
+    assert debugged.returncode == 1 and "Traceback" in debugged.stderr
 
     listed = _cli("hub", "list", "--json", env=env)
     assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
 
-    deleted = _cli("hub", "delete", "-t", hub_name, env=env)
+    unconfirmed = _cli("hub", "delete", "-t", hub_name, env=env)  # stdin is not a terminal
+    assert unconfirmed.returncode == 2 and "hub delete needs confirmation: pass --yes" in unconfirmed.stderr
+    assert _cli("hub", "info", "-t", hub_name, env=env).returncode == 0  # still there
+
+    deleted = _cli("hub", "delete", "-t", hub_name, "--yes", env=env)
     assert deleted.returncode == 0 and f"deleted task hub {hub_name}" in deleted.stdout
 
     missing = _cli("hub", "info", "-t", hub_name, env=env)
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # not found, as for every other group
     assert f"task hub '{hub_name}' does not exist" in missing.stderr
+
+
+def test_hub_commands_take_the_shared_connection_options(azurite: Azurite, hub_name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if "CONNECTION_STRING" not in k}
+    conn = ["--connection-string", azurite.connection_string]
+    created = _cli("hub", "create", "-t", hub_name, "-p", "1", *conn, env=env)
+    assert created.returncode == 0, created.stderr
+    listed = _cli("hub", "list", "--json", *conn, env=env)
+    assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
+    assert _cli("hub", "partitions", "-t", hub_name, *conn, env=env).returncode == 0
+    assert _cli("hub", "delete", "-t", hub_name, "--yes", *conn, env=env).returncode == 0
 
 
 def test_hub_commands_explain_missing_configuration_without_secrets() -> None:

@@ -138,13 +138,13 @@ def test_purge_by_created_range(running: TaskHubWorker, client: TaskHubClient) -
     new = client.schedule_new_orchestration(quick, instance_id="new")
     finish(client, new)
 
-    result = client.purge_orchestrations_by(created_from=cut, runtime_status=[S.COMPLETED])
+    result = client.purge_orchestrations_by(created_time_from=cut, runtime_status=[S.COMPLETED])
 
     assert result.deleted_instance_count == 1
     assert client.get_orchestration_state("new") is None
     assert client.get_orchestration_state("old") is not None
     result = client.purge_orchestrations_by(
-        created_to=datetime.now(timezone.utc), runtime_status=[S.COMPLETED]
+        created_time_to=datetime.now(timezone.utc), runtime_status=[S.COMPLETED]
     )
     assert result.deleted_instance_count == 1
 

@@ -8,12 +8,12 @@ import durable_azstorage
 
 EXPECTED = {
     "ActivityContext", "AsyncTaskHubClient", "AzureStorageBackend", "AzureStorageSettings", "Backend",
-    "CreateOrchestrationAction", "DataConverter", "DurableTaskError", "FailureDetails",
+    "ConcurrencyOptions", "CreateOrchestrationAction", "DataConverter", "DurableTaskError", "FailureDetails",
     "HistoryEvent", "InMemoryBackend", "InvalidIdentifierError", "InvalidOperationError", "JsonDataConverter",
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",
     "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
-    "PartitionCountMismatchError", "PurgeResult", "RetryPolicy", "Task", "TaskFailedError",
+    "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
 }
 
