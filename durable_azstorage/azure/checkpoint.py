@@ -59,7 +59,6 @@ from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.serialization.codec import encode_message
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -202,11 +201,8 @@ class Checkpoint:
                     entry = await make_entry(instance_id, [*derived, *kept], payloads)
                     outbox = outbox.with_entry(old.episode, entry)
         new_events = commit.new_events
-        implied = derive_episode(
-            new_events if new_execution else (*loaded.events, *new_events), record
-        )
-        underivable = _difference(commit.outbound_messages, implied)
-        if underivable:  # sent by generations before the last: nothing stored implies them
+        underivable = _from_earlier_generations(commit, execution_id)
+        if underivable:  # nothing stored implies them: the events of their generation are gone
             outbox = outbox.with_entry(
                 record.episode, await make_entry(instance_id, underivable, payloads)
             )
@@ -322,19 +318,15 @@ def _started_executions(messages: Sequence[ReceivedMessage]) -> list[str]:
     ]
 
 
-def _difference(sent: Sequence[TaskMessage], implied: Sequence[TaskMessage]) -> list[TaskMessage]:
-    """``sent`` less one copy of each message in ``implied`` (compared as stored)."""
-    remaining: dict[str, int] = {}
-    for message in implied:
-        text = encode_message(message)
-        remaining[text] = remaining.get(text, 0) + 1
-    out: list[TaskMessage] = []
-    for message in sent:
-        text = encode_message(message)
-        if remaining.get(text, 0) > 0:
-            remaining[text] -= 1
-        else:
-            out.append(message)
-    return out
+def _from_earlier_generations(commit: OrchestrationCommit, execution_id: str) -> list[TaskMessage]:
+    """The messages of a continue-as-new episode sent by a generation before the last (its
+    events are not committed). Every derived message names the generation that sent it."""
+    if not commit.new_execution:
+        return []
+    return [
+        m for m in commit.outbound_messages
+        if m.sender is not None and m.sender.execution_id != execution_id
+    ]
+
 
 __all__ = ["STEP_RETRY_BUDGET", "Checkpoint", "CheckpointHook", "derive_episode"]
