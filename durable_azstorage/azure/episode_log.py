@@ -58,14 +58,15 @@ def parse_episode_log(
         return []
     if not ids[0].startswith(MARK):
         return [_legacy(ids, episode=episode, execution_id=execution_id or "")]
-    records: list[EpisodeRecord] = []
+    marks: list[EpisodeRecord] = []
+    consumed: list[list[str]] = []
     for value in ids:
         if value.startswith(MARK):
-            records.append(_parse_mark(value))
+            marks.append(_parse_mark(value))
+            consumed.append([])
         else:
-            last = records[-1]
-            records[-1] = replace(last, message_ids=(*last.message_ids, value))
-    return records
+            consumed[-1].append(value)
+    return [replace(r, message_ids=tuple(i)) for r, i in zip(marks, consumed)]
 
 
 def encode_episode_log(records: Iterable[EpisodeRecord]) -> list[str]:
@@ -111,10 +112,6 @@ def episode_of(records: Sequence[EpisodeRecord], message_id: str) -> EpisodeReco
     return next((r for r in records if message_id in r.message_ids), None)
 
 
-def consumed_ids(records: Iterable[EpisodeRecord]) -> frozenset[str]:
-    return frozenset(i for r in records for i in r.message_ids)
-
-
 def _parse_mark(value: str) -> EpisodeRecord:
     try:
         number, first, end, continued, at, execution_id = value[len(MARK):].split(":", 5)
@@ -154,7 +151,6 @@ __all__ = [
     "MIN_RETENTION",
     "EpisodeRecord",
     "episode_retention",
-    "consumed_ids",
     "encode_episode_log",
     "episode_of",
     "parse_episode_log",

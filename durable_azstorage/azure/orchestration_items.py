@@ -283,7 +283,7 @@ class OrchestrationWorkItems:
     ) -> tuple[list[ReceivedMessage], Filtered]:
         """Split ``messages`` into those a committed episode already consumed (to recover)
         and the filter's verdict on the rest."""
-        consumed = loaded.sentinel.consumed_message_ids
+        consumed = frozenset(loaded.sentinel.consumed_message_ids)  # episode marks never match
         recovered = [m for m in messages if m.message_id in consumed]
         rest = [m for m in messages if m.message_id not in consumed]
         filtered = await filter_messages(
