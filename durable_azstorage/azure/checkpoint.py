@@ -231,9 +231,10 @@ class Checkpoint:
         outbox = Outbox.parse(sentinel.outbox)
         episodes: dict[int, EpisodeRecord] = {}
         for received in redelivered:
-            record = episode_of(records, received.message_id)
-            if record is not None:
-                episodes[record.episode] = record
+            for message_id in received.consumed_as:
+                record = episode_of(records, message_id)
+                if record is not None:
+                    episodes[record.episode] = record
         outbound: list[TaskMessage] = []
         for record in sorted(episodes.values(), key=lambda r: r.episode):
             if record.execution_id == sentinel.execution_id:
