@@ -23,6 +23,7 @@ from typing import Optional
 
 import typer
 
+from durable_azstorage.backend.protocol import NamedHub, SettingsBacked
 from durable_azstorage.cli.connection import (
     CONNECTION_STRING_OPTION,
     DEBUG_OPTION,
@@ -149,9 +150,11 @@ def worker(
     with reporting(debug), resolve(connection) as target:
         export_to_environment(connection, target)
         loaded = load_worker(app_ref, app_dir)
-        settings = getattr(loaded.backend, "settings", target.settings)  # what the module used
+        used = loaded.backend  # the module's settings, else the ones exported to it
+        settings = used.settings if isinstance(used, SettingsBacked) else target.settings
+        hub = settings.task_hub if isinstance(settings, NamedHub) else "?"
         typer.echo(
-            f"worker {app_ref} starting on task hub {getattr(settings, 'task_hub', '?')!r}; "
+            f"worker {app_ref} starting on task hub {hub!r}; "
             "Ctrl-C or SIGTERM stops it",
             err=True,
         )
