@@ -19,16 +19,15 @@ import inspect
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from durable_azstorage.backend.protocol import NamedHub, SettingsBacked
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
     export_to_environment,
     resolve,
@@ -134,10 +133,10 @@ def worker(
     create_hub: bool = CREATE_HUB_OPTION,
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Run the worker defined in your module until Ctrl-C or SIGTERM (graceful stop, exit 0).
 
