@@ -1,6 +1,7 @@
 """The storage seam: what the worker and client need from a backend, and nothing more.
 
-Contract shared by every implementation (checked by ``tests/conformance``):
+Contract shared by every implementation (checked by ``durable_azstorage.testing.conformance``,
+which runs on both backends and on any other):
 
 * **At-least-once delivery.** A message is delivered until a completion that consumed it
   succeeds. A work item whose lock expires (not renewed, not completed) is delivered again,
