@@ -2,8 +2,9 @@
 
 A ``WorkerEngine`` (two dispatchers, orchestrations and activities, on one asyncio loop)
 runs the registered code through the in-process executors. ``start()`` runs that loop on a
-background thread for synchronous programs; asyncio programs ``await run_async()`` instead. Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace``
-to finish, then the backend is stopped (work items still locked then simply expire and are
+background thread for synchronous programs; asyncio programs ``await run_async()`` instead.
+Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace`` to
+finish, then the backend is stopped (work items still locked then simply expire and are
 redelivered elsewhere).
 """
 
