@@ -46,6 +46,7 @@ from durable_azstorage.backend.clock import Clock
 from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
 
@@ -330,6 +331,18 @@ class CheckpointHooks(Protocol):
     (both of ours; a test seam): the torture test makes a worker die right there."""
 
     checkpoint_hook: Callable[[str, str], Awaitable[None]] | None
+
+
+@runtime_checkable
+class IndexRepair(Protocol):
+    """A backend whose instance index can disagree with the history after a crash (Azure's
+    Instances table): the client's stale-index tooling needs it."""
+
+    async def find_stale_instances(self) -> list[StaleInstance]: ...
+
+    async def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]: ...
 
 
 @runtime_checkable
