@@ -22,6 +22,7 @@ from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.bench.workload import bench_single, make_worker
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.query import OrchestrationQuery
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.worker.worker import TaskHubWorker
 
@@ -102,6 +103,13 @@ async def warm_up(client: AsyncTaskHubClient, run: asyncio.Future[None] | None =
     waiting.result()
 
 
+QUERY_ABOVE = 32
+QUERY_POLL = 1.0
+ENDED_QUERY = OrchestrationQuery(
+    runtime_status=tuple(s for s in OrchestrationStatus if s.is_terminal), page_size=1000
+)
+
+
 async def wait_all(
     client: AsyncTaskHubClient,
     instance_ids: Sequence[str],
@@ -115,11 +123,20 @@ async def wait_all(
     Timings are taken from the stored ``created_at``/``completed_at``, so the poll interval
     does not inflate them. Raises ``TimeoutError`` naming how many are still running, and
     ``RuntimeError`` if one did not complete successfully.
+
+    Up to ``QUERY_ABOVE`` instances are read one by one; more are found with one query of
+    the ended instances per ``QUERY_POLL`` seconds (one request per 1,000 rows): reading
+    each of 1,000 instances every quarter second cost more storage requests than the
+    worker under test (5,588 reads for 100 orchestrations) and competed with it for Azurite.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     done: dict[str, OrchestrationState] = {}
     limit = asyncio.Semaphore(16)
+    wanted = frozenset(instance_ids)
+    by_query = len(instance_ids) > QUERY_ABOVE
+    if by_query:
+        poll = max(poll, QUERY_POLL)
 
     async def check(instance_id: str) -> None:
         async with limit:
@@ -127,8 +144,15 @@ async def wait_all(
         if state is not None and state.is_terminal:
             done[instance_id] = state
 
+    async def check_ended() -> None:
+        ended = await client.get_all_orchestration_states(ENDED_QUERY)
+        done.update((s.instance_id, s) for s in ended if s.instance_id in wanted)
+
     while len(done) < len(instance_ids):
-        await asyncio.gather(*(check(i) for i in instance_ids if i not in done))
+        if by_query:
+            await check_ended()
+        else:
+            await asyncio.gather(*(check(i) for i in instance_ids if i not in done))
         if on_done is not None:
             on_done(len(done))
         if len(done) == len(instance_ids):
