@@ -16,7 +16,6 @@ is locked, only its lock owner's requests run; the others wait in the record's b
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from durable_azstorage.authoring.entities import DurableEntity, EntityContext
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.entities import (
     ENTITY_REQUEST,
@@ -38,7 +36,6 @@ from durable_azstorage.model.entities import (
     encode_request,
     response_event_name,
 )
-from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (
     EventRaised,
     EventSent,
@@ -55,7 +52,8 @@ from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.context import as_utc
 from durable_azstorage.replay.episode import Episode
-from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.replay.entity_operations import BatchOutcome, LocalOperations, OperationRunner
+from durable_azstorage.serialization.converter import DataConverter
 from durable_azstorage.serialization.entity_codec import decode_record, encode_record, encode_response
 
 SENDER_RETENTION = timedelta(days=1)
@@ -64,10 +62,6 @@ MAX_SENDERS = 1000
 """At most this many senders are remembered per entity (the least recent are forgotten)."""
 
 _log = logging.getLogger(__name__)
-
-
-class EntityNotRegisteredError(LookupError):
-    """The worker has no entity of the requested name."""
 
 
 class EntityExecutor(Protocol):
@@ -90,25 +84,26 @@ class LocalEntityExecutor:
         self, instance_id: str, history: Sequence[HistoryEvent], messages: Sequence[TaskMessage],
         *, now: datetime, logger: logging.Logger,
     ) -> Episode:
-        return run_entity_episode(
-            self.registry, instance_id, history, messages, now=now, converter=self.converter, logger=logger
-        )
+        runner = LocalOperations(self.registry, self.converter, logger)
+        return run_entity_episode(runner, instance_id, history, messages, now=now, logger=logger)
 
 
 def run_entity_episode(
-    registry: Registry,
+    runner: OperationRunner | Registry,
     instance_id: str,
     history: Sequence[HistoryEvent],
     messages: Sequence[TaskMessage],
     *,
     now: datetime,
-    converter: DataConverter | None = None,
     new_execution_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     logger: logging.Logger | None = None,
 ) -> Episode:
-    """Run the operations ``messages`` carry against the entity whose history is ``history``."""
+    """Run the operations ``messages`` carry against the entity whose history is ``history``
+    (``runner`` runs them; a ``Registry`` means in process, with the JSON converter)."""
     now = as_utc(now)
     log = logger or _log
+    if isinstance(runner, Registry):
+        runner = LocalOperations(runner, None, log)
     previous = next((e for e in history if isinstance(e, ExecutionStarted)), None)
     record = decode_record(previous.input if previous is not None else None)
     entity_id = EntityInstanceId.parse(instance_id)
@@ -135,7 +130,7 @@ def run_entity_episode(
             timer_messages=tuple(early), state=_state(instance_id, entity_id, previous, record, now) if early else None,
             discarded=tuple(discarded),
         )
-    batch = _Batch(entity_id, record, registry, converter or JsonDataConverter(), now, log)
+    batch = _Batch(entity_id, record, runner, now, log)
     batch.run(batch.admit(requests))
     me = OrchestrationInstance(instance_id=instance_id, execution_id=new_execution_id())
     started = ExecutionStarted(
@@ -168,12 +163,12 @@ class _Batch:
     """Applies one episode's requests to the entity's record, collecting what it sends."""
 
     def __init__(
-        self, entity_id: EntityInstanceId, record: EntityRecord, registry: Registry,
-        converter: DataConverter, now: datetime, log: logging.Logger,
+        self, entity_id: EntityInstanceId, record: EntityRecord, runner: OperationRunner,
+        now: datetime, log: logging.Logger,
     ) -> None:
         self._id = entity_id
-        self._registry = registry
-        self._converter = converter
+        self._runner = runner
+        self._operations: list[EntityRequest] = []
         self._now = now
         self._log = log
         self._state = record.state
@@ -258,8 +253,10 @@ class _Batch:
                     self._locked_by = request.parent
                     self._grant(request)
             else:
-                self._operate(request)
+                self._operations.append(request)
         self._backlog = queue
+        if self._operations:
+            self._operate(self._runner.run(self._id, self._state, self._operations))
 
     def _grant(self, request: EntityRequest) -> None:
         """Pass the lock request on to the next entity of its set, or tell the owner."""
@@ -274,54 +271,24 @@ class _Batch:
         elif request.parent is not None:
             self._respond(request, EntityResponse(locked=True))
 
-    def _operate(self, request: EntityRequest) -> None:
-        operation = request.operation or ""
-        ctx = EntityContext(self._id, operation, self._state, self._converter, caller=request.parent)
-        response: EntityResponse
-        try:
-            result = self._invoke(ctx, request)
-            encoded = self._converter.serialize(result)
-        except Exception as exc:  # noqa: BLE001 - user code: the operation fails, state rolls back
-            failure = FailureDetails.from_exception(exc)
-            self._log.warning("entity %s: operation %r failed: %s", self._id, operation, exc)
-            response = EntityResponse(failure=failure)
-        else:
-            self._state = ctx.serialized_state
-            self._modified = self._now
-            for signal in ctx.signals:
-                signalled = EntityRequest(kind=RequestKind.SIGNAL, id=uuid.uuid4().hex, operation=signal.operation, input=signal.input)
-                self._send_request(str(signal.target), signalled, scheduled_time=signal.signal_time)
-            for start in ctx.starts:
-                self.sent.append(
-                    SubOrchestrationInstanceCreated(
-                        event_id=len(self.sent), timestamp=self._now, name=start.name,
-                        instance_id=start.instance_id, input=start.input,
-                    )
+    def _operate(self, outcome: BatchOutcome) -> None:
+        """Apply the operations' outcomes: state, answers to callers, messages sent."""
+        for request, result in zip(self._operations, outcome.outcomes):
+            if result.failure is None:
+                self._modified = self._now
+            if request.kind is RequestKind.CALL:
+                self._respond(request, EntityResponse(result=result.result, failure=result.failure))
+        self._state = outcome.state
+        for signal in outcome.signals:
+            signalled = EntityRequest(kind=RequestKind.SIGNAL, id=uuid.uuid4().hex, operation=signal.operation, input=signal.input)
+            self._send_request(str(signal.target), signalled, scheduled_time=signal.signal_time)
+        for start in outcome.starts:
+            self.sent.append(
+                SubOrchestrationInstanceCreated(
+                    event_id=len(self.sent), timestamp=self._now, name=start.name,
+                    instance_id=start.instance_id, input=start.input,
                 )
-            response = EntityResponse(result=encoded)
-        if request.kind is RequestKind.CALL:
-            self._respond(request, response)
-
-    def _invoke(self, ctx: EntityContext, request: EntityRequest) -> object:
-        entity = self._registry.get_entity(self._id.entity)
-        if entity is None:
-            known = ", ".join(self._registry.entity_names) or "none"
-            raise EntityNotRegisteredError(
-                f"entity {self._id.entity!r} is not registered with this worker (registered entities: {known})"
             )
-        value = self._converter.deserialize(request.input) if request.input is not None else None
-        if not (isinstance(entity, type) and issubclass(entity, DurableEntity)):
-            function: Callable[[EntityContext, object], object] = entity
-            return function(ctx, value)
-        instance = entity()
-        # a class-based entity's operations are its public methods, looked up by name
-        method = getattr(instance, ctx.operation, None) if not ctx.operation.startswith("_") else None
-        if method is None or not callable(method):
-            raise AttributeError(f"entity {self._id.entity!r} has no operation {ctx.operation!r}")
-        instance._initialize_entity_context(ctx)
-        if request.input is None and not _requires_argument(method):
-            return method()
-        return method(value)
 
     # --- sending -------------------------------------------------------------------------
     def _send_request(self, target: str, request: EntityRequest, *, scheduled_time: datetime | None) -> None:
@@ -349,12 +316,3 @@ class _Batch:
                 name=response_event_name(request.id), input=encode_response(response),
             )
         )
-
-
-def _requires_argument(method: Callable[..., object]) -> bool:
-    parameters = inspect.signature(method).parameters.values()
-    return any(
-        p.default is inspect.Parameter.empty
-        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        for p in parameters
-    )
