@@ -37,6 +37,13 @@ def response_event_name(request_id: str) -> str:
     return f"{_RESPONSE_PREFIX}{request_id}"
 
 
+def request_id_of_response(event_name: str) -> str | None:
+    """The request id an entity's answer event names, or None for other events."""
+    if event_name.startswith(_RESPONSE_PREFIX):
+        return event_name[len(_RESPONSE_PREFIX):]
+    return None
+
+
 def is_entity_id(instance_id: str) -> bool:
     """True for instance ids of entities (``@name@key``)."""
     return instance_id.startswith("@")
