@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from durable_azstorage.model.entities import EntityInstanceId
+from durable_azstorage.model.errors import TaskFailedError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.serialization.converter import DataConverter, deserialize_as
 
@@ -24,15 +25,19 @@ if TYPE_CHECKING:
 TState = TypeVar("TState")
 
 
-class EntityOperationFailedException(Exception):
-    """An entity operation called by an orchestration raised; its state changes were undone."""
+class EntityOperationFailedException(TaskFailedError):
+    """An entity operation called by an orchestration raised; its state changes were undone.
+
+    A ``TaskFailedError`` (``details`` is ``failure_details``), so code written for the
+    portable SDK, which raises ``TaskFailedError`` there, catches it unchanged."""
 
     def __init__(
         self, entity_instance_id: EntityInstanceId, operation_name: str, failure_details: FailureDetails
     ) -> None:
         super().__init__(
             f"operation {operation_name!r} on entity '{entity_instance_id}' failed: "
-            f"{failure_details.error_type}: {failure_details.message}"
+            f"{failure_details.error_type}: {failure_details.message}",
+            failure_details,
         )
         self.entity_instance_id = entity_instance_id
         self.operation_name = operation_name
