@@ -10,6 +10,7 @@ named ``response_event_name(request_id)``, completing an ``EntityResponseTask``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -122,11 +123,7 @@ class OrchestrationEntities:
         if sequenced:
             sequence = self._sent.get(target, 0)
             self._sent[target] = sequence + 1
-            request = EntityRequest(
-                kind=request.kind, id=request.id, operation=request.operation, input=request.input,
-                parent=request.parent, lock_set=request.lock_set, position=request.position,
-                sender=self._ctx.sender_key, sequence=sequence,
-            )
+            request = replace(request, sender=self._ctx.sender_key, sequence=sequence)
         self._ctx.send_raw(target, ENTITY_REQUEST, encode_request(request), scheduled_time)
 
 

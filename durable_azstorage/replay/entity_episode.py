@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -295,11 +295,7 @@ class _Batch:
         if scheduled_time is None:  # delayed signals are not ordered with the others
             sequence = self._outgoing.get(target, 0)
             self._outgoing[target] = sequence + 1
-            request = EntityRequest(
-                kind=request.kind, id=request.id, operation=request.operation, input=request.input,
-                parent=request.parent, lock_set=request.lock_set, position=request.position,
-                sender=str(self._id), sequence=sequence,
-            )
+            request = replace(request, sender=str(self._id), sequence=sequence)
         self.sent.append(
             EventSent(
                 event_id=len(self.sent), timestamp=self._now, instance_id=target, name=ENTITY_REQUEST,

@@ -11,6 +11,7 @@ Entity side: a batch of operations becomes an ``EntityBatchRequest`` and its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -83,11 +84,7 @@ def entity_action_from_pb(aid: int, message: Any, sequencer: EntitySequencer) ->
         raise ValueError(f"sendEntityMessage action {aid} has no known message type ({kind!r})")
     EntityInstanceId.parse(target)  # a bad target id is refused here, naming it
     if scheduled is None:
-        request = EntityRequest(
-            kind=request.kind, id=request.id, operation=request.operation, input=request.input,
-            parent=request.parent, lock_set=request.lock_set, position=request.position,
-            sender=sequencer.sender, sequence=sequencer.number(target),
-        )
+        request = replace(request, sender=sequencer.sender, sequence=sequencer.number(target))
     return SendEvent(id=aid, instance_id=target, name=ENTITY_REQUEST, data=encode_request(request),
                      scheduled_time=scheduled)
 
