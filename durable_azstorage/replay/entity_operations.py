@@ -21,9 +21,10 @@ from durable_azstorage.authoring.entities import (
     StartAction,
 )
 from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.authoring.signatures import input_type
 from durable_azstorage.model.entities import EntityInstanceId, EntityRequest
 from durable_azstorage.model.failure import FailureDetails
-from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter, deserialize_as
 
 
 class EntityNotRegisteredError(LookupError):
@@ -92,10 +93,9 @@ class LocalOperations:
             raise EntityNotRegisteredError(
                 f"entity {entity_id.entity!r} is not registered with this worker (registered entities: {known})"
             )
-        value = self._converter.deserialize(request.input) if request.input is not None else None
         if not (isinstance(entity, type) and issubclass(entity, DurableEntity)):
             function: Callable[[EntityContext, object], object] = entity
-            return function(ctx, value)
+            return function(ctx, self._input(request, function))
         instance = entity()
         # a class-based entity's operations are its public methods, looked up by name
         method = getattr(instance, ctx.operation, None) if not ctx.operation.startswith("_") else None
@@ -104,7 +104,13 @@ class LocalOperations:
         instance._initialize_entity_context(ctx)
         if request.input is None and not _requires_argument(method):
             return method()
-        return method(value)
+        return method(self._input(request, getattr(entity, ctx.operation)))
+
+    def _input(self, request: EntityRequest, fn: Callable[..., object]) -> object:
+        """The operation's input, rebuilt as ``fn``'s input annotation asks (as for activities)."""
+        if request.input is None:
+            return None
+        return deserialize_as(self._converter, request.input, input_type(fn))
 
 
 def _requires_argument(method: Callable[..., object]) -> bool:

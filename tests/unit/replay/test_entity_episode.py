@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from durable_azstorage import EntityContext, EntityInstanceId
+from durable_azstorage import DurableEntity, EntityContext, EntityInstanceId
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.entities import (
     ENTITY_REQUEST,
@@ -156,3 +157,28 @@ def test_malformed_requests_are_refused_naming_the_field() -> None:
         decode_request('{"v":1,"kind":"poke","id":"x"}')
     with pytest.raises(ValueError, match="unsupported format version"):
         decode_request('{"v":9,"kind":"signal","id":"x"}')
+
+
+@dataclass(frozen=True)
+class Deposit:
+    amount: int
+    memo: str
+
+
+class Wallet(DurableEntity):
+    def deposit(self, deposit: Deposit) -> str:
+        self.set_state(self.get_state(int, 0) + deposit.amount)
+        return f"{type(deposit).__name__}:{deposit.memo}"
+
+
+def test_operation_inputs_are_rebuilt_as_annotated() -> None:
+    r = Registry()
+    r.add_entity(Wallet)
+    body = EntityRequest(kind=RequestKind.CALL, id="c", operation="deposit", parent="o",
+                        input='{"amount":5,"memo":"rent"}')
+    message = TaskMessage(instance=OrchestrationInstance(instance_id="@wallet@w"),
+                          event=EventRaised(name=ENTITY_REQUEST, input=encode_request(body)))
+    episode = run_entity_episode(r, "@wallet@w", [], [message], now=NOW)
+    answer = next(e for e in episode.new_events if isinstance(e, EventSent))
+    assert decode_response(answer.input).result == '"Deposit:rent"'
+    assert state_of(episode).state == "5"
