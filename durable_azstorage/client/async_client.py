@@ -30,7 +30,7 @@ from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMe
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
-from durable_azstorage.model.entities import EntityInstanceId
+from durable_azstorage.model.entities import EntityInstanceId, is_entity_id
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
     EventRaised,
@@ -244,9 +244,13 @@ class AsyncTaskHubClient:
     async def query_orchestrations(
         self, query: OrchestrationQuery | None = None
     ) -> Page[OrchestrationState]:
-        """One page of instances; pass ``continuation_token`` back for the next page."""
+        """One page of orchestrations; pass ``continuation_token`` back for the next page.
+
+        Entities (``@name@key`` instances) are left out, as in the portable SDK and DTFx; list
+        them with ``get_all_entities``. A page may therefore hold fewer items than its size."""
         page = await self._backend.query_instances(query or OrchestrationQuery())
-        return Page([self._public(s) for s in page.items], page.continuation_token)
+        items = [self._public(s) for s in page.items if not is_entity_id(s.instance_id)]
+        return Page(items, page.continuation_token)
 
     async def get_all_orchestration_states(
         self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None

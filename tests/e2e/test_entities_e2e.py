@@ -162,6 +162,7 @@ def test_class_based_entity_and_delete(worker: TaskHubWorker, client: TaskHubCli
     eventually(lambda: entity_state(client, alice), until=lambda s: s == 7, timeout=TIMEOUT)
     listed = client.get_all_entities(EntityQuery(instance_id_starts_with="@account@"))
     assert [e.id for e in listed] == [alice]
+    assert client.get_all_orchestration_states() == []  # entities are not orchestrations
     client.signal_entity(alice, "delete")
     eventually(lambda: client.get_entity(alice), until=lambda e: e is None, timeout=TIMEOUT)
     assert client.get_all_entities(EntityQuery(instance_id_starts_with="@account@")) == []
