@@ -39,6 +39,7 @@ from durable_azstorage.model.entities import (
 from durable_azstorage.model.history import (
     EventRaised,
     EventSent,
+    ExecutionCompleted,
     ExecutionStarted,
     HistoryEvent,
     OrchestrationInstance,
@@ -110,8 +111,12 @@ def run_entity_episode(
     requests: list[EntityRequest] = []
     early: list[TaskMessage] = []
     discarded: list[tuple[TaskMessage, str]] = []
+    ended = next((e for e in history if isinstance(e, ExecutionCompleted)), None)
     for message in messages:
         event = message.event
+        if ended is not None:  # failed as poison: as the Azure backend's filter, take nothing
+            discarded.append((message, f"the entity ended ({ended.status.value}); purge it to start over"))
+            continue
         if not (isinstance(event, EventRaised) and event.name == ENTITY_REQUEST):
             discarded.append((message, f"entities take only entity requests, not {type(event).__name__}"))
             continue

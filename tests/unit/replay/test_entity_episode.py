@@ -22,12 +22,14 @@ from durable_azstorage.model.errors import InvalidIdentifierError
 from durable_azstorage.model.history import (
     EventRaised,
     EventSent,
+    ExecutionCompleted,
     ExecutionStarted,
     HistoryEvent,
     OrchestrationInstance,
     TimerFired,
 )
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.entity_episode import run_entity_episode
 from durable_azstorage.serialization.entity_codec import decode_record, decode_response
 
@@ -182,3 +184,11 @@ def test_operation_inputs_are_rebuilt_as_annotated() -> None:
     answer = next(e for e in episode.new_events if isinstance(e, EventSent))
     assert decode_response(answer.input).result == '"Deposit:rent"'
     assert state_of(episode).state == "5"
+
+
+def test_an_entity_failed_as_poison_takes_no_more_requests() -> None:
+    alive = run([], request(input="1"))
+    failed = [*alive.new_events[:-1], ExecutionCompleted(status=OrchestrationStatus.FAILED), alive.new_events[-1]]
+    episode = run(failed, request(input="2"))
+    assert episode.state is None and episode.new_events == ()
+    assert [reason for _, reason in episode.discarded] == ["the entity ended (Failed); purge it to start over"]
