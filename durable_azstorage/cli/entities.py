@@ -14,20 +14,17 @@ from rich.console import Console
 from rich.table import Table
 
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
 )
-from durable_azstorage.cli.instances import _client as open_client
+from durable_azstorage.cli.instance_client import JSON_OPTION, open_client
 from durable_azstorage.cli.output import EXIT_CODES_HELP, EXIT_NOT_FOUND, CliError, payload, print_json
 from durable_azstorage.client.entities import EntityMetadata, EntityQuery
 from durable_azstorage.model.entities import EntityInstanceId
 
 app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)
-
-_JSON = typer.Option(False, "--json", help="Print JSON (for scripts).")
-
 
 def entity_to_dict(entity: EntityMetadata) -> dict[str, Any]:
     return {
@@ -50,11 +47,11 @@ def list_(
         False, "--transient", help="Also list entities without state (locked or with requests waiting)."
     ),
     state: bool = typer.Option(True, "--state/--no-state", help="Include each entity's state."),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List entities (those with state, unless --transient). JSON: a list of entities."""
     with open_client(debug, connection_string, task_hub, partition_count) as client:
@@ -77,11 +74,11 @@ def list_(
 @app.command()
 def show(
     entity_id: str = typer.Argument(..., help="Entity id, '@name@key'.", show_default=False),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show one entity's state, lock and backlog."""
     with open_client(debug, connection_string, task_hub, partition_count) as client:
@@ -98,11 +95,11 @@ def show(
 
 @app.command()
 def clean(
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Release locks held by orchestrations that no longer run; remove empty entities."""
     with open_client(debug, connection_string, task_hub, partition_count) as client:

@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.client import entities, management
 from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_azstorage.model.deprecation import renamed_argument
@@ -53,10 +53,6 @@ from durable_azstorage.serialization.converter import DataConverter, JsonDataCon
 
 Timeout = float | timedelta
 _NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
-
-
-class BackendSettings(Protocol):
-    def create_backend(self) -> Backend: ...
 
 
 class AsyncTaskHubClient:
