@@ -33,6 +33,15 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "durable_azstorage.authoring.retry",
     "DataConverter": "durable_azstorage.serialization.converter",
     "JsonDataConverter": "durable_azstorage.serialization.converter",
+    # entities
+    "EntityInstanceId": "durable_azstorage.model.entities",
+    "EntityContext": "durable_azstorage.authoring.entities",
+    "DurableEntity": "durable_azstorage.authoring.entities",
+    "EntityLock": "durable_azstorage.authoring.entities",
+    "EntityOperationFailedException": "durable_azstorage.authoring.entities",
+    "EntityMetadata": "durable_azstorage.client.entities",
+    "EntityQuery": "durable_azstorage.client.entities",
+    "CleanEntityStorageResult": "durable_azstorage.client.entities",
     # model
     "FailureDetails": "durable_azstorage.model.failure",
     "OrchestrationStatus": "durable_azstorage.model.status",
@@ -83,6 +92,16 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers and IDEs
     from durable_azstorage.authoring.context import ActivityContext as ActivityContext
     from durable_azstorage.authoring.context import OrchestrationContext as OrchestrationContext
+    from durable_azstorage.authoring.entities import DurableEntity as DurableEntity
+    from durable_azstorage.authoring.entities import EntityContext as EntityContext
+    from durable_azstorage.authoring.entities import EntityLock as EntityLock
+    from durable_azstorage.authoring.entities import (
+        EntityOperationFailedException as EntityOperationFailedException,
+    )
+    from durable_azstorage.client.entities import CleanEntityStorageResult as CleanEntityStorageResult
+    from durable_azstorage.client.entities import EntityMetadata as EntityMetadata
+    from durable_azstorage.client.entities import EntityQuery as EntityQuery
+    from durable_azstorage.model.entities import EntityInstanceId as EntityInstanceId
     from durable_azstorage.authoring.retry import RetryPolicy as RetryPolicy
     from durable_azstorage.authoring.tasks import Task as Task
     from durable_azstorage.authoring.tasks import when_all as when_all

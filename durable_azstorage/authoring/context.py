@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from durable_azstorage.authoring.registry import Activity, Orchestrator
+from durable_azstorage.model.entities import EntityInstanceId
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.tasks import CancellableTask, Task
 from durable_azstorage.model.deprecation import renamed_argument
@@ -21,6 +22,8 @@ from durable_azstorage.model.deprecation import renamed_argument
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from durable_azstorage.authoring.entities import EntityLock
+
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
 else:
     _LoggerAdapter = logging.LoggerAdapter
@@ -188,6 +191,40 @@ class OrchestrationContext(ABC):
     @abstractmethod
     def new_uuid(self) -> str:
         """A replay-safe UUID (name-based v5, the same algorithm as the portable SDK)."""
+
+    @abstractmethod
+    def signal_entity(
+        self, entity_id: EntityInstanceId, operation_name: str, input: Any = None, signal_time: datetime | None = None
+    ) -> None:
+        """Send ``operation_name`` to an entity (fire and forget; at ``signal_time`` if given).
+        Signals from one orchestration reach an entity in the order sent."""
+
+    @overload
+    def call_entity(
+        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: type[T]
+    ) -> Task[T]: ...
+
+    @overload
+    def call_entity(
+        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: None = None
+    ) -> Task[Any]: ...
+
+    @abstractmethod
+    def call_entity(
+        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: Any = None
+    ) -> Task[Any]:
+        """Run ``operation`` on an entity; yield the task for its result. A failed operation
+        raises ``EntityOperationFailedException`` here (its state changes were undone)."""
+
+    @abstractmethod
+    def lock_entities(self, entities: list[EntityInstanceId]) -> Task[EntityLock]:
+        """Lock ``entities`` (in a fixed global order, so two orchestrations never deadlock);
+        use as ``with (yield ctx.lock_entities([a, b])):``. Inside, only the locked entities
+        may be called; the locks are released when the block exits or the orchestration ends."""
+
+    @abstractmethod
+    def _exit_critical_section(self) -> None:
+        """Release the locks of the current critical section (``EntityLock.__exit__``)."""
 
     def create_replay_safe_logger(self, logger: logging.Logger) -> ReplaySafeLogger:
         """Wrap ``logger`` so that it only emits while the code is not replaying."""

@@ -11,6 +11,9 @@ Orchestrator = Callable[..., Any]
 Activity = Callable[..., Any]
 """``fn(ctx: ActivityContext, input)``: a plain function (run in a thread pool) or ``async def``."""
 
+Entity = Callable[..., Any]
+"""``fn(ctx: EntityContext, input)``, or a ``DurableEntity`` subclass (its methods are operations)."""
+
 
 def _default_name(fn: Callable[..., Any], kind: str) -> str:
     if not callable(fn):
@@ -27,6 +30,7 @@ class Registry:
     def __init__(self) -> None:
         self._orchestrators: dict[str, Orchestrator] = {}
         self._activities: dict[str, Activity] = {}
+        self._entities: dict[str, Entity] = {}
         self._orchestrator_names: dict[int, str] = {}
         self._activity_names: dict[int, str] = {}
 
@@ -37,6 +41,21 @@ class Registry:
     def add_activity(self, fn: Activity, name: str | None = None) -> str:
         """Register ``fn``; returns its name (``fn.__name__`` unless given). Rejects duplicates."""
         return self._add(self._activities, self._activity_names, fn, name, "activity")
+
+    def add_entity(self, fn: Entity, name: str | None = None) -> str:
+        """Register an entity function or ``DurableEntity`` subclass; returns its name, which
+        is lower-cased (entity ids are case-insensitive in their name, as in the SDK)."""
+        resolved = (_default_name(fn, "entity") if name is None else name)
+        if not isinstance(resolved, str) or not resolved.strip() or "@" in resolved:
+            raise ValueError(f"entity name must be a non-empty string without '@', got {resolved!r}")
+        return self._add(self._entities, {}, fn, resolved.lower(), "entity")
+
+    def get_entity(self, name: str) -> Entity | None:
+        return self._entities.get(name.lower())
+
+    @property
+    def entity_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._entities))
 
     def get_orchestrator(self, name: str) -> Orchestrator | None:
         return self._orchestrators.get(name)

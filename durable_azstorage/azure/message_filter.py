@@ -64,11 +64,13 @@ async def filter_messages(
     instance_row: RowGetter,
     max_delay: timedelta,
     history: Sequence[HistoryEvent],
+    entity: bool = False,
 ) -> Filtered:
     """Split ``messages`` (decoded, in delivery order) as the module docstring describes.
 
     ``history`` is the current execution's committed events (its ``ExecutionStarted`` tells
-    which starts this instance already ran).
+    which starts this instance already ran). ``entity``: the instance is an entity, which
+    exists from its first message on (it has no start message).
     """
     out = Filtered()
     running = next((e for e in history if isinstance(e, ExecutionStarted)), None)
@@ -99,7 +101,9 @@ async def filter_messages(
     if out.start is not None:
         out.keep.append(out.start)
     if current is None and out.start is None:
-        if others:
+        if entity:
+            out.keep.extend(others)
+        elif others:
             await _defer_or_drop(out, others, instance_row, max_delay)
         return out
     live = execution_of(out.start) if out.start is not None else current

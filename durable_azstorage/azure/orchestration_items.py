@@ -44,6 +44,7 @@ from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
+from durable_azstorage.model.entities import is_entity_id
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.model.state import InstanceState
 
@@ -229,13 +230,13 @@ class OrchestrationWorkItems:
                 row.append(found[0] if found is not None else None)
             return row[0]
 
-        recovered, filtered = await self._triage(loaded, messages, instance_row)
+        recovered, filtered = await self._triage(instance_id, loaded, messages, instance_row)
         if cached and (recovered or filtered.discard):
             # Never recover or discard on cached state alone: an entry cached in an earlier
             # tenure of the partition may be stale. Read the authority and decide again.
             self._sessions.discard(instance_id)
             loaded, known_state = await self._history().load(instance_id), None
-            recovered, filtered = await self._triage(loaded, messages, instance_row)
+            recovered, filtered = await self._triage(instance_id, loaded, messages, instance_row)
         if recovered:
             await self._recover(instance_id, loaded, recovered)
             known_state = None
@@ -286,6 +287,7 @@ class OrchestrationWorkItems:
 
     async def _triage(
         self,
+        instance_id: str,
         loaded: LoadedHistory,
         messages: list[ReceivedMessage],
         instance_row: Callable[[], Awaitable[InstanceState | None]],
@@ -298,6 +300,7 @@ class OrchestrationWorkItems:
         filtered = await filter_messages(
             loaded.sentinel, rest, instance_row=instance_row,
             max_delay=self.settings.max_timer_delay, history=loaded.events,
+            entity=is_entity_id(instance_id),
         )
         return recovered, filtered
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+from durable_azstorage.model.entities import is_entity_id
 from durable_azstorage.model.errors import LockLostError
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class ControlQueues:
         if not visible:
             return []
         exists, started = probe(instance_id)
-        if started:
+        if started or is_entity_id(instance_id):  # an entity exists from its first message on
             return visible
         starts = [m for m in visible if m.is_start]
         if starts:

@@ -33,6 +33,7 @@ app = typer.Typer(
 _GROUPS: list[tuple[str, str, str]] = [
     ("durable_azstorage.cli.hub", "hub", "Create, inspect and delete task hubs."),
     ("durable_azstorage.cli.instances", "instances", "List, inspect, start and control instances."),
+    ("durable_azstorage.cli.entities", "entities", "List, show and clean durable entities."),
     ("durable_azstorage.cli.poison", "poison", "Inspect, replay and delete quarantined poison messages."),
     ("durable_azstorage.cli.bench", "bench", "Measure throughput, latency, storage cost and scale-out."),
 ]

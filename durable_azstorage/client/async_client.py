@@ -25,10 +25,12 @@ from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend, BackendSettings
-from durable_azstorage.client import management
+from durable_azstorage.client import entities, management
+from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.entities import EntityInstanceId, is_entity_id
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
     EventRaised,
@@ -238,9 +240,13 @@ class AsyncTaskHubClient:
     async def query_orchestrations(
         self, query: OrchestrationQuery | None = None
     ) -> Page[OrchestrationState]:
-        """One page of instances; pass ``continuation_token`` back for the next page."""
+        """One page of orchestrations; pass ``continuation_token`` back for the next page.
+
+        Entities (``@name@key`` instances) are left out, as in the portable SDK and DTFx; list
+        them with ``get_all_entities``. A page may therefore hold fewer items than its size."""
         page = await self._backend.query_instances(query or OrchestrationQuery())
-        return Page([self._public(s) for s in page.items], page.continuation_token)
+        items = [self._public(s) for s in page.items if not is_entity_id(s.instance_id)]
+        return Page(items, page.continuation_token)
 
     async def get_all_orchestration_states(
         self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
@@ -407,6 +413,40 @@ class AsyncTaskHubClient:
         return await management.index_repair(self._backend).repair_stale_instances(stale)
 
     # --- internals -------------------------------------------------------------------------
+    # --- entities ------------------------------------------------------------------------
+    async def signal_entity(
+        self, entity_instance_id: EntityInstanceId, operation_name: str, input: Any = None,
+        signal_time: datetime | None = None,
+    ) -> None:
+        """Send an operation to an entity (one queue message; creates the entity if new).
+        With ``signal_time`` it is delivered then."""
+        message = entities.signal_message(
+            entity_instance_id, operation_name, self._converter.serialize(input), signal_time
+        )
+        await self._backend.send_message(message)
+
+    async def get_entity(
+        self, entity_instance_id: EntityInstanceId, include_state: bool = True
+    ) -> EntityMetadata | None:
+        """The entity, or None when it does not exist or has no state (e.g. it deleted it)."""
+        return await entities.get_entity(
+            self._backend, self._converter, entity_instance_id, include_state=include_state
+        )
+
+    async def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
+        """Every entity matching the query (by default those with state)."""
+        found = await entities.query_entities(self._backend, self._converter, entity_query or EntityQuery())
+        return [entry for entry, _ in found]
+
+    async def clean_entity_storage(
+        self, remove_empty_entities: bool = True, release_orphaned_locks: bool = True
+    ) -> CleanEntityStorageResult:
+        """Release locks held by orchestrations that no longer run; remove empty entities."""
+        return await entities.clean_entity_storage(
+            self._backend, self._converter,
+            remove_empty_entities=remove_empty_entities, release_orphaned_locks=release_orphaned_locks,
+        )
+
     async def _require(self, instance_id: str) -> InstanceState:
         state = await self._backend.get_instance(instance_id, fetch_payloads=False)
         if state is None:

@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.client.async_client import AsyncTaskHubClient, Timeout
+from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_azstorage.model.deprecation import renamed_argument
+from durable_azstorage.model.entities import EntityInstanceId
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
@@ -158,6 +160,25 @@ class TaskHubClient:
             "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
         )
         return self._run(self._async.get_all_orchestration_states(query))
+
+    def signal_entity(
+        self, entity_instance_id: EntityInstanceId, operation_name: str, input: Any = None,
+        signal_time: datetime | None = None,
+    ) -> None:
+        self._run(self._async.signal_entity(entity_instance_id, operation_name, input, signal_time))
+
+    def get_entity(
+        self, entity_instance_id: EntityInstanceId, include_state: bool = True
+    ) -> EntityMetadata | None:
+        return self._run(self._async.get_entity(entity_instance_id, include_state))
+
+    def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
+        return self._run(self._async.get_all_entities(entity_query))
+
+    def clean_entity_storage(
+        self, remove_empty_entities: bool = True, release_orphaned_locks: bool = True
+    ) -> CleanEntityStorageResult:
+        return self._run(self._async.clean_entity_storage(remove_empty_entities, release_orphaned_locks))
 
     def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None

@@ -61,6 +61,7 @@ class SendEvent(OrchestratorAction):
     instance_id: str
     name: str
     data: str | None = None
+    scheduled_time: datetime | None = None
 
     def __post_init__(self) -> None:
         validate_instance_id(self.instance_id, what="send_event target instance id")

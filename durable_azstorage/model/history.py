@@ -205,11 +205,12 @@ class EventRaised(HistoryEvent):
     """An external event. ``source_id`` names the ``EventSent`` of another orchestration it
     came from (``sent_event_id``), the same every time that send is derived again: a copy
     re-sent by recovery, or delivered twice, is recognised and applied once. None for events
-    a client raised."""
+    a client raised. ``scheduled_time``: not delivered before then (delayed entity signals)."""
 
     name: str
     input: str | None = None
     source_id: str | None = None
+    scheduled_time: datetime | None = None
 
 
 def sent_event_id(sender: OrchestrationInstance, sent: EventSent) -> str:
@@ -222,6 +223,7 @@ class EventSent(HistoryEvent):
     instance_id: str
     name: str
     input: str | None = None
+    scheduled_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from durable_azstorage.model.history import (
+    EventRaised,
     ExecutionStarted,
     HistoryEvent,
     OrchestrationInstance,
@@ -38,4 +39,6 @@ class TaskMessage:
             return self.event.fire_at
         if isinstance(self.event, ExecutionStarted):
             return self.event.scheduled_start_time
+        if isinstance(self.event, EventRaised):
+            return self.event.scheduled_time
         return None

@@ -5,7 +5,7 @@ messages and writes no outbox, because every outbound message follows from an ev
 in the same episode: TaskScheduled → activity request, TimerCreated → delayed TimerFired,
 SubOrchestrationInstanceCreated → the child's start, EventSent → EventRaised at the target,
 ExecutionCompleted → the parent's notice (and, for a recursive terminate, terminations of the
-running children). ``replay.apply`` applies these rules when an episode runs; the Azure
+running children; and releases of the entity locks it still holds). ``replay.apply`` applies these rules when an episode runs; the Azure
 provider applies the same rules to re-send a committed episode's messages after a crash, so
 the two can never disagree.
 """
@@ -13,10 +13,18 @@ the two can never disagree.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from durable_azstorage.model.entities import (
+    ENTITY_REQUEST,
+    EntityRequest,
+    RequestKind,
+    encode_request,
+    held_entity_locks,
+)
 from durable_azstorage.model.errors import OrchestrationTerminatedError
 from durable_azstorage.model.failure import FailureDetails, qualified_type_name
 from durable_azstorage.model.history import (
@@ -93,7 +101,7 @@ class Outbound:
             target = OrchestrationInstance(instance_id=event.instance_id)
             raised = EventRaised(
                 timestamp=event.timestamp, name=event.name, input=event.input,
-                source_id=sent_event_id(me, event),
+                source_id=sent_event_id(me, event), scheduled_time=event.scheduled_time,
             )
             self.orchestrator.append(TaskMessage(instance=target, event=raised, sender=me))
         elif isinstance(event, ExecutionCompleted):
@@ -137,7 +145,10 @@ def _completion_messages(
 ) -> list[TaskMessage]:
     """Recursive terminations of running children, then the notice to the parent."""
     me = started.instance
-    messages: list[TaskMessage] = []
+    messages: list[TaskMessage] = [
+        TaskMessage(instance=OrchestrationInstance(instance_id=entity), event=release, sender=me)
+        for entity, release in lock_releases(me, completed.timestamp, history)
+    ]
     if completed.status is OrchestrationStatus.TERMINATED and _terminates_recursively(history):
         for child_id in running_sub_orchestrations(history):
             terminate = ExecutionTerminated(
@@ -163,6 +174,21 @@ def _completion_messages(
         )
     messages.append(TaskMessage(instance=parent.instance, event=notice, sender=me))
     return messages
+
+
+def lock_releases(
+    me: OrchestrationInstance, at: datetime, history: Sequence[HistoryEvent]
+) -> list[tuple[str, EventRaised]]:
+    """The releases of the entity locks an ending orchestration still holds (or asked for)."""
+    releases = []
+    for entity in held_entity_locks(history):
+        request = EntityRequest(kind=RequestKind.RELEASE, id=f"{me.execution_id}:end", parent=me.instance_id)
+        raised = EventRaised(
+            timestamp=at, name=ENTITY_REQUEST, input=encode_request(request),
+            source_id=f"{me.instance_id}:{me.execution_id}:release:{entity}",
+        )
+        releases.append((entity, raised))
+    return releases
 
 
 def _terminates_recursively(history: Sequence[HistoryEvent]) -> bool:

@@ -75,7 +75,7 @@ def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) 
     if isinstance(action, SendEvent):
         return EventSent(
             event_id=action.id, timestamp=now, instance_id=action.instance_id,
-            name=action.name, input=action.data,
+            name=action.name, input=action.data, scheduled_time=action.scheduled_time,
         )
     if isinstance(action, CompleteOrchestration):
         if action.status is OrchestrationStatus.CONTINUED_AS_NEW:

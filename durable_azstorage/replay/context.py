@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from durable_azstorage.authoring.context import OrchestrationContext
+from durable_azstorage.authoring.entities import EntityLock
 from durable_azstorage.authoring.errors import (
     NonSerializableResultError,
     OrchestratorNotRegisteredError,
@@ -33,10 +34,12 @@ from durable_azstorage.model.actions import (
     ScheduleTask,
     SendEvent,
 )
+from durable_azstorage.model.entities import EntityInstanceId
 from durable_azstorage.model.errors import PayloadTypeError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import EventRaised, ExecutionStarted, HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.replay.entity_calls import EntityResponseTask, OrchestrationEntities
 from durable_azstorage.serialization.converter import DataConverter, deserialize_as
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -109,6 +112,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self.suspended_events: list[HistoryEvent] = []
         self._generator: Generator[Any, Any, Any] | None = None
         self._awaiting: Task[Any] | None = None
+        self._execution_id: str | None = None
+        self.entities = OrchestrationEntities(self)
 
     # --- properties of the public API ----------------------------------------------------
     @property
@@ -224,13 +229,18 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         return task
 
     def wait_for_external_event(self, name: str, *, data_type: Any = None) -> CancellableTask[Any]:
-        key = name.lower()
         task: CancellableTask[Any] = CancellableTask()
         self._expect(task, data_type)
+        self.await_event(name, task)
+        return task
+
+    def await_event(self, name: str, task: CancellableTask[Any]) -> None:
+        """Complete ``task`` with the next event named ``name`` (buffered ones first)."""
+        key = name.lower()
         buffered = self.received.get(key)
         if buffered:
             self._deliver(task, buffered.popleft()[1])
-            return task
+            return
         queue = self.waiters.setdefault(key, deque())
         queue.append(task)
 
@@ -239,7 +249,6 @@ class RuntimeOrchestrationContext(OrchestrationContext):
                 queue.remove(task)
 
         task.set_cancel_handler(_cancel)
-        return task
 
     def event_raised(self, event: EventRaised) -> None:
         """Hand an external event to the oldest waiter for its name, or buffer it (FIFO)."""
@@ -252,6 +261,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             self._arrivals += 1
 
     def _deliver(self, task: CompletableTask[Any], event: EventRaised) -> None:
+        if isinstance(task, EntityResponseTask):
+            task.accept(event.input, self.converter)
+            return
         try:
             value = deserialize_as(self.converter, event.input, self.payload_type(task))
         except Exception as exc:  # noqa: BLE001 - surfaced to the orchestrator code
@@ -264,6 +276,35 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self.pending_actions[seq] = SendEvent(
             id=seq, instance_id=instance_id, name=event_name, data=self.converter.serialize(data)
         )
+
+    def send_raw(self, instance_id: str, event_name: str, data: str | None, scheduled_time: datetime | None) -> None:
+        """Record a ``SendEvent`` whose data is already serialized (entity requests)."""
+        seq = self._next_id()
+        self.pending_actions[seq] = SendEvent(
+            id=seq, instance_id=instance_id, name=event_name, data=data,
+            scheduled_time=as_utc(scheduled_time) if scheduled_time is not None else None,
+        )
+
+    @property
+    def sender_key(self) -> str:
+        """Names this execution as the sender of entity requests (orders its requests)."""
+        return f"{self._instance_id}:{self._execution_id}"
+
+    def signal_entity(
+        self, entity_id: EntityInstanceId, operation_name: str, input: Any = None, signal_time: datetime | None = None
+    ) -> None:
+        self.entities.signal(entity_id, operation_name, input, signal_time)
+
+    def call_entity(
+        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: Any = None
+    ) -> Task[Any]:
+        return self.entities.call(entity, operation, input, return_type)
+
+    def lock_entities(self, entities: list[EntityInstanceId]) -> Task[EntityLock]:
+        return self.entities.lock(entities)
+
+    def _exit_critical_section(self) -> None:
+        self.entities.exit_critical_section()
 
     def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
         if self.is_complete:
@@ -283,6 +324,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         """Run the orchestrator up to its first yield (or to its end)."""
         self.started = True
         self.name = event.name
+        self._execution_id = event.instance.execution_id
         self._version = event.version
         self._parent_instance_id = event.parent.instance.instance_id if event.parent else None
         fn = self.registry.get_orchestrator(event.name)

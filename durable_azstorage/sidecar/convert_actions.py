@@ -10,7 +10,8 @@ the SDK leaves to the backend are settled here:
   earlier in the same batch, and a code that completed first stays completed. Our engine
   lets termination win and drops unsent decisions (as DTFx does); the result is normalised
   to that, so both executors terminate the same way.
-* Actions our model has no equivalent for (entity messages, terminateOrchestration,
+* Entity messages become ``SendEvent`` actions of entity requests (``convert_entities``).
+* Actions our model has no equivalent for (terminateOrchestration,
   rewindOrchestration), and actions naming an id or name storage cannot hold
   (``InvalidIdentifierError``, see ``model.identifiers``), fail the orchestration with a
   FailureDetails naming the action instead of crashing the sidecar.
@@ -43,6 +44,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult
+from durable_azstorage.sidecar.convert_entities import EntitySequencer, entity_action_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
 from durable_azstorage.sidecar.convert_history import (
     history_event_from_pb,
@@ -73,7 +75,8 @@ def execution_result_from_pb(
     """The SDK's response to one execute call as our ``ExecutionResult``; never raises."""
     custom_status = response.customStatus.value if response.HasField("customStatus") else None
     try:
-        actions = tuple(_action_from_pb(a, _episode_time(new_events)) for a in response.actions)
+        sequencer = EntitySequencer([*past_events, *new_events])
+        actions = tuple(_action_from_pb(a, _episode_time(new_events), sequencer) for a in response.actions)
     except (UnsupportedActionError, ValueError) as exc:
         failed = CompleteOrchestration(
             id=-1,
@@ -96,7 +99,7 @@ def execution_result_from_pb(
     )
 
 
-def _action_from_pb(action: Any, now: datetime | None) -> OrchestratorAction:
+def _action_from_pb(action: Any, now: datetime | None, sequencer: EntitySequencer) -> OrchestratorAction:
     kind = action.WhichOneof("orchestratorActionType")
     aid: int = action.id
     if kind == "scheduleTask":
@@ -117,11 +120,12 @@ def _action_from_pb(action: Any, now: datetime | None) -> OrchestratorAction:
         return SendEvent(id=aid, instance_id=x.instance.instanceId, name=x.name, data=_str(x, "data"))
     if kind == "completeOrchestration":
         return _completion_from_pb(aid, action.completeOrchestration, now)
+    if kind == "sendEntityMessage":
+        return entity_action_from_pb(aid, action.sendEntityMessage, sequencer)
     if kind is None:
         raise UnsupportedActionError(f"the SDK sent an orchestrator action with no type (action id {aid})")
     raise UnsupportedActionError(
         f"orchestrator action {kind!r} (action id {aid}) is not supported by durable_azstorage"
-        + (" (entities are not supported)" if kind == "sendEntityMessage" else "")
     )
 
 

@@ -41,6 +41,7 @@ from durable_azstorage.model.history import (
     TimerFired,
 )
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.sidecar.convert_entities import entity_event_to_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb, failure_to_pb
 
 _STATUS_TO_PB: dict[OrchestrationStatus, int] = {
@@ -224,11 +225,15 @@ def _w_timer_fired(m: Any, e: TimerFired) -> None:
 
 
 def _w_event_raised(m: Any, e: EventRaised) -> None:
+    if entity_event_to_pb(m, e):  # an entity's answer: the SDK's entity history event
+        return
     m.eventRaised.name = e.name
     _set_str(m.eventRaised, "input", e.input)
 
 
 def _w_event_sent(m: Any, e: EventSent) -> None:
+    if entity_event_to_pb(m, e):  # a message to an entity: the SDK's entity history event
+        return
     x = m.eventSent
     x.instanceId = e.instance_id
     x.name = e.name

@@ -5,8 +5,8 @@ work on our ``AsyncTaskHubClient``), work-item requests (GetWorkItems, Complete*
 to the ``WorkItemService``. Errors become status codes in one place (``errors.rpc_errors``):
 unknown instance ``NOT_FOUND``, id in use ``ALREADY_EXISTS``, operation the instance's status
 does not allow ``FAILED_PRECONDITION``, bad request field ``INVALID_ARGUMENT`` (naming it),
-a Wait past its deadline ``DEADLINE_EXCEEDED``. Entities are not supported: their RPCs
-answer ``UNIMPLEMENTED`` with ``ENTITIES_UNSUPPORTED``.
+a Wait past its deadline ``DEADLINE_EXCEEDED``. Entity RPCs go to ``EntityRpcs``; entity
+work items are served by the ``WorkItemService`` like orchestrations.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from google.protobuf import empty_pb2, wrappers_pb2  # type: ignore[import-untyp
 
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.sidecar.client_rpcs import ClientRpcs
+from durable_azstorage.sidecar.entity_rpcs import EntityRpcs
 from durable_azstorage.sidecar.errors import UnsupportedError, rpc_errors
 from durable_azstorage.sidecar.work_items import WorkItemService
 
-ENTITIES_UNSUPPORTED = "entities are not supported by durable-azstorage serve yet"
 T = TypeVar("T")
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -36,6 +36,7 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
         self, client: AsyncTaskHubClient, work_items: WorkItemService, *, allow_hub_management: bool
     ) -> None:
         self._rpcs = ClientRpcs(client, allow_hub_management=allow_hub_management)
+        self._entities = EntityRpcs(client)
         self._work = work_items
 
     async def Hello(self, request: empty_pb2.Empty, context: Context) -> empty_pb2.Empty:
@@ -129,24 +130,30 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
     ) -> pb.AbandonActivityTaskResponse:
         return await self._work.AbandonTaskActivityWorkItem(request, context)
 
+    # --- entities ----------------------------------------------------------------------------
+    async def SignalEntity(self, request: pb.SignalEntityRequest, context: Context) -> pb.SignalEntityResponse:
+        return await _answer(context, "SignalEntity", self._entities.signal(request))
+
+    async def GetEntity(self, request: pb.GetEntityRequest, context: Context) -> pb.GetEntityResponse:
+        return await _answer(context, "GetEntity", self._entities.get(request))
+
+    async def QueryEntities(self, request: pb.QueryEntitiesRequest, context: Context) -> pb.QueryEntitiesResponse:
+        return await _answer(context, "QueryEntities", self._entities.query(request))
+
+    async def CleanEntityStorage(
+        self, request: pb.CleanEntityStorageRequest, context: Context
+    ) -> pb.CleanEntityStorageResponse:
+        return await _answer(context, "CleanEntityStorage", self._entities.clean(request))
+
+    async def CompleteEntityTask(self, request: pb.EntityBatchResult, context: Context) -> pb.CompleteTaskResponse:
+        return await self._work.CompleteEntityTask(request, context)
+
+    async def AbandonTaskEntityWorkItem(
+        self, request: pb.AbandonEntityTaskRequest, context: Context
+    ) -> pb.AbandonEntityTaskResponse:
+        return await self._work.AbandonTaskEntityWorkItem(request, context)
+
     # --- not supported -----------------------------------------------------------------------
-    async def SignalEntity(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
-
-    async def GetEntity(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
-
-    async def QueryEntities(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
-
-    async def CleanEntityStorage(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
-
-    async def CompleteEntityTask(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
-
-    async def AbandonTaskEntityWorkItem(self, request: Any, context: Context) -> Any:
-        await _refuse(context, ENTITIES_UNSUPPORTED)
 
     async def SkipGracefulOrchestrationTerminations(self, request: Any, context: Context) -> Any:
         await _refuse(

@@ -30,6 +30,7 @@ import grpc.aio
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from durable_azstorage.backend.protocol import Backend, SettingsBacked
+from durable_azstorage.sidecar.remote_entities import RemoteEntityExecutor
 from durable_azstorage.sidecar.remote_executor import (
     RemoteActivityExecutor,
     RemoteOrchestrationExecutor,
@@ -112,6 +113,7 @@ class WorkItemService:
                 streams, asyncio.get_running_loop(), timeout=orchestration_timeout
             ),
             activities=RemoteActivityExecutor(streams, timeout=activity_timeout, clock=clock),
+            entities=RemoteEntityExecutor(streams, asyncio.get_running_loop(), timeout=orchestration_timeout),
             max_concurrent_orchestrations=self._ceilings["orchestration"],
             max_concurrent_activities=self._ceilings["activity"],
             max_dequeue_count=self._max_dequeue_count,
@@ -189,6 +191,20 @@ class WorkItemService:
             "activity", request.completionToken, request, instance_id=request.instanceId
         ))
         return pb.CompleteTaskResponse()
+
+    async def CompleteEntityTask(
+        self, request: pb.EntityBatchResult, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CompleteTaskResponse:
+        await self._resolve(context, lambda s: s.complete(
+            "orchestration", request.completionToken, request, instance_id=None
+        ))
+        return pb.CompleteTaskResponse()
+
+    async def AbandonTaskEntityWorkItem(
+        self, request: pb.AbandonEntityTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AbandonEntityTaskResponse:
+        await self._resolve(context, lambda s: s.abandon("orchestration", request.completionToken))
+        return pb.AbandonEntityTaskResponse()
 
     async def AbandonTaskOrchestratorWorkItem(
         self, request: pb.AbandonOrchestrationTaskRequest, context: grpc.aio.ServicerContext[Any, Any]

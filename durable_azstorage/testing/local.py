@@ -50,6 +50,7 @@ def local_runtime(
     task_hub: str,
     orchestrators: Sequence[Callable[..., Any]] = (),
     activities: Sequence[Callable[..., Any]] = (),
+    entities: Sequence[Callable[..., Any]] = (),
     **settings_overrides: Any,
 ) -> Iterator[TaskHubClient]:
     """A client for ``task_hub`` with a worker running the given functions.
@@ -66,5 +67,7 @@ def local_runtime(
                     worker.add_orchestrator(orchestrator)
                 for activity in activities:
                     worker.add_activity(activity)
+                for entity in entities:
+                    worker.add_entity(entity)
                 worker.start()
                 yield client

@@ -24,6 +24,7 @@ from durable_azstorage.replay.executor import OrchestrationExecutor
 from durable_azstorage.worker.activities import ActivityExecutor, ActivityProcessor
 from durable_azstorage.worker.dispatcher import Dispatcher
 from durable_azstorage.worker.orchestrations import OrchestrationProcessor
+from durable_azstorage.replay.entity_episode import EntityExecutor
 
 T = TypeVar("T")
 
@@ -83,8 +84,10 @@ class WorkerEngine:
         poll_timeout: float = 1.0,
         clock: Callable[[], datetime] | None = None,
         logger: logging.Logger,
+        entities: EntityExecutor | None = None,
     ) -> None:
         self._backend = backend
+        self._entities = entities
         self._log = logger
         self._episode_threads = episode_threads
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -141,6 +144,7 @@ class WorkerEngine:
         orch = OrchestrationProcessor(
             self._backend, self._orchestrations, episode_pool=pool,
             max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock,
+            entities=self._entities,
         )
         act = ActivityProcessor(
             self._backend, self._activities, max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock

@@ -28,6 +28,8 @@ from durable_azstorage.backend.protocol import (
     OrchestrationWorkItem,
 )
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
+from durable_azstorage.model.entities import is_entity_id
+from durable_azstorage.replay.entity_episode import EntityExecutor
 from durable_azstorage.replay.episode import Episode, run_episode
 from durable_azstorage.replay.executor import ExecutionAbandoned, OrchestrationExecutor
 from durable_azstorage.worker.poison import poison_commit
@@ -46,9 +48,11 @@ class OrchestrationProcessor(WorkItemProcessor):
         max_dequeue_count: int,
         logger: logging.Logger,
         clock: Callable[[], datetime] | None = None,
+        entities: EntityExecutor | None = None,
     ) -> None:
         super().__init__(backend, max_dequeue_count=max_dequeue_count, logger=logger, clock=clock)
         self._code = executor
+        self._entities = entities
         self._episode_pool = episode_pool
 
     async def fetch(self, timeout: float) -> OrchestrationWorkItem | None:
@@ -89,12 +93,7 @@ class OrchestrationProcessor(WorkItemProcessor):
         if item.dequeue_count > self._max_dequeue_count:
             return await self._poison(item, now)
         loop = asyncio.get_running_loop()
-        episode: Episode = await loop.run_in_executor(
-            self._episode_pool,
-            lambda: run_episode(
-                self._code, item.instance_id, item.history, item.messages, now=now, logger=self._log
-            ),
-        )
+        episode: Episode = await loop.run_in_executor(self._episode_pool, self._run_episode, item, now)
         state = episode.state
         if state is None:
             # Every message was discarded: consume them with an empty commit on the current
@@ -111,6 +110,14 @@ class OrchestrationProcessor(WorkItemProcessor):
             timer_messages=episode.timer_messages,
             new_execution=episode.new_execution,
         )
+
+    def _run_episode(self, item: OrchestrationWorkItem, now: datetime) -> Episode:
+        """An entity's batch of operations, or an orchestration's replay (on the episode pool)."""
+        if is_entity_id(item.instance_id):
+            if self._entities is None:
+                raise RuntimeError(f"{item.instance_id!r} is an entity and this worker runs no entities")
+            return self._entities.run(item.instance_id, item.history, item.messages, now=now, logger=self._log)
+        return run_episode(self._code, item.instance_id, item.history, item.messages, now=now, logger=self._log)
 
     async def _poison(self, item: OrchestrationWorkItem, now: datetime) -> OrchestrationCommit | None:
         current = await self._backend.get_instance(item.instance_id, fetch_payloads=True)

@@ -21,6 +21,7 @@ from typing import Any
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend, BackendSettings, LockTimeout, OwnClock
 from durable_azstorage.replay.executor import LocalOrchestrationExecutor
+from durable_azstorage.replay.entity_episode import LocalEntityExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 from durable_azstorage.worker.activities import LocalActivityExecutor
 from durable_azstorage.worker.concurrency import DEFAULT_ACTIVITIES, DEFAULT_ORCHESTRATIONS, ConcurrencyOptions
@@ -88,6 +89,10 @@ class TaskHubWorker:
         """Register an activity (plain or ``async def``); returns its name."""
         return self._registry.add_activity(fn, name)
 
+    def add_entity(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        """Register an entity function or ``DurableEntity`` subclass; returns its (lower-cased) name."""
+        return self._registry.add_entity(fn, name)
+
     # --- asyncio ---------------------------------------------------------------------------
     async def run_async(self) -> None:
         """Run until ``stop_async()`` (or cancellation); then drain and stop the backend."""
@@ -100,6 +105,7 @@ class TaskHubWorker:
             self._backend,
             orchestrations=LocalOrchestrationExecutor(self._registry, self._converter, self._log),
             activities=activities,
+            entities=LocalEntityExecutor(self._registry, self._converter),
             max_concurrent_orchestrations=self._max_orchestrations,
             max_concurrent_activities=self._max_activities,
             max_dequeue_count=self._max_dequeue_count,

@@ -55,6 +55,9 @@ def account_env(azurite: Azurite) -> dict[str, str]:
         ("sub_orchestrations.py", "['thermostat-key:active', 'doorbell-key:active', 'camera-key:active']"),
         ("error_handling.py", "'compensation': 'cancelled flight to Lisbon'"),
         ("large_payloads.py", "10000 rows"),
+        ("entities.py", "@account@alice: balance 80"),
+        ("entities.py", "@account@bob: balance 40"),
+        ("entities.py", "refused: insufficient funds"),
     ],
 )
 def test_example_runs_against_the_configured_account(

@@ -29,7 +29,6 @@ from sidecar_support import RunningSidecar
 
 from durable_azstorage.model.errors import TaskHubNotFoundError
 from durable_azstorage.model.taskhub import TaskHubInfo
-from durable_azstorage.sidecar.service import ENTITIES_UNSUPPORTED
 from durable_azstorage.testing.eventually import eventually
 
 pytestmark = pytest.mark.azurite
@@ -213,14 +212,16 @@ def test_bad_requests_name_the_field(stub: Any) -> None:
     assert _details(exc).startswith("query.continuationToken:")
 
 
-def test_entities_are_unimplemented(sdk_client: TaskHubGrpcClient) -> None:
+def test_entity_rpcs_refuse_bad_ids_and_read_missing_entities(sdk_client: TaskHubGrpcClient, stub: Any) -> None:
+    assert sdk_client.get_entity(EntityInstanceId("counter", "nobody")) is None
     with pytest.raises(grpc.RpcError) as exc:
-        sdk_client.get_entity(EntityInstanceId("counter", "c1"))
-    assert _code(exc) is grpc.StatusCode.UNIMPLEMENTED
-    assert _details(exc) == ENTITIES_UNSUPPORTED
+        stub.GetEntity(pb.GetEntityRequest(instanceId="counter-without-at"))
+    assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
+    assert _details(exc).startswith("instanceId:") and "'@name@key'" in _details(exc)
     with pytest.raises(grpc.RpcError) as exc:
-        sdk_client.signal_entity(EntityInstanceId("counter", "c1"), "add", input=1)
-    assert _code(exc) is grpc.StatusCode.UNIMPLEMENTED
+        stub.SignalEntity(pb.SignalEntityRequest(instanceId="@counter@c1"))
+    assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
+    assert _details(exc).startswith("name:")
 
 
 def test_query_pages_visit_each_instance_once(sdk_client: TaskHubGrpcClient, stub: Any, ids: Any) -> None:

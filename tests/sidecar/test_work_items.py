@@ -257,8 +257,8 @@ async def test_unsupported_actions_fail_the_instance_with_a_clear_reason(harness
     )
     state = await harness.client.wait_for_orchestration_completion(iid, timeout=WAIT)
     assert state.runtime_status is OrchestrationStatus.FAILED and state.failure_details is not None
-    assert "sendEntityMessage" in state.failure_details.message
-    assert "entities are not supported" in state.failure_details.message
+    # an entity message with no message type in it (entity messages are supported)
+    assert "sendEntityMessage action 1 has no known message type" in state.failure_details.message
     stream.cancel()
 
 

@@ -15,6 +15,9 @@ EXPECTED = {
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
     "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
+    # durable entities (issue 15)
+    "CleanEntityStorageResult", "DurableEntity", "EntityContext", "EntityInstanceId", "EntityLock",
+    "EntityMetadata", "EntityOperationFailedException", "EntityQuery",
 }
 
 
