@@ -46,6 +46,7 @@ from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.model.trace import TraceContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +82,7 @@ class ActivityWorkItem:
     version: str | None = None
     tags: dict[str, str] | None = None
     schedule_index: int | None = None
+    trace_context: TraceContext | None = None
 
     @classmethod
     def from_message(
@@ -99,6 +101,7 @@ class ActivityWorkItem:
             lock_token=lock_token,
             dequeue_count=dequeue_count,
             schedule_index=event.schedule_index,
+            trace_context=event.trace_context,
         )
 
 

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Protocol
@@ -47,7 +48,9 @@ from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.model.trace import TraceContext
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.telemetry.tracing import create_orchestration_span, raise_event_span
 
 Timeout = float | timedelta
 _NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
@@ -122,15 +125,21 @@ class AsyncTaskHubClient:
         reuse_id_policy: OrchestrationIdReusePolicy | None = None,
         version: str | None = None,
         tags: dict[str, str] | None = None,
+        trace_context: TraceContext | None = None,
     ) -> str:
-        """Create an instance (Pending until a worker picks it up, or until ``start_at``)."""
+        """Create an instance (Pending until a worker picks it up, or until ``start_at``).
+
+        With OpenTelemetry the instance is traced under a ``create_orchestration`` span;
+        ``trace_context`` instead names the span to start under (a gRPC sidecar forwarding a
+        portable-SDK client's, which made that span itself).
+        """
         name = _NAMES.orchestrator_name_of(orchestrator)
         instance_id = uuid.uuid4().hex if instance_id is None else instance_id
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
         return await self._create(
             name, instance_id, self._converter.serialize(input), start_at=start_at,
-            reuse_id_policy=reuse_id_policy, version=version, tags=tags,
+            reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=trace_context,
         )
 
     async def _create(
@@ -143,11 +152,34 @@ class AsyncTaskHubClient:
         reuse_id_policy: OrchestrationIdReusePolicy | None = None,
         version: str | None = None,
         tags: dict[str, str] | None = None,
+        trace_context: TraceContext | None = None,
     ) -> str:
         validate_instance_id(instance_id)
         validate_name(name, what="orchestration name")
         if version is not None:
             validate_name(version, what="orchestration version")
+        starting = (
+            nullcontext(trace_context) if trace_context is not None
+            else create_orchestration_span(name, instance_id, version)
+        )
+        with starting as traced:
+            return await self._insert(
+                name, instance_id, serialized_input, start_at=start_at,
+                reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=traced,
+            )
+
+    async def _insert(
+        self,
+        name: str,
+        instance_id: str,
+        serialized_input: str | None,
+        *,
+        start_at: datetime | None,
+        reuse_id_policy: OrchestrationIdReusePolicy | None,
+        version: str | None,
+        tags: dict[str, str] | None,
+        trace_context: TraceContext | None,
+    ) -> str:
         previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(
@@ -159,6 +191,7 @@ class AsyncTaskHubClient:
             scheduled_start_time=start_at.astimezone(timezone.utc) if start_at else None,
             tags=dict(tags) if tags else None,
             generation=previous.generation + 1 if previous is not None else 0,
+            trace_context=trace_context,
         )
         await self._backend.create_instance(
             TaskMessage(instance=instance, event=started), reuse_policy=reuse_id_policy
@@ -271,11 +304,12 @@ class AsyncTaskHubClient:
         """Deliver an external event; raises ``OrchestrationNotFoundError`` for unknown ids."""
         validate_instance_id(instance_id)
         validate_name(event_name, what="event name")
-        await self._require(instance_id)
-        event = EventRaised(
-            timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)
-        )
-        await self._send(instance_id, event)
+        with raise_event_span(event_name, instance_id):
+            await self._require(instance_id)
+            event = EventRaised(
+                timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)
+            )
+            await self._send(instance_id, event)
 
     async def terminate_orchestration(
         self, instance_id: str, *, output: Any = None, recursive: bool = True

@@ -29,6 +29,7 @@ from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.replay.activity import run_activity
 from durable_azstorage.replay.executor import ExecutionAbandoned
 from durable_azstorage.serialization.converter import DataConverter
+from durable_azstorage.telemetry.tracing import activity_span
 from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
 POISON_ERROR_TYPE = "durable_azstorage.PoisonMessage"
@@ -58,9 +59,12 @@ class LocalActivityExecutor:
             task_name=item.name,
             attempt=item.dequeue_count,
         )
-        return await run_activity(
-            self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
-        )
+        with activity_span(item.name, item.instance.instance_id, item.task_id, item.trace_context) as span:
+            result = await run_activity(
+                self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
+            )
+            span.finish(result.failure_details if isinstance(result, TaskFailed) else None)
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -30,6 +30,7 @@ from durable_azstorage.backend.protocol import (
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.replay.episode import Episode, run_episode
 from durable_azstorage.replay.executor import ExecutionAbandoned, OrchestrationExecutor
+from durable_azstorage.telemetry.tracing import EpisodeSpans
 from durable_azstorage.worker.poison import poison_commit
 from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
@@ -46,10 +47,12 @@ class OrchestrationProcessor(WorkItemProcessor):
         max_dequeue_count: int,
         logger: logging.Logger,
         clock: Callable[[], datetime] | None = None,
+        spans: EpisodeSpans | None = None,
     ) -> None:
         super().__init__(backend, max_dequeue_count=max_dequeue_count, logger=logger, clock=clock)
         self._code = executor
         self._episode_pool = episode_pool
+        self._spans = spans
 
     async def fetch(self, timeout: float) -> OrchestrationWorkItem | None:
         return await self._backend.lock_next_orchestration(timeout)
@@ -125,6 +128,8 @@ class OrchestrationProcessor(WorkItemProcessor):
     async def _complete(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
         try:
             await self._backend.complete_orchestration(item, commit)
+            if self._spans is not None:
+                self._spans.emit(item.history, commit.new_events, new_execution=commit.new_execution)
         except ConcurrencyConflictError as exc:
             self._log.info("orchestration %r: lost a commit race, dropping: %s", item.instance_id, exc)
             await self._abandon(item, None)  # the messages come back soon, to the winner's state
