@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from otel_capture import TraceTree
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -26,7 +27,6 @@ from durable_azstorage import (
 )
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.eventually import eventually
-from tests.telemetry.trace_tree import TraceTree
 
 TIMEOUT = 30
 

@@ -1,11 +1,35 @@
-"""Finished spans as a tree: find them by name and check who is whose parent."""
+"""OpenTelemetry's in-memory span exporter and metric reader, and finished spans as a tree.
+
+OpenTelemetry lets a process set its global providers once, so ``install()`` sets them on
+first use and the ``spans`` / ``metric_reader`` fixtures (tests/conftest.py) share them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
+EXPORTER = InMemorySpanExporter()
+READER = InMemoryMetricReader()
+_installed: list[bool] = []
+
+
+def install() -> None:
+    """Make the in-memory exporter and reader this process's global providers (once)."""
+    if _installed:
+        return
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
+    _installed.append(True)
 
 
 class TraceTree:
