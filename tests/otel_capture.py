@@ -57,3 +57,34 @@ class TraceTree:
             and child.parent.span_id == parent.context.span_id
             and child.context.trace_id == parent.context.trace_id
         )
+
+
+def metric_points(reader: InMemoryMetricReader) -> dict[tuple[str, frozenset[tuple[str, object]]], float]:
+    """Every data point the reader collects now: (metric name, attributes) -> value
+    (a sum's or gauge's value, a histogram's count)."""
+    points: dict[tuple[str, frozenset[tuple[str, object]]], float] = {}
+    data = reader.get_metrics_data()
+    if data is None:
+        return points
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    key = (metric.name, frozenset((point.attributes or {}).items()))
+                    points[key] = float(getattr(point, "value", getattr(point, "count", 0)))
+    return points
+
+
+def grown(
+    before: dict[tuple[str, frozenset[tuple[str, object]]], float],
+    after: dict[tuple[str, frozenset[tuple[str, object]]], float],
+    metric: str,
+    **attributes: object,
+) -> float:
+    """How much the points of ``metric`` whose attributes include ``attributes`` grew."""
+    wanted = set(attributes.items())
+    return sum(
+        value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key[0] == metric and wanted <= set(key[1])
+    )

@@ -77,6 +77,7 @@ from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.telemetry.logs import set_log_field
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class AzureStorageBackend:
         return await list_task_hubs(self._clients)
 
     async def start(self) -> None:
+        set_log_field("task_hub", self.settings.task_hub)  # for the caller and every task after
         await self._open()
         await TaskHubResources(self._clients).verify()
         self._running = True

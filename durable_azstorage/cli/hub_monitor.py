@@ -10,12 +10,14 @@ read once and kept.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.lease_table import PartitionInfo, describe_partitions
 from durable_azstorage.azure.naming import TaskHubNames
 from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.telemetry.metrics import HubSample, PartitionSample
 
 if TYPE_CHECKING:
     from durable_azstorage.azure.metrics import RequestCounter
@@ -42,6 +44,23 @@ class AzureHubMonitor:
         client = self._clients.queue(names.work_item_queue)
         props = await self._clients.retry.call(client.get_queue_properties)
         return int(props.approximate_message_count or 0)
+
+    async def sample(self) -> HubSample:
+        """Backlogs and owners of every queue, for ``HubGauges`` and the scale advice."""
+        partitions, work_items = await asyncio.gather(self.describe_partitions(), self.work_item_backlog())
+        return HubSample(
+            partitions=tuple(
+                PartitionSample(
+                    partition=p.partition, messages=p.approximate_messages,
+                    oldest_message_age=(
+                        p.oldest_message_age.total_seconds() if p.oldest_message_age is not None else None
+                    ),
+                    owner=p.owner,
+                )
+                for p in partitions
+            ),
+            work_items=work_items,
+        )
 
     async def close(self) -> None:
         await self._clients.close()

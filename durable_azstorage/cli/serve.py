@@ -32,9 +32,12 @@ from durable_azstorage.cli.connection import (
 from durable_azstorage.cli.long_running import (
     CREATE_HUB_OPTION,
     GRACE_OPTION,
+    LOG_FORMAT_OPTION,
     LOG_LEVEL_OPTION,
+    METRICS_PORT_OPTION,
     configure_logging,
     create_hub_or_close,
+    exposed_metrics,
     stop_on_signal,
 )
 from durable_azstorage.cli.output import (
@@ -62,8 +65,25 @@ async def run_sidecar(
     create_hub: bool,
     grace: float,
     allow_hub_management: bool,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
+    async with exposed_metrics(metrics_port, settings):
+        await _run_sidecar(
+            settings, host=host, port=port, create_hub=create_hub, grace=grace,
+            allow_hub_management=allow_hub_management,
+        )
+
+
+async def _run_sidecar(
+    settings: AzureStorageSettings,
+    *,
+    host: str,
+    port: int,
+    create_hub: bool,
+    grace: float,
+    allow_hub_management: bool,
+) -> None:
     from durable_azstorage.sidecar.server import SidecarServer
 
     with stop_on_signal(
@@ -104,6 +124,8 @@ def serve(
     ),
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
+    log_format: str = LOG_FORMAT_OPTION,
+    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
     connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
     task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
     partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
@@ -114,7 +136,7 @@ def serve(
     Point TaskHubGrpcClient / TaskHubGrpcWorker (host_address="HOST:PORT") at it. Needs the
     "sidecar" extra of durable-azstorage (grpcio and durabletask).
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         from durable_azstorage.sidecar.server import (
             ListenError,  # fails without the extra
@@ -135,7 +157,7 @@ def serve(
                 run_sidecar(
                     target.settings, host=host, port=port,
                     create_hub=create_hub or target.local, grace=grace,
-                    allow_hub_management=allow_hub_management,
+                    allow_hub_management=allow_hub_management, metrics_port=metrics_port,
                 )
             )
         except TaskHubNotFoundError as exc:
