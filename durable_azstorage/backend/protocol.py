@@ -44,6 +44,7 @@ from typing import Protocol, runtime_checkable
 from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.scale import HubSample
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.model.trace import TraceContext
@@ -282,3 +283,10 @@ class Backend(Protocol):
 
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
+
+    # --- monitoring ---------------------------------------------------------------------------
+    async def sample_queues(self) -> HubSample:
+        """One look at the queues: each control-queue partition's approximate length and the
+        age of its oldest visible message, the same for the work-item queue (the scale
+        advice and the hub gauges judge these)."""
+        ...

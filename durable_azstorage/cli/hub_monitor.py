@@ -10,14 +10,14 @@ read once and kept.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.lease_table import PartitionInfo, describe_partitions
 from durable_azstorage.azure.naming import TaskHubNames
 from durable_azstorage.azure.taskhub import TaskHubResources
-from durable_azstorage.telemetry.metrics import HubSample, PartitionSample
+from durable_azstorage.azure.queue_sampling import sample_hub
+from durable_azstorage.model.scale import HubSample
 
 if TYPE_CHECKING:
     from durable_azstorage.azure.metrics import RequestCounter
@@ -46,21 +46,8 @@ class AzureHubMonitor:
         return int(props.approximate_message_count or 0)
 
     async def sample(self) -> HubSample:
-        """Backlogs and owners of every queue, for ``HubGauges`` and the scale advice."""
-        partitions, work_items = await asyncio.gather(self.describe_partitions(), self.work_item_backlog())
-        return HubSample(
-            partitions=tuple(
-                PartitionSample(
-                    partition=p.partition, messages=p.approximate_messages,
-                    oldest_message_age=(
-                        p.oldest_message_age.total_seconds() if p.oldest_message_age is not None else None
-                    ),
-                    owner=p.owner,
-                )
-                for p in partitions
-            ),
-            work_items=work_items,
-        )
+        """Backlogs, latencies and owners of every queue, for ``HubGauges``."""
+        return await sample_hub(self._clients, await self._hub_names(), self._clients.settings.max_poll_interval)
 
     async def close(self) -> None:
         await self._clients.close()

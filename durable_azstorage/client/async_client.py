@@ -29,6 +29,7 @@ from durable_azstorage.backend.protocol import Backend
 from durable_azstorage.client import management
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
+from durable_azstorage.client.scale import ScaleAdvice
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
@@ -44,6 +45,7 @@ from durable_azstorage.model.history import (
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
+from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
@@ -78,6 +80,7 @@ class AsyncTaskHubClient:
         assert backend is not None  # exactly one of the two was given
         self._backend: Backend = backend
         self._converter = converter or JsonDataConverter()
+        self._scale = ScaleAdvice(backend)
 
     @property
     def backend(self) -> Backend:
@@ -113,6 +116,19 @@ class AsyncTaskHubClient:
     async def list_task_hubs(self) -> list[TaskHubInfo]:
         """Every task hub in the storage account."""
         return await self._backend.list_task_hubs()
+
+    async def get_scale_recommendation(
+        self, current_worker_count: int, *, sample_interval: Timeout = 1.0
+    ) -> ScaleRecommendation:
+        """Add a worker, remove one, or keep the count (with the reason), judged from the
+        latency of every queue over the last few samples (``model.scale``). Samples are kept
+        between calls; a first call takes the missing ones ``sample_interval`` apart."""
+        return await self._scale.recommend(current_worker_count, sample_interval=_seconds(sample_interval))
+
+    @property
+    def scale_advisor(self) -> ScaleAdvisor:
+        """The samples behind ``get_scale_recommendation`` (latest first-hand numbers)."""
+        return self._scale.advisor
 
     # --- scheduling ------------------------------------------------------------------------
     async def schedule_new_orchestration(

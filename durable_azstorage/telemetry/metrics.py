@@ -26,9 +26,9 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
+from durable_azstorage.model.scale import HubSample
 from durable_azstorage.telemetry import otel
 
 _log = logging.getLogger(__name__)
@@ -101,22 +101,6 @@ def record_activity(name: str, outcome: str, seconds: float) -> None:
 def record_poison(kind: str) -> None:
     if otel.AVAILABLE:
         _get().poison.add(1, {"kind": kind})
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionSample:
-    partition: int
-    messages: int
-    oldest_message_age: float | None
-    owner: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HubSample:
-    """One look at the hub's queues and leases."""
-
-    partitions: tuple[PartitionSample, ...]
-    work_items: int
 
 
 class HubGauges:
