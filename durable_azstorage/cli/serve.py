@@ -68,43 +68,28 @@ async def run_sidecar(
     metrics_port: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
-    async with exposed_metrics(metrics_port, settings):
-        await _run_sidecar(
-            settings, host=host, port=port, create_hub=create_hub, grace=grace,
-            allow_hub_management=allow_hub_management,
-        )
-
-
-async def _run_sidecar(
-    settings: AzureStorageSettings,
-    *,
-    host: str,
-    port: int,
-    create_hub: bool,
-    grace: float,
-    allow_hub_management: bool,
-) -> None:
     from durable_azstorage.sidecar.server import SidecarServer
 
-    with stop_on_signal(
-        f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing partitions"
-    ) as stop:
-        backend = settings.create_backend()
-        if create_hub:
-            await create_hub_or_close(backend)
-        server = SidecarServer(
-            backend, host=host, port=port, allow_hub_management=allow_hub_management
-        )
-        try:
-            await server.start()
-        except BaseException:
-            await backend.stop()
-            raise
-        typer.echo(server.describe())
-        sys.stdout.flush()
-        typer.echo("Ctrl-C or SIGTERM stops it", err=True)
-        await stop.wait()
-        await server.stop(grace=grace)
+    async with exposed_metrics(metrics_port, settings):
+        with stop_on_signal(
+            f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing partitions"
+        ) as stop:
+            backend = settings.create_backend()
+            if create_hub:
+                await create_hub_or_close(backend)
+            server = SidecarServer(
+                backend, host=host, port=port, allow_hub_management=allow_hub_management
+            )
+            try:
+                await server.start()
+            except BaseException:
+                await backend.stop()
+                raise
+            typer.echo(server.describe())
+            sys.stdout.flush()
+            typer.echo("Ctrl-C or SIGTERM stops it", err=True)
+            await stop.wait()
+            await server.stop(grace=grace)
 
 
 def serve(

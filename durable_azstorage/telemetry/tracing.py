@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -167,10 +168,14 @@ def _record_failure(span: Any, failure: FailureDetails) -> None:
     """Error status plus an ``exception`` event, as ``record_exception`` writes it (the
     exception itself is gone: only its ``FailureDetails`` crossed the queue)."""
     span.set_status(otel.trace.Status(otel.trace.StatusCode.ERROR, failure.message))
+    span.add_event("exception", _exception_attributes(failure))
+
+
+def _exception_attributes(failure: FailureDetails) -> dict[str, str]:
     attrs = {"exception.type": failure.error_type, "exception.message": failure.message}
     if failure.stack_trace:
         attrs["exception.stacktrace"] = failure.stack_trace
-    span.add_event("exception", attrs)
+    return attrs
 
 
 def _ns(moment: datetime) -> int:
@@ -266,12 +271,12 @@ class _Generation:
         attrs = _attributes("orchestration", started.name, started.instance.instance_id, started.version)
         failed = status is not OrchestrationStatus.COMPLETED and status is not OrchestrationStatus.CONTINUED_AS_NEW
         attrs[ATTR_STATUS] = "Failed" if failed else "Completed"
-        emit_fixed_span(
+        emit_fixed_span(FinishedSpan(
             span_name("orchestration", started.name, started.version), self.context,
             started.trace_context, otel.trace.SpanKind.SERVER, attrs, _ns(begin), end_ns,
             failure if failed else None,
             failed_message=f"orchestration {status.name.lower()}" if failed and failure is None else None,
-        )
+        ))
 
     def _client_span(
         self, kind: str, task_id: int, answer: HistoryEvent, failure: FailureDetails | None
@@ -288,11 +293,11 @@ class _Generation:
         attrs = _attributes(typ, scheduled.name, target, scheduled.version)
         attrs[ATTR_TASK_ID] = str(task_id)
         attrs[ATTR_STATUS] = "Failed" if failure is not None else "Completed"
-        emit_fixed_span(
+        emit_fixed_span(FinishedSpan(
             span_name(typ, scheduled.name, scheduled.version), scheduled.trace_context,
             self.context, otel.trace.SpanKind.CLIENT, attrs, _ns(scheduled.timestamp),
             _ns(answer.timestamp), failure,
-        )
+        ))
 
     def _timer_span(self, fired: TimerFired) -> None:
         created = self.scheduled.get(("timer", fired.timer_id))
@@ -319,43 +324,45 @@ class _Generation:
         span.end()
 
 
-def emit_fixed_span(
-    name: str,
-    context: TraceContext,
-    parent: TraceContext | None,
-    kind: Any,
-    attributes: dict[str, str],
-    start_ns: int,
-    end_ns: int,
-    failure: FailureDetails | None,
-    *,
-    failed_message: str | None = None,
-) -> None:
-    """Write a finished span whose id (``context``) was fixed long before it ended."""
-    end_ns = max(end_ns, start_ns)
-    if _emit_with_sdk(name, context, parent, kind, attributes, start_ns, end_ns, failure, failed_message):
+@dataclass(frozen=True, slots=True)
+class FinishedSpan:
+    """A span to write after the fact, whose id (``context``) was fixed long before it ended.
+    ``failure`` (or, without details, ``failed_message``) marks it failed."""
+
+    name: str
+    context: TraceContext
+    parent: TraceContext | None
+    kind: Any
+    attributes: dict[str, str]
+    start_ns: int
+    end_ns: int
+    failure: FailureDetails | None = None
+    failed_message: str | None = None
+
+    @property
+    def status(self) -> Any:
+        if self.failure is not None:
+            return otel.trace.Status(otel.trace.StatusCode.ERROR, self.failure.message)
+        if self.failed_message is not None:
+            return otel.trace.Status(otel.trace.StatusCode.ERROR, self.failed_message)
+        return otel.trace.Status(otel.trace.StatusCode.UNSET)
+
+
+def emit_fixed_span(span: FinishedSpan) -> None:
+    """Write ``span`` with its own id if the provider allows it, else with a fresh one."""
+    if _emit_with_sdk(span):
         return
-    span = _tracer().start_span(
-        name, context=_otel_context(parent), kind=kind, attributes=attributes, start_time=start_ns
+    live = _tracer().start_span(
+        span.name, context=_otel_context(span.parent), kind=span.kind, attributes=span.attributes,
+        start_time=span.start_ns,
     )
-    if failure is not None:
-        _record_failure(span, failure)
-    elif failed_message is not None:
-        span.set_status(otel.trace.Status(otel.trace.StatusCode.ERROR, failed_message))
-    span.end(end_time=end_ns)
+    live.set_status(span.status)
+    if span.failure is not None:
+        live.add_event("exception", _exception_attributes(span.failure))
+    live.end(end_time=max(span.end_ns, span.start_ns))
 
 
-def _emit_with_sdk(
-    name: str,
-    context: TraceContext,
-    parent: TraceContext | None,
-    kind: Any,
-    attributes: dict[str, str],
-    start_ns: int,
-    end_ns: int,
-    failure: FailureDetails | None,
-    failed_message: str | None,
-) -> bool:
+def _emit_with_sdk(span: FinishedSpan) -> bool:
     """Hand a ``ReadableSpan`` with the chosen id to the SDK provider's span processor;
     False when the provider is not the SDK's (or its internals moved)."""
     try:
@@ -367,6 +374,7 @@ def _emit_with_sdk(
     processor = provider._active_span_processor if isinstance(provider, TracerProvider) else None
     if processor is None:
         return False
+    context = span.context
     flags = otel.trace.TraceFlags(int(context.flags, 16))
     if not flags.sampled:
         return True  # the starter's decision: not recorded
@@ -375,26 +383,21 @@ def _emit_with_sdk(
         trace_flags=flags,
     )
     remote_parent = None
-    if parent is not None:
+    if span.parent is not None:
         remote_parent = otel.trace.SpanContext(
-            trace_id=int(parent.trace_id, 16), span_id=int(parent.span_id, 16), is_remote=True,
-            trace_flags=otel.trace.TraceFlags(int(parent.flags, 16)),
+            trace_id=int(span.parent.trace_id, 16), span_id=int(span.parent.span_id, 16),
+            is_remote=True, trace_flags=otel.trace.TraceFlags(int(span.parent.flags, 16)),
         )
-    status = otel.trace.Status(otel.trace.StatusCode.UNSET)
-    events: list[Event] = []
-    if failure is not None:
-        status = otel.trace.Status(otel.trace.StatusCode.ERROR, failure.message)
-        exception = {"exception.type": failure.error_type, "exception.message": failure.message}
-        if failure.stack_trace:
-            exception["exception.stacktrace"] = failure.stack_trace
-        events.append(Event("exception", exception, timestamp=end_ns))
-    elif failed_message is not None:
-        status = otel.trace.Status(otel.trace.StatusCode.ERROR, failed_message)
+    end_ns = max(span.end_ns, span.start_ns)
+    events = []
+    if span.failure is not None:
+        events.append(Event("exception", _exception_attributes(span.failure), timestamp=end_ns))
     processor.on_end(
         ReadableSpan(
-            name=name, context=own, parent=remote_parent, kind=kind, attributes=attributes,
-            events=events, start_time=start_ns, end_time=end_ns, resource=provider.resource,  # type: ignore[attr-defined]  # a property the stubs omit
-            instrumentation_scope=InstrumentationScope(otel.TRACER_NAME), status=status,
+            name=span.name, context=own, parent=remote_parent, kind=span.kind,
+            attributes=span.attributes, events=events, start_time=span.start_ns, end_time=end_ns,
+            resource=provider.resource,  # type: ignore[attr-defined]  # a property the stubs omit
+            instrumentation_scope=InstrumentationScope(otel.TRACER_NAME), status=span.status,
         )
     )
     return True

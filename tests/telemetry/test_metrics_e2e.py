@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otel_capture import grown, metric_points
 
@@ -45,19 +41,6 @@ def two_steps(ctx: OrchestrationContext, x: int):  # type: ignore[no-untyped-def
 
 def fails(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
     yield ctx.call_activity(refuse)
-
-
-@pytest.fixture
-def hub(azure_settings: AzureStorageSettings) -> Iterator[AzureStorageSettings]:
-    settings = dataclasses.replace(
-        azure_settings, partition_count=2, max_poll_interval=timedelta(milliseconds=300)
-    )
-    with TaskHubClient(settings) as admin:
-        admin.create_task_hub()
-        try:
-            yield settings
-        finally:
-            admin.delete_task_hub()
 
 
 def test_work_counters_after_a_known_workload(hub: AzureStorageSettings, metric_reader: InMemoryMetricReader) -> None:

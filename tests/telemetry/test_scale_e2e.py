@@ -3,12 +3,9 @@ backend's samples, and ``durable-azstorage hub scale --json``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 
@@ -19,19 +16,6 @@ from durable_azstorage.model.history import ExecutionStarted, OrchestrationInsta
 from durable_azstorage.model.messages import TaskMessage
 
 INSTANCES = 12
-
-
-@pytest.fixture
-def hub(azure_settings: AzureStorageSettings) -> Iterator[AzureStorageSettings]:
-    settings = dataclasses.replace(
-        azure_settings, partition_count=2, max_poll_interval=timedelta(milliseconds=300)
-    )
-    with TaskHubClient(settings) as admin:
-        admin.create_task_hub()
-        try:
-            yield settings
-        finally:
-            admin.delete_task_hub()
 
 
 def _backlog(client: TaskHubClient) -> None:

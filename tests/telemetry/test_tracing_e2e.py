@@ -7,12 +7,9 @@ second worker knows nothing but what storage holds).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from otel_capture import TraceTree
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -54,19 +51,6 @@ def parent(ctx: OrchestrationContext, x: int):  # type: ignore[no-untyped-def]
 
 def failing(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
     yield ctx.call_activity(explode)
-
-
-@pytest.fixture
-def hub(azure_settings: AzureStorageSettings) -> Iterator[AzureStorageSettings]:
-    settings = dataclasses.replace(
-        azure_settings, partition_count=2, max_poll_interval=timedelta(milliseconds=300)
-    )
-    with TaskHubClient(settings) as admin:
-        admin.create_task_hub()
-        try:
-            yield settings
-        finally:
-            admin.delete_task_hub()
 
 
 def _worker(settings: AzureStorageSettings) -> TaskHubWorker:
