@@ -194,14 +194,22 @@ class EpisodeSpans:
         new_events: Sequence[HistoryEvent],
         *,
         new_execution: bool,
+        incoming: Sequence[HistoryEvent] = (),
     ) -> None:
+        """``incoming``: the events of the episode's messages; needed only with
+        ``new_execution``, whose ``new_events`` hold the next generation alone."""
         if not otel.AVAILABLE:
             return
         try:
             if new_execution:
-                # The previous generation ended by continuing as new; the new one starts here.
+                # The previous generation ended by continuing as new, after the answers it got
+                # in this episode; the new one starts in ``new_events``.
                 ended = _Generation.of(history)
                 if ended is not None:
+                    for event in history:
+                        ended.remember(event)
+                    for event in incoming:
+                        ended.answer(event)
                     ended.emit_orchestration(OrchestrationStatus.CONTINUED_AS_NEW, None, time.time_ns())
                 history = ()
             self._emit(history, new_events)

@@ -161,7 +161,10 @@ class OrchestrationProcessor(WorkItemProcessor):
             item.instance_id, len(commit.new_events), commit.state.runtime_status.name,
         )
         if self._spans is not None:
-            self._spans.emit(item.history, commit.new_events, new_execution=commit.new_execution)
+            self._spans.emit(
+                item.history, commit.new_events, new_execution=commit.new_execution,
+                incoming=[m.event for m in item.messages],
+            )
         return "committed"
 
     async def _abandon(self, item: OrchestrationWorkItem, delay: timedelta | None) -> None:

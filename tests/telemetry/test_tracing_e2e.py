@@ -147,3 +147,33 @@ def test_failures_set_the_span_status_and_record_the_exception(spans: InMemorySp
     assert exception.attributes["exception.message"] == "boom"
     assert "ValueError" in str(exception.attributes["exception.type"])
 
+
+
+def counter(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
+    yield ctx.call_activity(double, input=n)
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+        return None
+    return n
+
+
+def test_each_generation_of_continue_as_new_gets_its_span_in_the_one_trace(spans: InMemorySpanExporter) -> None:
+    backend = InMemoryBackend()
+    worker = TaskHubWorker(backend=backend)
+    worker.add_orchestrator(counter)
+    worker.add_activity(double)
+    with worker, TaskHubClient(backend=backend) as client:
+        worker.start()
+        iid = client.schedule_new_orchestration(counter, input=0)
+        assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == 2
+
+    tree = TraceTree(spans.get_finished_spans())
+    assert len(tree.trace_ids()) == 1, tree.names()
+    create = tree.one("create_orchestration:counter", SpanKind.PRODUCER)
+    generations = tree.named("orchestration:counter", SpanKind.SERVER)
+    assert len(generations) == 3
+    assert all(tree.is_child(g, create) for g in generations)
+    assert len({g.context.span_id for g in generations}) == 3
+    calls = tree.named("activity:double", SpanKind.CLIENT)
+    assert len(calls) == 3
+    assert all(any(tree.is_child(c, g) for g in generations) for c in calls)
