@@ -72,11 +72,20 @@ class _OrchLock:
 
 
 async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta) -> None:
-    """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped."""
+    """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
+
+    A result delivered in process (``carried_for``) goes to its control queue, hidden for
+    ``delay``, and its carrier, the activity request, is deleted: made visible, the request
+    would run the activity again instead of returning its result.
+    """
 
     async def one(m: ReceivedMessage) -> None:
         try:
-            await queue(m.queue_name).set_visibility(m, delay)
+            if m.carried_for is not None and m.message is not None:
+                await queue(m.carried_for).send(m.message, delay=delay, answers=m.message_id)
+                await queue(m.queue_name).consume(m)
+            else:
+                await queue(m.queue_name).set_visibility(m, delay)
         except Exception as exc:  # stale receipt: it is visible again anyway
             log.info("could not re-hide message %s: %s", m.message_id, exc)
 
@@ -284,8 +293,8 @@ class OrchestrationWorkItems:
         """Split ``messages`` into those a committed episode already consumed (to recover)
         and the filter's verdict on the rest."""
         consumed = frozenset(loaded.sentinel.consumed_message_ids)  # episode marks never match
-        recovered = [m for m in messages if m.message_id in consumed]
-        rest = [m for m in messages if m.message_id not in consumed]
+        recovered = [m for m in messages if not consumed.isdisjoint(m.consumed_as)]
+        rest = [m for m in messages if consumed.isdisjoint(m.consumed_as)]
         filtered = await filter_messages(
             loaded.sentinel, rest, instance_row=instance_row,
             max_delay=self.settings.max_timer_delay, history=loaded.events,

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
     resolve,
 )
@@ -111,10 +111,10 @@ def serve(
     log_level: str = LOG_LEVEL_OPTION,
     log_format: str = LOG_FORMAT_OPTION,
     metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Serve the task hub to the portable Durable Task SDKs over gRPC until Ctrl-C or SIGTERM.
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, QueueSampling
+from durable_azstorage.model.errors import InvalidOperationError
 from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
 
 
@@ -24,8 +25,13 @@ class ScaleAdvice:
             raise ValueError(f"current_worker_count must be >= 0, got {current_worker_count}")
         if sample_interval < 0:
             raise ValueError(f"sample_interval must be >= 0 seconds, got {sample_interval}")
-        self.advisor.add(await self._backend.sample_queues())
+        queues = self._backend
+        if not isinstance(queues, QueueSampling):
+            raise InvalidOperationError(
+                f"{type(queues).__name__} cannot sample its queues (QueueSampling), so it gets no scale advice"
+            )
+        self.advisor.add(await queues.sample_queues())
         while self.advisor.samples_needed > 0:
             await asyncio.sleep(sample_interval)
-            self.advisor.add(await self._backend.sample_queues())
+            self.advisor.add(await queues.sample_queues())
         return self.advisor.recommend(current_worker_count)

@@ -18,7 +18,7 @@ head waits for seconds does. Rules, in order:
 
 "High" is at least ``min(max poll interval, 1 s)``; right after an idle sample (latency 0)
 only a full max poll interval counts, since an idle worker polls that slowly. Pure: the
-samples come from the backend (``Backend.sample_queues``), the chance from ``rng``.
+samples come from the backend (``backend.protocol.QueueSampling``), the chance from ``rng``.
 """
 
 from __future__ import annotations
