@@ -20,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
@@ -95,6 +95,20 @@ class MessageBuffer:
             self._locked.add(instance_id)
             return instance_id, list(batch.values())
         return None
+
+    def take_carried(self, renew_before: datetime) -> list[tuple[str, ReceivedMessage]]:
+        """Remove and return the waiting results carried by a request whose lock ends before
+        ``renew_before``: the caller renews the request and buffers them again."""
+        taken: list[tuple[str, ReceivedMessage]] = []
+        for instance_id, batch in self._messages.items():
+            for message_id, message in list(batch.items()):
+                visible = message.next_visible_on
+                if message.carried_for is not None and visible is not None and visible < renew_before:
+                    taken.append((instance_id, batch.pop(message_id)))
+                    self._count -= 1
+        for instance_id in [i for i, batch in self._messages.items() if not batch]:
+            del self._messages[instance_id]
+        return taken
 
     def release(self, instance_id: str) -> None:
         self._locked.discard(instance_id)

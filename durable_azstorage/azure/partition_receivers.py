@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
 from durable_azstorage.azure.deliveries import SelfCausedDeliveries
@@ -56,10 +56,32 @@ class PartitionReceivers:
         self._receivers: dict[int, ControlQueueReceiver] = {}
         self._letting_go: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._carried_renewal: asyncio.Task[None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop that ``changed`` hands ownership changes to (the backend's)."""
+        """The loop that ``changed`` hands ownership changes to (the backend's); starts
+        keeping the requests of buffered results hidden."""
         self._loop = loop
+        if self._carried_renewal is None or self._carried_renewal.done():
+            self._carried_renewal = loop.create_task(self._keep_carried_hidden())
+
+    async def _keep_carried_hidden(self) -> None:
+        """Renew the request of each result waiting in the buffer before its lock ends: made
+        visible, it would run the activity again (and void the waiting result)."""
+        timeout = self.settings.work_item_visibility_timeout
+        while True:
+            await asyncio.sleep(timeout.total_seconds() / 3)
+            if not self._running():
+                continue
+            due = self._buffer.take_carried(datetime.now(timezone.utc) + timeout * 2 / 3)
+            for instance_id, waiting in due:
+                try:
+                    renewed = await self._queue(waiting.queue_name).set_visibility(waiting, timeout)
+                except Exception as exc:  # received again: the activity runs again
+                    log.info("result carried by %s dropped: %r", waiting.message_id, exc)
+                    continue
+                if not self.deliver(instance_id, renewed):  # the partition went meanwhile
+                    await hide(self._queue, [renewed], timedelta(0))
 
     def changed(self, owned: frozenset[int]) -> None:
         """Ownership callback; may be called from any thread."""
@@ -178,6 +200,9 @@ class PartitionReceivers:
             self._discard_sessions(frozenset({partition}))
 
     async def stop_all(self) -> None:
+        if self._carried_renewal is not None:
+            self._carried_renewal.cancel()
+            self._carried_renewal = None
         receivers = list(self._receivers.values())
         self._receivers.clear()
         await asyncio.gather(*(r.stop() for r in receivers))

@@ -98,12 +98,24 @@ class InMemoryBackend:
     def _reset(self) -> None:
         self._instances: dict[str, InstanceRecord] = {}
         self._etags: dict[str, int] = {}  # survives purge so that stale locks still conflict
-        self._control = ControlQueues(dropped=lambda i, m: self._episodes.delete(i, [m], None, "dropped"))
+        self._control = ControlQueues(dropped=self._drop, void=self._void)
         self._activities = ActivityQueue()
         self._episodes = Checkpoints(
-            instances=self._instances, control=self._control, enqueue=self._enqueue,
-            now=self.clock.now, audit=lambda: self.delete_audit,
+            instances=self._instances, control=self._control, activities=self._activities,
+            enqueue=self._enqueue, now=self.clock.now, audit=lambda: self.delete_audit,
         )
+
+    def _drop(self, instance_id: str, message: StoredMessage, reason: str) -> None:
+        self._episodes.delete(instance_id, [message], None, reason)
+
+    def _void(self, message: StoredMessage) -> bool:
+        """A carried result whose request was received again (the activity runs again)."""
+        return message.carrier is not None and not self._activities.still_carries(message.carrier)
+
+    def _hide_carriers(self, lock: Lock) -> None:
+        for message in lock.messages:
+            if message.carrier is not None:
+                self._activities.hide_carrier(message.carrier, lock.expires_at)
 
     # --- task hub -------------------------------------------------------------------------
     async def create_task_hub(self) -> None:
@@ -233,6 +245,7 @@ class InMemoryBackend:
         with self._mutex:
             lock = self._live_orch_lock(item)
             self._control.renew(item.instance_id, lock, self.clock.now() + self.lock_timeout)
+            self._hide_carriers(lock)
 
     async def complete_orchestration(
         self, item: OrchestrationWorkItem, commit: OrchestrationCommit
@@ -288,6 +301,11 @@ class InMemoryBackend:
         with self._mutex:
             lock = self._live_orch_lock(item)
             visible_at = self.clock.now() + (delay or timedelta(0))
+            for message in lock.messages:  # a carried result goes back as a plain one
+                carrier, message.carrier = message.carrier, None
+                if carrier is not None:
+                    message.answers = carrier.request.id
+                    self._activities.drop_carrier(carrier)
             self._control.release(item.instance_id, lock, visible_at)
         self._signal.notify_all()
 
@@ -305,11 +323,15 @@ class InMemoryBackend:
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
         with self._mutex:
             token = self._own_token(item.lock_token, None)
-            self._enqueue(result, self.clock.now())
-            lock = self._activities.live_lock(token, self.clock.now())
+            now = self.clock.now()
+            lock = self._activities.live_lock(token, now)
             live = lock is not None
-            if lock is not None:
-                self._activities.consume(lock)
+            stored = StoredMessage.of(result, now=now)
+            if lock is not None:  # handed over in process, carried by the request
+                stored.carrier = self._activities.carry(lock)
+            else:
+                stored.answers = int(token.key)
+            self._control.push(result.instance.instance_id, stored)
         self._signal.notify_all()
         if not live:
             raise LockLostError(
@@ -356,6 +378,7 @@ class InMemoryBackend:
             instance_id, lock = locked
             if not self._episodes.recover(instance_id, lock):
                 break
+        self._hide_carriers(lock)
         record = self._instances.get(instance_id)
         return OrchestrationWorkItem(
             instance_id=instance_id,

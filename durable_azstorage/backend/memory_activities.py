@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue, backlog
+from durable_azstorage.backend.memory_queues import (
+    Carrier,
+    Lock,
+    LockToken,
+    StoredMessage,
+    VisibilityQueue,
+    backlog,
+)
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
 
@@ -68,3 +75,33 @@ class ActivityQueue:
     def release(self, lock: Lock, visible_at: datetime) -> None:
         self._queue.hide_until(lock.messages[0], visible_at)
         del self._locks[lock.token.key]
+
+    # --- requests carrying their result (see ``StoredMessage``) ----------------------------
+    def carry(self, lock: Lock) -> Carrier:
+        """End the activity's lock but keep its request hidden: it now carries the result.
+
+        It stays hidden while the result waits (the Azure worker renews it meanwhile) and as
+        long as the work item holding the result (``hide_carrier``); when that lock expires
+        unrenewed, the request reappears and may run again, voiding the result."""
+        del self._locks[lock.token.key]
+        request = lock.messages[0]
+        self._queue.hide_until(request, datetime.max.replace(tzinfo=request.invisible_until.tzinfo))
+        return Carrier(request=request, deliveries=request.dequeue_count)
+
+    def still_carries(self, carrier: Carrier) -> bool:
+        """The request is queued and nobody received it since it began to carry."""
+        request = carrier.request
+        return self._queue.contains(request) and request.dequeue_count == carrier.deliveries
+
+    def hide_carrier(self, carrier: Carrier, until: datetime) -> None:
+        """Keep a carrying request hidden as long as the work item holding its result."""
+        if self.still_carries(carrier):
+            self._queue.hide_until(carrier.request, until)
+
+    def drop_carrier(self, carrier: Carrier) -> None:
+        """The result was applied or returned to the control queue: the request is done."""
+        if self.still_carries(carrier):
+            self._queue.remove(carrier.request)
+
+    def has_request(self, message_id: int) -> bool:
+        return self._queue.contains_id(message_id)

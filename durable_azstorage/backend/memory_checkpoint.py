@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from durable_azstorage.backend.memory_activities import ActivityQueue
 from durable_azstorage.backend.memory_control import ControlQueues
 from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage
 from durable_azstorage.backend.protocol import OrchestrationCommit
@@ -48,8 +49,9 @@ dying (or a storage call failing) right there: nothing after it happens and the 
 DeleteAudit = Callable[[str, str, object, str], None]
 """``audit(instance_id, message_text, lock_token, reason)`` for every control message the
 backend deletes: ``consumed`` (step 4), ``recovered`` (a redelivery finished its episode) or
-``dropped`` (no such instance). ``lock_token`` is the token of the consuming work item, or
-None. Test harnesses check it against the episodes they saw commit."""
+``dropped`` (no such instance), ``void`` (a carried result whose request was received again)
+or ``answered`` (a result of a request whose earlier result a committed episode applied, found
+by recovery). ``lock_token`` is the token of the consuming work item, or None. Test harnesses check it against the episodes they saw commit."""
 
 
 @dataclass(slots=True, eq=False)
@@ -105,12 +107,14 @@ class Checkpoints:
         *,
         instances: dict[str, InstanceRecord],
         control: ControlQueues,
+        activities: ActivityQueue,
         enqueue: Callable[[TaskMessage, datetime], None],
         now: Callable[[], datetime],
         audit: Callable[[], DeleteAudit | None],
     ) -> None:
         self._instances = instances
         self._control = control
+        self._activities = activities
         self._enqueue = enqueue
         self._now = now
         self._audit = audit
@@ -125,8 +129,12 @@ class Checkpoints:
     def record(self, episode: CommittedEpisode, consumed: Iterable[StoredMessage]) -> None:
         """Step 1 happened: remember which messages ``episode`` consumed."""
         for message in consumed:
-            episode.pending.add(message.id)
-            self._by_message[message.id] = episode
+            ids = [message.id]
+            if message.carrier is not None:  # its request may come back and run again
+                ids.append(message.carrier.request.id)
+            for message_id in ids:
+                episode.pending.add(message_id)
+                self._by_message[message_id] = episode
 
     def send_outbox(self, episode: CommittedEpisode) -> None:
         """Step 2, once per episode."""
@@ -153,9 +161,18 @@ class Checkpoints:
         """Step 4 (or a drop): delete those of ``messages`` still queued and forget them."""
         audit = self._audit()
         for message in self._control.delete(instance_id, messages):
-            episode = self._by_message.pop(message.id, None)
-            if episode is not None:
-                episode.pending.discard(message.id)
+            forget = [message.id]
+            if message.carrier is not None:
+                self._activities.drop_carrier(message.carrier)
+                forget.append(message.carrier.request.id)
+            if message.answers is not None:
+                forget.append(message.answers)
+            for message_id in forget:
+                if message_id != message.id and self._activities.has_request(message_id):
+                    continue  # being run again: its result may still come back
+                episode = self._by_message.pop(message_id, None)
+                if episode is not None:
+                    episode.pending.discard(message_id)
             if audit is not None:
                 audit(instance_id, message.text, token, reason)
 
@@ -166,7 +183,7 @@ class Checkpoints:
         redelivered messages are deleted and any others are given back undelivered (their
         ``dequeue_count`` restored), so that the caller picks work again from scratch.
         """
-        found = [(m, e) for m in lock.messages if (e := self._by_message.get(m.id)) is not None]
+        found = [(m, e) for m in lock.messages if (e := self._episode_of(m)) is not None]
         if not found:
             return False
         for episode in sorted({id(e): e for _, e in found}.values(), key=lambda e: e.number):
@@ -177,13 +194,27 @@ class Checkpoints:
             )
             self.send_outbox(episode)
             self.write_state(episode)
-            self.delete(instance_id, [m for m, e in found if e is episode], episode.token, "recovered")
+            mine = [m for m, e in found if e is episode]
+            consumed = [m for m in mine if m.id in self._by_message]
+            answers = [m for m in mine if m.id not in self._by_message]
+            self.delete(instance_id, consumed, episode.token, "recovered")
+            self.delete(instance_id, answers, episode.token, "answered")
         redelivered = {m.id for m, _ in found}
         lock.messages = [m for m in lock.messages if m.id not in redelivered]
         for message in lock.messages:
             message.dequeue_count -= 1  # this delivery never reached a worker
         self._control.release(instance_id, lock, self._now())
         return True
+
+    def _episode_of(self, message: StoredMessage) -> CommittedEpisode | None:
+        """The committed episode that consumed ``message``, or an earlier result of the
+        request ``message`` answers or is carried by (as Azure finds it by the request's id)."""
+        found = self._by_message.get(message.id)
+        if found is None and message.answers is not None:
+            found = self._by_message.get(message.answers)
+        if found is None and message.carrier is not None:
+            found = self._by_message.get(message.carrier.request.id)
+        return found
 
     def __len__(self) -> int:
         return len(self._by_message)

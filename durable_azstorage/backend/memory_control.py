@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 InstanceProbe = Callable[[str], "tuple[bool, bool]"]
 """``probe(instance_id) -> (exists, started)``: a state record exists / history is not empty."""
 
-DropListener = Callable[[str, StoredMessage], None]
-"""Told of each message dropped because its instance does not exist."""
+DropListener = Callable[[str, StoredMessage, str], None]
+"""Told of each message dropped, with the reason: ``dropped`` (its instance does not exist)
+or ``void`` (a carried result whose request was received again: the activity runs again)."""
+
+VoidCheck = Callable[[StoredMessage], bool]
+"""``void(message)``: True for a carried result that may no longer be delivered."""
 
 
 class ControlQueues:
@@ -35,8 +39,9 @@ class ControlQueues:
     again. Picking the next work item therefore costs O(log n), not a scan of all instances.
     """
 
-    def __init__(self, dropped: DropListener | None = None) -> None:
+    def __init__(self, dropped: DropListener | None = None, void: VoidCheck | None = None) -> None:
         self._dropped = dropped
+        self._void = void
         self._queues: dict[str, VisibilityQueue] = {}
         self._locks: dict[str, Lock] = {}
         self._heap: list[tuple[datetime, int, int, str, StoredMessage]] = []
@@ -169,6 +174,12 @@ class ControlQueues:
         self, instance_id: str, queue: VisibilityQueue, now: datetime, probe: InstanceProbe
     ) -> list[StoredMessage]:
         visible = queue.visible(now)
+        if self._void is not None:
+            for message in [m for m in visible if self._void(m)]:
+                if self._dropped is not None:
+                    self._dropped(instance_id, message, "void")
+                queue.remove(message)
+            visible = [m for m in visible if queue.contains(m)]
         if not visible:
             return []
         exists, started = probe(instance_id)
@@ -187,5 +198,5 @@ class ControlQueues:
             )
             queue.remove(message)
             if self._dropped is not None:
-                self._dropped(instance_id, message)
+                self._dropped(instance_id, message, "dropped")
         return []

@@ -29,7 +29,14 @@ T = TypeVar("T")
 
 @dataclass(slots=True, eq=False)
 class StoredMessage:
-    """One queued message; ``version`` invalidates stale heap entries when visibility moves."""
+    """One queued message; ``version`` invalidates stale heap entries when visibility moves.
+
+    An activity result handed over in process (as the Azure backend does for a partition it
+    owns) is ``carried`` by its request: the request stays hidden in the work-item queue until
+    the episode that applies the result deletes both, and the result is void once the request
+    was received again (``ActivityQueue.still_carries``). ``answers`` is the id of the request
+    a result sent through the queue answers (recovery finds the episode by it).
+    """
 
     text: str
     invisible_until: datetime
@@ -37,6 +44,8 @@ class StoredMessage:
     id: int = field(default_factory=lambda: next(_ids))
     dequeue_count: int = 0
     version: int = 0
+    carrier: Carrier | None = None
+    answers: int | None = None
 
     @classmethod
     def of(cls, message: TaskMessage, *, now: datetime) -> StoredMessage:
@@ -49,6 +58,14 @@ class StoredMessage:
 
     def decode(self) -> TaskMessage:
         return decode_message(self.text)
+
+
+@dataclass(slots=True, eq=False, frozen=True)
+class Carrier:
+    """The request carrying a result, and its delivery count when it began to."""
+
+    request: StoredMessage
+    deliveries: int
 
 
 class VisibilityQueue:
@@ -86,6 +103,9 @@ class VisibilityQueue:
 
     def contains(self, message: StoredMessage) -> bool:
         return message.id in self._live
+
+    def contains_id(self, message_id: int) -> bool:
+        return message_id in self._live
 
     def first_visible(self, now: datetime) -> StoredMessage | None:
         """The visible message that became visible first (ties: enqueue order)."""

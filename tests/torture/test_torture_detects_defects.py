@@ -50,8 +50,8 @@ async def test_an_unordered_state_write_is_caught(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(Checkpoints, "write_state", write_state_last_wins)
     # A late write needs a storage error between steps 1 and 3, a delayed redelivery and a
-    # newer episode in between: about one seed in 70 (seeds 141 and 146 here).
-    assert "monotonic" in await _violations(range(135, 150))
+    # newer episode in between: about one seed in 30 (seeds 7, 32 and 43 here).
+    assert "monotonic" in await _violations(range(0, 10))
 
 
 async def test_a_recovery_that_applies_the_message_again_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,13 @@ from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
-from durable_azstorage.model.history import EventRaised, ExecutionStarted, TaskScheduled
+from durable_azstorage.model.history import (
+    EventRaised,
+    ExecutionStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+)
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.testing.torture import programs
@@ -187,6 +193,8 @@ class World:
                 fates += [("crash_at", 12), ("step_error", 5)]
         fate = _pick(self.rng, fates)
         what = f"{worker.name} orch {self._describe(item)}"
+        if fate not in ("normal", "abandon"):
+            self._explain_carried_results(item)
         if fate == "drop":
             self._fault(Fault.CRASH_HOLDING_EPISODE)
             self._trace(f"{what} -> crash before completing")
@@ -220,6 +228,19 @@ class World:
             what += f" -> storage error {'after' if after else 'before'} complete"
         self._trace(what)
         await self._process(worker, item)
+
+    def _explain_carried_results(self, item: OrchestrationWorkItem) -> None:
+        """A result handed over in process is carried by its request: when the episode holding
+        it dies or outlives its lock, the request reappears and the activity runs again."""
+        answered = Counter(
+            e.task_scheduled_id for e in (m.event for m in item.messages)
+            if isinstance(e, (TaskCompleted, TaskFailed))
+        )
+        # A result may answer a task of an earlier generation: explain each run of that task
+        # id of this instance (the result does not say which activity it came from).
+        for instance_id, key, task_id in list(self.ledger.executions):
+            if instance_id == item.instance_id and task_id in answered:
+                self.explained[(key, task_id)] += answered[task_id]
 
     async def _activity(self, worker: SimulatedWorker) -> None:
         item = await worker.faulty.lock_next_activity(self.time.lock_wait)

@@ -175,3 +175,20 @@ async def test_an_abandoned_episode_returns_the_result_without_running_the_activ
     assert await backend.lock_next_activity(1) is None
     history = await backend.get_history("inproc-4")
     assert kinds(e for e in history if isinstance(e, h.TaskCompleted)) == ["TaskCompleted"]
+
+
+async def test_a_result_waiting_longer_than_the_lock_keeps_its_request_hidden(
+    make_backend: MakeBackend, settings: AzureStorageSettings
+) -> None:
+    """Nobody asks for the instance's work item for longer than the request's lock: the
+    worker renews the request meanwhile, so the activity does not run again."""
+    backend = await make_backend(settings=settings)
+    await _serve(backend)
+    await _first_activity_done(backend, "inproc-5")
+    competitor = await make_backend(settings=settings)
+    assert await competitor.lock_next_activity(10) is None  # > 6 s visibility timeout
+
+    item = await backend.lock_next_orchestration(5)
+    assert item is not None and kinds(m.event for m in item.messages) == ["TaskCompleted"]
+    await backend.complete_orchestration(item, episode(item))
+    assert await _queued(backend, settings.names.work_item_queue) == 0
