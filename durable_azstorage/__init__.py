@@ -51,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "OrchestrationIdReusePolicy": "durable_azstorage.model.state",
     "CreateOrchestrationAction": "durable_azstorage.model.state",
     "HistoryEvent": "durable_azstorage.model.history",
+    "ScaleAction": "durable_azstorage.model.scale",
+    "ScaleRecommendation": "durable_azstorage.model.scale",
     # errors
     "DurableTaskError": "durable_azstorage.model.errors",
     "TaskFailedError": "durable_azstorage.model.errors",
@@ -127,6 +129,8 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError
     from durable_azstorage.model.failure import FailureDetails as FailureDetails
     from durable_azstorage.model.history import HistoryEvent as HistoryEvent
+    from durable_azstorage.model.scale import ScaleAction as ScaleAction
+    from durable_azstorage.model.scale import ScaleRecommendation as ScaleRecommendation
     from durable_azstorage.model.query import OrchestrationQuery as OrchestrationQuery
     from durable_azstorage.model.query import Page as Page
     from durable_azstorage.model.query import PurgeInstancesResult as PurgeInstancesResult

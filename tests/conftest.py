@@ -11,6 +11,8 @@
 * ``across_workers`` (session): a folder shared by every xdist worker of this run, and
   ``lock(name)``: a file lock so that tests which must not overlap (or a result computed
   once for all workers) wait for each other across worker processes.
+* ``spans`` / ``metric_reader`` (function): OpenTelemetry's in-memory exporter and metric
+  reader, installed as this process's global providers (``otel_capture``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import otel_capture
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.azurite import Azurite, AzuriteError
@@ -94,3 +99,19 @@ class AcrossWorkers:
 def across_workers(tmp_path_factory: pytest.TempPathFactory) -> AcrossWorkers:
     base = tmp_path_factory.getbasetemp()  # under xdist: <run>/popen-gwN, one per worker
     return AcrossWorkers(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """OpenTelemetry's in-memory span exporter, installed as the global provider, emptied."""
+    otel_capture.install()
+    otel_capture.EXPORTER.clear()
+    yield otel_capture.EXPORTER
+    otel_capture.EXPORTER.clear()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    """OpenTelemetry's in-memory metric reader (cumulative: tests compare before and after)."""
+    otel_capture.install()
+    return otel_capture.READER

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.wakeup import sleep_or_wake
+from durable_azstorage.telemetry.logs import set_log_field
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ class ControlQueueReceiver:
         return self._interval
 
     async def _run(self) -> None:
+        set_log_field("partition", self.queue.name)  # this task's records name its queue
         self._interval = interval = MIN_POLL_INTERVAL
         while not self._stopping:
             if not self._buffer.demand.is_set():

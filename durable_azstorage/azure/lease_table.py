@@ -189,6 +189,19 @@ class PartitionInfo:
     oldest_message_age: timedelta | None
 
 
+async def queue_backlog(
+    clients: StorageClients, queue: str, now: datetime | None = None
+) -> tuple[int, timedelta | None]:
+    """A queue's approximate length and its first visible message's age (None: none visible)."""
+    client = clients.queue(queue)
+    props = await clients.retry.call(client.get_queue_properties)
+    peeked = await clients.retry.call(lambda: client.peek_messages(max_messages=1))
+    age = None
+    if peeked and peeked[0].inserted_on is not None:
+        age = max(timedelta(0), (now or datetime.now(timezone.utc)) - peeked[0].inserted_on)
+    return int(props.approximate_message_count or 0), age
+
+
 async def describe_partitions(
     clients: StorageClients, names: TaskHubNames, *, now: datetime | None = None
 ) -> list[PartitionInfo]:
@@ -198,17 +211,7 @@ async def describe_partitions(
     """
     table = LeaseTable(clients.table(names.partitions_table), names, clients.retry)
     rows = await table.read_all()
-
-    async def backlog(queue: str) -> tuple[int, timedelta | None]:
-        client = clients.queue(queue)
-        props = await clients.retry.call(client.get_queue_properties)
-        peeked = await clients.retry.call(lambda: client.peek_messages(max_messages=1))
-        age = None
-        if peeked and peeked[0].inserted_on is not None:
-            age = max(timedelta(0), (now or datetime.now(timezone.utc)) - peeked[0].inserted_on)
-        return int(props.approximate_message_count or 0), age
-
-    stats = await asyncio.gather(*(backlog(q) for q in names.control_queues))
+    stats = await asyncio.gather(*(queue_backlog(clients, q, now) for q in names.control_queues))
     infos = []
     for p, (queue, (count, age)) in enumerate(zip(names.control_queues, stats)):
         row = rows.get(p, LeaseRow(partition=p, queue=queue))

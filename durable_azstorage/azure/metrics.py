@@ -9,6 +9,7 @@ from method, path, query and the If-Match header, named after the Azure REST API
 response (connection refused, timeout) are counted separately under ``failed``.
 
 An entity-group transaction is one request (``Batch``) whatever the number of rows in it.
+Each count also goes to the OpenTelemetry counter ``durable_azstorage.storage.requests``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+from durable_azstorage.telemetry.metrics import record_storage_request
 
 SERVICES = ("queue", "table", "blob")
 
@@ -65,6 +68,7 @@ class RequestCounter:
     def record(self, service: str, operation: str, *, failed: bool = False) -> None:
         with self._lock:
             (self._failed if failed else self._counts)[(service, operation)] += 1
+        record_storage_request(service, operation, failed=failed)
 
     def snapshot(self) -> RequestCounts:
         with self._lock:

@@ -49,7 +49,7 @@ from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.history_store import HistoryStore
 from durable_azstorage.azure.instance_store import InstanceStore
 from durable_azstorage.azure.metrics import RequestCounter
-from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.naming import TaskHubNames, escape_key
 from durable_azstorage.azure.orchestration_items import OrchestrationWorkItems
 from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.partition_receivers import PartitionReceivers
@@ -61,6 +61,7 @@ from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
+from durable_azstorage.azure.queue_sampling import sample_hub
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
@@ -77,6 +78,8 @@ from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.telemetry.logs import set_log_field
+from durable_azstorage.model.scale import HubSample
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class AzureStorageBackend:
     ) -> None:
         self.settings = settings
         self.names = settings.names
+        self._stored_names: TaskHubNames | None = None  # read from the hub by sample_queues
         self._manage_partitions = ownership is None
         self.ownership: PartitionOwnership = ownership or OwnAllPartitions(settings.partition_count)
         self.partition_manager: PartitionManager | None = None  # built by start() if managed
@@ -236,7 +240,16 @@ class AzureStorageBackend:
         await self._open()
         return await list_task_hubs(self._clients)
 
+    async def sample_queues(self) -> HubSample:
+        """The hub's own partition count (not the settings') decides which queues exist."""
+        await self._open()
+        if self._stored_names is None:
+            info = await TaskHubResources(self._clients).info()
+            self._stored_names = TaskHubNames(self.settings.task_hub, info.partition_count)
+        return await sample_hub(self._clients, self._stored_names, self.settings.max_poll_interval)
+
     async def start(self) -> None:
+        set_log_field("task_hub", self.settings.task_hub)  # for the caller and every task after
         await self._open()
         await TaskHubResources(self._clients).verify()
         self._running = True

@@ -53,6 +53,7 @@ from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.scale import HubSample, PartitionSample
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
 from durable_azstorage.serialization.codec import (
@@ -130,6 +131,18 @@ class InMemoryBackend:
 
     async def list_task_hubs(self) -> list[TaskHubInfo]:
         return [await self.get_task_hub_info()] if self._hub_exists else []
+
+    async def sample_queues(self) -> HubSample:
+        """All instances' messages as one partition (this backend has no partitions)."""
+        with self._mutex:
+            now = self.clock.now()
+            control, control_since = self._control.backlog(now)
+            work_items, work_since = self._activities.backlog(now)
+        return HubSample(
+            partitions=(PartitionSample(partition=0, messages=control, oldest_message_age=_age(now, control_since)),),
+            work_items=work_items,
+            work_item_age=_age(now, work_since),
+        )
 
     async def delete_task_hub(self) -> None:
         with self._mutex:
@@ -420,3 +433,7 @@ class InMemoryBackend:
             self._activities.push(stored)
         else:
             self._control.push(message.instance.instance_id, stored)
+
+
+def _age(now: datetime, since: datetime | None) -> float | None:
+    return None if since is None else max(0.0, (now - since).total_seconds())

@@ -14,6 +14,7 @@ from durable_azstorage.backend.memory_queues import (
     LockToken,
     StoredMessage,
     VisibilityQueue,
+    backlog,
 )
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
@@ -31,6 +32,10 @@ class ActivityQueue:
 
     def next_visible_at(self) -> datetime | None:
         return self._queue.next_visible_at()
+
+    def backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        """Requests queued, and since when the oldest visible one waits."""
+        return backlog(self._queue, now)
 
     def lock_next(self, now: datetime, lock_timeout: timedelta, owner: object) -> Lock | None:
         """Lock the request that became visible first; None if none is visible."""

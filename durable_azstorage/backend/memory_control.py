@@ -14,7 +14,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from durable_azstorage.backend.memory_queues import Lock, LockToken, StoredMessage, VisibilityQueue
+from durable_azstorage.backend.memory_queues import (
+    Lock,
+    LockToken,
+    StoredMessage,
+    VisibilityQueue,
+    backlog,
+)
 from durable_azstorage.model.entities import is_entity_id
 from durable_azstorage.model.errors import LockLostError
 
@@ -92,6 +98,10 @@ class ControlQueues:
             message.dequeue_count += 1
         self._hide(instance_id, messages, lock.expires_at)
         return instance_id, lock
+
+    def backlog(self, now: datetime) -> tuple[int, datetime | None]:
+        """Messages queued for all instances, and since when the oldest visible one waits."""
+        return backlog((m for queue in self._queues.values() for m in queue), now)
 
     def next_change(self) -> datetime | None:
         """The earliest time ``lock_next`` may find something it cannot find now."""

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -135,6 +135,18 @@ class VisibilityQueue:
                 return message
             heapq.heappop(self._heap)
         return None
+
+
+def backlog(messages: Iterable[StoredMessage], now: datetime) -> tuple[int, datetime | None]:
+    """How many messages are queued, and since when the longest-waiting visible one has been
+    visible (None: none is), as an Azure queue's length and peeked head tell it."""
+    count = 0
+    since: datetime | None = None
+    for message in messages:
+        count += 1
+        if message.invisible_until <= now and (since is None or message.invisible_until < since):
+            since = message.invisible_until
+    return count, since
 
 
 def _by_id(message: StoredMessage) -> int:

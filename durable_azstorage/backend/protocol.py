@@ -46,9 +46,11 @@ from durable_azstorage.backend.clock import Clock
 from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.scale import HubSample
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.model.trace import TraceContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +86,7 @@ class ActivityWorkItem:
     version: str | None = None
     tags: dict[str, str] | None = None
     schedule_index: int | None = None
+    trace_context: TraceContext | None = None
 
     @classmethod
     def from_message(
@@ -102,6 +105,7 @@ class ActivityWorkItem:
             lock_token=lock_token,
             dequeue_count=dequeue_count,
             schedule_index=event.schedule_index,
+            trace_context=event.trace_context,
         )
 
 
@@ -295,7 +299,6 @@ class Backend(Protocol):
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
 
-
 class BackendSettings(Protocol):
     """Settings that build a backend (``AzureStorageSettings``): what the client and the
     worker accept instead of a ``Backend``."""
@@ -367,3 +370,12 @@ class NamedHub(Protocol):
 
     @property
     def task_hub(self) -> str: ...
+
+
+@runtime_checkable
+class QueueSampling(Protocol):
+    """A backend that can look at its queues (both of ours): each control-queue partition's
+    approximate length and oldest visible message's age, the same for the work-item queue.
+    The scale advice and the hub gauges judge these."""
+
+    async def sample_queues(self) -> HubSample: ...

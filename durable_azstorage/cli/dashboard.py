@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -25,9 +26,12 @@ from durable_azstorage.cli.connection import (
 )
 from durable_azstorage.cli.long_running import (
     CREATE_HUB_OPTION,
+    LOG_FORMAT_OPTION,
     LOG_LEVEL_OPTION,
+    METRICS_PORT_OPTION,
     configure_logging,
     create_hub_or_close,
+    exposed_metrics,
     stop_on_signal,
 )
 from durable_azstorage.cli.output import (
@@ -57,12 +61,9 @@ async def run_dashboard(
     read_only: bool,
     token: str | None,
     create_hub: bool,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; the backend and monitor are closed on the way out."""
-    from durable_azstorage.azure.provider import AzureStorageBackend
-    from durable_azstorage.cli.hub_monitor import AzureHubMonitor
-    from durable_azstorage.dashboard.app import create_app
-    from durable_azstorage.dashboard.server import serve_until
 
     def ready(url: str) -> None:
         typer.echo(url)
@@ -72,6 +73,19 @@ async def run_dashboard(
             f"{' (read-only)' if read_only else ''}; Ctrl-C or SIGTERM stops it",
             err=True,
         )
+
+    async with exposed_metrics(metrics_port, settings):
+        await _serve_dashboard(settings, host, port, read_only, token, create_hub, ready)
+
+
+async def _serve_dashboard(
+    settings: AzureStorageSettings, host: str, port: int, read_only: bool, token: str | None,
+    create_hub: bool, ready: Callable[[str], None],
+) -> None:
+    from durable_azstorage.azure.provider import AzureStorageBackend
+    from durable_azstorage.cli.hub_monitor import AzureHubMonitor
+    from durable_azstorage.dashboard.app import create_app
+    from durable_azstorage.dashboard.server import serve_until
 
     with stop_on_signal("stopping the dashboard") as stop:
         backend = AzureStorageBackend(settings)
@@ -115,6 +129,8 @@ def dashboard(
     ),
     create_hub: bool = CREATE_HUB_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
+    log_format: str = LOG_FORMAT_OPTION,
+    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -125,7 +141,7 @@ def dashboard(
     Overview, instances with filters, instance detail with history and timeline, actions,
     poison messages, and a JSON API under /api/. Needs the "dashboard" extra (Jinja2).
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     with reporting(debug):
         try:
             from durable_azstorage.dashboard import rendering  # noqa: F401 - fails without the extra
@@ -142,6 +158,6 @@ def dashboard(
     with reporting(debug), resolve(connection) as target:
         asyncio.run(run_dashboard(
             target.settings, host=host, port=port, read_only=read_only, token=token,
-            create_hub=create_hub or target.local,
+            create_hub=create_hub or target.local, metrics_port=metrics_port,
         ))
         typer.echo("dashboard stopped", err=True)

@@ -1,4 +1,4 @@
-"""``durable-azstorage hub create|delete|info|list|partitions``: task hub resources from the shell.
+"""``durable-azstorage hub create|delete|info|list|partitions|scale``: task hub resources from the shell.
 
 The same connection options, ``--debug`` and error reporting as the other groups
 (``cli.connection``, ``cli.output.reporting``): ``--connection-string`` over the environment
@@ -31,6 +31,7 @@ from durable_azstorage.cli.output import EXIT_USAGE, CliError, confirm, reportin
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
     from durable_azstorage.azure.clients import StorageClients
     from durable_azstorage.azure.lease_table import PartitionInfo
+    from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
     from durable_azstorage.model.taskhub import TaskHubInfo
 
 app = typer.Typer(no_args_is_help=True)
@@ -184,3 +185,56 @@ def _show_partitions(infos: list[PartitionInfo], as_json: bool) -> None:
         expires = i.expires_at.isoformat(timespec="seconds") if i.expires_at else "-"
         age = "-" if i.oldest_message_age is None else f"{i.oldest_message_age.total_seconds():.1f}s"
         typer.echo(f"{i.partition:<10} {owner:<25} {expires:<26} {i.approximate_messages:>7}  {age}")
+
+
+@app.command()
+def scale(
+    workers: int = typer.Option(
+        ..., "--workers", "-w", min=0, help="How many workers run now.", show_default=False
+    ),
+    task_hub: TaskHubOption = None,
+    sample_interval: float = typer.Option(
+        1.0, "--sample-interval", min=0.0, help="Seconds between the queue samples taken."
+    ),
+    as_json: bool = _JSON,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Advise an autoscaler: add a worker, remove one, or keep the count, and why.
+
+    Judged from the latency (oldest visible message's age) of every queue over 5 samples
+    taken --sample-interval apart, as the .NET provider's performance monitor does.
+    """
+    from durable_azstorage.client.async_client import AsyncTaskHubClient
+
+    with reporting(debug):
+        settings = _settings(Connection(connection_string, task_hub))
+
+        async def advise() -> tuple[ScaleRecommendation, ScaleAdvisor]:
+            async with AsyncTaskHubClient(settings) as client:
+                advice = await client.get_scale_recommendation(workers, sample_interval=sample_interval)
+                return advice, client.scale_advisor
+
+        advice, advisor = asyncio.run(advise())
+    _show_scale(advice, advisor, workers, as_json)
+
+
+def _show_scale(advice: ScaleRecommendation, advisor: ScaleAdvisor, workers: int, as_json: bool) -> None:
+    latest = advisor.latest
+    assert latest is not None  # the advice sampled at least once
+    if as_json:
+        typer.echo(json.dumps({
+            "action": advice.action.value, "reason": advice.reason,
+            "keep_workers_alive": advice.keep_workers_alive, "current_workers": workers,
+            "partition_count": len(latest.partitions), "work_item_queue_length": latest.work_items,
+            "work_item_latencies_ms": advisor.work_items.values,
+            "control_queue_lengths": [p.messages for p in latest.partitions],
+            "control_queue_latencies_ms": [h.values for h in advisor.control],
+        }))
+        return
+    typer.echo(f"recommendation: {advice.action.value} ({advice.reason})")
+    if not advice.keep_workers_alive:
+        typer.echo("the hub is idle: every worker may stop")
+    typer.echo(f"work items: {latest.work_items} queued, latency ms {advisor.work_items.values}")
+    for partition, history in zip(latest.partitions, advisor.control):
+        typer.echo(f"partition {partition.partition}: {partition.messages} queued, latency ms {history.values}")

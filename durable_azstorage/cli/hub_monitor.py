@@ -16,6 +16,8 @@ from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.lease_table import PartitionInfo, describe_partitions
 from durable_azstorage.azure.naming import TaskHubNames
 from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.queue_sampling import sample_hub
+from durable_azstorage.model.scale import HubSample
 
 if TYPE_CHECKING:
     from durable_azstorage.azure.metrics import RequestCounter
@@ -42,6 +44,10 @@ class AzureHubMonitor:
         client = self._clients.queue(names.work_item_queue)
         props = await self._clients.retry.call(client.get_queue_properties)
         return int(props.approximate_message_count or 0)
+
+    async def sample(self) -> HubSample:
+        """Backlogs, latencies and owners of every queue, for ``HubGauges``."""
+        return await sample_hub(self._clients, await self._hub_names(), self._clients.settings.max_poll_interval)
 
     async def close(self) -> None:
         await self._clients.close()

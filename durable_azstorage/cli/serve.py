@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -32,9 +32,12 @@ from durable_azstorage.cli.connection import (
 from durable_azstorage.cli.long_running import (
     CREATE_HUB_OPTION,
     GRACE_OPTION,
+    LOG_FORMAT_OPTION,
     LOG_LEVEL_OPTION,
+    METRICS_PORT_OPTION,
     configure_logging,
     create_hub_or_close,
+    exposed_metrics,
     stop_on_signal,
 )
 from durable_azstorage.cli.output import (
@@ -62,29 +65,31 @@ async def run_sidecar(
     create_hub: bool,
     grace: float,
     allow_hub_management: bool,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (partitions released)."""
     from durable_azstorage.sidecar.server import SidecarServer
 
-    with stop_on_signal(
-        f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing partitions"
-    ) as stop:
-        backend = settings.create_backend()
-        if create_hub:
-            await create_hub_or_close(backend)
-        server = SidecarServer(
-            backend, host=host, port=port, allow_hub_management=allow_hub_management
-        )
-        try:
-            await server.start()
-        except BaseException:
-            await backend.stop()
-            raise
-        typer.echo(server.describe())
-        sys.stdout.flush()
-        typer.echo("Ctrl-C or SIGTERM stops it", err=True)
-        await stop.wait()
-        await server.stop(grace=grace)
+    async with exposed_metrics(metrics_port, settings):
+        with stop_on_signal(
+            f"stopping: finishing in-flight work items (up to {grace:g}s), then releasing partitions"
+        ) as stop:
+            backend = settings.create_backend()
+            if create_hub:
+                await create_hub_or_close(backend)
+            server = SidecarServer(
+                backend, host=host, port=port, allow_hub_management=allow_hub_management
+            )
+            try:
+                await server.start()
+            except BaseException:
+                await backend.stop()
+                raise
+            typer.echo(server.describe())
+            sys.stdout.flush()
+            typer.echo("Ctrl-C or SIGTERM stops it", err=True)
+            await stop.wait()
+            await server.stop(grace=grace)
 
 
 def serve(
@@ -104,6 +109,8 @@ def serve(
     ),
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
+    log_format: str = LOG_FORMAT_OPTION,
+    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -114,7 +121,7 @@ def serve(
     Point TaskHubGrpcClient / TaskHubGrpcWorker (host_address="HOST:PORT") at it. Needs the
     "sidecar" extra of durable-azstorage (grpcio and durabletask).
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         from durable_azstorage.sidecar.server import (
             ListenError,  # fails without the extra
@@ -135,7 +142,7 @@ def serve(
                 run_sidecar(
                     target.settings, host=host, port=port,
                     create_hub=create_hub or target.local, grace=grace,
-                    allow_hub_management=allow_hub_management,
+                    allow_hub_management=allow_hub_management, metrics_port=metrics_port,
                 )
             )
         except TaskHubNotFoundError as exc:

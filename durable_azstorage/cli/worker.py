@@ -19,6 +19,7 @@ import inspect
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -35,9 +36,12 @@ from durable_azstorage.cli.connection import (
 from durable_azstorage.cli.long_running import (
     CREATE_HUB_OPTION,
     GRACE_OPTION,
+    LOG_FORMAT_OPTION,
     LOG_LEVEL_OPTION,
+    METRICS_PORT_OPTION,
     configure_logging,
     create_hub_or_close,
+    exposed_metrics,
     stop_on_signal,
 )
 from durable_azstorage.cli.output import (
@@ -105,8 +109,16 @@ def load_worker(ref: str, app_dir: Path) -> TaskHubWorker:
     )
 
 
-async def serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> None:
+async def serve(
+    worker: TaskHubWorker, *, create_hub: bool, grace: float, metrics_port: int | None = None,
+    settings: object = None,
+) -> None:
     """Run ``worker`` until SIGINT/SIGTERM, then stop it gracefully."""
+    async with exposed_metrics(metrics_port, settings):
+        await _serve(worker, create_hub=create_hub, grace=grace)
+
+
+async def _serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> None:
     with stop_on_signal(f"stopping: finishing in-flight work (up to {grace:g}s)") as stop:
         if create_hub:
             await create_hub_or_close(worker.backend)
@@ -133,6 +145,8 @@ def worker(
     create_hub: bool = CREATE_HUB_OPTION,
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
+    log_format: str = LOG_FORMAT_OPTION,
+    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -144,7 +158,7 @@ def worker(
     DURABLE_AZSTORAGE_* variables before your module is imported: build the worker with
     TaskHubWorker(AzureStorageSettings.from_env()).
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     connection = Connection(connection_string, task_hub, partition_count)
     with reporting(debug), resolve(connection) as target:
         export_to_environment(connection, target)
@@ -158,7 +172,10 @@ def worker(
             err=True,
         )
         try:
-            asyncio.run(serve(loaded, create_hub=create_hub or target.local, grace=grace))
+            asyncio.run(serve(
+                loaded, create_hub=create_hub or target.local, grace=grace,
+                metrics_port=metrics_port, settings=settings,
+            ))
         except TaskHubNotFoundError as exc:
             raise CliError(f"{exc} (or pass --create-hub)", EXIT_NOT_FOUND) from None
         typer.echo("worker stopped", err=True)

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -29,6 +30,7 @@ from durable_azstorage.client import entities, management
 from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
+from durable_azstorage.client.scale import ScaleAdvice
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.entities import EntityInstanceId, is_entity_id
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
@@ -45,11 +47,14 @@ from durable_azstorage.model.history import (
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
+from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.model.trace import TraceContext
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
+from durable_azstorage.telemetry.tracing import create_orchestration_span, raise_event_span
 
 Timeout = float | timedelta
 _NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
@@ -73,6 +78,7 @@ class AsyncTaskHubClient:
         assert backend is not None  # exactly one of the two was given
         self._backend: Backend = backend
         self._converter = converter or JsonDataConverter()
+        self._scale = ScaleAdvice(backend)
 
     @property
     def backend(self) -> Backend:
@@ -109,6 +115,19 @@ class AsyncTaskHubClient:
         """Every task hub in the storage account."""
         return await self._backend.list_task_hubs()
 
+    async def get_scale_recommendation(
+        self, current_worker_count: int, *, sample_interval: Timeout = 1.0
+    ) -> ScaleRecommendation:
+        """Add a worker, remove one, or keep the count (with the reason), judged from the
+        latency of every queue over the last few samples (``model.scale``). Samples are kept
+        between calls; a first call takes the missing ones ``sample_interval`` apart."""
+        return await self._scale.recommend(current_worker_count, sample_interval=_seconds(sample_interval))
+
+    @property
+    def scale_advisor(self) -> ScaleAdvisor:
+        """The samples behind ``get_scale_recommendation`` (latest first-hand numbers)."""
+        return self._scale.advisor
+
     # --- scheduling ------------------------------------------------------------------------
     async def schedule_new_orchestration(
         self,
@@ -120,15 +139,21 @@ class AsyncTaskHubClient:
         reuse_id_policy: OrchestrationIdReusePolicy | None = None,
         version: str | None = None,
         tags: dict[str, str] | None = None,
+        trace_context: TraceContext | None = None,
     ) -> str:
-        """Create an instance (Pending until a worker picks it up, or until ``start_at``)."""
+        """Create an instance (Pending until a worker picks it up, or until ``start_at``).
+
+        With OpenTelemetry the instance is traced under a ``create_orchestration`` span;
+        ``trace_context`` instead names the span to start under (a gRPC sidecar forwarding a
+        portable-SDK client's, which made that span itself).
+        """
         name = _NAMES.orchestrator_name_of(orchestrator)
         instance_id = uuid.uuid4().hex if instance_id is None else instance_id
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
         return await self._create(
             name, instance_id, self._converter.serialize(input), start_at=start_at,
-            reuse_id_policy=reuse_id_policy, version=version, tags=tags,
+            reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=trace_context,
         )
 
     async def _create(
@@ -141,11 +166,34 @@ class AsyncTaskHubClient:
         reuse_id_policy: OrchestrationIdReusePolicy | None = None,
         version: str | None = None,
         tags: dict[str, str] | None = None,
+        trace_context: TraceContext | None = None,
     ) -> str:
         validate_instance_id(instance_id)
         validate_name(name, what="orchestration name")
         if version is not None:
             validate_name(version, what="orchestration version")
+        starting = (
+            nullcontext(trace_context) if trace_context is not None
+            else create_orchestration_span(name, instance_id, version)
+        )
+        with starting as traced:
+            return await self._insert(
+                name, instance_id, serialized_input, start_at=start_at,
+                reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=traced,
+            )
+
+    async def _insert(
+        self,
+        name: str,
+        instance_id: str,
+        serialized_input: str | None,
+        *,
+        start_at: datetime | None,
+        reuse_id_policy: OrchestrationIdReusePolicy | None,
+        version: str | None,
+        tags: dict[str, str] | None,
+        trace_context: TraceContext | None,
+    ) -> str:
         previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(
@@ -157,6 +205,7 @@ class AsyncTaskHubClient:
             scheduled_start_time=start_at.astimezone(timezone.utc) if start_at else None,
             tags=dict(tags) if tags else None,
             generation=previous.generation + 1 if previous is not None else 0,
+            trace_context=trace_context,
         )
         await self._backend.create_instance(
             TaskMessage(instance=instance, event=started), reuse_policy=reuse_id_policy
@@ -273,11 +322,12 @@ class AsyncTaskHubClient:
         """Deliver an external event; raises ``OrchestrationNotFoundError`` for unknown ids."""
         validate_instance_id(instance_id)
         validate_name(event_name, what="event name")
-        await self._require(instance_id)
-        event = EventRaised(
-            timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)
-        )
-        await self._send(instance_id, event)
+        with raise_event_span(event_name, instance_id):
+            await self._require(instance_id)
+            event = EventRaised(
+                timestamp=_utcnow(), name=event_name, input=self._converter.serialize(data)
+            )
+            await self._send(instance_id, event)
 
     async def terminate_orchestration(
         self, instance_id: str, *, output: Any = None, recursive: bool = True

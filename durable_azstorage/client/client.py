@@ -22,6 +22,7 @@ from durable_azstorage.model.entities import EntityInstanceId
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
+from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
@@ -259,3 +260,15 @@ class TaskHubClient:
 
     def list_task_hubs(self) -> list[TaskHubInfo]:
         return self._run(self._async.list_task_hubs())
+
+    def get_scale_recommendation(
+        self, current_worker_count: int, *, sample_interval: Timeout = 1.0
+    ) -> ScaleRecommendation:
+        """See ``AsyncTaskHubClient.get_scale_recommendation``."""
+        return self._run(
+            self._async.get_scale_recommendation(current_worker_count, sample_interval=sample_interval)
+        )
+
+    @property
+    def scale_advisor(self) -> ScaleAdvisor:
+        return self._async.scale_advisor

@@ -4,6 +4,8 @@ The replay executor returns actions; the worker turns them into history events a
 outbound messages (see ``replay.apply``) and hands both to the backend in one commit.
 ``id`` is the orchestrator's sequence number; the matching history event carries it as
 ``event_id`` so that replay can check the code still does the same thing.
+A ``trace_context`` on an action is the span a remote SDK chose for it (the gRPC sidecar);
+in-process, ``replay.apply`` derives one from the orchestration's own.
 
 Actions that name another instance or a function check the name on construction
 (``model.identifiers``): an orchestrator asking for an id storage cannot hold gets a clear
@@ -19,6 +21,7 @@ from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.trace import TraceContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +35,7 @@ class ScheduleTask(OrchestratorAction):
     input: str | None = None
     version: str | None = None
     tags: dict[str, str] | None = None
+    trace_context: TraceContext | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name, what="activity name")
@@ -43,6 +47,7 @@ class CreateSubOrchestration(OrchestratorAction):
     instance_id: str
     input: str | None = None
     version: str | None = None
+    trace_context: TraceContext | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name, what="sub-orchestration name")
@@ -62,6 +67,7 @@ class SendEvent(OrchestratorAction):
     name: str
     data: str | None = None
     scheduled_time: datetime | None = None
+    trace_context: TraceContext | None = None
 
     def __post_init__(self) -> None:
         validate_instance_id(self.instance_id, what="send_event target instance id")

@@ -9,6 +9,10 @@ Payload fields (``input``, ``result``, ``data``) hold already-serialized text pr
 (TaskScheduled, TimerCreated, SubOrchestrationInstanceCreated, EventSent). Events that
 answer one of those (TaskCompleted, TimerFired ...) point back at it with
 ``task_scheduled_id`` / ``timer_id`` and carry ``event_id = -1``, as in DTFx.
+
+The events that start work (ExecutionStarted, TaskScheduled, SubOrchestrationInstanceCreated,
+EventSent) may carry a W3C ``trace_context`` (``model.trace``); it travels in their messages,
+and histories written before it existed simply have none.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import datetime, timezone
 
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.trace import TraceContext
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -64,6 +69,14 @@ class ExecutionStarted(HistoryEvent):
     tags: dict[str, str] | None = None
     generation: int = 0
     first_execution_id: str | None = None
+    trace_context: TraceContext | None = None
+
+    def orchestration_trace_context(self) -> TraceContext | None:
+        """The context of this execution's one ``orchestration:{name}`` span (a child of the
+        starter's ``trace_context``, its id derived from the execution), or None: untraced."""
+        if self.trace_context is None:
+            return None
+        return self.trace_context.derive("orchestration", self.instance.instance_id, self.instance.execution_id)
 
     def already_ran(self, start: ExecutionStarted) -> bool:
         """True if ``start`` must not start this instance again: it started this execution or
@@ -139,6 +152,7 @@ class TaskScheduled(HistoryEvent):
     version: str | None = None
     tags: dict[str, str] | None = None
     schedule_index: int | None = None
+    trace_context: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +183,7 @@ class SubOrchestrationInstanceCreated(HistoryEvent):
     input: str | None = None
     version: str | None = None
     schedule_index: int | None = None
+    trace_context: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +239,7 @@ class EventSent(HistoryEvent):
     name: str
     input: str | None = None
     scheduled_time: datetime | None = None
+    trace_context: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -95,6 +95,7 @@ class Outbound:
                     name=started.name, instance=me, task_scheduled_id=event.event_id,
                     version=started.version, schedule_index=event.schedule_index,
                 ),
+                trace_context=event.trace_context,
             )
             self.orchestrator.append(TaskMessage(instance=child, event=start, sender=me))
         elif isinstance(event, EventSent):

@@ -33,6 +33,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.outbound import Outbound
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.trace import TraceContext
 
 
 def apply_actions(
@@ -51,18 +52,39 @@ def apply_actions(
     scheduled = Counter(
         e.event_id for e in history if isinstance(e, (TaskScheduled, SubOrchestrationInstanceCreated))
     )
-    events = [event for action in actions if (event := _record(action, now, scheduled)) is not None]
+    traced = started.orchestration_trace_context()
+    events = [
+        event for action in actions
+        if (event := _record(action, now, scheduled, _TraceNaming(traced, started))) is not None
+    ]
     for event in events:
         outbox.add_for(event, started=started, history=history)
     return events
 
 
-def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) -> HistoryEvent | None:
+class _TraceNaming:
+    """The trace context each recorded scheduling carries: the one a remote SDK chose, else
+    one derived from the orchestration's (so recovery re-derives the very same), else none."""
+
+    def __init__(self, orchestration: TraceContext | None, started: ExecutionStarted) -> None:
+        self._orchestration = orchestration
+        self._execution = started.instance.execution_id
+
+    def context(self, chosen: TraceContext | None, kind: str, task_id: int, attempt: int) -> TraceContext | None:
+        if chosen is not None or self._orchestration is None:
+            return chosen
+        return self._orchestration.derive(kind, self._execution, task_id, attempt)
+
+
+def _record(
+    action: OrchestratorAction, now: datetime, scheduled: Counter[int], tracing: _TraceNaming
+) -> HistoryEvent | None:
     """The event recording ``action``; ``scheduled`` counts earlier schedulings per id."""
     if isinstance(action, ScheduleTask):
         return TaskScheduled(
             event_id=action.id, timestamp=now, name=action.name, input=action.input,
             version=action.version, tags=action.tags, schedule_index=scheduled[action.id] or None,
+            trace_context=tracing.context(action.trace_context, "activity", action.id, scheduled[action.id]),
         )
     if isinstance(action, CreateTimer):
         return TimerCreated(event_id=action.id, timestamp=now, fire_at=action.fire_at)
@@ -71,11 +93,15 @@ def _record(action: OrchestratorAction, now: datetime, scheduled: Counter[int]) 
             event_id=action.id, timestamp=now, name=action.name,
             instance_id=action.instance_id, input=action.input, version=action.version,
             schedule_index=scheduled[action.id] or None,
+            trace_context=tracing.context(
+                action.trace_context, "sub_orchestration", action.id, scheduled[action.id]
+            ),
         )
     if isinstance(action, SendEvent):
         return EventSent(
             event_id=action.id, timestamp=now, instance_id=action.instance_id,
             name=action.name, input=action.data, scheduled_time=action.scheduled_time,
+            trace_context=tracing.context(action.trace_context, "event", action.id, 0),
         )
     if isinstance(action, CompleteOrchestration):
         if action.status is OrchestrationStatus.CONTINUED_AS_NEW:

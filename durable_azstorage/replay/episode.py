@@ -219,6 +219,7 @@ def _run_generation(
         input=completion.result, version=completion.new_version or started.version,
         parent=started.parent, tags=started.tags, generation=started.generation + 1,
         first_execution_id=started.first_execution_id or started.instance.execution_id,
+        trace_context=started.trace_context,
     )
     return events, state, [next_started, *completion.carryover_events]
 

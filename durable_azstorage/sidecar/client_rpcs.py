@@ -37,6 +37,7 @@ from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResu
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
+from durable_azstorage.sidecar.convert_trace import trace_from_pb
 from durable_azstorage.sidecar.convert_state import (
     datetime_from_pb,
     page_size,
@@ -80,6 +81,8 @@ class ClientRpcs:
         if request.HasField("orchestrationIdReusePolicy"):
             with field_named("orchestrationIdReusePolicy"):
                 policy = reuse_policy_from_pb(request.orchestrationIdReusePolicy)
+        with field_named("parentTraceContext"):
+            trace_context = trace_from_pb(request)
         instance_id = await self._client.schedule_new_orchestration(
             request.name,
             input=_text(request, "input"),
@@ -88,6 +91,7 @@ class ClientRpcs:
             reuse_id_policy=policy,
             version=_text(request, "version"),
             tags=dict(request.tags) or None,
+            trace_context=trace_context,
         )
         return pb.CreateInstanceResponse(instanceId=instance_id)
 

@@ -46,6 +46,7 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult
 from durable_azstorage.sidecar.convert_entities import EntitySequencer, entity_action_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
+from durable_azstorage.sidecar.convert_trace import lenient_trace_from_pb
 from durable_azstorage.sidecar.convert_history import (
     history_event_from_pb,
     status_from_pb,
@@ -106,12 +107,13 @@ def _action_from_pb(action: Any, now: datetime | None, sequencer: EntitySequence
         x = action.scheduleTask
         return ScheduleTask(
             id=aid, name=x.name, input=_str(x, "input"), version=_str(x, "version"),
-            tags=dict(x.tags) if len(x.tags) else None,
+            tags=dict(x.tags) if len(x.tags) else None, trace_context=lenient_trace_from_pb(x),
         )
     if kind == "createSubOrchestration":
         x = action.createSubOrchestration
         return CreateSubOrchestration(
-            id=aid, name=x.name, instance_id=x.instanceId, input=_str(x, "input"), version=_str(x, "version")
+            id=aid, name=x.name, instance_id=x.instanceId, input=_str(x, "input"), version=_str(x, "version"),
+            trace_context=lenient_trace_from_pb(x),
         )
     if kind == "createTimer":
         return CreateTimer(id=aid, fire_at=timestamp_from_pb(action.createTimer.fireAt))

@@ -43,6 +43,7 @@ from durable_azstorage.model.history import (
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.sidecar.convert_entities import entity_event_to_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb, failure_to_pb
+from durable_azstorage.sidecar import convert_trace
 
 _STATUS_TO_PB: dict[OrchestrationStatus, int] = {
     OrchestrationStatus.RUNNING: pb.ORCHESTRATION_STATUS_RUNNING,
@@ -136,6 +137,7 @@ def _w_started(m: Any, e: ExecutionStarted) -> None:
     if e.scheduled_start_time is not None:
         timestamp_to_pb(x.scheduledStartTimestamp, e.scheduled_start_time)
     _tags_to_pb(x.tags, e.tags)
+    convert_trace.trace_to_pb(x.parentTraceContext, e.trace_context)
 
 
 def _w_completed(m: Any, e: ExecutionCompleted) -> None:
@@ -181,6 +183,7 @@ def _w_task_scheduled(m: Any, e: TaskScheduled) -> None:
     _set_str(x, "input", e.input)
     _set_str(x, "version", e.version)
     _tags_to_pb(x.tags, e.tags)
+    convert_trace.trace_to_pb(x.parentTraceContext, e.trace_context)
 
 
 def _w_task_completed(m: Any, e: TaskCompleted) -> None:
@@ -201,6 +204,7 @@ def _w_sub_created(m: Any, e: SubOrchestrationInstanceCreated) -> None:
     x.instanceId = e.instance_id
     _set_str(x, "input", e.input)
     _set_str(x, "version", e.version)
+    convert_trace.trace_to_pb(x.parentTraceContext, e.trace_context)
 
 
 def _w_sub_completed(m: Any, e: SubOrchestrationInstanceCompleted) -> None:
@@ -297,7 +301,7 @@ def _r_started(x: Any, base: dict[str, Any]) -> HistoryEvent:
         scheduled_start_time=(
             timestamp_from_pb(x.scheduledStartTimestamp) if x.HasField("scheduledStartTimestamp") else None
         ),
-        tags=_tags_from_pb(x.tags),
+        tags=_tags_from_pb(x.tags), trace_context=convert_trace.lenient_trace_from_pb(x),
     )
 
 
@@ -322,12 +326,14 @@ _READERS: dict[str, Callable[[Any, dict[str, Any]], HistoryEvent]] = {
     "orchestratorStarted": lambda x, b: OrchestratorStarted(**b),
     "orchestratorCompleted": lambda x, b: OrchestratorCompleted(**b),
     "taskScheduled": lambda x, b: TaskScheduled(
-        **b, name=x.name, input=_get_str(x, "input"), version=_get_str(x, "version"), tags=_tags_from_pb(x.tags)
+        **b, name=x.name, input=_get_str(x, "input"), version=_get_str(x, "version"), tags=_tags_from_pb(x.tags),
+        trace_context=convert_trace.lenient_trace_from_pb(x),
     ),
     "taskCompleted": lambda x, b: TaskCompleted(**b, task_scheduled_id=x.taskScheduledId, result=_get_str(x, "result")),
     "taskFailed": lambda x, b: TaskFailed(**b, task_scheduled_id=x.taskScheduledId, failure_details=_r_failure(x)),
     "subOrchestrationInstanceCreated": lambda x, b: SubOrchestrationInstanceCreated(
-        **b, name=x.name, instance_id=x.instanceId, input=_get_str(x, "input"), version=_get_str(x, "version")
+        **b, name=x.name, instance_id=x.instanceId, input=_get_str(x, "input"), version=_get_str(x, "version"),
+        trace_context=convert_trace.lenient_trace_from_pb(x),
     ),
     "subOrchestrationInstanceCompleted": lambda x, b: SubOrchestrationInstanceCompleted(
         **b, task_scheduled_id=x.taskScheduledId, result=_get_str(x, "result")

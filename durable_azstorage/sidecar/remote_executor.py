@@ -30,6 +30,7 @@ from durable_azstorage.sidecar.convert_actions import execution_result_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
 from durable_azstorage.sidecar.streams import WorkerStreams
+from durable_azstorage.sidecar.convert_trace import orchestration_trace_to_pb, trace_to_pb
 
 
 class RemoteOrchestrationExecutor:
@@ -57,6 +58,7 @@ class RemoteOrchestrationExecutor:
         started = _started(past_events, new_events)
         if started is not None and started.instance.execution_id is not None:
             request.executionId.value = started.instance.execution_id
+        orchestration_trace_to_pb(request, started)
         name = started.name if started is not None else "?"
         what = f"orchestration {name!r} ({instance_id})"
         work = asyncio.run_coroutine_threadsafe(
@@ -102,6 +104,7 @@ class RemoteActivityExecutor:
             request.version.value = item.version
         if item.tags:
             request.tags.update(item.tags)
+        trace_to_pb(request.parentTraceContext, item.trace_context)
         what = f"activity {item.name!r} (task {item.task_id} of {item.instance.instance_id})"
         dispatch = self._streams.dispatch(
             "activity", pb.WorkItem(activityRequest=request), instance_id=item.instance.instance_id, what=what

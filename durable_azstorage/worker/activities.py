@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
@@ -29,6 +30,9 @@ from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.replay.activity import run_activity
 from durable_azstorage.replay.executor import ExecutionAbandoned
 from durable_azstorage.serialization.converter import DataConverter
+from durable_azstorage.telemetry.logs import log_fields
+from durable_azstorage.telemetry.metrics import record_activity, record_poison
+from durable_azstorage.telemetry.tracing import activity_span
 from durable_azstorage.worker.processor import WorkItemProcessor, abandon_delay
 
 POISON_ERROR_TYPE = "durable_azstorage.PoisonMessage"
@@ -58,9 +62,12 @@ class LocalActivityExecutor:
             task_name=item.name,
             attempt=item.dequeue_count,
         )
-        return await run_activity(
-            self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
-        )
+        with activity_span(item.name, item.instance.instance_id, item.task_id, item.trace_context) as span:
+            result = await run_activity(
+                self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
+            )
+            span.finish(result.failure_details if isinstance(result, TaskFailed) else None)
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -89,6 +96,11 @@ class ActivityProcessor(WorkItemProcessor):
 
     async def process(self, item: ActivityWorkItem) -> None:
         """Run the activity and send its result; never raises (except cancellation)."""
+        with log_fields(instance_id=item.instance.instance_id, execution_id=item.instance.execution_id):
+            await self._process(item)
+
+    async def _process(self, item: ActivityWorkItem) -> None:
+        began = time.monotonic()
         try:
             result = await self._run(item)
         except ExecutionAbandoned as exc:
@@ -96,8 +108,14 @@ class ActivityProcessor(WorkItemProcessor):
                 "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
                 item.name, item.task_id, item.instance.instance_id, exc,
             )
+            record_activity(item.name, "abandoned", time.monotonic() - began)
             await self._abandon(item)
             return
+        outcome = "failed" if isinstance(result, TaskFailed) else "completed"
+        record_activity(item.name, outcome, time.monotonic() - began)
+        self._log.debug(
+            "activity %r (task %d of %r): %s", item.name, item.task_id, item.instance.instance_id, outcome
+        )
         # Whatever ran the code, the answer names the scheduling it answers (replay.ledger).
         answer = dataclasses.replace(result, schedule_index=item.schedule_index)
         message = TaskMessage(instance=item.instance, event=answer)
@@ -130,6 +148,7 @@ class ActivityProcessor(WorkItemProcessor):
 
     async def _run(self, item: ActivityWorkItem) -> TaskCompleted | TaskFailed:
         if item.dequeue_count > self._max_dequeue_count:
+            record_poison("activity")
             return self._failed(
                 item,
                 FailureDetails(

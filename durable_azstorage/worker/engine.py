@@ -8,6 +8,9 @@ renews, handles poison, commits and stops the same way for both.
 ``Admission`` lets the executor side say when there is someone to run work: the dispatcher
 acquires a slot before it fetches (so no message is locked while nobody can run it) and
 releases it when the item is done. The sidecar's slots follow the connected SDK workers.
+
+``episode_spans`` writes the orchestration-side spans of committed episodes; in-process
+workers pass one, the sidecar does not (the portable-SDK worker writes its own).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from durable_azstorage.backend.protocol import Backend, DeliveryLimit
 from durable_azstorage.replay.executor import OrchestrationExecutor
+from durable_azstorage.telemetry.tracing import EpisodeSpans
 from durable_azstorage.worker.activities import ActivityExecutor, ActivityProcessor
 from durable_azstorage.worker.dispatcher import Dispatcher
 from durable_azstorage.worker.orchestrations import OrchestrationProcessor
@@ -83,6 +87,7 @@ class WorkerEngine:
         activity_admission: Admission | None = None,
         poll_timeout: float = 1.0,
         clock: Callable[[], datetime] | None = None,
+        episode_spans: EpisodeSpans | None = None,
         logger: logging.Logger,
         entities: EntityExecutor | None = None,
     ) -> None:
@@ -99,6 +104,7 @@ class WorkerEngine:
         self._admissions = (orchestration_admission, activity_admission)
         self._poll_timeout = poll_timeout
         self._clock = clock
+        self._episode_spans = episode_spans
         self._dispatchers: list[Dispatcher[Any]] = []
 
     @property
@@ -145,6 +151,7 @@ class WorkerEngine:
             self._backend, self._orchestrations, episode_pool=pool,
             max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock,
             entities=self._entities,
+            spans=self._episode_spans,
         )
         act = ActivityProcessor(
             self._backend, self._activities, max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock

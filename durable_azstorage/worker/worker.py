@@ -24,6 +24,7 @@ from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.replay.entity_episode import LocalEntityExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 from durable_azstorage.worker.activities import LocalActivityExecutor
+from durable_azstorage.telemetry.tracing import EpisodeSpans
 from durable_azstorage.worker.concurrency import DEFAULT_ACTIVITIES, DEFAULT_ORCHESTRATIONS, ConcurrencyOptions
 from durable_azstorage.worker.engine import WorkerEngine, engine_limits
 
@@ -112,6 +113,7 @@ class TaskHubWorker:
             renew_interval=self._renew_interval,
             episode_threads=min(self._max_orchestrations, 4),  # replay is CPU-bound
             clock=backend_clock(self._backend),
+            episode_spans=EpisodeSpans(),
             logger=self._log,
         )
         try:

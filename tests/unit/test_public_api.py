@@ -13,7 +13,7 @@ EXPECTED = {
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",
     "OrchestrationFailedError", "OrchestrationIdReusePolicy", "OrchestrationNotFoundError",
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
-    "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "Task", "TaskFailedError",
+    "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "ScaleAction", "ScaleRecommendation", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
     # durable entities (issue 15)
     "CleanEntityStorageResult", "DurableEntity", "EntityContext", "EntityInstanceId", "EntityLock",
