@@ -58,6 +58,12 @@ class MessageBuffer:
         return self._count
 
     @property
+    def takes_results(self) -> bool:
+        """Results produced in process may be buffered beyond ``capacity`` (they need no
+        receive; holding them pauses receiving instead), up to four times it."""
+        return self._count < 4 * self.capacity
+
+    @property
     def room(self) -> int:
         return max(0, self.capacity - self._count - self._reserved)
 
@@ -80,8 +86,16 @@ class MessageBuffer:
             self._count += 1
         batch[message.message_id] = message
         if instance_id not in self._locked:
-            self._ready[instance_id] = None
+            self._mark_ready(instance_id)
         self._changed.set()
+
+    def _mark_ready(self, instance_id: str) -> None:
+        """Queue the instance for a work item: at the front when an activity result waits
+        for it (depth first: an orchestration under way finishes before new ones are taken,
+        and its result's request is not renewed while it waits), else at the back."""
+        self._ready[instance_id] = None
+        if any(m.carried_for is not None for m in self._messages[instance_id].values()):
+            self._ready.move_to_end(instance_id, last=False)
 
     def take_ready(self) -> tuple[str, list[ReceivedMessage]] | None:
         """The oldest ready instance and all its buffered messages; it is locked until
@@ -113,7 +127,7 @@ class MessageBuffer:
     def release(self, instance_id: str) -> None:
         self._locked.discard(instance_id)
         if self._messages.get(instance_id):
-            self._ready[instance_id] = None
+            self._mark_ready(instance_id)
             self._changed.set()
 
     def take_unlocked(self) -> list[ReceivedMessage]:

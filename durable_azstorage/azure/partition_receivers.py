@@ -127,12 +127,12 @@ class PartitionReceivers:
         """Buffer a message produced in this process for an instance of a partition received
         here, as if its control queue had delivered it (an activity result: no control-queue
         send, receive and delete). False when the partition is not received here (not owned,
-        or being let go), nobody here asks for orchestration work items, or the buffer is
-        full: the caller sends it through the queue."""
+        or being let go), nobody here asks for orchestration work items, or the buffer holds
+        four times its capacity: the caller sends it through the queue."""
         if not self._running() or not self._buffer.serves_work_items:
             return False
         receiver = self._receivers.get(partition_of(instance_id, self.settings.partition_count))
-        if receiver is None or self._buffer.room <= 0:
+        if receiver is None or not self._buffer.takes_results:
             return False
         self._buffer.add(instance_id, replace(received, carried_for=receiver.queue.name))
         return True
