@@ -83,6 +83,18 @@ async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: t
     await asyncio.gather(*(one(m) for m in messages))
 
 
+async def defer(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta) -> None:
+    """Like ``hide``, recording a deferral in each message (``MessageQueue.defer``)."""
+
+    async def one(m: ReceivedMessage) -> None:
+        try:
+            await queue(m.queue_name).defer(m, delay)
+        except Exception as exc:  # stale receipt: it is visible again anyway
+            log.info("could not defer message %s: %s", m.message_id, exc)
+
+    await asyncio.gather(*(one(m) for m in messages))
+
+
 class OrchestrationWorkItems:
     """The orchestration half of ``AzureStorageBackend``.
 
@@ -409,11 +421,16 @@ class OrchestrationWorkItems:
         )
         self._release(lock)
 
-    async def abandon(self, item: OrchestrationWorkItem, *, delay: timedelta | None = None) -> None:
+    async def abandon(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
         lock = self._own(item)
         self._release_if_expired(lock)
         try:
-            await hide(self._queue, lock.messages, delay or timedelta(0))
+            if deferred:  # given back by choice: recorded in the messages, not a failure
+                await defer(self._queue, lock.messages, delay or timedelta(0))
+            else:
+                await hide(self._queue, lock.messages, delay or timedelta(0))
         finally:
             self._release(lock)
 

@@ -477,9 +477,9 @@ class AzureStorageBackend:
         await self._orchestrations.complete(item, commit)
 
     async def abandon_orchestration(
-        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
-        await self._orchestrations.abandon(item, delay=delay)
+        await self._orchestrations.abandon(item, delay=delay, deferred=deferred)
 
     async def _fetch(
         self, fetch: Awaitable[T | None], give_back: Callable[[T], Awaitable[None]]
@@ -511,9 +511,9 @@ class AzureStorageBackend:
         await self._activity_items().complete(item, result)
 
     async def abandon_activity(
-        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
-        await self._activity_items().abandon(item, delay=delay)
+        await self._activity_items().abandon(item, delay=delay, deferred=deferred)
 
     def _activity_items(self) -> ActivityWorkItems:
         if self._activities is None:

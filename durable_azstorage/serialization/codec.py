@@ -99,6 +99,36 @@ def decode_history(text: str | bytes) -> list[HistoryEvent]:
     return [decode_event(item, path=f"history.events[{i}]") for i, item in enumerate(raw)]
 
 
+DEFERRED_KEY = "deferred"
+"""Top-level field of a queue text (message envelope or payload-blob reference): how many of
+the message's deliveries were deferrals (given back by choice), so that any process's poison
+check can discount them."""
+
+
+def deferral_count(text: str) -> int:
+    """The deferrals recorded in a queue text (0 when none or unreadable)."""
+    if f'"{DEFERRED_KEY}"' not in text:
+        return 0
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return 0
+    count = doc.get(DEFERRED_KEY) if isinstance(doc, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def with_deferral(text: str) -> str:
+    """``text`` with one more deferral recorded; an unreadable text is returned unchanged."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(doc, dict):
+        return text
+    doc[DEFERRED_KEY] = deferral_count(text) + 1
+    return _dumps(doc)
+
+
 def encode_message(message: TaskMessage, *, sequence_number: int | None = None) -> str:
     """The queue text for ``message``: a versioned JSON envelope."""
     body = _encode_dataclass(message, "message")
@@ -115,7 +145,7 @@ def decode_message(text: str | bytes) -> TaskMessage:
 def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     """Like ``decode_message`` but also returns the envelope-only fields."""
     doc = _load_document(text, "message")
-    fields = {k: v for k, v in doc.items() if k not in ("v", "sequence_number", "event")}
+    fields = {k: v for k, v in doc.items() if k not in ("v", "sequence_number", "event", DEFERRED_KEY)}
     if "event" not in doc:
         raise ValueError("message.event: missing required field")
     event = decode_event(doc["event"], path="message.event")
@@ -383,7 +413,10 @@ def _kind(value: Any) -> str:
 
 
 __all__ = [
+    "DEFERRED_KEY",
     "FORMAT_VERSION",
+    "deferral_count",
+    "with_deferral",
     "SUPPORTED_VERSIONS",
     "MessageEnvelope",
     "decode_datetime",

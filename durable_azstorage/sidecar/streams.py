@@ -180,11 +180,14 @@ class WorkerStreams:
 
         await self._until(ready, self._dispatch_wait)
         if self._closed:
-            raise ExecutionAbandoned(f"the sidecar is stopping; {what} was not sent to an SDK worker")
+            raise ExecutionAbandoned(
+                f"the sidecar is stopping; {what} was not sent to an SDK worker", deferred=True
+            )
         candidates = [s for s in self._streams if s.has_room(kind)]
         if not candidates:
             raise ExecutionAbandoned(
-                f"no connected SDK worker had room for {what} within {self._dispatch_wait:.0f}s"
+                f"no connected SDK worker had room for {what} within {self._dispatch_wait:.0f}s",
+                deferred=True,
             )
         return min(candidates, key=lambda s: s.load(kind))
 
@@ -204,13 +207,15 @@ class WorkerStreams:
     def abandon(self, kind: Kind, token: str) -> None:
         """The SDK gave the item back: it is abandoned in the backend and delivered again."""
         pending = self._take(kind, token)
-        self._fail(pending, "the SDK worker abandoned it")
+        # The SDK abandons by choice (a version its REJECT strategy refuses, or it is shutting
+        # down), never because the item failed: deferred, so it never counts toward poison.
+        self._fail(pending, "the SDK worker abandoned it", deferred=True)
 
     def abandon_all(self, reason: str) -> int:
         """Give every pending item back (the sidecar is stopping); returns how many."""
         pending = list(self._pending.values())
         for p in pending:
-            self._fail(p, reason)
+            self._fail(p, reason, deferred=True)
         return len(pending)
 
     def close(self) -> None:
@@ -267,10 +272,10 @@ class WorkerStreams:
         del self._pending[token]
         return pending
 
-    def _fail(self, pending: _Pending, reason: str) -> None:
+    def _fail(self, pending: _Pending, reason: str, *, deferred: bool = False) -> None:
         self._pending.pop(pending.token, None)
         if not pending.future.done():
-            pending.future.set_exception(ExecutionAbandoned(f"{pending.what}: {reason}"))
+            pending.future.set_exception(ExecutionAbandoned(f"{pending.what}: {reason}", deferred=deferred))
 
     def notify(self) -> None:
         """Wake everyone waiting for a change (room, capacity, idleness)."""

@@ -96,7 +96,7 @@ class ActivityProcessor(WorkItemProcessor):
                 "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
                 item.name, item.task_id, item.instance.instance_id, exc,
             )
-            await self._abandon(item)
+            await self._abandon(item, deferred=exc.deferred)
             return
         # Whatever ran the code, the answer names the scheduling it answers (replay.ledger).
         answer = dataclasses.replace(result, schedule_index=item.schedule_index)
@@ -120,9 +120,10 @@ class ActivityProcessor(WorkItemProcessor):
             )
             await self._abandon(item)
 
-    async def _abandon(self, item: ActivityWorkItem) -> None:
+    async def _abandon(self, item: ActivityWorkItem, *, deferred: bool = False) -> None:
+        delay = abandon_delay(item.dequeue_count, deferred=deferred)
         try:
-            await self._backend.abandon_activity(item, delay=abandon_delay(item.dequeue_count))
+            await self._backend.abandon_activity(item, delay=delay, deferred=deferred)
         except LockLostError:
             pass  # the request reappears when the lock expires anyway
         except Exception:
