@@ -211,6 +211,21 @@ def test_failed_child_is_rewound_with_its_parent(
     assert [e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)] == [kid]
 
 
+def test_purged_failed_child_is_created_and_run_again(running: TaskHubWorker, client: TaskHubClient) -> None:
+    """As the portable SDK's reference backend: purge the failed child, rewind the parent."""
+    BROKEN.add("c-flaky")
+    iid = client.schedule_new_orchestration(parent, input=False, instance_id="rw-purged")
+    failed = fail_then_fix(client, iid, "c-flaky")
+    kid = next(e.instance_id for e in failed if isinstance(e, SubOrchestrationInstanceCreated))
+    assert client.purge_orchestration(kid).deleted_instance_count == 1
+
+    client.rewind_orchestration(iid, reason="purge and retry")
+
+    assert completed(client, iid) == ["P", ["C-OK", "C-FLAKY"]]
+    assert completed(client, kid) == ["C-OK", "C-FLAKY"]
+    assert CALLS == {"p": 1, "c-ok": 2, "c-flaky": 4}  # the child ran again from its start
+
+
 def test_events_raised_before_and_after_the_failure_survive(
     running: TaskHubWorker, client: TaskHubClient
 ) -> None:
