@@ -264,6 +264,8 @@ def _encode_value(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, hint):
             raise ValueError(f"{path}: expected {hint.__name__}, got {_kind(value)}")
         return _encode_dataclass(value, path)
+    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is object:
+        return _json_object(value, path)
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -335,6 +337,8 @@ def _decode_value(raw: Any, hint: Any, path: str) -> Any:
         return decode_event(raw, path=path)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _decode_dataclass(hint, raw, path)
+    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is object:
+        return _json_object(raw, path)
     if typing.get_origin(hint) is dict:
         if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
             raise ValueError(f"{path}: expected an object of strings, got {_kind(raw)}")
@@ -350,6 +354,17 @@ def _decode_value(raw: Any, hint: Any, path: str) -> Any:
     if not check(raw):
         raise ValueError(f"{path}: expected {hint.__name__}, got {_kind(raw)}")
     return raw
+
+
+def _json_object(value: Any, path: str) -> dict[str, Any]:
+    """A dict of JSON values by name (``dict[str, object]`` fields), checked both ways."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{path}: expected an object with string keys, got {_kind(value)}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not JSON values: {exc}") from None
+    return dict(value)
 
 
 def _strip_optional(hint: Any) -> Any:

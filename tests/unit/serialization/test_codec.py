@@ -383,3 +383,12 @@ def test_deferrals_are_counted_in_the_queue_text_and_ignored_by_the_decoder() ->
     blob_ref = '{"v":1,"blob":"hub/abc"}'
     assert codec.deferral_count(codec.with_deferral(blob_ref)) == 1
     assert codec.with_deferral("not json") == "not json"
+
+
+def test_failure_properties_round_trip_and_must_be_json() -> None:
+    details = FailureDetails(message="m", error_type="E", properties={"code": 42, "tags": ["a"], "x": None})
+    assert decode_failure(json.loads(json.dumps(encode_failure(details)))) == details
+    with pytest.raises(ValueError, match="properties: not JSON values"):
+        encode_failure(FailureDetails(message="m", error_type="E", properties={"when": datetime.now()}))
+    with pytest.raises(ValueError, match="properties: expected an object"):
+        decode_failure({"message": "m", "error_type": "E", "properties": [1]})
