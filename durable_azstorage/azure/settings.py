@@ -12,7 +12,6 @@ the worker and client obtain a backend through ``create_backend()`` and never im
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -70,8 +69,9 @@ class AzureStorageSettings:
     ``account_url`` is any one service endpoint, e.g. ``https://acct.queue.core.windows.net``;
     the blob/queue/table endpoints are derived by swapping the service label. ``credential`` is
     an account key (str), a SAS token (str starting with ``?`` or containing ``sig=``), an
-    ``AzureNamedKeyCredential``/``AzureSasCredential``, or an *async* azure-identity credential
-    (``azure.identity.aio.DefaultAzureCredential()``; the backend uses the ``.aio`` clients).
+    ``AzureNamedKeyCredential``/``AzureSasCredential``, or an azure-identity credential, sync
+    (``azure.identity.DefaultAzureCredential()``: its token requests run on a worker thread,
+    ``azure.sync_credential``) or async (``azure.identity.aio.DefaultAzureCredential()``).
 
     Defaults and what they cost (prices: queue/table operations are billed per 10,000):
 
@@ -193,12 +193,6 @@ class AzureStorageSettings:
             raise ValueError("account_url: must not carry a query (pass a SAS as credential)")
         if self.credential is None:
             raise ValueError("credential: required with account_url (key, SAS or TokenCredential)")
-        get_token = getattr(self.credential, "get_token", None)
-        if get_token is not None and not inspect.iscoroutinefunction(get_token):
-            raise ValueError(
-                "credential: the backend uses the async (.aio) clients; pass an async credential "
-                "such as azure.identity.aio.DefaultAzureCredential()"
-            )
 
     # ----------------------------------------------------------------- non-secret views
 

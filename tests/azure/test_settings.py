@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
 
+from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.sync_credential import AsyncFromSyncCredential
 
 KEY = "c2VjcmV0LWtleS1ub2JvZHktbXVzdC1zZWUtdGhpcw=="
 CONN = (
@@ -92,11 +95,33 @@ class _AsyncCredential:
         return AccessToken("token-secret", 0)
 
 
-def test_token_credentials_must_be_async() -> None:
-    with pytest.raises(ValueError, match="credential: .*azure.identity.aio"):
-        AzureStorageSettings(account_url="https://a.queue.core.windows.net", credential=_SyncCredential())
-    s = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=_AsyncCredential())
-    assert s.account_name == "acct"
+def test_sync_and_async_token_credentials_are_accepted() -> None:
+    """The sync client's users hold a sync azure-identity credential; the backend's .aio
+    clients get it wrapped (its token requests run on a worker thread)."""
+    for credential in (_SyncCredential(), _AsyncCredential()):
+        s = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=credential)
+        assert s.account_name == "acct"
+
+
+async def test_a_sync_credential_is_awaited_off_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[tuple[tuple[str, ...], int]] = []
+
+    class Recording:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            seen.append((scopes, threading.get_ident()))
+            return AccessToken("token-secret", 0)
+
+    settings = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=Recording())
+    async with StorageClients(settings) as clients:
+        credential = clients.queue("q").credential  # what the .aio client's auth policy awaits
+    assert isinstance(credential, AsyncFromSyncCredential)
+    token = await credential.get_token("https://storage.azure.com/.default")
+    assert token.token == "token-secret"
+    assert seen[0][0] == ("https://storage.azure.com/.default",) and seen[0][1] != loop_thread
+    async_one = _AsyncCredential()
+    async with StorageClients(dataclasses.replace(settings, credential=async_one)) as clients:
+        assert clients.queue("q").credential is async_one
 
 
 @pytest.mark.parametrize(
