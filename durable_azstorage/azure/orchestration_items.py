@@ -71,26 +71,21 @@ class _OrchLock:
         return min(times) if times else None
 
 
-async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta) -> None:
-    """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped."""
+async def hide(
+    queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta, *, deferred: bool = False
+) -> None:
+    """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
+    ``deferred`` records a deferral in each message (``MessageQueue.defer``)."""
 
     async def one(m: ReceivedMessage) -> None:
+        target = queue(m.queue_name)
         try:
-            await queue(m.queue_name).set_visibility(m, delay)
+            if deferred:
+                await target.defer(m, delay)
+            else:
+                await target.set_visibility(m, delay)
         except Exception as exc:  # stale receipt: it is visible again anyway
             log.info("could not re-hide message %s: %s", m.message_id, exc)
-
-    await asyncio.gather(*(one(m) for m in messages))
-
-
-async def defer(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta) -> None:
-    """Like ``hide``, recording a deferral in each message (``MessageQueue.defer``)."""
-
-    async def one(m: ReceivedMessage) -> None:
-        try:
-            await queue(m.queue_name).defer(m, delay)
-        except Exception as exc:  # stale receipt: it is visible again anyway
-            log.info("could not defer message %s: %s", m.message_id, exc)
 
     await asyncio.gather(*(one(m) for m in messages))
 
@@ -427,10 +422,8 @@ class OrchestrationWorkItems:
         lock = self._own(item)
         self._release_if_expired(lock)
         try:
-            if deferred:  # given back by choice: recorded in the messages, not a failure
-                await defer(self._queue, lock.messages, delay or timedelta(0))
-            else:
-                await hide(self._queue, lock.messages, delay or timedelta(0))
+            # deferred: given back by choice, recorded in the messages, not a failure
+            await hide(self._queue, lock.messages, delay or timedelta(0), deferred=deferred)
         finally:
             self._release(lock)
 

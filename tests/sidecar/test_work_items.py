@@ -9,6 +9,7 @@ worker still holds. The backend is the in-memory one (the Azure path is in test_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -100,11 +101,9 @@ class Harness:
         return None if state is None else state.runtime_status
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    backend = InMemoryBackend()
-    await backend.create_task_hub()
-    work = WorkItemService(backend, health_ping_interval=0.3, dispatch_wait=0.5, poll_timeout=0.1)
+@contextlib.asynccontextmanager
+async def _serving(work: WorkItemService, backend: InMemoryBackend) -> AsyncIterator[Harness]:
+    """``work`` served over real gRPC on a free port, with a client on ``backend``."""
     server = grpc.aio.server()
     pb_grpc.add_TaskHubSidecarServiceServicer_to_server(_Servicer(work), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -119,6 +118,15 @@ async def harness() -> AsyncIterator[Harness]:
         await channel.close()
         await server.stop(None)
         await client.close()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    backend = InMemoryBackend()
+    await backend.create_task_hub()
+    work = WorkItemService(backend, health_ping_interval=0.3, dispatch_wait=0.5, poll_timeout=0.1)
+    async with _serving(work, backend) as h:
+        yield h
 
 
 async def _next_work(stream: RawStream, timeout: float = WAIT) -> pb.WorkItem:
@@ -362,20 +370,8 @@ async def strict_harness(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harne
     backend = InMemoryBackend()
     await backend.create_task_hub()
     work = WorkItemService(backend, dispatch_wait=0.5, poll_timeout=0.1, max_dequeue_count=1)
-    server = grpc.aio.server()
-    pb_grpc.add_TaskHubSidecarServiceServicer_to_server(_Servicer(work), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await work.start()
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    client = AsyncTaskHubClient(backend=backend)
-    try:
-        yield Harness(backend, work, pb_grpc.TaskHubSidecarServiceStub(channel), client)
-    finally:
-        await work.stop(grace=0.5)
-        await channel.close()
-        await server.stop(None)
-        await client.close()
+    async with _serving(work, backend) as h:
+        yield h
 
 
 async def test_work_item_filters_route_items_and_unmatched_ones_stay_pending_without_poison(
