@@ -15,6 +15,7 @@ EXPECTED = {
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
     "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
+    "VersioningOptions", "VersionFailureStrategy", "VersionMatchStrategy",
 }
 
 
