@@ -92,7 +92,8 @@ class ActivityProcessor(WorkItemProcessor):
         try:
             result = await self._run(item)
         except ExecutionAbandoned as exc:
-            self._log.info(
+            self._log.log(
+                logging.DEBUG if exc.deferred else logging.INFO,
                 "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
                 item.name, item.task_id, item.instance.instance_id, exc,
             )

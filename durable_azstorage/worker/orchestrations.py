@@ -64,7 +64,10 @@ class OrchestrationProcessor(WorkItemProcessor):
         try:
             commit = await self._build_commit(item)
         except ExecutionAbandoned as exc:
-            self._log.info(
+            # A deferral repeats every DEFERRAL_DELAY while it lasts (a rolling deployment):
+            # debug, not info, so that it does not flood the log.
+            self._log.log(
+                logging.DEBUG if exc.deferred else logging.INFO,
                 "orchestration %r: episode abandoned (delivery %d%s), it will be delivered again: %s",
                 item.instance_id, item.dequeue_count, ", deferred" if exc.deferred else "", exc,
             )
