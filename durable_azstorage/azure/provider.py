@@ -103,6 +103,8 @@ class AzureStorageBackend:
     ) -> None:
         self.settings = settings
         self.names = settings.names
+        if ownership is None and settings.shared_partitions:
+            ownership = OwnAllPartitions(settings.partition_count)  # every worker, every queue
         self._manage_partitions = ownership is None
         self.ownership: PartitionOwnership = ownership or OwnAllPartitions(settings.partition_count)
         self.partition_manager: PartitionManager | None = None  # built by start() if managed

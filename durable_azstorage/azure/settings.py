@@ -110,6 +110,12 @@ class AzureStorageSettings:
       lease table every 10 s.
     * ``retry_attempts=6``: attempts per storage operation on transient errors (408/429/5xx,
       connection failures), with exponential back-off and full jitter (at most ≈ 3 s of waiting in total).
+    * ``shared_partitions=False``: with True, every worker receives every control queue
+      (competing consumers; commits stay ETag-guarded) instead of leasing partitions. Then an
+      instance a worker defers (a version its ``use_versioning`` rejects, no connected SDK
+      worker whose work-item filters accept it) reaches any worker of the hub, not only the
+      partition's owner. Costs: every worker polls every control queue, and an instance's
+      messages may be split between workers (the loser of the commit race retries).
     """
 
     connection_string: str | None = None
@@ -130,6 +136,7 @@ class AzureStorageSettings:
     lease_renew_interval: timedelta = timedelta(seconds=10)
     lease_acquire_interval: timedelta = timedelta(seconds=10)
     retry_attempts: int = 6
+    shared_partitions: bool = False
 
     def __post_init__(self) -> None:
         self._validate_account()
@@ -139,8 +146,9 @@ class AzureStorageSettings:
         if self.wakeup_interval is not None:
             _positive_duration("wakeup_interval", self.wakeup_interval)
         _int_in_range("max_dequeue_count", self.max_dequeue_count, 1, 1000)
-        if not isinstance(self.extended_sessions, bool):
-            raise ValueError("extended_sessions: must be a bool")
+        for flag in ("extended_sessions", "shared_partitions"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}: must be a bool")
         _int_in_range("control_queue_batch_size", self.control_queue_batch_size, 1, 32)
         for name in ("control_queue_visibility_timeout", "work_item_visibility_timeout"):
             _positive_duration(name, getattr(self, name), maximum=MAX_QUEUE_VISIBILITY)
@@ -345,6 +353,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "wakeup_interval": _parse_optional_seconds,
     "max_dequeue_count": int,
     "extended_sessions": _parse_bool,
+    "shared_partitions": _parse_bool,
     "control_queue_batch_size": int,
     "control_queue_visibility_timeout": _parse_seconds,
     "work_item_visibility_timeout": _parse_seconds,

@@ -56,6 +56,7 @@ def test_defaults() -> None:
         ({"lease_acquire_interval": timedelta(seconds=-1)}, "lease_acquire_interval: must be positive"),
         ({"worker_id": " "}, "worker_id: must be a non-empty string"),
         ({"extended_sessions": "yes"}, "extended_sessions: must be a bool"),
+        ({"shared_partitions": 1}, "shared_partitions: must be a bool"),
         ({"retry_attempts": 0}, "retry_attempts"),
     ],
 )
@@ -150,8 +151,10 @@ def test_from_env_reads_prefixed_variables() -> None:
         "DURABLE_AZSTORAGE_MAX_POLL_INTERVAL": "2.5",
         "DURABLE_AZSTORAGE_EXTENDED_SESSIONS": "false",
         "DURABLE_AZSTORAGE_WORKER_ID": "w1",
+        "DURABLE_AZSTORAGE_SHARED_PARTITIONS": "true",
     }
     s = AzureStorageSettings.from_env(env)
+    assert s.shared_partitions is True
     assert (s.task_hub, s.partition_count, s.worker_id) == ("Orders", 8, "w1")
     assert s.max_poll_interval == timedelta(seconds=2.5)
     assert s.extended_sessions is False

@@ -50,14 +50,16 @@ def parent(ctx: OrchestrationContext, _: Any) -> Generator[Task[Any], Any, Any]:
     return (yield ctx.call_sub_orchestrator(child))
 
 
-def _worker(azure_hub: AzureStorageSettings | None, client: TaskHubClient) -> TaskHubWorker:
+def _worker(
+    azure_hub: AzureStorageSettings | None, client: TaskHubClient, *, shared: bool = False
+) -> TaskHubWorker:
     """A worker on the test's hub (the in-memory one: the client's backend) that declares an
-    item poison at its second failed delivery."""
+    item poison at its second failed delivery; ``shared``: on Azure, without partition leases."""
     if azure_hub is None:
         return TaskHubWorker(
             backend=client.backend, lock_renew_interval=timedelta(seconds=1), max_dequeue_count=2
         )
-    return TaskHubWorker(azure_hub, max_dequeue_count=2)
+    return TaskHubWorker(dataclasses.replace(azure_hub, shared_partitions=shared), max_dequeue_count=2)
 
 
 def _versioned_client(azure_hub: AzureStorageSettings | None, client: TaskHubClient) -> TaskHubClient:
@@ -149,6 +151,30 @@ def test_rolling_deployment_rejects_without_poison_until_the_new_worker_runs_it(
         old_worker.stop(grace=timedelta(seconds=5))
         new_worker.stop(grace=timedelta(seconds=5))
         new_client.close()
+
+
+def test_two_versions_run_side_by_side_when_partitions_are_shared(
+    client: TaskHubClient, azure_hub: AzureStorageSettings | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``shared_partitions`` (in memory: always) a rejected instance reaches a worker of
+    its version while both versions keep running, whatever its partition."""
+    monkeypatch.setattr(processor, "DEFERRAL_DELAY", timedelta(milliseconds=100))
+    workers = [_worker(azure_hub, client, shared=True) for _ in ("1.0", "2.0")]
+    try:
+        for version, w in zip(("1.0", "2.0"), workers):
+            w.add_orchestrator(which)
+            w.use_versioning(VersioningOptions(
+                version=version, match_strategy=VersionMatchStrategy.STRICT,
+                failure_strategy=VersionFailureStrategy.REJECT,
+            ))
+            w.start()
+        ids = {client.schedule_new_orchestration(which, version=v): v for v in ("1.0", "2.0") * 4}
+        for instance_id, version in ids.items():
+            done = client.wait_for_orchestration_completion(instance_id, timeout=TIMEOUT)
+            assert (done.runtime_status, done.get_output()) == (S.COMPLETED, version)
+    finally:
+        for w in workers:
+            w.stop(grace=timedelta(seconds=5))
 
 
 def test_default_version_goes_to_sub_orchestrations_started_without_one(

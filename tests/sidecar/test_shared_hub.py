@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from durabletask import task
 from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
-from durabletask.worker import TaskHubGrpcWorker
+from durabletask.worker import OrchestrationWorkItemFilter, TaskHubGrpcWorker, WorkItemFilters
 from sidecar_support import RunningSidecar, sidecar_settings
 
 from durable_azstorage.azure.naming import partition_of
@@ -93,3 +93,50 @@ def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
         for i, iid in enumerate(late):
             state = client_a.wait_for_orchestration_completion(iid, timeout=60)
             assert state is not None and state.get_output() == (10 + i) * 2
+
+
+def left(ctx: task.OrchestrationContext, n: int) -> str:
+    return f"left:{n}"
+
+
+def right(ctx: task.OrchestrationContext, n: int) -> str:
+    return f"right:{n}"
+
+
+@contextmanager
+def _filtered_app(address: str, orchestrator: Callable[..., str]) -> Iterator[TaskHubGrpcClient]:
+    """An SDK app whose worker runs only ``orchestrator`` and says so in its work-item filters."""
+    worker = TaskHubGrpcWorker(host_address=address)
+    worker.add_orchestrator(orchestrator)
+    worker.use_work_item_filters(WorkItemFilters(
+        orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
+    ))
+    worker.start()
+    client = TaskHubGrpcClient(host_address=address)
+    try:
+        yield client
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_sidecars_with_different_filters_share_a_hub_with_shared_partitions(
+    azurite: Azurite, new_sidecar: Callable[..., RunningSidecar]
+) -> None:
+    """Every instance reaches the sidecar whose worker runs it, whichever partition it is in:
+    the other sidecar defers it (never poison, max_dequeue_count=2) and it is offered again."""
+    base = dataclasses.replace(
+        sidecar_settings(azurite, "filtered"), shared_partitions=True, max_dequeue_count=2
+    )
+    first = new_sidecar(dataclasses.replace(base, worker_id="pod-left"))
+    second = new_sidecar(dataclasses.replace(base, worker_id="pod-right"), create_hub=False)
+    assert _owned(first) == _owned(second) == {0, 1, 2, 3}  # no leases: both receive every queue
+
+    with _filtered_app(first.address, left) as client, _filtered_app(second.address, right):
+        ids = _two_per_partition(base.partition_count)
+        for i, iid in enumerate(ids):
+            client.schedule_new_orchestration(right if i % 2 else left, input=i, instance_id=iid)
+        for i, iid in enumerate(ids):
+            state = client.wait_for_orchestration_completion(iid, timeout=90)
+            assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, state
+            assert state.get_output() == f"{'right' if i % 2 else 'left'}:{i}"
