@@ -1,9 +1,15 @@
 """Activity work items: locks on work-item queue messages, renewal, completion, abandon.
 
 A lock is the received message's invisibility: renewing extends it (new pop receipt),
-completing sends the result to the orchestration's control queue *first* and then deletes
-the request (a crash in between re-runs the activity; replay ignores the duplicate result),
-abandoning makes it visible again after the delay. A request delivered more than
+abandoning makes it visible again after the delay. Completing sends the result to the
+orchestration's control queue *first* and then deletes the request (a crash in between re-runs
+the activity; replay ignores the duplicate result). When this process receives the
+orchestration's partition, the result is instead handed to its message buffer together with
+the still-hidden request message (``deliver``): the episode that applies the result deletes
+the request in its checkpoint step 4, so the request is the result's durable record until
+then (a crash re-runs the activity), and the control-queue send, receive and delete are
+saved. A result sent through the queue names the request it answers (``answers``), so a
+committed episode that consumed the request is recognised (``checkpoint``). A request delivered more than
 ``max_dequeue_count`` times is copied to the poison store before it is handed out; the
 worker then fails the activity instead of running it again.
 """
@@ -11,7 +17,7 @@ worker then fails the activity instead of running it again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.activity_receiver import ActivityReceiver
@@ -19,6 +25,12 @@ from durable_azstorage.azure.queues import ReceivedMessage
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.serialization.codec import encode_message
+
+Send = Callable[[TaskMessage, str], Awaitable[object]]
+"""``send(result, answers)``: the result to the control queue, naming the request's id."""
+Deliver = Callable[[str, ReceivedMessage], bool]
+"""``deliver(instance_id, received)``: buffer a result in process (``PartitionReceivers``)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -33,7 +45,8 @@ class ActivityWorkItems:
         self,
         receiver: ActivityReceiver,
         *,
-        send: Callable[[TaskMessage], Awaitable[object]],
+        send: Send,
+        deliver: Deliver,
         quarantine: Callable[[ReceivedMessage, str], Awaitable[object]],
         max_dequeue_count: int,
         visibility_timeout: timedelta,
@@ -41,6 +54,9 @@ class ActivityWorkItems:
         self.receiver = receiver
         self._queue = receiver.queue
         self._send = send
+        self._deliver = deliver
+        self.delivered_in_process = 0
+        """Results handed to this process's message buffer instead of the control queue."""
         self._quarantine = quarantine
         self._max_dequeue_count = max_dequeue_count
         self._visibility = visibility_timeout
@@ -92,7 +108,12 @@ class ActivityWorkItems:
         lock = item.lock_token
         if not isinstance(lock, _ActivityLock):
             raise LockLostError(f"lock token {lock!r} was not issued by this backend")
-        await self._send(result)
+        request = lock.received
+        if self._locks.get(request.message_id) is lock and self._deliver_in_process(request, result):
+            del self._locks[request.message_id]
+            self.delivered_in_process += 1
+            return
+        await self._send(result, request.message_id)
         held = self._locks.pop(lock.received.message_id, None) is lock
         deleted = held and await self._queue.consume(lock.received)
         if deleted:
@@ -103,6 +124,23 @@ class ActivityWorkItems:
                 f"{item.instance.instance_id!r}) was lost; the result was sent, the request "
                 "will be delivered again"
             )
+
+    def _deliver_in_process(self, request: ReceivedMessage, result: TaskMessage) -> bool:
+        visible = request.next_visible_on
+        # A request whose lock ends within a third of its timeout is not handed over in
+        # process: it could reappear, and run again, before the episode deletes it.
+        if visible is None or visible - datetime.now(timezone.utc) < self._visibility / 3:
+            return False
+        carrier = replace(
+            request,
+            message=result,
+            raw=encode_message(result),
+            inserted_on=datetime.now(timezone.utc),
+            sequence_number=None,
+            answers=None,
+            error=None,
+        )
+        return self._deliver(result.instance.instance_id, carrier)
 
     async def abandon(
         self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False

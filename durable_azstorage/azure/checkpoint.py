@@ -111,14 +111,7 @@ class Checkpoint:
         messages: Sequence[ReceivedMessage],
     ) -> None:
         """The four steps for the episode that consumed ``messages`` (its lock is held)."""
-        if commit.state.instance_id != instance_id:
-            raise ValueError(
-                f"commit.state is for {commit.state.instance_id!r}, the work item for "
-                f"{instance_id!r}"
-            )
-        for request in commit.activity_messages:
-            if not request.is_activity_request:
-                raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
+        commit.check_for(instance_id)
         session = self._sessions.peek(instance_id)
         row_etag = session.row_etag if session is not None and known_state is not None else None
         sentinel = loaded.sentinel
@@ -231,9 +224,10 @@ class Checkpoint:
         outbox = Outbox.parse(sentinel.outbox)
         episodes: dict[int, EpisodeRecord] = {}
         for received in redelivered:
-            record = episode_of(records, received.message_id)
-            if record is not None:
-                episodes[record.episode] = record
+            for message_id in received.consumed_as:
+                record = episode_of(records, message_id)
+                if record is not None:
+                    episodes[record.episode] = record
         outbound: list[TaskMessage] = []
         for record in sorted(episodes.values(), key=lambda r: r.episode):
             if record.execution_id == sentinel.execution_id:

@@ -47,6 +47,9 @@ class MessageBuffer:
         self._waiters = 0
         self._reserved = 0  # slots promised to receives in flight
         self.demand = asyncio.Event()  # set while someone waits for a work item
+        self.serves_work_items = False
+        """Someone in this process has asked for orchestration work items (a worker, not
+        a client or an activity-only process): only then is a result worth buffering here."""
 
     @property
     def count(self) -> int:
@@ -119,7 +122,7 @@ class MessageBuffer:
         dropped: list[ReceivedMessage] = []
         for instance_id in list(self._messages):
             batch = self._messages[instance_id]
-            for message_id in [k for k, m in batch.items() if m.queue_name == queue_name]:
+            for message_id in [k for k, m in batch.items() if m.home == queue_name]:
                 dropped.append(batch.pop(message_id))
                 self._count -= 1
             if not batch:
@@ -135,6 +138,7 @@ class MessageBuffer:
     def add_waiter(self) -> bool:
         """Someone waits for work: receivers poll. True if demand just started."""
         self._waiters += 1
+        self.serves_work_items = True
         started = not self.demand.is_set()
         self.demand.set()
         return started

@@ -75,12 +75,21 @@ async def hide(
     queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta, *, deferred: bool = False
 ) -> None:
     """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
-    ``deferred`` records a deferral in each message (``MessageQueue.defer``)."""
+
+    A result delivered in process (``carried_for``) goes to its control queue, hidden for
+    ``delay``, and its carrier, the activity request, is deleted: made visible, the request
+    would run the activity again instead of returning its result. ``deferred`` records a
+    deferral in each other message (``MessageQueue.defer``); a carried result is sent anew,
+    so it has no deliveries to discount.
+    """
 
     async def one(m: ReceivedMessage) -> None:
         target = queue(m.queue_name)
         try:
-            if deferred:
+            if m.carried_for is not None and m.message is not None:
+                await queue(m.carried_for).send(m.message, delay=delay, answers=m.message_id)
+                await target.consume(m)
+            elif deferred:
                 await target.defer(m, delay)
             else:
                 await target.set_visibility(m, delay)
@@ -291,8 +300,8 @@ class OrchestrationWorkItems:
         """Split ``messages`` into those a committed episode already consumed (to recover)
         and the filter's verdict on the rest."""
         consumed = frozenset(loaded.sentinel.consumed_message_ids)  # episode marks never match
-        recovered = [m for m in messages if m.message_id in consumed]
-        rest = [m for m in messages if m.message_id not in consumed]
+        recovered = [m for m in messages if not consumed.isdisjoint(m.consumed_as)]
+        rest = [m for m in messages if consumed.isdisjoint(m.consumed_as)]
         filtered = await filter_messages(
             loaded.sentinel, rest, instance_row=instance_row,
             max_delay=self.settings.max_timer_delay, history=loaded.events,

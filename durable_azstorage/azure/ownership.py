@@ -1,8 +1,10 @@
 """Which control-queue partitions this worker owns: the seam for the partition manager.
 
-Until the partition manager (issue 5) exists, one worker owns every partition
-(``OwnAllPartitions``). The backend runs one receive loop per owned partition and starts or
-stops loops when ``subscribe``'s callback reports a change (from any thread).
+A started worker's backend gets its partitions from the lease-based ``PartitionManager``
+(``partitions``); ``OwnAllPartitions`` owns every partition, for a backend that is given it
+(tests of competing receivers, the torture test). The backend runs one receive loop per owned
+partition and starts or stops loops when ``subscribe``'s callback reports a change (from any
+thread).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class PartitionOwnership(Protocol):
 
 
 class OwnAllPartitions:
-    """Default ownership: this worker owns every partition."""
+    """This worker owns every partition (no leases)."""
 
     def __init__(self, partition_count: int) -> None:
         self._all = frozenset(range(partition_count))

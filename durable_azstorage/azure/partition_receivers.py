@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
@@ -99,6 +100,20 @@ class PartitionReceivers:
         if receiver is not None:
             receiver.wake()
         return receiver is not None
+
+    def deliver(self, instance_id: str, received: ReceivedMessage) -> bool:
+        """Buffer a message produced in this process for an instance of a partition received
+        here, as if its control queue had delivered it (an activity result: no control-queue
+        send, receive and delete). False when the partition is not received here (not owned,
+        or being let go), nobody here asks for orchestration work items, or the buffer is
+        full: the caller sends it through the queue."""
+        if not self._running() or not self._buffer.serves_work_items:
+            return False
+        receiver = self._receivers.get(partition_of(instance_id, self.settings.partition_count))
+        if receiver is None or self._buffer.room <= 0:
+            return False
+        self._buffer.add(instance_id, replace(received, carried_for=receiver.queue.name))
+        return True
 
     def wake_all(self) -> None:
         """Poll every owned control queue now (another process signalled new work)."""

@@ -115,5 +115,7 @@ def _self_contained_body(received: ReceivedMessage) -> str:
     """The message as the record keeps it: a decoded message whose body was in a payload
     blob is stored whole, since that blob goes when the queue message is consumed."""
     if received.message is not None and received.payload_blob is not None:
-        return encode_message(received.message, sequence_number=received.sequence_number)
+        return encode_message(
+            received.message, sequence_number=received.sequence_number, answers=received.answers
+        )
     return received.raw

@@ -172,6 +172,11 @@ class AzureStorageBackend:
         return self._sessions
 
     @property
+    def activity_results_in_process(self) -> int:
+        """Activity results handed to this process's orchestrations without a queue message."""
+        return self._activities.delivered_in_process if self._activities is not None else 0
+
+    @property
     def buffered_messages(self) -> int:
         """Control messages received but not yet handed out (bounded: back-pressure)."""
         return self._buffer.count
@@ -250,7 +255,8 @@ class AzureStorageBackend:
         )
         self._activities = ActivityWorkItems(
             receiver,
-            send=self._send,
+            send=self._send_result,
+            deliver=self._receivers.deliver,
             quarantine=lambda m, reason: self._quarantine(m, reason, delete=False),
             max_dequeue_count=self.settings.max_dequeue_count,
             visibility_timeout=self.settings.work_item_visibility_timeout,
@@ -317,11 +323,12 @@ class AzureStorageBackend:
         await self._receivers.drain(partition, self.ownership.owned())
 
     # --- sending --------------------------------------------------------------------------
-    async def _send(self, message: TaskMessage) -> bool:
+    async def _send(self, message: TaskMessage, *, answers: str | None = None) -> bool:
         """Route ``message`` to its queue, delayed until ``visible_at()``; wake local pollers.
 
         True when a poller of this process was woken or the message is delayed (then the
-        receiver's own polling finds it; a wake-up now would not help)."""
+        receiver's own polling finds it; a wake-up now would not help). ``answers``: the id
+        of the activity request a result answers."""
         if message.is_activity_request:
             name = self.names.work_item_queue
         else:
@@ -330,7 +337,9 @@ class AzureStorageBackend:
         delay = None
         if visible_at is not None:
             delay = visible_at - datetime.now(timezone.utc)
-        await self._queue(name).send(message, delay=delay, sequence_number=next(self._sequence))
+        await self._queue(name).send(
+            message, delay=delay, sequence_number=next(self._sequence), answers=answers
+        )
         if delay is None or delay <= timedelta(0):
             return self._wake(name, message.instance.instance_id)
         return True
@@ -342,6 +351,9 @@ class AzureStorageBackend:
                 self._activities.receiver.wake()
             return self._activities is not None
         return self._receivers.wake(instance_id)
+
+    async def _send_result(self, result: TaskMessage, answers: str) -> None:
+        await self._send(result, answers=answers)
 
     async def _send_from_client(self, message: TaskMessage) -> None:
         """Send, and when no poller of this process takes it, tell idle workers elsewhere."""

@@ -60,7 +60,10 @@ class ReceivedMessage:
 
     ``message`` is None when the body could not be decoded; ``error`` then says why and
     ``raw`` holds the body as received. ``payload_blob`` names the large-message blob the
-    body was (or should have been) read from.
+    body was (or should have been) read from. ``answers`` is the id of the activity request a
+    result message answers (see ``checkpoint``). ``carried_for`` names the control queue of a
+    result delivered in process, carried by its request's work-item message
+    (``activity_items``); the message then belongs to that queue's partition.
     """
 
     queue_name: str
@@ -74,8 +77,22 @@ class ReceivedMessage:
     sequence_number: int | None = None
     error: str | None = None
     payload_blob: str | None = None
+    answers: str | None = None
+    carried_for: str | None = None
     deferrals: int = 0
     """Deliveries that were deferrals (``defer``), recorded in the message itself."""
+
+    @property
+    def home(self) -> str:
+        """The queue whose partition this message belongs to."""
+        return self.carried_for or self.queue_name
+
+    @property
+    def consumed_as(self) -> tuple[str, ...]:
+        """The ids an episode log may have recorded for this message: its own and, for a
+        result sent through the queue, that of the request it answers (an episode may have
+        consumed the same result delivered in process, carried by the request)."""
+        return (self.message_id,) if self.answers is None else (self.message_id, self.answers)
 
     @property
     def sort_key(self) -> tuple[float, int]:
@@ -107,9 +124,10 @@ class MessageQueue:
         *,
         delay: timedelta | None = None,
         sequence_number: int | None = None,
+        answers: str | None = None,
     ) -> None:
         """Enqueue ``message``, hidden for ``delay`` (clamped to ``[0, max_delay]``)."""
-        text = encode_message(message, sequence_number=sequence_number)
+        text = encode_message(message, sequence_number=sequence_number, answers=answers)
         if needs_message_offload(text):
             kind = event_type_name(message.event)
             blob = f"{escape_key(message.instance.instance_id)}/message-{uuid.uuid4().hex}-{kind}.json.gz"
@@ -219,6 +237,7 @@ class MessageQueue:
         text = content.decode("utf-8") if isinstance(content, bytes) else str(content or "")
         message: TaskMessage | None = None
         sequence: int | None = None
+        answers: str | None = None
         error: str | None = None
         blob: str | None = None
         try:
@@ -227,7 +246,9 @@ class MessageQueue:
             if blob is not None:
                 body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
-            message, sequence = envelope.message, envelope.sequence_number
+            message, sequence, answers = (
+                envelope.message, envelope.sequence_number, envelope.answers
+            )
         except _UNDECODABLE as exc:
             error = f"{type(exc).__name__}: {exc}"
         return ReceivedMessage(
@@ -242,6 +263,7 @@ class MessageQueue:
             sequence_number=sequence,
             error=error,
             payload_blob=blob,
+            answers=answers,
             deferrals=deferral_count(text),
         )
 

@@ -289,17 +289,8 @@ class AzureStorageSettings:
     def create_backend(self) -> Backend:
         """The Azure Storage backend for these settings (imported lazily: the worker and the
         client call this and so never import the Azure SDK themselves)."""
-        try:
-            from durable_azstorage.azure.provider import (  # type: ignore[import-not-found,unused-ignore]
-                AzureStorageBackend,
-            )
-        except ModuleNotFoundError as exc:
-            if exc.name != "durable_azstorage.azure.provider":
-                raise
-            raise NotImplementedError(
-                "the Azure Storage backend (durable_azstorage.azure.provider) is not available "
-                "in this version yet; use InMemoryBackend meanwhile"
-            ) from None
+        from durable_azstorage.azure.provider import AzureStorageBackend
+
         backend: Backend = AzureStorageBackend(self)
         return backend
 

@@ -88,12 +88,8 @@ def validated(
     commit that cannot be stored fails before the first write (and changes nothing)."""
     events = [decode_event(encode_event(e)) for e in commit.new_events]
     state = decode_state(encode_state(commit.state))
-    if state.instance_id != instance_id:
-        raise ValueError(f"commit.state is for {state.instance_id!r}, the work item for {instance_id!r}")
+    commit.check_for(instance_id)
     outbox = tuple(decode_message(encode_message(m)) for m in commit.outbound_messages)
-    for request in commit.activity_messages:
-        if not request.is_activity_request:
-            raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
     return events, state, outbox
 
 

@@ -1,6 +1,7 @@
 """The storage seam: what the worker and client need from a backend, and nothing more.
 
-Contract shared by every implementation (checked by ``tests/conformance``):
+Contract shared by every implementation (checked by ``durable_azstorage.testing.conformance``,
+which runs on both backends and on any other):
 
 * **At-least-once delivery.** A message is delivered until a completion that consumed it
   succeeds. A work item whose lock expires (not renewed, not completed) is delivered again,
@@ -36,14 +37,16 @@ Contract shared by every implementation (checked by ``tests/conformance``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
+from durable_azstorage.backend.clock import Clock
 from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.taskhub import TaskHubInfo
 
@@ -127,6 +130,18 @@ class OrchestrationCommit:
     @property
     def outbound_messages(self) -> tuple[TaskMessage, ...]:
         return self.activity_messages + self.orchestrator_messages + self.timer_messages
+
+    def check_for(self, instance_id: str) -> None:
+        """Raise ``ValueError`` if this commit cannot belong to a work item of ``instance_id``
+        (its state is another instance's, or an activity message is not an activity request);
+        every backend checks this before its first write."""
+        if self.state.instance_id != instance_id:
+            raise ValueError(
+                f"commit.state is for {self.state.instance_id!r}, the work item for {instance_id!r}"
+            )
+        for request in self.activity_messages:
+            if not request.is_activity_request:
+                raise ValueError(f"activity_messages holds a {type(request.event).__name__}")
 
 
 @runtime_checkable
@@ -283,3 +298,76 @@ class Backend(Protocol):
         ``deferred`` as for ``abandon_orchestration``: this delivery never counts toward poison.
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
+
+
+class BackendSettings(Protocol):
+    """Settings that build a backend (``AzureStorageSettings``): what the client and the
+    worker accept instead of a ``Backend``."""
+
+    def create_backend(self) -> Backend: ...
+
+
+# --- optional capabilities ------------------------------------------------------------------
+# What some backends or settings offer beyond the protocol above. Callers test for them with
+# ``isinstance`` and fall back to a default when absent.
+
+
+@runtime_checkable
+class LockTimeout(Protocol):
+    """A backend whose locks expire after a known time: the worker renews at a third of it."""
+
+    @property
+    def lock_timeout(self) -> timedelta: ...
+
+
+@runtime_checkable
+class OwnClock(Protocol):
+    """A backend that keeps its own time (the in-memory one, on a fake clock in tests): the
+    worker stamps episodes with it, so history and lock expiry agree."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+@runtime_checkable
+class CheckpointHooks(Protocol):
+    """A backend that awaits ``checkpoint_hook(step, instance_id)`` after each checkpoint step
+    (both of ours; a test seam): the torture test makes a worker die right there."""
+
+    checkpoint_hook: Callable[[str, str], Awaitable[None]] | None
+
+
+@runtime_checkable
+class IndexRepair(Protocol):
+    """A backend whose instance index can disagree with the history after a crash (Azure's
+    Instances table): the client's stale-index tooling needs it."""
+
+    async def find_stale_instances(self) -> list[StaleInstance]: ...
+
+    async def repair_stale_instances(
+        self, stale: Sequence[StaleInstance] | None = None
+    ) -> list[StaleInstance]: ...
+
+
+@runtime_checkable
+class SettingsBacked(Protocol):
+    """A backend built from settings it keeps (``AzureStorageBackend.settings``)."""
+
+    @property
+    def settings(self) -> object: ...
+
+
+@runtime_checkable
+class DeliveryLimit(Protocol):
+    """Settings that carry the poison threshold (``AzureStorageSettings.max_dequeue_count``)."""
+
+    @property
+    def max_dequeue_count(self) -> int: ...
+
+
+@runtime_checkable
+class NamedHub(Protocol):
+    """Settings that name their task hub (``AzureStorageSettings.task_hub``)."""
+
+    @property
+    def task_hub(self) -> str: ...

@@ -35,7 +35,7 @@ from rich.progress import (
 from durable_azstorage.bench.environment import StorageTarget, storage_target
 from durable_azstorage.bench.report import Report
 from durable_azstorage.cli.bench_report import report
-from durable_azstorage.cli.connection import CONNECTION_STRING_OPTION, DEBUG_OPTION
+from durable_azstorage.cli.connection import ConnectionStringOption, DebugOption
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, print_json, reporting
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -128,8 +128,8 @@ def sequence(
     partition_count: int = PARTITIONS_OPTION,
     max_poll_interval: float = POLL_OPTION,
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """N orchestrations x 5 sequential activities: orchestrations/s, activities/s, latency."""
     from durable_azstorage.bench.throughput import sequence as scenario
@@ -154,8 +154,8 @@ def ceiling(
     as_json: bool = JSON_OPTION,
     json_file: Optional[Path] = JSON_FILE_OPTION,  # noqa: UP045
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Raw storage requests/s from this process: queue put/get/delete, table batches."""
     from durable_azstorage.bench.ceiling import ceiling as scenario
@@ -178,8 +178,8 @@ def fanout(
     partition_count: int = PARTITIONS_OPTION,
     max_poll_interval: float = POLL_OPTION,
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """One orchestration with --size parallel activities: time to completion."""
     from durable_azstorage.bench.throughput import fanout as scenario
@@ -203,8 +203,8 @@ def latency(
     partition_count: int = PARTITIONS_OPTION,
     max_poll_interval: float = POLL_OPTION,
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Single-activity orchestration after the worker idled: start-to-completion latency."""
     from durable_azstorage.bench.latency import latency as scenario
@@ -228,8 +228,8 @@ def cost(
     partition_count: int = PARTITIONS_OPTION,
     max_poll_interval: float = POLL_OPTION,
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Storage requests per orchestration and per activity, and idle requests per minute."""
     from durable_azstorage.bench.cost import cost as scenario
@@ -255,8 +255,8 @@ def scale(
     partition_count: int = PARTITIONS_OPTION,
     max_poll_interval: float = POLL_OPTION,
     in_memory: bool = IN_MEMORY_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP045
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """The sequence scenario with 1, 2 and 4 worker processes; ratio to one process."""
     from durable_azstorage.bench.scale import scale as scenario

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from durable_azstorage.cli.connection import DEBUG_OPTION
+from durable_azstorage.cli.connection import DebugOption
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, reporting
 
 
@@ -21,7 +21,7 @@ def report(
                                        dir_okay=False),
     out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
                              help="report.html (self-contained page), .png or .svg."),
-    debug: bool = DEBUG_OPTION,
+    debug: DebugOption = False,
 ) -> None:
     """Plot benchmark results (throughput, latency, requests by operation, ceiling)."""
     from durable_azstorage.bench import charts

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -26,24 +26,31 @@ from durable_azstorage.azure.settings import ENV_PREFIX, AzureStorageSettings
 from durable_azstorage.cli.output import EXIT_FAILURE, EXIT_USAGE, CliError
 from durable_azstorage.testing.local import storage_configured
 
-CONNECTION_STRING_OPTION: Any = typer.Option(
-    None,
-    "--connection-string",
-    "-c",
-    help=f"Storage connection string (default: {ENV_PREFIX}CONNECTION_STRING, which keeps the "
-    "key out of the process list; with none configured a temporary, empty local Azurite is "
-    "started).",
-    show_default=False,
-)
-TASK_HUB_OPTION: Any = typer.Option(
-    None, "--task-hub", "-t", help=f"Task hub name (default: {ENV_PREFIX}TASK_HUB or 'default')."
-)
-PARTITION_COUNT_OPTION: Any = typer.Option(
-    None, "--partition-count", "-p", help="Partition count, 1-16 (default: env or 4)."
-)
-DEBUG_OPTION: Any = typer.Option(
-    False, "--debug", envvar=ENV_PREFIX + "DEBUG", help="Show tracebacks on errors."
-)
+# The connection options every command that talks to storage takes, declared once. Commands
+# use them as parameter types (``task_hub: TaskHubOption = None``); typer reads the option
+# from the annotation. ``Optional`` because typer needs it on Python 3.10.
+ConnectionStringOption = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Option(
+        "--connection-string",
+        "-c",
+        help=f"Storage connection string (default: {ENV_PREFIX}CONNECTION_STRING, which keeps the "
+        "key out of the process list; with none configured a temporary, empty local Azurite is "
+        "started).",
+        show_default=False,
+    ),
+]
+TaskHubOption = Annotated[
+    Optional[str],  # noqa: UP007
+    typer.Option("--task-hub", "-t", help=f"Task hub name (default: {ENV_PREFIX}TASK_HUB or 'default')."),
+]
+PartitionCountOption = Annotated[
+    Optional[int],  # noqa: UP007
+    typer.Option("--partition-count", "-p", help="Partition count, 1-16 (default: env or 4)."),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", envvar=ENV_PREFIX + "DEBUG", help="Show tracebacks on errors.")
+]
 
 
 @dataclass(frozen=True, slots=True)

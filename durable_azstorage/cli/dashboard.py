@@ -16,10 +16,10 @@ import typer
 
 from durable_azstorage.azure.settings import ENV_PREFIX
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
     resolve,
 )
@@ -115,10 +115,10 @@ def dashboard(
     ),
     create_hub: bool = CREATE_HUB_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Serve the web dashboard of the task hub until Ctrl-C or SIGTERM; prints its URL.
 

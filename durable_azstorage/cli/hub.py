@@ -14,16 +14,16 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Optional, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from durable_azstorage.azure.settings import ENV_PREFIX, AzureStorageSettings
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
 )
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, confirm, reporting
@@ -73,11 +73,11 @@ def _show(info: TaskHubInfo, as_json: bool) -> None:
 
 @app.command()
 def create(
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Create the task hub (idempotent; fails if it exists with another partition count)."""
     from durable_azstorage.azure.taskhub import TaskHubResources
@@ -89,10 +89,10 @@ def create(
 
 @app.command()
 def info(
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    task_hub: TaskHubOption = None,
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show the hub's partition count, creation time and resources (missing ones flagged)."""
     from durable_azstorage.azure.taskhub import TaskHubResources
@@ -104,10 +104,10 @@ def info(
 
 @app.command()
 def delete(
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    task_hub: TaskHubOption = None,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Delete every resource of the task hub (all instances and history are lost); asks unless --yes."""
     from durable_azstorage.azure.taskhub import TaskHubResources
@@ -123,8 +123,8 @@ def delete(
 @app.command("list")
 def list_(
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List the task hubs in the account."""
     from durable_azstorage.azure.taskhub import list_task_hubs
@@ -140,10 +140,10 @@ def list_(
 
 @app.command()
 def partitions(
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
+    task_hub: TaskHubOption = None,
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show each partition's lease owner, expiry, backlog and oldest visible message age."""
     with reporting(debug):

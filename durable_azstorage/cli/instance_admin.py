@@ -1,6 +1,6 @@
 """``instances restart|rewind|counts|stale`` and the filter form of ``instances purge``.
 
-Registered on ``cli.instances.app`` (which imports this module last). The filter purge counts
+Registered on ``cli.instances.app`` by that module. The filter purge counts
 the matching instances first (for the question and the progress bar), then purges with the
 client's bounded concurrency; with ``--timeout`` an unfinished purge exits 1, and running the
 same command again continues (purged instances no longer match).
@@ -27,13 +27,13 @@ from rich.table import Table
 
 from durable_azstorage.cli import arguments
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
 )
-from durable_azstorage.cli.instances import _ID, _JSON, _REASON, _client, _confirm, app
-from durable_azstorage.cli.output import EXIT_FAILURE, CliError, print_json
+from durable_azstorage.cli.instance_client import INSTANCE_ID, JSON_OPTION, REASON_OPTION, open_client
+from durable_azstorage.cli.output import EXIT_FAILURE, CliError, confirm, print_json
 from durable_azstorage.client.client import TaskHubClient
 from durable_azstorage.client.management import purge_statuses
 from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
@@ -64,7 +64,7 @@ def purge_by_filter(
     if total == 0:
         result = PurgeInstancesResult(deleted_instance_count=0)
     else:
-        _confirm(yes, f"purge {total} {names} instance(s)? This cannot be undone", "purge")
+        confirm(yes, f"purge {total} {names} instance(s)? This cannot be undone", "purge")
         with _bar(f"purging {names} instances", total) as advance:
             result = client.purge_orchestrations_by(
                 created_time_from=query.created_time_from, created_time_to=query.created_time_to,
@@ -92,23 +92,22 @@ def _bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda done: bar.update(task, completed=done)
 
 
-@app.command()
 def restart(
-    instance_id: str = _ID,
+    instance_id: str = INSTANCE_ID,
     new_id: bool = typer.Option(
         False, "--new-id", help="Start it under a new random instance id instead."
     ),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Start an ended instance again with the same name, version, tags and input; prints the id.
 
     Exit 1 if it has not ended, 3 if unknown.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         started = client.restart_orchestration(instance_id, restart_with_new_instance_id=new_id)
         if as_json:
             print_json({"instance_id": started})
@@ -116,26 +115,24 @@ def restart(
             typer.echo(started)
 
 
-@app.command()
 def rewind(
-    instance_id: str = _ID,
-    reason: Optional[str] = _REASON,  # noqa: UP007
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    instance_id: str = INSTANCE_ID,
+    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Resume a Failed instance: failed activities and sub-orchestrations run again.
 
     Successful results are kept; failed sub-orchestrations are rewound too. Exit 1 if the
     instance (or a failed child) is not Failed, 3 if unknown.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         client.rewind_orchestration(instance_id, reason=reason)
         typer.echo(f"rewind of {instance_id} requested")
 
 
-@app.command()
 def counts(
     status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
         None, "--status", "-s", help=_STATUS_HELP
@@ -147,14 +144,14 @@ def counts(
         None, "--created-to", help="Created at or before this ISO 8601 time (no offset: UTC)."
     ),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="Instance id prefix."),  # noqa: UP007
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Count instances per runtime status. JSON: {"Running": 3, ..., "total": n}."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         query = OrchestrationQuery(
             runtime_status=arguments.statuses(status),
             created_time_from=arguments.utc_time(created_from, "--created-from"),
@@ -175,23 +172,22 @@ def counts(
         _console().print(table)
 
 
-@app.command()
 def stale(
     repair: bool = typer.Option(
         False, "--repair", help="Rewrite the repairable rows from the history."
     ),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List instances whose Instances row disagrees with their history (and --repair them).
 
     Problems: status, execution, missing-row (repairable) and missing-history (purge it).
     JSON: {"stale": [...], "repaired": [ids]}.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         found = client.find_stale_instances()
         repaired = client.repair_stale_instances(found) if repair and found else []
         if as_json:

@@ -8,36 +8,30 @@ the command line (``--input``, ``--data``) are JSON. Destructive operations (``t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import List, Optional
 
 import typer
 
-from durable_azstorage.cli import arguments
+from durable_azstorage.cli import arguments, instance_admin
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
-    Connection,
-    resolve,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
 )
+from durable_azstorage.cli.instance_client import INSTANCE_ID, JSON_OPTION, REASON_OPTION, open_client
 from durable_azstorage.cli.output import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
-    EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
     confirm,
     counting,
     event_to_dict,
-    is_missing_resource,
     print_history,
     print_json,
     print_state,
     print_states,
-    reporting,
     state_to_dict,
 )
 from durable_azstorage.client.client import TaskHubClient
@@ -48,36 +42,10 @@ from durable_azstorage.model.status import OrchestrationStatus
 
 app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)
 
-_JSON = typer.Option(False, "--json", help="Print JSON (for scripts).")
 _YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
-_REASON = typer.Option(None, "--reason", help="Reason recorded in the history.")
-_ID = typer.Argument(..., help="Instance id.", show_default=False)
 _RECURSIVE = typer.Option(
     True, "--recursive/--no-recursive", help="Include sub-orchestrations."
 )
-
-
-@contextmanager
-def _client(
-    debug: bool, connection_string: str | None, task_hub: str | None, partition_count: int | None
-) -> Iterator[TaskHubClient]:
-    """Resolve the connection, open a client, and report failures as one line + exit code."""
-    connection = Connection(connection_string, task_hub, partition_count)
-    with reporting(debug), resolve(connection) as target:
-        hub = target.settings.task_hub
-        try:
-            with TaskHubClient(target.settings) as client:
-                yield client
-        except OrchestrationNotFoundError as exc:
-            raise CliError(f"{exc} in task hub {hub!r}", EXIT_NOT_FOUND) from exc
-        except Exception as exc:
-            if not is_missing_resource(exc):
-                raise
-            raise CliError(
-                f"task hub {hub!r} does not exist in account {target.settings.account_name!r} "
-                f"(create it with `durable-azstorage hub create -t {hub}`)",
-                EXIT_NOT_FOUND,
-            ) from exc
 
 
 def _require(client: TaskHubClient, instance_id: str, payloads: bool) -> OrchestrationState:
@@ -85,9 +53,6 @@ def _require(client: TaskHubClient, instance_id: str, payloads: bool) -> Orchest
     if state is None:
         raise OrchestrationNotFoundError(instance_id)
     return state
-
-
-_confirm = confirm  # the name instance_admin imports
 
 
 def _every_page(client: TaskHubClient, query: OrchestrationQuery) -> list[OrchestrationState]:
@@ -125,17 +90,17 @@ def list_(
         None, "--continuation-token", help="Continue after a previous page."
     ),
     payloads: bool = typer.Option(False, "--payloads", help="Include inputs/outputs (JSON)."),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List instances, one page at a time (or --all); the next page's token goes to stderr.
 
     JSON: {"items": [...], "continuation_token": "..." or null}.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         if all_pages and continuation_token:
             raise CliError("--all and --continuation-token exclude each other", EXIT_USAGE)
         query = OrchestrationQuery(
@@ -166,18 +131,18 @@ def list_(
 
 @app.command()
 def show(
-    instance_id: str = _ID,
+    instance_id: str = INSTANCE_ID,
     payloads: bool = typer.Option(
         True, "--payloads/--no-payloads", help="Fetch input, output and custom status."
     ),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show an instance's status and payloads (large payloads are fetched from blobs)."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         state = _require(client, instance_id, payloads)
         if as_json:
             print_json(state_to_dict(state, payloads=payloads))
@@ -187,15 +152,15 @@ def show(
 
 @app.command()
 def history(
-    instance_id: str = _ID,
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    instance_id: str = INSTANCE_ID,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show the current execution's history events, oldest first (empty while Pending)."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         events = client.get_orchestration_history(instance_id)
         if as_json:
             print_json([event_to_dict(e) for e in events])
@@ -208,22 +173,22 @@ def history(
 
 @app.command()
 def wait(
-    instance_id: str = _ID,
+    instance_id: str = INSTANCE_ID,
     timeout: float = typer.Option(60.0, "--timeout", min=0.0, help="Seconds to wait at most."),
     until_started: bool = typer.Option(
         False, "--started", help="Wait only until it has left Pending."
     ),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Wait until an instance has ended (or started) and show it.
 
     Exit 0 when it completed (or started); 1 when it failed or was terminated, or on timeout.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         _require(client, instance_id, payloads=False)
         if until_started:
             state = client.wait_for_orchestration_start(
@@ -255,14 +220,14 @@ def start(
     tag: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
         None, "--tag", help="KEY=VALUE tag; repeat for several."
     ),
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Schedule a new instance and print its id (it stays Pending until a worker runs it)."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         data = arguments.json_value(input, "--input")
         when = arguments.utc_time(start_at, "--start-at")
         new_id = client.schedule_new_orchestration(
@@ -277,16 +242,16 @@ def start(
 
 @app.command("raise")
 def raise_(
-    instance_id: str = _ID,
+    instance_id: str = INSTANCE_ID,
     event: str = typer.Option(..., "--event", "-e", help="Event name.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Event data as JSON."),  # noqa: UP007
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Send an external event to an instance."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         payload = arguments.json_value(data, "--data")
         client.raise_orchestration_event(instance_id, event, data=payload)
         typer.echo(f"raised {event!r} on {instance_id}")
@@ -294,21 +259,21 @@ def raise_(
 
 @app.command()
 def terminate(
-    instance_id: str = _ID,
+    instance_id: str = INSTANCE_ID,
     reason: Optional[str] = typer.Option(  # noqa: UP007
         None, "--reason", help="Reason; becomes the instance's output."
     ),
     recursive: bool = _RECURSIVE,
     yes: bool = _YES,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Terminate an instance (a worker carries it out); asks unless --yes."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         state = _require(client, instance_id, payloads=False)
-        _confirm(yes, f"terminate {instance_id} ({state.name}, {state.runtime_status.value})?",
+        confirm(yes, f"terminate {instance_id} ({state.name}, {state.runtime_status.value})?",
                  "terminate")
         client.terminate_orchestration(instance_id, output=reason, recursive=recursive)
         typer.echo(f"termination of {instance_id} requested")
@@ -316,30 +281,30 @@ def terminate(
 
 @app.command()
 def suspend(
-    instance_id: str = _ID,
-    reason: Optional[str] = _REASON,  # noqa: UP007
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    instance_id: str = INSTANCE_ID,
+    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Suspend an instance: it keeps its state but processes no events until resumed."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         client.suspend_orchestration(instance_id, reason=reason)
         typer.echo(f"suspension of {instance_id} requested")
 
 
 @app.command()
 def resume(
-    instance_id: str = _ID,
-    reason: Optional[str] = _REASON,  # noqa: UP007
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    instance_id: str = INSTANCE_ID,
+    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Resume a suspended instance."""
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         client.resume_orchestration(instance_id, reason=reason)
         typer.echo(f"resumption of {instance_id} requested")
 
@@ -367,11 +332,11 @@ def purge(
         help="Filter purge: stop after this many seconds (exit 1, run again to continue).",
     ),
     yes: bool = _YES,
-    as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    as_json: bool = JSON_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Delete ended instances' history, state and blobs: one instance, or every match of a filter.
 
@@ -380,7 +345,7 @@ def purge(
     exit 2), a progress bar shows on a terminal; with --timeout an unfinished purge exits 1
     and says so (JSON "is_complete": false), and running it again continues. Asks unless --yes.
     """
-    with _client(debug, connection_string, task_hub, partition_count) as client:
+    with open_client(debug, connection_string, task_hub, partition_count) as client:
         filtered = status or created_from or created_to or timeout is not None
         if instance_id is None:
             instance_admin.purge_by_filter(client, status, created_from, created_to, timeout, yes, as_json)
@@ -390,7 +355,7 @@ def purge(
                            "--created-to, --timeout), not both", EXIT_USAGE)
         state = _require(client, instance_id, payloads=False)
         scope = " and its sub-orchestrations" if recursive else ""
-        _confirm(
+        confirm(
             yes,
             f"purge {instance_id} ({state.name}, {state.runtime_status.value}){scope}? "
             "This cannot be undone",
@@ -404,6 +369,6 @@ def purge(
             typer.echo(f"purged {result.deleted_instance_count} instance(s)")
 
 
-# Management commands (restart, rewind, counts, stale) and the filter purge live in their own
-# module and register themselves on ``app``; imported last because they use the helpers above.
-from durable_azstorage.cli import instance_admin  # noqa: E402
+# The management commands live in their own module; registered last, so they come last in help.
+for _command in (instance_admin.restart, instance_admin.rewind, instance_admin.counts, instance_admin.stale):
+    app.command()(_command)

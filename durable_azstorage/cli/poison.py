@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
     resolve,
 )
@@ -104,10 +104,10 @@ def _record_dict(record: PoisonRecord, *, body: bool) -> dict[str, Any]:
 @app.command("list")
 def list_(
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List quarantined messages, oldest key first. JSON: a list of records (no bodies)."""
 
@@ -134,10 +134,10 @@ def list_(
 def show(
     key: str = _KEY,
     as_json: bool = _JSON,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Show one quarantined message with its original body."""
     wanted = full_key(key)
@@ -160,10 +160,10 @@ def show(
 @app.command()
 def replay(
     key: str = _KEY,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Put a quarantined message back on its queue (after fixing its cause) and drop it here."""
     wanted = full_key(key)
@@ -180,10 +180,10 @@ def replay(
 def delete(
     key: str = _KEY,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Delete a quarantined message for good (its instance never gets it); asks unless --yes."""
     wanted = full_key(key)

@@ -19,15 +19,15 @@ import inspect
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from durable_azstorage.backend.protocol import NamedHub, SettingsBacked
 from durable_azstorage.cli.connection import (
-    CONNECTION_STRING_OPTION,
-    DEBUG_OPTION,
-    PARTITION_COUNT_OPTION,
-    TASK_HUB_OPTION,
+    ConnectionStringOption,
+    DebugOption,
+    PartitionCountOption,
+    TaskHubOption,
     Connection,
     export_to_environment,
     resolve,
@@ -133,10 +133,10 @@ def worker(
     create_hub: bool = CREATE_HUB_OPTION,
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
-    connection_string: Optional[str] = CONNECTION_STRING_OPTION,  # noqa: UP007
-    task_hub: Optional[str] = TASK_HUB_OPTION,  # noqa: UP007
-    partition_count: Optional[int] = PARTITION_COUNT_OPTION,  # noqa: UP007
-    debug: bool = DEBUG_OPTION,
+    connection_string: ConnectionStringOption = None,
+    task_hub: TaskHubOption = None,
+    partition_count: PartitionCountOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """Run the worker defined in your module until Ctrl-C or SIGTERM (graceful stop, exit 0).
 
@@ -149,9 +149,11 @@ def worker(
     with reporting(debug), resolve(connection) as target:
         export_to_environment(connection, target)
         loaded = load_worker(app_ref, app_dir)
-        settings = getattr(loaded.backend, "settings", target.settings)  # what the module used
+        used = loaded.backend  # the module's settings, else the ones exported to it
+        settings = used.settings if isinstance(used, SettingsBacked) else target.settings
+        hub = settings.task_hub if isinstance(settings, NamedHub) else "?"
         typer.echo(
-            f"worker {app_ref} starting on task hub {getattr(settings, 'task_hub', '?')!r}; "
+            f"worker {app_ref} starting on task hub {hub!r}; "
             "Ctrl-C or SIGTERM stops it",
             err=True,
         )

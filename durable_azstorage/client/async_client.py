@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.client import management
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
@@ -51,10 +51,6 @@ from durable_azstorage.serialization.converter import DataConverter, JsonDataCon
 
 Timeout = float | timedelta
 _NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
-
-
-class BackendSettings(Protocol):
-    def create_backend(self) -> Backend: ...
 
 
 class AsyncTaskHubClient:

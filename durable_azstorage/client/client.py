@@ -14,8 +14,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from durable_azstorage.backend.protocol import Backend
-from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSettings, Timeout
+from durable_azstorage.backend.protocol import Backend, BackendSettings
+from durable_azstorage.client.async_client import AsyncTaskHubClient, Timeout
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent

@@ -14,7 +14,8 @@ They use only the ``Backend`` protocol, so they work the same on every backend.
 * **Rewind** see ``client.rewind`` for the history it writes and why replay stays deterministic;
   here the tree is read and checked first, then orphans purged and histories written.
 * **Stale index** tooling is a capability of backends that keep an index apart from the
-  history (``IndexRepair``; Azure). The in-memory backend writes both at once and has none.
+  history (``backend.protocol.IndexRepair``; Azure). The in-memory backend writes both at
+  once and has none.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
 
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, IndexRepair
 from durable_azstorage.client.rewind import (
     ChildView,
     Settlement,
@@ -46,7 +46,6 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
-from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 
@@ -59,17 +58,6 @@ PURGEABLE = (
 )
 Progress = Callable[[int], None]
 """``progress(deleted_so_far)``, called after each purged instance."""
-
-
-@runtime_checkable
-class IndexRepair(Protocol):
-    """A backend whose instance index can disagree with the history (after a crash)."""
-
-    async def find_stale_instances(self) -> list[StaleInstance]: ...
-
-    async def repair_stale_instances(
-        self, stale: Sequence[StaleInstance] | None = None
-    ) -> list[StaleInstance]: ...
 
 
 def index_repair(backend: Backend) -> IndexRepair:

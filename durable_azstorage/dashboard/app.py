@@ -14,8 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from durable_azstorage.backend.protocol import Backend
-from durable_azstorage.client.async_client import BackendSettings
+from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.dashboard import api, pages
 from durable_azstorage.dashboard.capabilities import HubMonitor
 from durable_azstorage.dashboard.errors import ApiError, classify

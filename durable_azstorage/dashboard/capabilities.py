@@ -2,8 +2,8 @@
 
 Poison quarantine, partition leases and request counting are operational features of one
 backend (Azure), not part of the storage seam. The dashboard declares the shapes it needs
-here and checks for them at run time (as ``client.management.IndexRepair`` does), so it
-never imports the Azure provider: a backend that has the methods lights up the matching
+here and checks for them at run time (as the client does with ``backend.protocol.IndexRepair``),
+so it never imports the Azure provider: a backend that has the methods lights up the matching
 panel; one that has not (the in-memory backend) shows "not available".
 """
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from durable_azstorage.backend.protocol import Backend
-from durable_azstorage.client.async_client import AsyncTaskHubClient, BackendSettings
+from durable_azstorage.backend.protocol import Backend, BackendSettings, NamedHub, SettingsBacked
+from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.dashboard.capabilities import (
     CountsRequests,
     HubMonitor,
@@ -76,9 +76,6 @@ class Hub:
 
 def _hub_name(source: object) -> str | None:
     """``settings.task_hub`` (or ``backend.settings.task_hub``) when there is one."""
-    name = getattr(source, "task_hub", None)
-    if isinstance(name, str):
-        return name
-    settings = getattr(source, "settings", None)
-    name = getattr(settings, "task_hub", None)
-    return name if isinstance(name, str) else None
+    if isinstance(source, SettingsBacked):
+        source = source.settings
+    return source.task_hub if isinstance(source, NamedHub) else None

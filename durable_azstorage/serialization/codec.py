@@ -44,11 +44,14 @@ class MessageEnvelope:
     """A decoded queue message plus the envelope fields that are not part of ``TaskMessage``.
 
     ``sequence_number`` is the sender's per-episode counter (optional; backends use it to
-    order or de-duplicate messages).
+    order or de-duplicate messages). ``answers`` is the queue id of the activity request a
+    result answers (optional): the Azure backend finds by it the episode that already consumed
+    that request's result (``azure.checkpoint``).
     """
 
     message: TaskMessage
     sequence_number: int | None = None
+    answers: str | None = None
 
 
 # --- public API ---------------------------------------------------------------------------
@@ -129,11 +132,15 @@ def with_deferral(text: str) -> str:
     return _dumps(doc)
 
 
-def encode_message(message: TaskMessage, *, sequence_number: int | None = None) -> str:
+def encode_message(
+    message: TaskMessage, *, sequence_number: int | None = None, answers: str | None = None
+) -> str:
     """The queue text for ``message``: a versioned JSON envelope."""
     body = _encode_dataclass(message, "message")
     if sequence_number is not None:
         body["sequence_number"] = sequence_number
+    if answers is not None:
+        body["answers"] = answers
     return _dumps({"v": FORMAT_VERSION, **body})
 
 
@@ -145,7 +152,8 @@ def decode_message(text: str | bytes) -> TaskMessage:
 def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     """Like ``decode_message`` but also returns the envelope-only fields."""
     doc = _load_document(text, "message")
-    fields = {k: v for k, v in doc.items() if k not in ("v", "sequence_number", "event", DEFERRED_KEY)}
+    envelope_only = ("v", "sequence_number", "answers", "event", DEFERRED_KEY)
+    fields = {k: v for k, v in doc.items() if k not in envelope_only}
     if "event" not in doc:
         raise ValueError("message.event: missing required field")
     event = decode_event(doc["event"], path="message.event")
@@ -154,8 +162,11 @@ def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     seq = doc.get("sequence_number")
     if seq is not None and not _is_int(seq):
         raise ValueError(f"message.sequence_number: expected an integer, got {_kind(seq)}")
+    answers = doc.get("answers")
+    if answers is not None and not isinstance(answers, str):
+        raise ValueError(f"message.answers: expected a string, got {_kind(answers)}")
     message = _decode_dataclass(TaskMessage, partial, "message", overrides={"event": event})
-    return MessageEnvelope(message=message, sequence_number=seq)
+    return MessageEnvelope(message=message, sequence_number=seq, answers=answers)
 
 
 def encode_state(state: InstanceState) -> str:

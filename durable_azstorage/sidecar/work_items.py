@@ -29,7 +29,7 @@ import grpc
 import grpc.aio
 from durabletask.internal import orchestrator_service_pb2 as pb
 
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, SettingsBacked
 from durable_azstorage.sidecar.remote_executor import (
     RemoteActivityExecutor,
     RemoteOrchestrationExecutor,
@@ -73,7 +73,7 @@ class WorkItemService:
             max_concurrent_orchestrations=max_concurrent_orchestrations,
             max_concurrent_activities=max_concurrent_activities,
             max_dequeue_count=max_dequeue_count,
-            settings=getattr(backend, "settings", None),
+            settings=backend.settings if isinstance(backend, SettingsBacked) else None,
         )
         self._backend = backend
         self._log = logger or _log

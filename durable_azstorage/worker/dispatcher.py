@@ -45,9 +45,9 @@ class Dispatcher(Generic[T]):
         self._poll_timeout = poll_timeout
         self._error_delay = error_delay
         self._log = logger
-        self._max_concurrency = max_concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._stopping: asyncio.Event | None = None
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._stopping = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
@@ -55,29 +55,38 @@ class Dispatcher(Generic[T]):
 
     async def run(self) -> None:
         """Fetch and dispatch until ``request_stop``; in-flight items keep running."""
-        stopping = self._stopping = asyncio.Event()
-        slots = asyncio.Semaphore(self._max_concurrency)
-        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+        while not self._stopping.is_set():
+            await self.step()
+
+    async def step(self) -> asyncio.Task[None] | None:
+        """One turn of the loop: wait for a free slot, fetch one item, start processing it.
+
+        Returns the task processing the item, or None when nothing came, the fetch failed
+        (logged, then ``error_delay`` waited) or the dispatcher is stopping. Tests drive the
+        loop one turn at a time with it.
+        """
+        if self._stopping.is_set():
+            return None
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         try:
-            while not stopping.is_set():
-                await _first(slots.acquire(), stop_wait)
-                if stopping.is_set():
-                    break  # the slot (if acquired) is never needed again
-                item = await self._fetch_or_stop(stop_wait)
-                if item is None:
-                    slots.release()
-                    continue
-                task = asyncio.ensure_future(self._run_one(item))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                task.add_done_callback(lambda _t: slots.release())
+            await _first(self._slots.acquire(), stop_wait)
+            if self._stopping.is_set():
+                return None  # the slot (if acquired) is never needed again
+            item = await self._fetch_or_stop(stop_wait)
         finally:
             stop_wait.cancel()
+        if item is None:
+            self._slots.release()
+            return None
+        task = asyncio.ensure_future(self._run_one(item))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(lambda _t: self._slots.release())
+        return task
 
     def request_stop(self) -> None:
         """Stop fetching; call from the dispatcher's event loop."""
-        if self._stopping is not None:
-            self._stopping.set()
+        self._stopping.set()
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight items, then cancel the rest."""

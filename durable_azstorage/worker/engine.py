@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, DeliveryLimit
 from durable_azstorage.replay.executor import OrchestrationExecutor
 from durable_azstorage.worker.activities import ActivityExecutor, ActivityProcessor
 from durable_azstorage.worker.dispatcher import Dispatcher
@@ -40,7 +40,9 @@ def engine_limits(
     """Check the limits every engine front-end takes (each must be >= 1) and return the
     poison threshold: the one given, else the backend settings', else the default."""
     if max_dequeue_count is None:
-        max_dequeue_count = int(getattr(settings, "max_dequeue_count", DEFAULT_MAX_DEQUEUE_COUNT))
+        max_dequeue_count = (
+            settings.max_dequeue_count if isinstance(settings, DeliveryLimit) else DEFAULT_MAX_DEQUEUE_COUNT
+        )
     for name, value in (
         ("max_concurrent_orchestrations", max_concurrent_orchestrations),
         ("max_concurrent_activities", max_concurrent_activities),

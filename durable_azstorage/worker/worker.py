@@ -2,8 +2,9 @@
 
 A ``WorkerEngine`` (two dispatchers, orchestrations and activities, on one asyncio loop)
 runs the registered code through the in-process executors. ``start()`` runs that loop on a
-background thread for synchronous programs; asyncio programs ``await run_async()`` instead. Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace``
-to finish, then the backend is stopped (work items still locked then simply expire and are
+background thread for synchronous programs; asyncio programs ``await run_async()`` instead.
+Stopping is graceful: both dispatchers stop fetching, in-flight work gets ``grace`` to
+finish, then the backend is stopped (work items still locked then simply expire and are
 redelivered elsewhere).
 """
 
@@ -15,23 +16,18 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.authoring.versioning import VersioningOptions
-from durable_azstorage.backend.protocol import Backend
+from durable_azstorage.backend.protocol import Backend, BackendSettings, LockTimeout, OwnClock
 from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
 from durable_azstorage.worker.activities import LocalActivityExecutor
 from durable_azstorage.worker.concurrency import DEFAULT_ACTIVITIES, DEFAULT_ORCHESTRATIONS, ConcurrencyOptions
 from durable_azstorage.worker.engine import WorkerEngine, engine_limits
+
 _DEFAULT_RENEW_INTERVAL = 10.0
-
-
-class BackendSettings(Protocol):
-    """What the worker needs from settings objects (``AzureStorageSettings``)."""
-
-    def create_backend(self) -> Backend: ...
 
 
 class TaskHubWorker:
@@ -225,14 +221,11 @@ def renew_interval_for(backend: Backend, configured: timedelta | None) -> float:
     """Renew at a third of the backend's lock timeout when it exposes one."""
     if configured is not None:
         return max(configured.total_seconds(), 0.05)
-    timeout = getattr(backend, "lock_timeout", None)
-    if isinstance(timeout, timedelta):
-        return max(timeout.total_seconds() / 3, 0.05)
+    if isinstance(backend, LockTimeout):
+        return max(backend.lock_timeout.total_seconds() / 3, 0.05)
     return _DEFAULT_RENEW_INTERVAL
 
 
 def backend_clock(backend: Backend) -> Callable[[], datetime] | None:
     """Use the backend's clock (e.g. a fake clock in tests) for episode timestamps."""
-    clock = getattr(backend, "clock", None)
-    now = getattr(clock, "now", None)
-    return now if callable(now) else None
+    return backend.clock.now if isinstance(backend, OwnClock) else None

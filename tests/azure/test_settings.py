@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import threading
 from datetime import timedelta
 from typing import Any
@@ -12,8 +11,17 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from durable_azstorage.azure.clients import StorageClients
+from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.sync_credential import AsyncFromSyncCredential
+from durable_azstorage.backend.protocol import (
+    CheckpointHooks,
+    DeliveryLimit,
+    LockTimeout,
+    NamedHub,
+    OwnClock,
+    SettingsBacked,
+)
 
 KEY = "c2VjcmV0LWtleS1ub2JvZHktbXVzdC1zZWUtdGhpcw=="
 CONN = (
@@ -200,12 +208,14 @@ def test_settings_are_frozen_and_replace_revalidates() -> None:
     assert s.with_task_hub("Other").task_hub == "Other"
 
 
-def test_create_backend_without_the_provider_module_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "durable_azstorage.azure.provider", None)  # "not installed"
-    with pytest.raises(NotImplementedError, match="durable_azstorage.azure.provider"):
-        AzureStorageSettings(connection_string=CONN).create_backend()
+def test_create_backend_builds_the_azure_backend_on_these_settings() -> None:
+    settings = AzureStorageSettings(connection_string=CONN)
+    backend = settings.create_backend()
+    assert isinstance(backend, AzureStorageBackend) and backend.settings is settings
+    # what the worker and the CLI look for on it (backend.protocol's optional capabilities)
+    assert isinstance(backend, LockTimeout) and isinstance(backend, SettingsBacked)
+    assert isinstance(backend, CheckpointHooks) and not isinstance(backend, OwnClock)
+    assert isinstance(settings, DeliveryLimit) and isinstance(settings, NamedHub)
 
 
 def test_wakeup_interval_can_be_turned_off_or_tuned_from_env() -> None:

@@ -1,1 +1,2 @@
-"""Backend conformance suite: one set of tests, run against every Backend implementation."""
+"""The exported backend conformance suite (``durable_azstorage.testing.conformance``), run on
+both of this package's backends."""

@@ -366,3 +366,11 @@ async def test_async_client_offers_the_same_operations(
     assert await c.get_orchestration_state(iid) is None
     with pytest.raises(OrchestrationNotFoundError):
         await c.raise_orchestration_event(iid, "go")
+
+
+def test_stale_index_tooling_is_refused_without_a_separate_index(client: TaskHubClient) -> None:
+    """The in-memory backend writes history and state at once: there is no index to repair."""
+    with pytest.raises(InvalidOperationError, match="InMemoryBackend keeps no instance index"):
+        client.find_stale_instances()
+    with pytest.raises(InvalidOperationError, match="InMemoryBackend"):
+        client.repair_stale_instances()

@@ -1,4 +1,4 @@
-"""The portable SDK's client and worker names (issue 16 §2), and the deprecated earlier ones."""
+"""The portable SDK's client and worker names, and the deprecated earlier ones."""
 
 from __future__ import annotations
 

@@ -42,9 +42,9 @@ class MemoryStorage:
     """One ``InMemoryBackend`` on the simulation's ``SkewClock``, shared by everyone."""
 
     def __init__(self, clock: SkewClock, audit: DeleteAudit) -> None:
-        backend = InMemoryBackend(clock=clock, lock_timeout=timedelta(seconds=clock.lock_timeout))
-        if hasattr(backend, "delete_audit"):  # the backend as it was before the audit seam
-            backend.delete_audit = audit
+        backend = InMemoryBackend(
+            clock=clock, lock_timeout=timedelta(seconds=clock.lock_timeout), delete_audit=audit
+        )
         self.client: Backend = backend
         self.workers: Backend = backend
         self.resends_on_recovery = False

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import ActivityWorkItem, Backend, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import (
+    ActivityWorkItem,
+    Backend,
+    CheckpointHooks,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
 from durable_azstorage.model.history import EventRaised, ExecutionStarted, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
@@ -64,7 +70,7 @@ class World:
         self.inv = Invariants(self.result)
         self.storage = self.options.storage(self.time, self.inv.audit)
         self.backend = self.storage.client
-        self.hooks = hasattr(self.storage.workers, "checkpoint_hook")
+        self.hooks = isinstance(self.storage.workers, CheckpointHooks)
         self.ledger = programs.ActivityLedger()
         registry = Registry()
         registry.add_orchestrator(programs.orchestrator, programs.ORCHESTRATOR)
@@ -111,8 +117,8 @@ class World:
         return self.result
 
     def _install_hook(self) -> None:
-        if self.hooks:
-            setattr(self.storage.workers, "checkpoint_hook", self._hook)
+        if isinstance(self.storage.workers, CheckpointHooks):
+            self.storage.workers.checkpoint_hook = self._hook
 
     async def _crashed(self, worker: SimulatedWorker) -> None:
         """``worker``'s process died (it already dropped what it held)."""

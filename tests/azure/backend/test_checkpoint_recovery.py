@@ -1,5 +1,5 @@
-"""Recovery finishes the episode that consumed a redelivered message (issue 12, defects 3, 4,
-6, 8, 10), each with the fault injected against a real Azurite.
+"""Recovery finishes the episode that consumed a redelivered message, each with the fault
+injected against a real Azurite.
 
 The crashing backend holds its messages for 10 s, so a survivor can commit a newer episode
 of the same instance before they come back — as a worker that took a dead worker's partition

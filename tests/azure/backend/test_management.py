@@ -1,16 +1,14 @@
-"""Management operations on Azurite through the public client: purge by filter (with a
-resumable timeout), counts, restart, rewind (recursive) and the stale-index tooling.
+"""Management operations only the Azure backend has, on Azurite through the public client:
+purging payload blobs with one listing, and the stale-index tooling. Purge by filter, counts,
+restart and rewind run on every backend in tests/e2e (test_management_e2e, test_rewind_e2e).
 
-A TaskHubWorker runs on its own thread with its own AzureStorageBackend (extended sessions
-on, the default, so rewind is checked against a worker that cached the failed instance);
-the client uses a second backend in the test's loop.
+A TaskHubWorker runs on its own thread with its own AzureStorageBackend; the client uses a
+second backend in the test's loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -21,71 +19,22 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 
 from durable_azstorage import (
-    ActivityContext,
     AsyncTaskHubClient,
-    InvalidOperationError,
     OrchestrationContext,
-    OrchestrationNotFoundError,
     OrchestrationStatus,
     TaskHubWorker,
 )
 from durable_azstorage.azure.naming import escape_key
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.model.history import GenericEvent
 
 pytestmark = pytest.mark.azurite
 TIMEOUT = 60
 S = OrchestrationStatus
 
 
-class Flaky:
-    def __init__(self) -> None:
-        self.broken = True
-        self.calls: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def count(self, name: str) -> None:
-        with self._lock:
-            self.calls[name] = self.calls.get(name, 0) + 1
-
-
-FLAKY = Flaky()
-
-
-def steady(ctx: ActivityContext, x: int) -> int:
-    FLAKY.count("steady")
-    return x * 10
-
-
-def fragile(ctx: ActivityContext, x: int) -> int:
-    FLAKY.count("fragile")
-    if FLAKY.broken:
-        raise RuntimeError("fragile is broken")
-    return x + 1
-
-
-def pipeline(ctx: OrchestrationContext, x: int):  # type: ignore[no-untyped-def]
-    a = yield ctx.call_activity("steady", input=x)
-    return (yield ctx.call_activity("fragile", input=a))
-
-
-def parent(ctx: OrchestrationContext, x: int):  # type: ignore[no-untyped-def]
-    first = yield ctx.call_activity("steady", input=x)
-    child = yield ctx.call_sub_orchestrator("pipeline", input=x, instance_id=f"{ctx.instance_id}-c")
-    return [first, child]
-
-
 def quick(ctx: OrchestrationContext, value: Any) -> Any:
     return value
-
-
-def boom(ctx: OrchestrationContext, _: Any) -> Any:
-    raise ValueError("boom")
-
-
-def waiter(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
-    return (yield ctx.wait_for_external_event("go"))
 
 
 @pytest.fixture
@@ -97,12 +46,8 @@ def settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
 
 @pytest.fixture
 def worker(settings: AzureStorageSettings) -> Iterator[TaskHubWorker]:
-    FLAKY.broken, FLAKY.calls = True, {}
     w = TaskHubWorker(backend=AzureStorageBackend(settings), lock_renew_interval=timedelta(seconds=20))
-    for fn in (pipeline, parent, quick, boom, waiter):
-        w.add_orchestrator(fn)
-    w.add_activity(steady)
-    w.add_activity(fragile)
+    w.add_orchestrator(quick)
     try:
         yield w
     finally:
@@ -137,40 +82,6 @@ async def finish(client: AsyncTaskHubClient, instance_id: str) -> OrchestrationS
     return state.runtime_status
 
 
-async def test_purge_by_filter_counts_and_resumable_timeout(client: AsyncTaskHubClient) -> None:
-    done = [await client.schedule_new_orchestration("quick", input=i, instance_id=f"ok-{i:02d}") for i in range(24)]
-    bad = await client.schedule_new_orchestration("boom", instance_id="bad")
-    live = await client.schedule_new_orchestration("waiter", instance_id="live")
-    for iid in done:
-        assert await finish(client, iid) is S.COMPLETED
-    assert await finish(client, bad) is S.FAILED
-    await client.wait_for_orchestration_start(live, timeout=TIMEOUT)
-
-    counts = await client.count_orchestrations_by_status()
-    assert (counts[S.COMPLETED], counts[S.FAILED], counts[S.RUNNING]) == (24, 1, 1)
-    with pytest.raises(ValueError, match="Running.*only ended statuses"):
-        await client.purge_orchestrations_by(runtime_status=[S.COMPLETED, S.RUNNING])
-    with pytest.raises(ValueError, match="needs runtime_status"):
-        await client.purge_orchestrations_by()
-
-    first = await client.purge_orchestrations_by(runtime_status=[S.COMPLETED], timeout=0)
-    assert (first.deleted_instance_count, first.is_complete) == (0, False)
-    total, calls, result = 0, 0, first
-    while not result.is_complete and calls < 200:
-        result = await client.purge_orchestrations_by(
-            runtime_status=[S.COMPLETED], timeout=0.5, concurrency=2,
-            progress=lambda _: time.sleep(0.05),  # slow deletions: every call stops part-way
-        )
-        total += result.deleted_instance_count
-        calls += 1
-    assert result.is_complete and total == 24 and calls > 1
-    again = await client.purge_orchestrations_by(runtime_status=[S.COMPLETED])
-    assert (again.deleted_instance_count, again.is_complete) == (0, True)
-    counts = await client.count_orchestrations_by_status()
-    assert (counts[S.COMPLETED], counts[S.FAILED], counts[S.RUNNING]) == (0, 1, 1)
-    assert await client.get_orchestration_state(live) is not None
-
-
 async def _blob_names(settings: AzureStorageSettings, prefix: str) -> list[str]:
     assert settings.connection_string is not None
     async with BlobServiceClient.from_connection_string(settings.connection_string) as service:
@@ -194,51 +105,6 @@ async def test_purge_deletes_every_payload_blob_with_one_listing(
     assert listings == 1  # history rows, the Instances row and messages share one prefix
     assert await _blob_names(settings, f"{escape_key(iid)}/") == []
     assert await client.get_orchestration_state(iid) is None
-
-
-async def test_restart(client: AsyncTaskHubClient) -> None:
-    iid = await client.schedule_new_orchestration("quick", input=[1, 2], instance_id="r-1")
-    assert await finish(client, iid) is S.COMPLETED
-    assert await client.restart_orchestration(iid) == iid
-    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
-    assert state.get_output() == [1, 2]
-    other = await client.restart_orchestration(iid, restart_with_new_instance_id=True)
-    assert other != iid
-    assert (await client.wait_for_orchestration_completion(other, timeout=TIMEOUT)).get_output() == [1, 2]
-
-    with pytest.raises(OrchestrationNotFoundError, match="missing"):
-        await client.restart_orchestration("missing")
-    live = await client.schedule_new_orchestration("waiter", instance_id="r-live")
-    await client.wait_for_orchestration_start(live, timeout=TIMEOUT)
-    with pytest.raises(InvalidOperationError, match="Running"):
-        await client.restart_orchestration(live)
-
-
-async def test_rewind_recursive_keeps_successful_results(client: AsyncTaskHubClient) -> None:
-    iid = await client.schedule_new_orchestration("parent", input=3, instance_id="rw")
-    assert await finish(client, iid) is S.FAILED
-    assert await finish(client, "rw-c") is S.FAILED
-    assert FLAKY.calls == {"steady": 2, "fragile": 1}
-
-    FLAKY.broken = False
-    await client.rewind_orchestration(iid, reason="deployed fix")
-
-    state = await client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
-    assert (state.runtime_status, state.get_output()) == (S.COMPLETED, [30, 31])
-    assert FLAKY.calls == {"steady": 2, "fragile": 2}
-    history = await client.get_orchestration_history(iid)
-    assert [e.data for e in history if isinstance(e, GenericEvent)] == ["rewind: deployed fix"]
-    child = await client.get_orchestration_state("rw-c")
-    assert child is not None and child.runtime_status is S.COMPLETED
-
-
-async def test_rewind_failure_paths(client: AsyncTaskHubClient) -> None:
-    with pytest.raises(OrchestrationNotFoundError, match="ghost"):
-        await client.rewind_orchestration("ghost")
-    live = await client.schedule_new_orchestration("waiter", instance_id="rw-live")
-    await client.wait_for_orchestration_start(live, timeout=TIMEOUT)
-    with pytest.raises(InvalidOperationError, match="rw-live.*Running.*only Failed"):
-        await client.rewind_orchestration(live)
 
 
 async def test_stale_index_found_and_repaired(

@@ -1,4 +1,4 @@
-"""Deliveries the worker causes itself never count toward poison (issue 12, defect 1).
+"""Deliveries the worker causes itself never count toward poison.
 
 A burst once failed half of 100 orchestrations as poison although nothing failed: buffered
 control messages went back to the queue whenever no dispatcher was asking, came back, and

@@ -1,4 +1,4 @@
-"""A worker SIGKILLed mid-run with the default settings (issue 12, defect 2).
+"""A worker SIGKILLed mid-run with the default settings.
 
 One ``default_worker.py`` process runs a burst of slow sequences; it is killed while it holds
 orchestration and activity messages, and a second process starts. With the default 30 s

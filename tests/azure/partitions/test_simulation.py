@@ -170,7 +170,7 @@ async def test_five_managers_starting_at_once_converge_and_hand_back(
 async def test_64_partitions_hold_up_once_the_limit_is_raised(
     monkeypatch: pytest.MonkeyPatch, azure_settings: AzureStorageSettings,
 ) -> None:
-    """Issue 5 item 4: the manager itself has no 16-partition limit (``naming`` has). With the
+    """The manager itself has no 16-partition limit (``naming`` has). With the
     limit raised to 64, three managers converge, hand over and report their request cost."""
     monkeypatch.setattr(naming, "MAX_PARTITIONS", 64)
 

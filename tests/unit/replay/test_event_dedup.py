@@ -1,6 +1,6 @@
 """An event sent by another orchestration is applied once, however often it is delivered:
 its ``source_id`` is derived from the sender's execution and ``EventSent`` id, so the copy a
-recovery re-sends carries the same id (issue 12: no external event applied twice)."""
+recovery re-sends carries the same id (no external event applied twice)."""
 
 from __future__ import annotations
 

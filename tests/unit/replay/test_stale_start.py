@@ -6,9 +6,9 @@ retrying a create after an ambiguous failure, a parent re-sending a child's star
 redelivery) arrives after the instance continued as new and completed. Its execution id is
 not the current one and the instance has ended, so ``replay.episode._start_refusal`` takes it
 for a new attempt: the whole instance runs again from generation 0 (its state goes from
-Completed back to Running, its activities run twice, its events are sent twice). Issue 12,
-defect 9 names the same hole for ``azure/message_filter.py``; it was in the episode too. Fixed: a
-continued generation records its chain's first execution id (``ExecutionStarted.first_execution_id``).
+Completed back to Running, its activities run twice, its events are sent twice). The same hole
+was in ``azure/message_filter.py``. Fixed: a continued generation records its chain's first
+execution id (``ExecutionStarted.first_execution_id``).
 """
 
 from __future__ import annotations
