@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -26,10 +27,17 @@ def double(ctx: task.OrchestrationContext, n: int) -> int:
 
 
 @contextmanager
-def _sdk_app(address: str) -> Iterator[TaskHubGrpcClient]:
-    """An SDK worker and client on one sidecar (each pod runs its app next to its sidecar)."""
+def _sdk_app(
+    address: str, orchestrator: Callable[..., Any] = double, *, filtered: bool = False
+) -> Iterator[TaskHubGrpcClient]:
+    """An SDK worker and client on one sidecar (each pod runs its app next to its sidecar);
+    ``filtered``: the worker names its orchestrator in work-item filters."""
     worker = TaskHubGrpcWorker(host_address=address)
-    worker.add_orchestrator(double)
+    worker.add_orchestrator(orchestrator)
+    if filtered:
+        worker.use_work_item_filters(WorkItemFilters(
+            orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
+        ))
     worker.start()
     client = TaskHubGrpcClient(host_address=address)
     try:
@@ -103,23 +111,6 @@ def right(ctx: task.OrchestrationContext, n: int) -> str:
     return f"right:{n}"
 
 
-@contextmanager
-def _filtered_app(address: str, orchestrator: Callable[..., str]) -> Iterator[TaskHubGrpcClient]:
-    """An SDK app whose worker runs only ``orchestrator`` and says so in its work-item filters."""
-    worker = TaskHubGrpcWorker(host_address=address)
-    worker.add_orchestrator(orchestrator)
-    worker.use_work_item_filters(WorkItemFilters(
-        orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
-    ))
-    worker.start()
-    client = TaskHubGrpcClient(host_address=address)
-    try:
-        yield client
-    finally:
-        client.close()
-        worker.stop()
-
-
 def test_sidecars_with_different_filters_share_a_hub_with_shared_partitions(
     azurite: Azurite, new_sidecar: Callable[..., RunningSidecar]
 ) -> None:
@@ -132,7 +123,7 @@ def test_sidecars_with_different_filters_share_a_hub_with_shared_partitions(
     second = new_sidecar(dataclasses.replace(base, worker_id="pod-right"), create_hub=False)
     assert _owned(first) == _owned(second) == {0, 1, 2, 3}  # no leases: both receive every queue
 
-    with _filtered_app(first.address, left) as client, _filtered_app(second.address, right):
+    with _sdk_app(first.address, left, filtered=True) as client, _sdk_app(second.address, right, filtered=True):
         ids = _two_per_partition(base.partition_count)
         for i, iid in enumerate(ids):
             client.schedule_new_orchestration(right if i % 2 else left, input=i, instance_id=iid)
