@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "when_all": "durable_azstorage.authoring.tasks",
     "when_any": "durable_azstorage.authoring.tasks",
     "RetryPolicy": "durable_azstorage.authoring.retry",
+    "VersioningOptions": "durable_azstorage.authoring.versioning",
+    "VersionMatchStrategy": "durable_azstorage.authoring.versioning",
+    "VersionFailureStrategy": "durable_azstorage.authoring.versioning",
     "DataConverter": "durable_azstorage.serialization.converter",
     "JsonDataConverter": "durable_azstorage.serialization.converter",
     # entities
@@ -137,6 +140,9 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.model.state import CreateOrchestrationAction as CreateOrchestrationAction
     from durable_azstorage.model.state import OrchestrationIdReusePolicy as OrchestrationIdReusePolicy
     from durable_azstorage.model.status import OrchestrationStatus as OrchestrationStatus
+    from durable_azstorage.authoring.versioning import VersionFailureStrategy as VersionFailureStrategy
+    from durable_azstorage.authoring.versioning import VersioningOptions as VersioningOptions
+    from durable_azstorage.authoring.versioning import VersionMatchStrategy as VersionMatchStrategy
     from durable_azstorage.serialization.converter import DataConverter as DataConverter
     from durable_azstorage.worker.concurrency import ConcurrencyOptions as ConcurrencyOptions
     from durable_azstorage.worker.worker import TaskHubWorker as TaskHubWorker

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from durable_azstorage.authoring.versioning import VersioningOptions
+
 Orchestrator = Callable[..., Any]
 """``fn(ctx: OrchestrationContext, input)``: a generator function (yields tasks) or a plain one."""
 
@@ -33,6 +35,8 @@ class Registry:
         self._entities: dict[str, Entity] = {}
         self._orchestrator_names: dict[int, str] = {}
         self._activity_names: dict[int, str] = {}
+        self.versioning: VersioningOptions | None = None
+        """Which instance versions the code may run (``TaskHubWorker.use_versioning``)."""
 
     def add_orchestrator(self, fn: Orchestrator, name: str | None = None) -> str:
         """Register ``fn``; returns its name (``fn.__name__`` unless given). Rejects duplicates."""

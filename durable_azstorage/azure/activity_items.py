@@ -142,10 +142,15 @@ class ActivityWorkItems:
         )
         return self._deliver(result.instance.instance_id, carrier)
 
-    async def abandon(self, item: ActivityWorkItem, *, delay: timedelta | None = None) -> None:
+    async def abandon(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
         lock = self._own(item)
         self._locks.pop(lock.received.message_id, None)
         try:
-            await self._queue.set_visibility(lock.received, delay or timedelta(0))
+            if deferred:  # given back by choice: recorded in the message, not a failure
+                await self._queue.defer(lock.received, delay or timedelta(0))
+            else:
+                await self._queue.set_visibility(lock.received, delay or timedelta(0))
         except Exception as exc:  # a stale receipt: it becomes visible again anyway
             raise LockLostError(f"could not abandon activity {item.name!r}: {exc}") from exc

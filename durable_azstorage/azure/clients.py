@@ -30,6 +30,7 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from durable_azstorage.azure.metrics import RequestCounter, RequestCountingPolicy
 from durable_azstorage.azure.proxies import proxies_for
 from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.sync_credential import AsyncFromSyncCredential
 from durable_azstorage.azure.settings import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
@@ -235,4 +236,6 @@ def _credential(settings: AzureStorageSettings) -> Any:
         if credential.startswith("?") or "sig=" in credential:
             return AzureSasCredential(credential.lstrip("?"))
         return AzureNamedKeyCredential(settings.account_name, credential)
+    if AsyncFromSyncCredential.wraps(credential):
+        return AsyncFromSyncCredential(credential)
     return credential

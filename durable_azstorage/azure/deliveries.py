@@ -9,7 +9,10 @@ died) do. ``failed_deliveries`` subtracts the ones recorded here before the pois
 
 The record is per process and bounded (the oldest entries are forgotten first): a message
 handed to another process (a partition hand-over) arrives there with the raw count, one
-more per hand-over, which ``max_dequeue_count`` absorbs.
+more per hand-over, which ``max_dequeue_count`` absorbs. Deferrals (a worker rejecting an
+instance's version, no SDK worker able to take an item) can repeat without bound and
+must hold across processes (the rolling deployment hands them to the new code's worker):
+they are recorded in the message text itself (``MessageQueue.defer``), not here.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ class SelfCausedDeliveries:
             self._caused.popitem(last=False)
 
     def failed_deliveries(self, received: ReceivedMessage) -> int:
-        """Deliveries of ``received`` that count toward poison (at least 1: this one)."""
-        return max(1, received.dequeue_count - self._caused.get(received.message_id, 0))
+        """Deliveries of ``received`` that count toward poison (at least 1: this one): not
+        those caused here, nor the deferrals recorded in the message (by any process)."""
+        caused = self._caused.get(received.message_id, 0) + received.deferrals
+        return max(1, received.dequeue_count - caused)
 
     def forget(self, message_id: str) -> None:
         """The message is gone (deleted); its record is no longer needed."""

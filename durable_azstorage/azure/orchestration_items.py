@@ -72,21 +72,28 @@ class _OrchLock:
         return min(times) if times else None
 
 
-async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta) -> None:
+async def hide(
+    queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta, *, deferred: bool = False
+) -> None:
     """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
 
     A result delivered in process (``carried_for``) goes to its control queue, hidden for
     ``delay``, and its carrier, the activity request, is deleted: made visible, the request
-    would run the activity again instead of returning its result.
+    would run the activity again instead of returning its result. ``deferred`` records a
+    deferral in each other message (``MessageQueue.defer``); a carried result is sent anew,
+    so it has no deliveries to discount.
     """
 
     async def one(m: ReceivedMessage) -> None:
+        target = queue(m.queue_name)
         try:
             if m.carried_for is not None and m.message is not None:
                 await queue(m.carried_for).send(m.message, delay=delay, answers=m.message_id)
-                await queue(m.queue_name).consume(m)
+                await target.consume(m)
+            elif deferred:
+                await target.defer(m, delay)
             else:
-                await queue(m.queue_name).set_visibility(m, delay)
+                await target.set_visibility(m, delay)
         except Exception as exc:  # stale receipt: it is visible again anyway
             log.info("could not re-hide message %s: %s", m.message_id, exc)
 
@@ -421,11 +428,14 @@ class OrchestrationWorkItems:
         )
         self._release(lock)
 
-    async def abandon(self, item: OrchestrationWorkItem, *, delay: timedelta | None = None) -> None:
+    async def abandon(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
         lock = self._own(item)
         self._release_if_expired(lock)
         try:
-            await hide(self._queue, lock.messages, delay or timedelta(0))
+            # deferred: given back by choice, recorded in the messages, not a failure
+            await hide(self._queue, lock.messages, delay or timedelta(0), deferred=deferred)
         finally:
             self._release(lock)
 

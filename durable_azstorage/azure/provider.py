@@ -107,6 +107,8 @@ class AzureStorageBackend:
         self.settings = settings
         self.names = settings.names
         self._stored_names: TaskHubNames | None = None  # read from the hub by sample_queues
+        if ownership is None and settings.shared_partitions:
+            ownership = OwnAllPartitions(settings.partition_count)  # every worker, every queue
         self._manage_partitions = ownership is None
         self.ownership: PartitionOwnership = ownership or OwnAllPartitions(settings.partition_count)
         self.partition_manager: PartitionManager | None = None  # built by start() if managed
@@ -502,9 +504,9 @@ class AzureStorageBackend:
         await self._orchestrations.complete(item, commit)
 
     async def abandon_orchestration(
-        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
-        await self._orchestrations.abandon(item, delay=delay)
+        await self._orchestrations.abandon(item, delay=delay, deferred=deferred)
 
     async def _fetch(
         self, fetch: Awaitable[T | None], give_back: Callable[[T], Awaitable[None]]
@@ -536,9 +538,9 @@ class AzureStorageBackend:
         await self._activity_items().complete(item, result)
 
     async def abandon_activity(
-        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
-        await self._activity_items().abandon(item, delay=delay)
+        await self._activity_items().abandon(item, delay=delay, deferred=deferred)
 
     def _activity_items(self) -> ActivityWorkItems:
         if self._activities is None:

@@ -40,7 +40,9 @@ from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.serialization.codec import (
     FORMAT_VERSION,
     decode_message_envelope,
+    deferral_count,
     encode_message,
+    with_deferral,
 )
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class ReceivedMessage:
     payload_blob: str | None = None
     answers: str | None = None
     carried_for: str | None = None
+    deferrals: int = 0
+    """Deliveries that were deferrals (``defer``), recorded in the message itself."""
 
     @property
     def home(self) -> str:
@@ -216,6 +220,18 @@ class MessageQueue:
             next_visible_on=hidden_until,
         )
 
+    async def defer(self, received: ReceivedMessage, timeout: timedelta) -> None:
+        """Give the message back by choice, visible again after ``timeout``: its text records
+        one more deferral (same request as a visibility update), so that whichever process
+        receives it next does not count this delivery toward poison."""
+        seconds = max(0, int(min(timeout, self._max_delay).total_seconds()))
+        content = with_deferral(received.raw)
+        await self._retry.call(
+            lambda: self.client.update_message(
+                received.message_id, received.pop_receipt, visibility_timeout=seconds, content=content
+            )
+        )
+
     async def _decode(self, raw: Any, hidden_until: datetime) -> ReceivedMessage:
         content = raw.content
         text = content.decode("utf-8") if isinstance(content, bytes) else str(content or "")
@@ -248,6 +264,7 @@ class MessageQueue:
             error=error,
             payload_blob=blob,
             answers=answers,
+            deferrals=deferral_count(text),
         )
 
 

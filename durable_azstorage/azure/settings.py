@@ -12,7 +12,6 @@ the worker and client obtain a backend through ``create_backend()`` and never im
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -70,8 +69,9 @@ class AzureStorageSettings:
     ``account_url`` is any one service endpoint, e.g. ``https://acct.queue.core.windows.net``;
     the blob/queue/table endpoints are derived by swapping the service label. ``credential`` is
     an account key (str), a SAS token (str starting with ``?`` or containing ``sig=``), an
-    ``AzureNamedKeyCredential``/``AzureSasCredential``, or an *async* azure-identity credential
-    (``azure.identity.aio.DefaultAzureCredential()``; the backend uses the ``.aio`` clients).
+    ``AzureNamedKeyCredential``/``AzureSasCredential``, or an azure-identity credential, sync
+    (``azure.identity.DefaultAzureCredential()``: its token requests run on a worker thread,
+    ``azure.sync_credential``) or async (``azure.identity.aio.DefaultAzureCredential()``).
 
     Defaults and what they cost (prices: queue/table operations are billed per 10,000):
 
@@ -110,6 +110,12 @@ class AzureStorageSettings:
       lease table every 10 s.
     * ``retry_attempts=6``: attempts per storage operation on transient errors (408/429/5xx,
       connection failures), with exponential back-off and full jitter (at most ≈ 3 s of waiting in total).
+    * ``shared_partitions=False``: with True, every worker receives every control queue
+      (competing consumers; commits stay ETag-guarded) instead of leasing partitions. Then an
+      instance a worker defers (a version its ``use_versioning`` rejects, no connected SDK
+      worker whose work-item filters accept it) reaches any worker of the hub, not only the
+      partition's owner. Costs: every worker polls every control queue, and an instance's
+      messages may be split between workers (the loser of the commit race retries).
     """
 
     connection_string: str | None = None
@@ -130,6 +136,7 @@ class AzureStorageSettings:
     lease_renew_interval: timedelta = timedelta(seconds=10)
     lease_acquire_interval: timedelta = timedelta(seconds=10)
     retry_attempts: int = 6
+    shared_partitions: bool = False
 
     def __post_init__(self) -> None:
         self._validate_account()
@@ -139,8 +146,9 @@ class AzureStorageSettings:
         if self.wakeup_interval is not None:
             _positive_duration("wakeup_interval", self.wakeup_interval)
         _int_in_range("max_dequeue_count", self.max_dequeue_count, 1, 1000)
-        if not isinstance(self.extended_sessions, bool):
-            raise ValueError("extended_sessions: must be a bool")
+        for flag in ("extended_sessions", "shared_partitions"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}: must be a bool")
         _int_in_range("control_queue_batch_size", self.control_queue_batch_size, 1, 32)
         for name in ("control_queue_visibility_timeout", "work_item_visibility_timeout"):
             _positive_duration(name, getattr(self, name), maximum=MAX_QUEUE_VISIBILITY)
@@ -193,12 +201,6 @@ class AzureStorageSettings:
             raise ValueError("account_url: must not carry a query (pass a SAS as credential)")
         if self.credential is None:
             raise ValueError("credential: required with account_url (key, SAS or TokenCredential)")
-        get_token = getattr(self.credential, "get_token", None)
-        if get_token is not None and not inspect.iscoroutinefunction(get_token):
-            raise ValueError(
-                "credential: the backend uses the async (.aio) clients; pass an async credential "
-                "such as azure.identity.aio.DefaultAzureCredential()"
-            )
 
     # ----------------------------------------------------------------- non-secret views
 
@@ -342,6 +344,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "wakeup_interval": _parse_optional_seconds,
     "max_dequeue_count": int,
     "extended_sessions": _parse_bool,
+    "shared_partitions": _parse_bool,
     "control_queue_batch_size": int,
     "control_queue_visibility_timeout": _parse_seconds,
     "work_item_visibility_timeout": _parse_seconds,

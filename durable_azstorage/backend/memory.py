@@ -36,7 +36,7 @@ from durable_azstorage.backend.memory_checkpoint import (
 )
 from durable_azstorage.backend.memory_query import page_of, without_payloads
 from durable_azstorage.backend.memory_control import ControlQueues
-from durable_azstorage.backend.memory_queues import Lock, LockToken, Signal, StoredMessage
+from durable_azstorage.backend.memory_queues import Lock, LockToken, Signal, StoredMessage, uncount
 from durable_azstorage.backend.reuse import may_replace, pending_state
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
@@ -296,10 +296,12 @@ class InMemoryBackend:
             await hook(step, instance_id)
 
     async def abandon_orchestration(
-        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
         with self._mutex:
             lock = self._live_orch_lock(item)
+            if deferred:
+                uncount(lock.messages)
             visible_at = self.clock.now() + (delay or timedelta(0))
             for message in lock.messages:  # a carried result goes back as a plain one
                 carrier, message.carrier = message.carrier, None
@@ -341,10 +343,12 @@ class InMemoryBackend:
             )
 
     async def abandon_activity(
-        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
         with self._mutex:
             lock = self._live_activity_lock(item)
+            if deferred:
+                uncount(lock.messages)
             visible_at = self.clock.now() + (delay or timedelta(0))
             self._activities.release(lock, visible_at)
         self._signal.notify_all()

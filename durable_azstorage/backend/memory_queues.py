@@ -265,3 +265,10 @@ class Lock:
     token: LockToken
     expires_at: datetime
     messages: list[StoredMessage] = field(default_factory=list)
+
+
+def uncount(messages: list[StoredMessage]) -> None:
+    """Take back the delivery a deferred abandon gave back (``abandon_*(deferred=True)``):
+    like Azure's ``SelfCausedDeliveries``, it must not count toward poison."""
+    for message in messages:
+        message.dequeue_count = max(0, message.dequeue_count - 1)

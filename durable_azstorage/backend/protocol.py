@@ -271,10 +271,13 @@ class Backend(Protocol):
         """
 
     async def abandon_orchestration(
-        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
         """Release the item's messages for redelivery after ``delay`` (default: at once).
 
+        ``deferred``: the worker gave the item back by choice (a version it rejects, no SDK
+        worker able to take it), not because processing failed: the next delivery's
+        ``dequeue_count`` does not count this one, so deferring never leads to poison.
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
 
@@ -292,10 +295,11 @@ class Backend(Protocol):
         duplicates are ignored by replay) or is foreign (nothing is sent)."""
 
     async def abandon_activity(
-        self, item: ActivityWorkItem, *, delay: timedelta | None = None
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
         """Release the request for redelivery after ``delay`` (default: at once).
 
+        ``deferred`` as for ``abandon_orchestration``: this delivery never counts toward poison.
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
 

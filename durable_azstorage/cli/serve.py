@@ -16,6 +16,7 @@ are released for other sidecars, and the process exits 0. A second signal exits 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Optional
 
@@ -107,6 +108,12 @@ def serve(
         "refused (PERMISSION_DENIED) without this flag, since any local process can call "
         "the sidecar."
     ),
+    shared_partitions: bool = typer.Option(
+        False, "--shared-partitions", help="Receive every control queue instead of leasing "
+        "partitions (set it on every sidecar of the hub): when the SDK workers of different "
+        "sidecars have different work-item filters or versions, an orchestration one "
+        "sidecar cannot run reaches another. Costs more polling and commit races."
+    ),
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
     log_format: str = LOG_FORMAT_OPTION,
@@ -137,10 +144,13 @@ def serve(
         typer.echo(
             f"sidecar starting on task hub {target.settings.task_hub!r} ({host}:{port})", err=True
         )
+        settings = target.settings
+        if shared_partitions:
+            settings = dataclasses.replace(settings, shared_partitions=True)
         try:
             asyncio.run(
                 run_sidecar(
-                    target.settings, host=host, port=port,
+                    settings, host=host, port=port,
                     create_hub=create_hub or target.local, grace=grace,
                     allow_hub_management=allow_hub_management, metrics_port=metrics_port,
                 )

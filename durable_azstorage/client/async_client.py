@@ -69,9 +69,15 @@ class AsyncTaskHubClient:
         *,
         backend: Backend | None = None,
         converter: DataConverter | None = None,
+        default_version: str | None = None,
     ) -> None:
+        """``default_version`` is given to new orchestrations scheduled without a version (as
+        the portable SDK's client does): the version workers' ``use_versioning`` compares."""
         if (settings is None) == (backend is None):
             raise ValueError("a client needs exactly one of settings or backend=")
+        if default_version is not None:
+            validate_name(default_version, what="default_version")
+        self.default_version = default_version
         self._owns_backend = settings is not None
         if settings is not None:
             backend = settings.create_backend()
@@ -153,7 +159,8 @@ class AsyncTaskHubClient:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
         return await self._create(
             name, instance_id, self._converter.serialize(input), start_at=start_at,
-            reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=trace_context,
+            reuse_id_policy=reuse_id_policy, version=version or self.default_version, tags=tags,
+            trace_context=trace_context,
         )
 
     async def _create(

@@ -43,8 +43,11 @@ class TaskHubClient:
         *,
         backend: Backend | None = None,
         converter: DataConverter | None = None,
+        default_version: str | None = None,
     ) -> None:
-        self._async = AsyncTaskHubClient(settings, backend=backend, converter=converter)
+        self._async = AsyncTaskHubClient(
+            settings, backend=backend, converter=converter, default_version=default_version
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="dtaz-client", daemon=True
@@ -55,6 +58,11 @@ class TaskHubClient:
     @property
     def backend(self) -> Backend:
         return self._async.backend
+
+    @property
+    def default_version(self) -> str | None:
+        """The version given to new orchestrations scheduled without one."""
+        return self._async.default_version
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:

@@ -35,7 +35,9 @@ The rewritten history therefore keeps
 from the child's state (``settle_children``): Failed → rewound in place, recursively (its
 completion answers the same task id); Completed (its answer arrived after the parent had
 failed, and was dropped) → its answer is added to the history; Running/Pending/Suspended →
-kept, it answers when it ends; Terminated or purged → the rewind is refused. If the child's
+kept, it answers when it ends; purged → its creation is dropped, so the re-run code
+creates and runs it again (as the portable SDK's reference backend does); Terminated →
+the rewind is refused. If the child's
 current execution answers another task (a dropped retry attempt with an explicit instance
 id re-created it), the creation is dropped too and the code creates the child again.
 Children created after ``f`` (or re-created as just said) are *orphans*: the rewritten
@@ -249,10 +251,9 @@ def settle_children(
         view = children.get(ref.instance_id)
         what = f"sub-orchestration {ref.instance_id!r} of {instance.instance_id!r}"
         if view is None:
-            raise InvalidOperationError(
-                f"cannot rewind orchestration {instance.instance_id!r}: its sub-orchestration "
-                f"{ref.instance_id!r}, failed or not finished, no longer exists (purged?)"
-            )
+            # Purged (as the SDK's reference backend allows): the code creates it again.
+            history = [e for e in history if not _creates(e, ref.task_id)]
+            continue
         if view.parent is None or view.parent.instance_id != instance.instance_id:
             owner = view.parent.instance_id if view.parent else "nobody"
             raise InvalidOperationError(

@@ -20,6 +20,9 @@ class FailureDetails:
     stack_trace: str | None = None
     inner_failure: FailureDetails | None = None
     is_non_retriable: bool = False
+    properties: dict[str, object] | None = None
+    """Extra facts about the error (JSON values by name), as the portable SDKs'
+    ``TaskFailureDetails.properties``: e.g. a .NET exception's data; kept through storage."""
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, non_retriable: bool = False) -> FailureDetails:

@@ -26,6 +26,7 @@ from durable_azstorage.authoring.registry import Activity, Orchestrator, Registr
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.signatures import input_type, result_type
 from durable_azstorage.authoring.tasks import CancellableTask, CompletableTask, Task
+from durable_azstorage.authoring.versioning import VersionFailureStrategy, VersionRejected
 from durable_azstorage.model.actions import (
     CompleteOrchestration,
     CreateSubOrchestration,
@@ -203,6 +204,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         encoded = self.converter.serialize(input)
         seq = self._next_id()
         child_id = instance_id if instance_id is not None else f"{self._instance_id}:{seq:04x}"
+        if not version and self.registry.versioning is not None:
+            version = self.registry.versioning.default_version
         action = CreateSubOrchestration(id=seq, name=name, instance_id=child_id, input=encoded, version=version)
         task = self._task_for(action, retry_policy)
         self._track(action, task)
@@ -327,6 +330,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._execution_id = event.instance.execution_id
         self._version = event.version
         self._parent_instance_id = event.parent.instance.instance_id if event.parent else None
+        if self._refused_version(event):
+            return
         fn = self.registry.get_orchestrator(event.name)
         if fn is None:
             known = ", ".join(self.registry.orchestrator_names) or "none"
@@ -413,6 +418,20 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             )
             return
         self._complete(OrchestrationStatus.COMPLETED, result=encoded)
+
+    def _refused_version(self, event: ExecutionStarted) -> bool:
+        """Apply the worker's versioning: True when the instance failed for its version.
+
+        Raises ``VersionRejected`` under the ``REJECT`` strategy (the item goes back untouched).
+        """
+        versioning = self.registry.versioning
+        mismatch = versioning.mismatch(event.version) if versioning is not None else None
+        if versioning is None or mismatch is None:
+            return False
+        if versioning.failure_strategy is VersionFailureStrategy.REJECT:
+            raise VersionRejected(mismatch.message)
+        self._complete(OrchestrationStatus.FAILED, failure=mismatch)
+        return True
 
     def fail(self, error: BaseException) -> None:
         self._complete(OrchestrationStatus.FAILED, failure=FailureDetails.from_exception(error))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.authoring.versioning import VersionRejected
 from durable_azstorage.model.actions import CompleteOrchestration, OrchestratorAction
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus
@@ -57,7 +58,16 @@ class ExecutionResult:
 
 class ExecutionAbandoned(Exception):
     """The executor gave the work back without a result (a remote worker disconnected or
-    abandoned it): the work item is abandoned and delivered again, never failed."""
+    abandoned it): the work item is abandoned and delivered again, never failed.
+
+    ``deferred`` says the give-back was a choice that says nothing about the messages (a
+    version the worker rejects, no worker with room or matching filters, a worker shutting
+    down): the backend is told not to count that delivery toward poison.
+    """
+
+    def __init__(self, message: str, *, deferred: bool = False) -> None:
+        super().__init__(message)
+        self.deferred = deferred
 
 
 class OrchestrationExecutor(Protocol):
@@ -84,9 +94,12 @@ class LocalOrchestrationExecutor:
     def execute(
         self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
     ) -> ExecutionResult:
-        return execute(
-            self.registry, instance_id, past_events, new_events, converter=self.converter, logger=self.logger
-        )
+        try:
+            return execute(
+                self.registry, instance_id, past_events, new_events, converter=self.converter, logger=self.logger
+            )
+        except VersionRejected as exc:
+            raise ExecutionAbandoned(f"orchestration {instance_id!r}: {exc}", deferred=True) from exc
 
 
 def execute(

@@ -102,6 +102,36 @@ def decode_history(text: str | bytes) -> list[HistoryEvent]:
     return [decode_event(item, path=f"history.events[{i}]") for i, item in enumerate(raw)]
 
 
+DEFERRED_KEY = "deferred"
+"""Top-level field of a queue text (message envelope or payload-blob reference): how many of
+the message's deliveries were deferrals (given back by choice), so that any process's poison
+check can discount them."""
+
+
+def deferral_count(text: str) -> int:
+    """The deferrals recorded in a queue text (0 when none or unreadable)."""
+    if f'"{DEFERRED_KEY}"' not in text:
+        return 0
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return 0
+    count = doc.get(DEFERRED_KEY) if isinstance(doc, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def with_deferral(text: str) -> str:
+    """``text`` with one more deferral recorded; an unreadable text is returned unchanged."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(doc, dict):
+        return text
+    doc[DEFERRED_KEY] = deferral_count(text) + 1
+    return _dumps(doc)
+
+
 def encode_message(
     message: TaskMessage, *, sequence_number: int | None = None, answers: str | None = None
 ) -> str:
@@ -122,7 +152,7 @@ def decode_message(text: str | bytes) -> TaskMessage:
 def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     """Like ``decode_message`` but also returns the envelope-only fields."""
     doc = _load_document(text, "message")
-    envelope_only = ("v", "sequence_number", "answers", "event")
+    envelope_only = ("v", "sequence_number", "answers", "event", DEFERRED_KEY)
     fields = {k: v for k, v in doc.items() if k not in envelope_only}
     if "event" not in doc:
         raise ValueError("message.event: missing required field")
@@ -245,6 +275,8 @@ def _encode_value(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, hint):
             raise ValueError(f"{path}: expected {hint.__name__}, got {_kind(value)}")
         return _encode_dataclass(value, path)
+    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is object:
+        return _json_object(value, path)
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -316,6 +348,8 @@ def _decode_value(raw: Any, hint: Any, path: str) -> Any:
         return decode_event(raw, path=path)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _decode_dataclass(hint, raw, path)
+    if typing.get_origin(hint) is dict and typing.get_args(hint)[1] is object:
+        return _json_object(raw, path)
     if typing.get_origin(hint) is dict:
         if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
             raise ValueError(f"{path}: expected an object of strings, got {_kind(raw)}")
@@ -331,6 +365,17 @@ def _decode_value(raw: Any, hint: Any, path: str) -> Any:
     if not check(raw):
         raise ValueError(f"{path}: expected {hint.__name__}, got {_kind(raw)}")
     return raw
+
+
+def _json_object(value: Any, path: str) -> dict[str, Any]:
+    """A dict of JSON values by name (``dict[str, object]`` fields), checked both ways."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{path}: expected an object with string keys, got {_kind(value)}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not JSON values: {exc}") from None
+    return dict(value)
 
 
 def _strip_optional(hint: Any) -> Any:
@@ -394,7 +439,10 @@ def _kind(value: Any) -> str:
 
 
 __all__ = [
+    "DEFERRED_KEY",
     "FORMAT_VERSION",
+    "deferral_count",
+    "with_deferral",
     "SUPPORTED_VERSIONS",
     "MessageEnvelope",
     "decode_datetime",

@@ -12,8 +12,8 @@ payloads already serialized. Behaviour the SDKs rely on:
 * ``StartInstance`` without a reuse policy refuses an id whose instance is Pending, Running or
   Suspended and replaces an ended one; with one, see ``convert_state.reuse_policy_from_pb``.
 * ``ListInstanceIds`` lists ended instances only (as the protocol defines it), filtered by
-  completion time ``[from, to)``; its ``lastInstanceKey``, like ``QueryInstances``'
-  ``continuationToken``, is the backend's opaque query token.
+  completion time ``[from, to)``; its ``lastInstanceKey`` names the page's last instance
+  and carries the backend's opaque query token, and is absent on the last page.
 * A purge by filter that names no status purges every *ended* status; its time budget is
   the request's timeout, cut short to answer ``isComplete=false`` before the deadline.
 * ``DeleteTaskHub`` and ``CreateTaskHub(recreateIfExists)`` wipe the hub under every engine
@@ -25,15 +25,17 @@ payloads already serialized. Behaviour the SDKs rely on:
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from durable_azstorage.client.async_client import AsyncTaskHubClient
+from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.errors import OrchestrationNotFoundError
-from durable_azstorage.model.query import OrchestrationQuery, PurgeInstancesResult
+from durable_azstorage.model.query import PurgeInstancesResult
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
@@ -176,8 +178,8 @@ class ClientRpcs:
         return response
 
     async def list_ids(self, request: pb.ListInstanceIdsRequest) -> pb.ListInstanceIdsResponse:
-        """Each response holds the matches of one backend page (possibly none, with a key to
-        go on), so following ``lastInstanceKey`` visits every match exactly once."""
+        """One page of ended instances' ids; ``lastInstanceKey`` is absent on the last page
+        (the SDK loops until it is) and otherwise names the page's last instance."""
         statuses = _ENDED
         if request.runtimeStatus:
             with field_named("runtimeStatus"):
@@ -185,20 +187,23 @@ class ClientRpcs:
             statuses = tuple(s for s in named if s in _ENDED)
             if not statuses:
                 return pb.ListInstanceIdsResponse()
-        low = _optional_time(request, "completedTimeFrom")
-        high = _optional_time(request, "completedTimeTo")
-        query = OrchestrationQuery(
-            runtime_status=statuses,
-            page_size=page_size(request.pageSize or 100),
-            continuation_token=request.lastInstanceKey.value or None,
-        )
         with field_named("lastInstanceKey"):
-            page = await self._client.query_orchestrations(query)
-        response = pb.ListInstanceIdsResponse(
-            instanceIds=[s.instance_id for s in page.items if _completed_within(s, low, high)]
-        )
+            token = _token_of_key(request.lastInstanceKey.value) if request.lastInstanceKey.value else None
+            page = await list_instance_ids(
+                self._client.backend,
+                runtime_status=statuses,
+                completed_time_from=_optional_time(request, "completedTimeFrom"),
+                completed_time_to=_optional_time(request, "completedTimeTo"),
+                page_size=page_size(request.pageSize or 100),
+                continuation_token=token,
+                completed_to_inclusive=False,
+            )
+        response = pb.ListInstanceIdsResponse(instanceIds=page.items)
         if page.continuation_token is not None:
-            response.lastInstanceKey.value = page.continuation_token
+            last = page.items[-1] if page.items else ""
+            response.lastInstanceKey.value = json.dumps(
+                {"last": last, "token": page.continuation_token}, ensure_ascii=False
+            )
         return response
 
     async def history(self, request: pb.StreamInstanceHistoryRequest) -> list[pb.HistoryChunk]:
@@ -281,11 +286,16 @@ def _optional_time(message: Any, field: str) -> datetime | None:
     return datetime_from_pb(getattr(message, field)) if message.HasField(field) else None
 
 
-def _completed_within(state: OrchestrationState, low: datetime | None, high: datetime | None) -> bool:
-    done = state.completed_at
-    if done is None:
-        return low is None and high is None
-    return (low is None or done >= low) and (high is None or done < high)
+def _token_of_key(key: str) -> str:
+    """The backend token inside a ``lastInstanceKey`` this service returned."""
+    try:
+        doc = json.loads(key)
+    except ValueError:
+        doc = None
+    token = doc.get("token") if isinstance(doc, dict) else None
+    if not isinstance(token, str):
+        raise ValueError(f"{key!r} is not a key returned by ListInstanceIds")
+    return token
 
 
 def _instance_response(

@@ -1,13 +1,14 @@
 """FailureDetails <-> ``pb.TaskFailureDetails``: how an error crosses the gRPC boundary.
 
 The portable SDKs branch on ``errorType`` and show ``errorMessage``/``stackTrace``; the inner
-failure chain and ``isNonRetriable`` must survive the round trip so that retries and
+failure chain, ``isNonRetriable`` and ``properties`` must survive the round trip so that retries and
 ``TaskFailedError.details`` behave the same whether the code runs in-process or over gRPC.
 """
 
 from __future__ import annotations
 
 from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]
 
 from durable_azstorage.model.failure import FailureDetails
 
@@ -30,6 +31,8 @@ def _to_pb(details: FailureDetails, depth: int) -> pb.TaskFailureDetails:
         message.stackTrace.value = details.stack_trace
     if details.inner_failure is not None and depth < _MAX_DEPTH:
         message.innerFailure.CopyFrom(_to_pb(details.inner_failure, depth + 1))
+    for name, value in (details.properties or {}).items():
+        message.properties[name].CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))
     return message
 
 
@@ -52,4 +55,8 @@ def _from_pb(message: pb.TaskFailureDetails, depth: int) -> FailureDetails:
         stack_trace=message.stackTrace.value if message.HasField("stackTrace") else None,
         inner_failure=inner,
         is_non_retriable=message.isNonRetriable,
+        properties=(
+            {name: json_format.MessageToDict(value) for name, value in message.properties.items()}
+            if message.properties else None
+        ),
     )

@@ -41,7 +41,11 @@ class RemoteOperations:
         what = f"entity {instance_id} ({len(operations)} operation(s))"
         item = pb.WorkItem(entityRequest=batch_request_to_pb(instance_id, state, operations))
         work = asyncio.run_coroutine_threadsafe(
-            self._streams.dispatch("orchestration", item, instance_id=instance_id, what=what), self._loop
+            self._streams.dispatch(
+                "orchestration", item, instance_id=instance_id, what=what,
+                name=entity_id.entity, filtered_as="entity",
+            ),
+            self._loop,
         )
         try:
             result = work.result(self._timeout)

@@ -63,7 +63,8 @@ class RemoteOrchestrationExecutor:
         what = f"orchestration {name!r} ({instance_id})"
         work = asyncio.run_coroutine_threadsafe(
             self._streams.dispatch(
-                "orchestration", pb.WorkItem(orchestratorRequest=request), instance_id=instance_id, what=what
+                "orchestration", pb.WorkItem(orchestratorRequest=request), instance_id=instance_id, what=what,
+                name=name, version=started.version if started is not None else None,
             ),
             self._loop,
         )
@@ -107,7 +108,8 @@ class RemoteActivityExecutor:
         trace_to_pb(request.parentTraceContext, item.trace_context)
         what = f"activity {item.name!r} (task {item.task_id} of {item.instance.instance_id})"
         dispatch = self._streams.dispatch(
-            "activity", pb.WorkItem(activityRequest=request), instance_id=item.instance.instance_id, what=what
+            "activity", pb.WorkItem(activityRequest=request), instance_id=item.instance.instance_id, what=what,
+            name=item.name, version=item.version,
         )
         try:
             response = await asyncio.wait_for(dispatch, self._timeout)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from durabletask.internal import orchestrator_service_pb2 as pb
 
 from durable_azstorage.replay.executor import ExecutionAbandoned
+from durable_azstorage.sidecar.filters import WorkItemFilter
 
 Kind = Literal["orchestration", "activity"]
 KINDS: tuple[Kind, Kind] = ("orchestration", "activity")
@@ -46,9 +47,14 @@ class WorkerStream:
     in_flight: dict[Kind, int] = field(default_factory=lambda: {"orchestration": 0, "activity": 0})
     tokens: set[str] = field(default_factory=set)
     open: bool = True
+    filter: WorkItemFilter | None = None
 
     def has_room(self, kind: Kind) -> bool:
         return self.open and self.in_flight[kind] < self.limits[kind]
+
+    def accepts(self, kind: str, name: str, version: str | None) -> bool:
+        """The stream's work-item filters let this item through (no filters: everything)."""
+        return self.open and (self.filter is None or self.filter.accepts(kind, name, version))
 
     def load(self, kind: Kind) -> float:
         return self.in_flight[kind] / self.limits[kind]
@@ -115,7 +121,9 @@ class WorkerStreams:
             "orchestration": request.maxConcurrentOrchestrationWorkItems or self._default_limits["orchestration"],
             "activity": request.maxConcurrentActivityWorkItems or self._default_limits["activity"],
         }
-        stream = WorkerStream(number=next(self._numbers), limits=limits)
+        stream = WorkerStream(
+            number=next(self._numbers), limits=limits, filter=WorkItemFilter.from_request(request)
+        )
         self._streams.append(stream)
         self.notify()
         return stream
@@ -151,13 +159,28 @@ class WorkerStreams:
         return len(self._pending)
 
     # --- work --------------------------------------------------------------------------------
-    async def dispatch(self, kind: Kind, item: pb.WorkItem, *, instance_id: str, what: str) -> Any:
-        """Send ``item`` to the least busy stream with room; return the SDK's response message.
+    async def dispatch(
+        self,
+        kind: Kind,
+        item: pb.WorkItem,
+        *,
+        instance_id: str,
+        what: str,
+        name: str,
+        version: str | None = None,
+        filtered_as: str | None = None,
+    ) -> Any:
+        """Send ``item`` to the least busy stream with room whose work-item filters accept
+        ``name`` and ``version`` (as a ``filtered_as`` item, by default ``kind``: an entity
+        batch takes an orchestration slot but is filtered by entity name); return the SDK's
+        response message.
 
-        Raises ``ExecutionAbandoned`` when no stream has room within ``dispatch_wait`` seconds,
-        when the stream disconnects or the SDK abandons the item, or when the sidecar stops.
+        Raises ``ExecutionAbandoned`` when no connected stream's filters accept the item
+        (deferred: it is never sent), when no accepting stream has room within
+        ``dispatch_wait`` seconds, when the stream disconnects or the SDK abandons the item,
+        or when the sidecar stops.
         """
-        stream = await self._stream_with_room(kind, what)
+        stream = await self._stream_with_room(kind, what, name, version, filtered_as or kind)
         token = uuid.uuid4().hex
         item.completionToken = token
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -174,17 +197,31 @@ class WorkerStreams:
             stream.in_flight[kind] -= 1
             self.notify()
 
-    async def _stream_with_room(self, kind: Kind, what: str) -> WorkerStream:
-        def ready() -> bool:
-            return self._closed or any(s.has_room(kind) for s in self._streams)
+    async def _stream_with_room(
+        self, kind: Kind, what: str, name: str, version: str | None, filtered_as: str
+    ) -> WorkerStream:
+        def accepting() -> list[WorkerStream]:
+            return [s for s in self._streams if s.accepts(filtered_as, name, version)]
 
+        def ready() -> bool:
+            return self._closed or any(s.has_room(kind) for s in accepting())
+
+        if self._streams and not accepting():
+            raise ExecutionAbandoned(
+                f"no connected SDK worker's work-item filters accept {what} (version "
+                f"{version!r}); it stays queued for a worker that does",
+                deferred=True,
+            )
         await self._until(ready, self._dispatch_wait)
         if self._closed:
-            raise ExecutionAbandoned(f"the sidecar is stopping; {what} was not sent to an SDK worker")
-        candidates = [s for s in self._streams if s.has_room(kind)]
+            raise ExecutionAbandoned(
+                f"the sidecar is stopping; {what} was not sent to an SDK worker", deferred=True
+            )
+        candidates = [s for s in accepting() if s.has_room(kind)]
         if not candidates:
             raise ExecutionAbandoned(
-                f"no connected SDK worker had room for {what} within {self._dispatch_wait:.0f}s"
+                f"no connected SDK worker had room for {what} within {self._dispatch_wait:.0f}s",
+                deferred=True,
             )
         return min(candidates, key=lambda s: s.load(kind))
 
@@ -204,13 +241,15 @@ class WorkerStreams:
     def abandon(self, kind: Kind, token: str) -> None:
         """The SDK gave the item back: it is abandoned in the backend and delivered again."""
         pending = self._take(kind, token)
-        self._fail(pending, "the SDK worker abandoned it")
+        # The SDK abandons by choice (a version its REJECT strategy refuses, or it is shutting
+        # down), never because the item failed: deferred, so it never counts toward poison.
+        self._fail(pending, "the SDK worker abandoned it", deferred=True)
 
     def abandon_all(self, reason: str) -> int:
         """Give every pending item back (the sidecar is stopping); returns how many."""
         pending = list(self._pending.values())
         for p in pending:
-            self._fail(p, reason)
+            self._fail(p, reason, deferred=True)
         return len(pending)
 
     def close(self) -> None:
@@ -267,10 +306,10 @@ class WorkerStreams:
         del self._pending[token]
         return pending
 
-    def _fail(self, pending: _Pending, reason: str) -> None:
+    def _fail(self, pending: _Pending, reason: str, *, deferred: bool = False) -> None:
         self._pending.pop(pending.token, None)
         if not pending.future.done():
-            pending.future.set_exception(ExecutionAbandoned(f"{pending.what}: {reason}"))
+            pending.future.set_exception(ExecutionAbandoned(f"{pending.what}: {reason}", deferred=deferred))
 
     def notify(self) -> None:
         """Wake everyone waiting for a change (room, capacity, idleness)."""

@@ -104,12 +104,13 @@ class ActivityProcessor(WorkItemProcessor):
         try:
             result = await self._run(item)
         except ExecutionAbandoned as exc:
-            self._log.info(
+            self._log.log(
+                logging.DEBUG if exc.deferred else logging.INFO,
                 "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
                 item.name, item.task_id, item.instance.instance_id, exc,
             )
             record_activity(item.name, "abandoned", time.monotonic() - began)
-            await self._abandon(item)
+            await self._abandon(item, deferred=exc.deferred)
             return
         outcome = "failed" if isinstance(result, TaskFailed) else "completed"
         record_activity(item.name, outcome, time.monotonic() - began)
@@ -138,9 +139,10 @@ class ActivityProcessor(WorkItemProcessor):
             )
             await self._abandon(item)
 
-    async def _abandon(self, item: ActivityWorkItem) -> None:
+    async def _abandon(self, item: ActivityWorkItem, *, deferred: bool = False) -> None:
+        delay = abandon_delay(item.dequeue_count, deferred=deferred)
         try:
-            await self._backend.abandon_activity(item, delay=abandon_delay(item.dequeue_count))
+            await self._backend.abandon_activity(item, delay=delay, deferred=deferred)
         except LockLostError:
             pass  # the request reappears when the lock expires anyway
         except Exception:

@@ -8,7 +8,9 @@ what to do when something goes wrong:
 * ``ConcurrencyConflictError`` / ``LockLostError``: another worker owns the instance now;
   drop the item (its messages reappear and the winner, or a later episode, handles them).
 * ``ExecutionAbandoned`` (a remote worker disconnected or gave the item back): abandon with
-  the same backoff, logged without a traceback; nothing was decided, nothing is lost.
+  the same backoff, logged without a traceback; nothing was decided, nothing is lost. A
+  *deferred* one (a version this worker rejects, an SDK abandon) is abandoned with
+  ``deferred=True``: hidden for ``DEFERRAL_DELAY`` and never counted toward poison.
 * Any other error: abandon with exponential backoff, so a transient fault is retried.
 * Poison: an item delivered more than ``max_dequeue_count`` times fails its instance with a
   reason naming the count (see ``worker.poison``) instead of retrying forever.
@@ -81,11 +83,15 @@ class OrchestrationProcessor(WorkItemProcessor):
         try:
             commit = await self._build_commit(item)
         except ExecutionAbandoned as exc:
-            self._log.info(
-                "orchestration %r: episode abandoned (delivery %d), it will be delivered again: %s",
-                item.instance_id, item.dequeue_count, exc,
+            # A deferral repeats every DEFERRAL_DELAY while it lasts (a rolling deployment):
+            # debug, not info, so that it does not flood the log.
+            self._log.log(
+                logging.DEBUG if exc.deferred else logging.INFO,
+                "orchestration %r: episode abandoned (delivery %d%s), it will be delivered again: %s",
+                item.instance_id, item.dequeue_count, ", deferred" if exc.deferred else "", exc,
             )
-            await self._abandon(item, abandon_delay(item.dequeue_count))
+            delay = abandon_delay(item.dequeue_count, deferred=exc.deferred)
+            await self._abandon(item, delay, deferred=exc.deferred)
             return "abandoned"
         except Exception:
             self._log.exception(
@@ -175,9 +181,11 @@ class OrchestrationProcessor(WorkItemProcessor):
             )
         return "committed"
 
-    async def _abandon(self, item: OrchestrationWorkItem, delay: timedelta | None) -> None:
+    async def _abandon(
+        self, item: OrchestrationWorkItem, delay: timedelta | None, *, deferred: bool = False
+    ) -> None:
         try:
-            await self._backend.abandon_orchestration(item, delay=delay)
+            await self._backend.abandon_orchestration(item, delay=delay, deferred=deferred)
         except LockLostError:
             pass  # the messages reappear when the lock expires anyway
         except Exception:

@@ -16,9 +16,16 @@ from durable_azstorage.backend.protocol import Backend
 
 MAX_BACKOFF = timedelta(seconds=60)
 
+DEFERRAL_DELAY = timedelta(seconds=2)
+"""How long a deferred item (a version this worker rejects, no SDK worker that can take it)
+stays hidden before it is offered again; such give-backs never count toward poison."""
 
-def abandon_delay(dequeue_count: int) -> timedelta:
-    """Exponential backoff for a failed item: 0.5 s, 1 s, 2 s ... capped at ``MAX_BACKOFF``."""
+
+def abandon_delay(dequeue_count: int, *, deferred: bool = False) -> timedelta:
+    """Exponential backoff for a failed item: 0.5 s, 1 s, 2 s ... capped at ``MAX_BACKOFF``;
+    ``DEFERRAL_DELAY`` for a deferred one."""
+    if deferred:
+        return DEFERRAL_DELAY
     seconds = 0.5 * 2 ** max(0, min(dequeue_count - 1, 10))
     return min(timedelta(seconds=seconds), MAX_BACKOFF)
 

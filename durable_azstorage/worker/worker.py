@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
+from durable_azstorage.authoring.versioning import VersioningOptions
 from durable_azstorage.backend.protocol import Backend, BackendSettings, LockTimeout, OwnClock
 from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.replay.entity_episode import LocalEntityExecutor
@@ -93,6 +94,15 @@ class TaskHubWorker:
     def add_entity(self, fn: Callable[..., Any], name: str | None = None) -> str:
         """Register an entity function or ``DurableEntity`` subclass; returns its (lower-cased) name."""
         return self._registry.add_entity(fn, name)
+
+    def use_versioning(self, options: VersioningOptions) -> None:
+        """Run only the instance versions ``options`` allows (as the portable SDK's worker);
+        ``options.default_version`` is given to sub-orchestrations started without one."""
+        if not isinstance(options, VersioningOptions):
+            raise TypeError(f"use_versioning takes VersioningOptions, got {type(options).__qualname__}")
+        if self._running.is_set() or self._stop_requested is not None:
+            raise RuntimeError("versioning cannot change while the worker is running")
+        self._registry.versioning = options
 
     # --- asyncio ---------------------------------------------------------------------------
     async def run_async(self) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
 
+from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.sync_credential import AsyncFromSyncCredential
 from durable_azstorage.backend.protocol import (
     CheckpointHooks,
     DeliveryLimit,
@@ -61,6 +64,7 @@ def test_defaults() -> None:
         ({"lease_acquire_interval": timedelta(seconds=-1)}, "lease_acquire_interval: must be positive"),
         ({"worker_id": " "}, "worker_id: must be a non-empty string"),
         ({"extended_sessions": "yes"}, "extended_sessions: must be a bool"),
+        ({"shared_partitions": 1}, "shared_partitions: must be a bool"),
         ({"retry_attempts": 0}, "retry_attempts"),
     ],
 )
@@ -100,11 +104,33 @@ class _AsyncCredential:
         return AccessToken("token-secret", 0)
 
 
-def test_token_credentials_must_be_async() -> None:
-    with pytest.raises(ValueError, match="credential: .*azure.identity.aio"):
-        AzureStorageSettings(account_url="https://a.queue.core.windows.net", credential=_SyncCredential())
-    s = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=_AsyncCredential())
-    assert s.account_name == "acct"
+def test_sync_and_async_token_credentials_are_accepted() -> None:
+    """The sync client's users hold a sync azure-identity credential; the backend's .aio
+    clients get it wrapped (its token requests run on a worker thread)."""
+    for credential in (_SyncCredential(), _AsyncCredential()):
+        s = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=credential)
+        assert s.account_name == "acct"
+
+
+async def test_a_sync_credential_is_awaited_off_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[tuple[tuple[str, ...], int]] = []
+
+    class Recording:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            seen.append((scopes, threading.get_ident()))
+            return AccessToken("token-secret", 0)
+
+    settings = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=Recording())
+    async with StorageClients(settings) as clients:
+        credential = clients.queue("q").credential  # what the .aio client's auth policy awaits
+    assert isinstance(credential, AsyncFromSyncCredential)
+    token = await credential.get_token("https://storage.azure.com/.default")
+    assert token.token == "token-secret"
+    assert seen[0][0] == ("https://storage.azure.com/.default",) and seen[0][1] != loop_thread
+    async_one = _AsyncCredential()
+    async with StorageClients(dataclasses.replace(settings, credential=async_one)) as clients:
+        assert clients.queue("q").credential is async_one
 
 
 @pytest.mark.parametrize(
@@ -133,8 +159,10 @@ def test_from_env_reads_prefixed_variables() -> None:
         "DURABLE_AZSTORAGE_MAX_POLL_INTERVAL": "2.5",
         "DURABLE_AZSTORAGE_EXTENDED_SESSIONS": "false",
         "DURABLE_AZSTORAGE_WORKER_ID": "w1",
+        "DURABLE_AZSTORAGE_SHARED_PARTITIONS": "true",
     }
     s = AzureStorageSettings.from_env(env)
+    assert s.shared_partitions is True
     assert (s.task_hub, s.partition_count, s.worker_id) == ("Orders", 8, "w1")
     assert s.max_poll_interval == timedelta(seconds=2.5)
     assert s.extended_sessions is False

@@ -141,6 +141,18 @@ def test_list_instance_ids_pages_to_a_none_token(running: TaskHubWorker, client:
     assert client.list_instance_ids(runtime_status=[S.FAILED]).items == ["bad"]
 
 
+def test_a_full_last_page_has_no_token(running: TaskHubWorker, client: TaskHubClient) -> None:
+    """The SDK's callers loop until the token is None: a last page that happens to be full
+    must not send them to one more, empty, page."""
+    for i in range(4):
+        run(client, quick, f"full-{i}")
+    first = client.list_instance_ids(page_size=2)
+    second = client.list_instance_ids(page_size=2, continuation_token=first.continuation_token)
+    assert first.continuation_token is not None and len(first.items) == 2
+    assert (len(second.items), second.continuation_token) == (2, None)
+    assert sorted(first.items + second.items) == [f"full-{i}" for i in range(4)]
+
+
 def test_list_instance_ids_by_completed_time(running: TaskHubWorker, client: TaskHubClient) -> None:
     run(client, quick, "first")
     first = client.get_orchestration_state("first")

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from durabletask.internal import orchestrator_service_pb2 as pb
+from google.protobuf import json_format, struct_pb2
 
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (
@@ -198,3 +199,14 @@ def test_sdk_failure_details_read_as_ours() -> None:
         inner_failure=FailureDetails(message="", error_type="OSError"),
     )
     assert failure_from_pb(pb.TaskFailureDetails(errorMessage="x")).error_type == "Exception"
+
+
+def test_failure_properties_cross_the_boundary_both_ways() -> None:
+    properties: dict[str, object] = {"code": "E42", "retryable": False, "limits": {"max": 3.0}, "none": None}
+    sdk = pb.TaskFailureDetails(errorType="CardDeclined", errorMessage="no")
+    for name, value in properties.items():
+        sdk.properties[name].CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))
+    ours = failure_from_pb(pb.TaskFailureDetails.FromString(sdk.SerializeToString()))
+    assert ours.properties == properties
+    assert failure_from_pb(failure_to_pb(ours)) == ours
+    assert failure_from_pb(pb.TaskFailureDetails(errorType="E")).properties is None

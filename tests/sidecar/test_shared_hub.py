@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from durabletask import task
 from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
-from durabletask.worker import TaskHubGrpcWorker
+from durabletask.worker import OrchestrationWorkItemFilter, TaskHubGrpcWorker, WorkItemFilters
 from sidecar_support import RunningSidecar, sidecar_settings
 
 from durable_azstorage.azure.naming import partition_of
@@ -26,10 +27,17 @@ def double(ctx: task.OrchestrationContext, n: int) -> int:
 
 
 @contextmanager
-def _sdk_app(address: str) -> Iterator[TaskHubGrpcClient]:
-    """An SDK worker and client on one sidecar (each pod runs its app next to its sidecar)."""
+def _sdk_app(
+    address: str, orchestrator: Callable[..., Any] = double, *, filtered: bool = False
+) -> Iterator[TaskHubGrpcClient]:
+    """An SDK worker and client on one sidecar (each pod runs its app next to its sidecar);
+    ``filtered``: the worker names its orchestrator in work-item filters."""
     worker = TaskHubGrpcWorker(host_address=address)
-    worker.add_orchestrator(double)
+    worker.add_orchestrator(orchestrator)
+    if filtered:
+        worker.use_work_item_filters(WorkItemFilters(
+            orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
+        ))
     worker.start()
     client = TaskHubGrpcClient(host_address=address)
     try:
@@ -93,3 +101,33 @@ def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
         for i, iid in enumerate(late):
             state = client_a.wait_for_orchestration_completion(iid, timeout=60)
             assert state is not None and state.get_output() == (10 + i) * 2
+
+
+def left(ctx: task.OrchestrationContext, n: int) -> str:
+    return f"left:{n}"
+
+
+def right(ctx: task.OrchestrationContext, n: int) -> str:
+    return f"right:{n}"
+
+
+def test_sidecars_with_different_filters_share_a_hub_with_shared_partitions(
+    azurite: Azurite, new_sidecar: Callable[..., RunningSidecar]
+) -> None:
+    """Every instance reaches the sidecar whose worker runs it, whichever partition it is in:
+    the other sidecar defers it (never poison, max_dequeue_count=2) and it is offered again."""
+    base = dataclasses.replace(
+        sidecar_settings(azurite, "filtered"), shared_partitions=True, max_dequeue_count=2
+    )
+    first = new_sidecar(dataclasses.replace(base, worker_id="pod-left"))
+    second = new_sidecar(dataclasses.replace(base, worker_id="pod-right"), create_hub=False)
+    assert _owned(first) == _owned(second) == {0, 1, 2, 3}  # no leases: both receive every queue
+
+    with _sdk_app(first.address, left, filtered=True) as client, _sdk_app(second.address, right, filtered=True):
+        ids = _two_per_partition(base.partition_count)
+        for i, iid in enumerate(ids):
+            client.schedule_new_orchestration(right if i % 2 else left, input=i, instance_id=iid)
+        for i, iid in enumerate(ids):
+            state = client.wait_for_orchestration_completion(iid, timeout=90)
+            assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, state
+            assert state.get_output() == f"{'right' if i % 2 else 'left'}:{i}"

@@ -9,9 +9,10 @@ worker still holds. The backend is the in-memory one (the Azure path is in test_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import grpc
@@ -30,6 +31,7 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionAbandoned
 from durable_azstorage.sidecar.remote_executor import RemoteOrchestrationExecutor
 from durable_azstorage.sidecar.work_items import WorkItemService
+from durable_azstorage.worker import processor
 
 WAIT = 10.0
 
@@ -99,11 +101,9 @@ class Harness:
         return None if state is None else state.runtime_status
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    backend = InMemoryBackend()
-    await backend.create_task_hub()
-    work = WorkItemService(backend, health_ping_interval=0.3, dispatch_wait=0.5, poll_timeout=0.1)
+@contextlib.asynccontextmanager
+async def _serving(work: WorkItemService, backend: InMemoryBackend) -> AsyncIterator[Harness]:
+    """``work`` served over real gRPC on a free port, with a client on ``backend``."""
     server = grpc.aio.server()
     pb_grpc.add_TaskHubSidecarServiceServicer_to_server(_Servicer(work), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -118,6 +118,15 @@ async def harness() -> AsyncIterator[Harness]:
         await channel.close()
         await server.stop(None)
         await client.close()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    backend = InMemoryBackend()
+    await backend.create_task_hub()
+    work = WorkItemService(backend, health_ping_interval=0.3, dispatch_wait=0.5, poll_timeout=0.1)
+    async with _serving(work, backend) as h:
+        yield h
 
 
 async def _next_work(stream: RawStream, timeout: float = WAIT) -> pb.WorkItem:
@@ -312,7 +321,9 @@ class _CannedStreams:
         self.sent: list[pb.WorkItem] = []
         self.answer = answer
 
-    async def dispatch(self, kind: str, item: pb.WorkItem, *, instance_id: str, what: str) -> Any:
+    async def dispatch(
+        self, kind: str, item: pb.WorkItem, *, instance_id: str, what: str, name: str, version: str | None = None
+    ) -> Any:
         self.sent.append(item)
         if self.answer is None:
             await asyncio.sleep(3600)  # an SDK that never answers
@@ -342,3 +353,70 @@ async def test_remote_executor_replays_for_state_and_gives_up_after_its_timeout(
     silent = RemoteOrchestrationExecutor(_CannedStreams(None), loop, timeout=0.2)  # type: ignore[arg-type]
     with pytest.raises(ExecutionAbandoned, match="no answer from the SDK worker within"):
         await loop.run_in_executor(None, silent.execute, "i", history, ())
+
+
+def _filtered(orchestrations: dict[str, list[str]]) -> pb.GetWorkItemsRequest:
+    request = pb.GetWorkItemsRequest()
+    request.workItemFilters.CopyFrom(pb.WorkItemFilters(orchestrations=[
+        pb.OrchestrationFilter(name=name, versions=versions) for name, versions in orchestrations.items()
+    ]))
+    return request
+
+
+@pytest.fixture
+async def strict_harness(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    """A sidecar that declares an item poison at its second failed delivery, deferring fast."""
+    monkeypatch.setattr(processor, "DEFERRAL_DELAY", timedelta(milliseconds=100))
+    backend = InMemoryBackend()
+    await backend.create_task_hub()
+    work = WorkItemService(backend, dispatch_wait=0.5, poll_timeout=0.1, max_dequeue_count=1)
+    async with _serving(work, backend) as h:
+        yield h
+
+
+async def test_work_item_filters_route_items_and_unmatched_ones_stay_pending_without_poison(
+    strict_harness: Harness,
+) -> None:
+    harness = strict_harness
+    only_a = RawStream(harness.stub.GetWorkItems(_filtered({"a": ["2.0"]})))
+    wrong_version = await harness.client.schedule_new_orchestration("a", version="1.0")
+    other_name = await harness.client.schedule_new_orchestration("b")
+    good = await harness.client.schedule_new_orchestration("a", version="2.0")
+
+    first = await _next_work(only_a)
+    assert first.orchestratorRequest.instanceId == good
+    await harness.stub.CompleteOrchestratorTask(_complete(first, '"ok"'))
+    await asyncio.sleep(1.5)  # many deferrals of the other two (100 ms each), none counted
+    with pytest.raises(asyncio.TimeoutError):
+        await _next_work(only_a, timeout=0.2)
+    assert await harness.status(wrong_version) is OrchestrationStatus.PENDING
+    assert await harness.status(other_name) is OrchestrationStatus.PENDING
+
+    unfiltered_b = RawStream(harness.stub.GetWorkItems(_filtered({"b": []})))
+    got = await _next_work(unfiltered_b)
+    assert got.orchestratorRequest.instanceId == other_name
+    await harness.stub.CompleteOrchestratorTask(_complete(got, '"b"'))
+    state = await harness.client.wait_for_orchestration_completion(other_name, timeout=WAIT)
+    assert state.runtime_status is OrchestrationStatus.COMPLETED
+    assert await harness.status(wrong_version) is OrchestrationStatus.PENDING
+    only_a.cancel()
+    unfiltered_b.cancel()
+
+
+async def test_sdk_abandons_never_count_toward_poison(strict_harness: Harness) -> None:
+    """An SDK abandons under versioning REJECT (or when stopping): with max_dequeue_count=1,
+    a counted abandon would fail the instance at its second delivery."""
+    harness = strict_harness
+    iid = await harness.client.schedule_new_orchestration("orch")
+    stream = harness.connect()
+    for _ in range(3):
+        item = await _next_work(stream)
+        await harness.stub.AbandonTaskOrchestratorWorkItem(
+            pb.AbandonOrchestrationTaskRequest(completionToken=item.completionToken)
+        )
+    last = await _next_work(stream)
+    assert last.orchestratorRequest.instanceId == iid
+    await harness.stub.CompleteOrchestratorTask(_complete(last, '"done"'))
+    state = await harness.client.wait_for_orchestration_completion(iid, timeout=WAIT)
+    assert state.runtime_status is OrchestrationStatus.COMPLETED
+    stream.cancel()

@@ -15,9 +15,10 @@ EXPECTED = {
     "OrchestrationQuery", "OrchestrationState", "OrchestrationStatus", "Page",
     "PartitionCountMismatchError", "PayloadTypeError", "PurgeInstancesResult", "RetryPolicy", "ScaleAction", "ScaleRecommendation", "Task", "TaskFailedError",
     "TaskHubClient", "TaskHubNameConflictError", "TaskHubNotFoundError", "TaskHubWorker", "when_all", "when_any",
-    # durable entities (issue 15)
+    # durable entities
     "CleanEntityStorageResult", "DurableEntity", "EntityContext", "EntityInstanceId", "EntityLock",
     "EntityMetadata", "EntityOperationFailedException", "EntityQuery",
+    "VersioningOptions", "VersionFailureStrategy", "VersionMatchStrategy",
 }
 
 

@@ -241,6 +241,13 @@ def test_child_recreated_by_a_dropped_retry_is_created_again() -> None:
     assert settled.orphans == ("p:0000",) and settled.rewind_children == ()
 
 
+def test_purged_child_is_created_again() -> None:
+    plan = plan_rewind(with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL)))
+    settled = settle_children(plan, ME, {"p:0000": None}, now=T0)
+    assert not any(isinstance(e, SubOrchestrationInstanceCreated) for e in settled.history)
+    assert settled.orphans == () and settled.rewind_children == ()
+
+
 def test_children_created_after_the_cut_are_orphans() -> None:
     later = (os_(2), SubOrchestrationInstanceCreated(event_id=5, name="comp", instance_id="p:0005"), OC)
     plan = plan_rewind(with_child(SubOrchestrationInstanceCompleted(task_scheduled_id=0), later=later))
@@ -251,7 +258,6 @@ def test_children_created_after_the_cut_are_orphans() -> None:
 @pytest.mark.parametrize(
     ("child", "message"),
     [
-        (None, "'p:0000', failed or not finished, no longer exists"),
         (view(S.TERMINATED), "sub-orchestration 'p:0000' of 'p': it is Terminated; only Failed"),
         (view(S.FAILED, owner="q"), "now belongs to an instance started by 'q'"),
     ],

@@ -83,6 +83,18 @@ class ActivityConformance:
         assert again.name == "A"
         assert again.dequeue_count == 2
 
+    async def test_deferred_activity_abandons_never_count_toward_poison(self, harness: BackendHarness) -> None:
+        await _schedule(harness, "act-defer", "A")
+        for _ in range(3):
+            request = await harness.lock_activity()
+            assert request.dequeue_count == 1
+            await harness.backend.abandon_activity(request, deferred=True)
+
+        request = await harness.lock_activity()
+        assert request.dequeue_count == 1
+        await harness.backend.abandon_activity(request)  # a failure counts again
+        assert (await harness.lock_activity()).dequeue_count == 2
+
     async def test_abandon_activity_with_delay(self, harness: BackendHarness) -> None:
         await _schedule(harness, "act-delay", "A")
         request = await harness.lock_activity()

@@ -76,6 +76,36 @@ class OrchestrationItemConformance:
         assert again.messages == (start,)
         assert again.dequeue_count == 2
 
+    async def test_deferred_abandons_never_count_toward_poison(self, harness: BackendHarness) -> None:
+        """A worker that gives an item back by choice (a version it rejects, no SDK worker with
+        matching filters) must not push it toward poison, however often it does so."""
+        start = start_message("defer-1")
+        await harness.backend.create_instance(start)
+        for _ in range(3):
+            item = await harness.lock_orchestration()
+            assert item.dequeue_count == 1
+            await harness.backend.abandon_orchestration(item, deferred=True)
+
+        item = await harness.lock_orchestration()
+        assert item.messages == (start,)
+        assert item.dequeue_count == 1
+        await harness.backend.abandon_orchestration(item)  # a failure counts again
+        assert (await harness.lock_orchestration()).dequeue_count == 2
+
+    async def test_deferred_abandon_does_not_hold_back_other_instances(self, harness: BackendHarness) -> None:
+        await harness.backend.create_instance(start_message("defer-held"))
+        held = await harness.lock_orchestration()
+        await harness.backend.abandon_orchestration(held, delay=harness.delay, deferred=True)
+        await harness.backend.create_instance(start_message("defer-other"))
+
+        other = await harness.lock_orchestration()
+
+        assert other.instance_id == "defer-other"
+        await harness.backend.abandon_orchestration(other)
+        await harness.advance(harness.delay + timedelta(seconds=1))
+        ids = {(await harness.lock_orchestration()).instance_id, (await harness.lock_orchestration()).instance_id}
+        assert ids == {"defer-held", "defer-other"}
+
     async def test_abandon_with_delay_hides_messages_until_it_passes(self, harness: BackendHarness) -> None:
         await harness.backend.create_instance(start_message("abandon-delay"))
         item = await harness.lock_orchestration()

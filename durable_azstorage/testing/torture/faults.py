@@ -119,8 +119,13 @@ class FaultyBackend:
         if self.observe_commit is not None:
             self.observe_commit(item, commit)
 
-    async def abandon_orchestration(self, item: OrchestrationWorkItem, *, delay: timedelta | None = None) -> None:
-        await self._call("abandon_orchestration", lambda: self.inner.abandon_orchestration(item, delay=delay))
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
+        await self._call(
+            "abandon_orchestration",
+            lambda: self.inner.abandon_orchestration(item, delay=delay, deferred=deferred),
+        )
 
     async def renew_activity(self, item: ActivityWorkItem) -> None:
         await self._call("renew_activity", lambda: self.inner.renew_activity(item))
@@ -128,5 +133,9 @@ class FaultyBackend:
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
         await self._call("complete_activity", lambda: self.inner.complete_activity(item, result))
 
-    async def abandon_activity(self, item: ActivityWorkItem, *, delay: timedelta | None = None) -> None:
-        await self._call("abandon_activity", lambda: self.inner.abandon_activity(item, delay=delay))
+    async def abandon_activity(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
+        await self._call(
+            "abandon_activity", lambda: self.inner.abandon_activity(item, delay=delay, deferred=deferred)
+        )

@@ -14,6 +14,7 @@ from durable_azstorage.model import history as h
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
+from durable_azstorage.serialization import codec
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.serialization.codec import (
     FORMAT_VERSION,
@@ -367,3 +368,27 @@ def test_encoding_refuses_unknown_event_classes() -> None:
 
     with pytest.raises(ValueError, match="cannot encode .*Custom, not a history event"):
         encode_event(Custom())
+
+
+def test_deferrals_are_counted_in_the_queue_text_and_ignored_by_the_decoder() -> None:
+    message = TaskMessage(
+        instance=h.OrchestrationInstance(instance_id="i", execution_id="e"),
+        event=h.EventRaised(name="go", input='{"deferred": 7}'),
+    )
+    text = codec.encode_message(message)
+    assert codec.deferral_count(text) == 0  # a payload's own "deferred" key is not ours
+    twice = codec.with_deferral(codec.with_deferral(text))
+    assert codec.deferral_count(twice) == 2
+    assert codec.decode_message(twice) == message
+    blob_ref = '{"v":1,"blob":"hub/abc"}'
+    assert codec.deferral_count(codec.with_deferral(blob_ref)) == 1
+    assert codec.with_deferral("not json") == "not json"
+
+
+def test_failure_properties_round_trip_and_must_be_json() -> None:
+    details = FailureDetails(message="m", error_type="E", properties={"code": 42, "tags": ["a"], "x": None})
+    assert decode_failure(json.loads(json.dumps(encode_failure(details)))) == details
+    with pytest.raises(ValueError, match="properties: not JSON values"):
+        encode_failure(FailureDetails(message="m", error_type="E", properties={"when": datetime.now()}))
+    with pytest.raises(ValueError, match="properties: expected an object"):
+        decode_failure({"message": "m", "error_type": "E", "properties": [1]})

@@ -72,10 +72,14 @@ class FakeBackend:
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
         self.completed.append((item, result))
 
-    async def abandon_orchestration(self, item: OrchestrationWorkItem, *, delay: timedelta | None = None) -> None:
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
         self.abandoned.append((item, delay))
 
-    async def abandon_activity(self, item: ActivityWorkItem, *, delay: timedelta | None = None) -> None:
+    async def abandon_activity(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
         self.abandoned.append((item, delay))
 
     async def get_instance(self, instance_id: str, *, fetch_payloads: bool = True) -> InstanceState | None:
