@@ -40,8 +40,8 @@ from durable_azstorage.azure.episode_log import (
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory, Sentinel
-from durable_azstorage.azure.instance_store import InstanceStore
+from durable_azstorage.azure.history_store import LoadedHistory, Sentinel
+from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.outbound import (
     derive_outbound,
     started_event,
@@ -49,8 +49,7 @@ from durable_azstorage.azure.outbound import (
     visible_fields,
 )
 from durable_azstorage.azure.outbox import Outbox, entry_messages, make_entry
-from durable_azstorage.azure.payloads import PayloadStore
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.queues import ReceivedMessage
 from durable_azstorage.azure.retry import is_transient
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
@@ -75,29 +74,23 @@ CheckpointHook = Callable[[str, str], Awaitable[None]]
 class Checkpoint:
     """Commits episodes and finishes the ones a crash interrupted after step 1.
 
-    The stores are looked up at each call (the backend opens them lazily, and again after a
-    restart), as is the hook (tests set ``backend.checkpoint_hook`` after construction).
+    The stores are read from ``hub.resources`` at each call (the backend opens them on first
+    use, and again after a restart). ``hook``: tests set it to simulate crashes.
     """
 
     def __init__(
         self,
         *,
-        history: Callable[[], HistoryStore],
-        instances: Callable[[], InstanceStore],
-        payloads: Callable[[], PayloadStore],
-        queue: Callable[[str], MessageQueue],
+        hub: HubLifecycle,
         sessions: SessionCache,
         send_all: Callable[[Sequence[TaskMessage]], Awaitable[None]],
-        hook: Callable[[], CheckpointHook | None],
+        hook: CheckpointHook | None,
         retention: timedelta,
     ) -> None:
-        self._history = history
-        self._instances = instances
-        self._payloads = payloads
-        self._queue = queue
+        self._hub = hub
         self._sessions = sessions
         self._send_all = send_all
-        self._hook = hook
+        self.hook = hook
         self._retention = retention.total_seconds()
 
     async def commit(
@@ -141,7 +134,7 @@ class Checkpoint:
                 e for e in (loaded.sentinel.execution_id, *_started_executions(messages)) if e
             )
             written = await self._retrying(
-                lambda: self._instances().write_episode(
+                lambda: self._hub.resources.instances.write_episode(
                     commit.state, sentinel.episode, etag=row_etag, predecessors=predecessors
                 )
             )
@@ -179,7 +172,7 @@ class Checkpoint:
         )
         records = remember(record, self._records(sentinel), retention=self._retention)
         outbox, dropped = Outbox.parse(sentinel.outbox).keep_only(r.episode for r in records)
-        payloads = self._payloads()
+        payloads = self._hub.resources.payloads
         if new_execution and loaded.events:
             # The events of the execution replaced here are gone after this commit: keep the
             # messages of its remembered episodes, whose consumed messages may still return.
@@ -199,7 +192,7 @@ class Checkpoint:
             outbox = outbox.with_entry(
                 record.episode, await make_entry(instance_id, underivable, payloads)
             )
-        committed = await self._history().commit(
+        committed = await self._hub.resources.history.commit(
             instance_id,
             expected=sentinel,
             new_events=new_events,
@@ -233,7 +226,7 @@ class Checkpoint:
             if record.execution_id == sentinel.execution_id:
                 outbound += derive_episode(loaded.events, record)
             if record.episode in outbox:
-                outbound += await entry_messages(outbox.entries[record.episode], self._payloads())
+                outbound += await entry_messages(outbox.entries[record.episode], self._hub.resources.payloads)
             elif record.execution_id != sentinel.execution_id:
                 log.error(
                     "orchestration %r: episode %d of execution %s was replaced and its "
@@ -255,7 +248,7 @@ class Checkpoint:
         self, instance_id: str, loaded: LoadedHistory, predecessors: frozenset[str]
     ) -> None:
         sentinel = loaded.sentinel
-        instances = self._instances()
+        instances = self._hub.resources.instances
         found = await instances.get(instance_id, fetch_payloads=True)
         previous = found[0] if found is not None else None
         status = sentinel.runtime_status or OrchestrationStatus.RUNNING
@@ -271,7 +264,7 @@ class Checkpoint:
             await instances.write_episode(repaired, sentinel.episode, predecessors=predecessors)
 
     async def _delete(self, messages: Sequence[ReceivedMessage]) -> None:
-        await asyncio.gather(*(self._queue(m.queue_name).consume(m) for m in messages))
+        await asyncio.gather(*(self._hub.queue(m.queue_name).consume(m) for m in messages))
 
     async def _retrying(self, step: Callable[[], Awaitable[_T]]) -> _T:
         async for attempt in AsyncRetrying(
@@ -292,7 +285,7 @@ class Checkpoint:
         )
 
     async def _step(self, step: str, instance_id: str) -> None:
-        hook = self._hook()
+        hook = self.hook
         if hook is not None:
             await hook(step, instance_id)
 

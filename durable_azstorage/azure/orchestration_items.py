@@ -33,8 +33,8 @@ from azure.core.exceptions import HttpResponseError
 from durable_azstorage.azure.checkpoint import Checkpoint
 from durable_azstorage.azure.control_receiver import MessageBuffer
 from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.history_store import HistoryStore, LoadedHistory
-from durable_azstorage.azure.instance_store import InstanceStore
+from durable_azstorage.azure.history_store import LoadedHistory
+from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.retry import is_transient
@@ -95,8 +95,8 @@ async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: t
 class OrchestrationWorkItems:
     """The orchestration half of ``AzureStorageBackend``.
 
-    The stores and queues are looked up at each call: the backend opens them lazily, and
-    again after a restart, while the locks held here outlive both.
+    The stores and queues are read from ``hub.resources`` at each call: the backend opens
+    them on first use, and again after a restart, while the locks held here outlive both.
     """
 
     def __init__(
@@ -108,22 +108,14 @@ class OrchestrationWorkItems:
         deliveries: SelfCausedDeliveries,
         *,
         shared_partitions: bool,
-        history: Callable[[], HistoryStore],
-        instances: Callable[[], InstanceStore],
-        queue: QueueLookup,
-        quarantine: Callable[[ReceivedMessage, str], Awaitable[str]],
-        running: Callable[[], bool],
+        hub: HubLifecycle,
     ) -> None:
         self.settings = settings
         self._buffer = buffer
         self._sessions = sessions
         self._checkpoint = checkpoint
         self._deliveries = deliveries
-        self._history = history
-        self._instances = instances
-        self._queue = queue
-        self._quarantine = quarantine
-        self._running = running
+        self._hub = hub
         self._locks: dict[str, _OrchLock] = {}
         self._shared_partitions = shared_partitions
         self._idle_release: asyncio.Future[None] | None = None
@@ -135,7 +127,7 @@ class OrchestrationWorkItems:
 
     # --- locking ---------------------------------------------------------------------------
     async def lock_next(self, timeout: float) -> OrchestrationWorkItem | None:
-        if not self._running():
+        if not self._hub.running:
             await asyncio.sleep(min(timeout, 0.05))
             return None
         loop = asyncio.get_running_loop()
@@ -157,21 +149,21 @@ class OrchestrationWorkItems:
         backend receiving the same shared partition gets them now."""
         try:
             await asyncio.sleep(IDLE_RELEASE_AFTER)
-            if self._buffer.has_demand or not self._running():
+            if self._buffer.has_demand or not self._hub.running:
                 return
             released = self._buffer.take_unlocked()
             for message in released:
                 self._deliveries.caused(message.message_id)
             if released:
                 log.debug("releasing %d buffered message(s): no demand", len(released))
-                await hide(self._queue, released, timedelta(0))
+                await hide(self._hub.queue, released, timedelta(0))
         finally:
             self._idle_release = None
 
     async def _next(
         self, loop: asyncio.AbstractEventLoop, deadline: float
     ) -> OrchestrationWorkItem | None:
-        while self._running():
+        while self._hub.running:
             ready = self._buffer.take_ready()
             if ready is not None:
                 instance_id, messages = ready
@@ -188,7 +180,7 @@ class OrchestrationWorkItems:
                         "orchestration %r: preparing a work item failed (delivery %d); "
                         "retrying in %.0f s", instance_id, failed, delay.total_seconds(),
                     )
-                    await hide(self._queue, messages, delay)
+                    await hide(self._hub.queue, messages, delay)
                     self._buffer.release(instance_id)
                     item = None
                 if item is not None:
@@ -211,7 +203,7 @@ class OrchestrationWorkItems:
             # an ended instance may have been rewound by a client: read the authority
             loaded = LoadedHistory(events=session.events, sentinel=session.sentinel)
             return loaded, session.state, True
-        return await self._history().load(instance_id), None, False
+        return await self._hub.resources.history.load(instance_id), None, False
 
     async def _prepare(
         self, instance_id: str, messages: list[ReceivedMessage]
@@ -225,7 +217,7 @@ class OrchestrationWorkItems:
 
         async def instance_row() -> InstanceState | None:
             if not row:
-                found = await self._instances().get(instance_id, fetch_payloads=False)
+                found = await self._hub.resources.instances.get(instance_id, fetch_payloads=False)
                 row.append(found[0] if found is not None else None)
             return row[0]
 
@@ -234,7 +226,7 @@ class OrchestrationWorkItems:
             # Never recover or discard on cached state alone: an entry cached in an earlier
             # tenure of the partition may be stale. Read the authority and decide again.
             self._sessions.discard(instance_id)
-            loaded, known_state = await self._history().load(instance_id), None
+            loaded, known_state = await self._hub.resources.history.load(instance_id), None
             recovered, filtered = await self._triage(loaded, messages, instance_row)
         if recovered:
             await self._recover(instance_id, loaded, recovered)
@@ -245,11 +237,11 @@ class OrchestrationWorkItems:
                 "discarding %s message %s for instance %r: %s",
                 kind_of(received), received.message_id, instance_id, reason,
             )
-        await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m, _ in filtered.discard))
+        await asyncio.gather(*(self._hub.queue(m.queue_name).delete(m) for m, _ in filtered.discard))
         if filtered.defer:
             for deferred in filtered.defer:
                 self._deliveries.caused(deferred.message_id)
-            await hide(self._queue, filtered.defer, filtered.defer_delay)
+            await hide(self._hub.queue, filtered.defer, filtered.defer_delay)
         if not filtered.keep:
             self._buffer.release(instance_id)
             return None
@@ -259,7 +251,7 @@ class OrchestrationWorkItems:
         limit = self.settings.max_dequeue_count
         failed = {m.message_id: self._deliveries.failed_deliveries(m) for m in keep}
         quarantined = [
-            await self._quarantine(
+            await self._hub.quarantine(
                 received,
                 f"delivered {failed[received.message_id]} times (max_dequeue_count={limit})",
             )
@@ -310,12 +302,12 @@ class OrchestrationWorkItems:
         failed = max(self._deliveries.failed_deliveries(m) for m in recovered)
         if failed > limit:
             for received in recovered:
-                await self._quarantine(
+                await self._hub.quarantine(
                     received,
                     f"recovery of its committed episode failed {failed} times "
                     f"(max_dequeue_count={limit})",
                 )
-            await asyncio.gather(*(self._queue(m.queue_name).delete(m) for m in recovered))
+            await asyncio.gather(*(self._hub.queue(m.queue_name).delete(m) for m in recovered))
             return
         await self._checkpoint.recover(instance_id, loaded, recovered)
 
@@ -336,7 +328,7 @@ class OrchestrationWorkItems:
                 continue
             try:
                 held.append(
-                    await self._queue(received.queue_name).set_visibility(received, timeout)
+                    await self._hub.queue(received.queue_name).set_visibility(received, timeout)
                 )
             except HttpResponseError as exc:
                 if exc.status_code not in (400, 404):
@@ -378,7 +370,7 @@ class OrchestrationWorkItems:
             return
         self._release(lock)
         self._sessions.discard(lock.instance_id)
-        current = await self._history().load(lock.instance_id)
+        current = await self._hub.resources.history.load(lock.instance_id)
         if current.sentinel.etag != lock.loaded.sentinel.etag:
             raise ConcurrencyConflictError(
                 f"instance {lock.instance_id!r} was changed by another writer after this work "
@@ -401,7 +393,7 @@ class OrchestrationWorkItems:
         timeout = self.settings.control_queue_visibility_timeout
         try:
             lock.messages = [
-                await self._queue(m.queue_name).set_visibility(m, timeout) for m in lock.messages
+                await self._hub.queue(m.queue_name).set_visibility(m, timeout) for m in lock.messages
             ]
         except Exception as exc:
             self._release(lock)
@@ -422,7 +414,7 @@ class OrchestrationWorkItems:
         lock = self._own(item)
         self._release_if_expired(lock)
         try:
-            await hide(self._queue, lock.messages, delay or timedelta(0))
+            await hide(self._hub.queue, lock.messages, delay or timedelta(0))
         finally:
             self._release(lock)
 

@@ -18,7 +18,8 @@ from datetime import timedelta
 from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
 from durable_azstorage.azure.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.naming import partition_of
-from durable_azstorage.azure.orchestration_items import QueueLookup, hide
+from durable_azstorage.azure.hub import HubLifecycle
+from durable_azstorage.azure.orchestration_items import hide
 from durable_azstorage.azure.queues import ReceivedMessage
 from durable_azstorage.azure.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -39,20 +40,16 @@ class PartitionReceivers:
         sessions: SessionCache,
         deliveries: SelfCausedDeliveries,
         *,
-        queue: QueueLookup,
+        hub: HubLifecycle,
         handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
-        running: Callable[[], bool],
-        closing: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.names = settings.names
         self._buffer = buffer
         self._sessions = sessions
         self._deliveries = deliveries
-        self._queue = queue
+        self._hub = hub
         self._handle = handle
-        self._running = running
-        self._closing = closing
         self._receivers: dict[int, ControlQueueReceiver] = {}
         self._letting_go: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,7 +64,7 @@ class PartitionReceivers:
             self._loop.call_soon_threadsafe(self.apply, owned)
 
     def apply(self, owned: frozenset[int]) -> None:
-        if not self._running():
+        if not self._hub.running:
             return
         gained = owned - set(self._receivers)
         if gained:  # sessions from an earlier tenure may be stale
@@ -75,7 +72,7 @@ class PartitionReceivers:
         for partition in sorted(gained):
             name = self.names.control_queues[partition]
             receiver = ControlQueueReceiver(
-                self._queue(name),
+                self._hub.queue(name),
                 self._buffer,
                 batch_size=self.settings.control_queue_batch_size,
                 visibility_timeout=self.settings.control_queue_visibility_timeout,
@@ -107,7 +104,7 @@ class PartitionReceivers:
         send, receive and delete). False when the partition is not received here (not owned,
         or being let go), nobody here asks for orchestration work items, or the buffer is
         full: the caller sends it through the queue."""
-        if not self._running() or not self._buffer.serves_work_items:
+        if not self._hub.running or not self._buffer.serves_work_items:
             return False
         receiver = self._receivers.get(partition_of(instance_id, self.settings.partition_count))
         if receiver is None or self._buffer.room <= 0:
@@ -142,7 +139,7 @@ class PartitionReceivers:
                     "partition %d lost: %d buffered message(s) made visible again",
                     partition, len(dropped),
                 )
-                await hide(self._queue, dropped, timedelta(0))
+                await hide(self._hub.queue, dropped, timedelta(0))
         finally:
             if self._letting_go.get(partition) is asyncio.current_task():
                 del self._letting_go[partition]
@@ -160,7 +157,7 @@ class PartitionReceivers:
         loop = asyncio.get_running_loop()
         warn_at = loop.time() + DRAIN_WARN_AFTER
         try:
-            while not self._closing():
+            while not self._hub.closing:
                 busy = [
                     i for i in self._buffer.locked_instances()
                     if partition_of(i, count) == partition
