@@ -4,12 +4,12 @@ The backend wires the parts that each own one noun:
 
 * ``checkpoint``: the checkpoint protocol of ``complete_orchestration`` (ARCHITECTURE.md §5)
   and the recovery of an episode a crash interrupted after its history was committed;
-* ``orchestration_items``: orchestration work items, from buffered control messages to a
+* ``orchestration_locks``: orchestration work items, from buffered control messages to a
   lock (filtering, recovery, poison), renewal, completion and abandon;
 * ``partition_receivers``: one ``ControlQueueReceiver`` per owned partition (``ownership``)
   feeding the shared, bounded ``MessageBuffer``, and draining a partition before hand-over;
-* ``activity_items``: activity work items on the shared work-item queue;
-* ``management``: history replacement (rewind) and stale-row repair;
+* ``activity_locks``: activity work items on the shared work-item queue;
+* ``history_admin``: history replacement (rewind) and stale-row repair;
 * ``hub``: the storage clients with the stores and queues built on them (opened on first
   use, together), and the lifecycle state (running, closing) the parts above read.
 
@@ -39,27 +39,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
-from durable_azstorage.azure.management import find_stale, repair_stale, replace_history
-from durable_azstorage.azure.activity_items import ActivityWorkItems
-from durable_azstorage.azure.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.checkpoint import Checkpoint, CheckpointHook
-from durable_azstorage.azure.episode_log import episode_retention
-from durable_azstorage.azure.control_receiver import MessageBuffer
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.tracking.history_admin import find_stale, repair_stale, replace_history
+from durable_azstorage.azure.work_items.activity_locks import ActivityLocks
+from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CheckpointHook
+from durable_azstorage.azure.tracking.episode_log import episode_retention
+from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.metrics import RequestCounter
-from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.orchestration_items import OrchestrationWorkItems
-from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
-from durable_azstorage.azure.partition_receivers import PartitionReceivers
-from durable_azstorage.azure.wakeup import WakeupWatcher
-from durable_azstorage.azure.partitions import PartitionManager
-from durable_azstorage.azure.payloads import needs_message_offload
-from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.sessions import SessionCache
+from durable_azstorage.azure.storage.metrics import RequestCounter
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.work_items.orchestration_locks import OrchestrationLocks
+from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
+from durable_azstorage.azure.work_items.partition_receivers import PartitionReceivers
+from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
+from durable_azstorage.azure.partitioning.manager import PartitionManager
+from durable_azstorage.azure.storage.payloads import needs_message_offload
+from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
@@ -114,7 +114,7 @@ class AzureStorageBackend:
             session_idle_timeout.total_seconds(),
         )
         self._activity_prefetch = activity_prefetch
-        self._activities: ActivityWorkItems | None = None
+        self._activities: ActivityLocks | None = None
         self._wakeup_watcher: WakeupWatcher | None = None
         self._sequence = itertools.count(1)
         self._giving_back: set[asyncio.Future[None]] = set()
@@ -125,7 +125,7 @@ class AzureStorageBackend:
             hook=checkpoint_hook,
             retention=episode_retention(settings),
         )
-        self._orchestrations = OrchestrationWorkItems(
+        self._orchestrations = OrchestrationLocks(
             settings, self._buffer, self._sessions, self._checkpoint, self._deliveries,
             shared_partitions=not self._manage_partitions,
             hub=self.hub,
@@ -216,7 +216,7 @@ class AzureStorageBackend:
             on_undecodable=self._quarantine_undecodable_request,
             deliveries=self._deliveries,
         )
-        self._activities = ActivityWorkItems(
+        self._activities = ActivityLocks(
             receiver,
             send=self._send_result,
             deliver=self._receivers.deliver,
@@ -435,7 +435,7 @@ class AzureStorageBackend:
         reason = f"cannot decode: {received.error or 'not an activity request'}"
         return await self.hub.quarantine(received, reason, delete=True)
 
-    # --- orchestration work items (``orchestration_items``) --------------------------------
+    # --- orchestration work items (``orchestration_locks``) --------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
         orchestrations = self._orchestrations
         return await self._fetch(orchestrations.lock_next(timeout), orchestrations.abandon)
@@ -487,12 +487,12 @@ class AzureStorageBackend:
     ) -> None:
         await self._activity_items().abandon(item, delay=delay)
 
-    def _activity_items(self) -> ActivityWorkItems:
+    def _activity_items(self) -> ActivityLocks:
         if self._activities is None:
             raise LockLostError("this backend was never started: it holds no activity locks")
         return self._activities
 
-    # --- management (implementations in azure.management) ---------------------------------
+    # --- management (implementations in azure.tracking.history_admin) ----------------------------
     async def replace_history(
         self, instance_id: str, history: Sequence[HistoryEvent], state: InstanceState
     ) -> None:
@@ -516,7 +516,7 @@ class AzureStorageBackend:
         return await repair_stale(hub.history, hub.instances, self._sessions, items)
 
     async def list_poison(self) -> list[PoisonRecord]:
-        """Every quarantined message (``azure.poison``), oldest key first."""
+        """Every quarantined message (``azure.messaging.poison_store``), oldest key first."""
         return await (await self.hub.open()).poison.list()
 
     async def get_poison(self, key: str) -> PoisonRecord | None:

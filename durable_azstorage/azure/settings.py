@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from durable_azstorage.azure.naming import (
+from durable_azstorage.azure.storage.naming import (
     TaskHubNames,
     validate_partition_count,
     validate_task_hub_name,

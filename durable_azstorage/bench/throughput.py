@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from durable_azstorage.azure.metrics import RequestCounts
+from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.bench.ceiling import add_rows as add_ceiling_rows
 from durable_azstorage.bench.ceiling import measure as measure_ceiling

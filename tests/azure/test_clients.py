@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 
-from durable_azstorage.azure.clients import StorageClients, _credential, endpoint_for
+from durable_azstorage.azure.storage.clients import StorageClients, _credential, endpoint_for
 from durable_azstorage.azure.settings import AzureStorageSettings
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_azstorage.azure.clients import StorageClients
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.azurite import Azurite
 

@@ -27,7 +27,7 @@ from durable_azstorage import (
     when_all,
     when_any,
 )
-from durable_azstorage.azure.metrics import RequestCounter
+from durable_azstorage.azure.storage.metrics import RequestCounter
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.eventually import eventually_async

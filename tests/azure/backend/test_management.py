@@ -24,7 +24,7 @@ from durable_azstorage import (
     OrchestrationStatus,
     TaskHubWorker,
 )
-from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.storage.naming import escape_key
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 

@@ -30,8 +30,8 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from durable_azstorage.azure.history_rows import blob_references, offload_properties
-from durable_azstorage.azure.instance_rows import (
+from durable_azstorage.azure.tracking.history_rows import blob_references, offload_properties
+from durable_azstorage.azure.tracking.instance_rows import (
     LEAN_SELECT,
     NEVER_OFFLOADED,
     PAYLOAD_COLUMNS,
@@ -43,15 +43,15 @@ from durable_azstorage.azure.instance_rows import (
     to_entity,
     to_state,
 )
-from durable_azstorage.azure.naming import escape_key, unescape_key
-from durable_azstorage.azure.payloads import (
+from durable_azstorage.azure.storage.naming import escape_key, unescape_key
+from durable_azstorage.azure.storage.payloads import (
     BlobLedger,
     PayloadNotFoundError,
     PayloadStore,
     instance_blob_name,
     instance_prefix,
 )
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     OrchestrationAlreadyExistsError,

@@ -36,9 +36,9 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.naming import TaskHubNames
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.naming import TaskHubNames
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import TaskHubNotFoundError
 
 LEASE_PARTITION_KEY = ""

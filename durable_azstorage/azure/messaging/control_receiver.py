@@ -22,9 +22,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.wakeup import sleep_or_wake
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.messaging.wakeup import sleep_or_wake
 
 log = logging.getLogger(__name__)
 

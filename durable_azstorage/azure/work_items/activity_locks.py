@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from durable_azstorage.azure.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.queues import ReceivedMessage
+from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.messages import TaskMessage
@@ -38,7 +38,7 @@ class _ActivityLock:
     received: ReceivedMessage
 
 
-class ActivityWorkItems:
+class ActivityLocks:
     """The activity half of ``AzureStorageBackend``."""
 
     def __init__(

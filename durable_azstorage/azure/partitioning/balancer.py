@@ -2,7 +2,7 @@
 
 ``decide(rows, me, now, ...)`` looks at every lease row, this worker's identity and the time
 (an injected clock, so tests need no waiting) and returns the writes this worker should make.
-It never performs I/O; ``partitions.PartitionManager`` executes the actions with
+It never performs I/O; ``manager.PartitionManager`` executes the actions with
 ETag-conditional writes and re-reads on any conflict, so decisions taken on a stale view are
 harmless: they lose the race and are taken again on fresh rows.
 
@@ -43,8 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from durable_azstorage.azure.lease_table import LeaseRow
-from durable_azstorage.azure.naming import fnv1a32
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow
+from durable_azstorage.azure.storage.naming import fnv1a32
 
 
 @dataclass(frozen=True, slots=True)

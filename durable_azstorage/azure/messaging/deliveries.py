@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from durable_azstorage.azure.queues import ReceivedMessage
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
 
 DEFAULT_CAPACITY = 10_000
 

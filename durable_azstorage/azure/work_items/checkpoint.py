@@ -17,7 +17,7 @@ lock is held and renewed, before anything is given up: a send that failed once m
 for a redelivery. A crash after step 1 leaves the
 consumed messages in their queue. When they come back, their ids are found in the episode
 log: they are not applied again; ``Checkpoint.recover`` finishes the episode *that consumed
-them* — re-derives its messages from its committed events (``outbound.derive_outbound``) plus
+them* — re-derives its messages from its committed events (``history_derivation.derive_outbound``) plus
 its outbox entry, re-sends them, repairs the Instances row and deletes the messages. A commit
 that loses the ETag race raises ``ConcurrencyConflictError`` before anything was sent.
 """
@@ -33,25 +33,25 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from durable_azstorage.azure.episode_log import (
+from durable_azstorage.azure.tracking.episode_log import (
     EpisodeRecord,
     encode_episode_log,
     episode_of,
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.history_store import LoadedHistory, Sentinel
+from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.outbound import (
+from durable_azstorage.azure.tracking.history_derivation import (
     derive_outbound,
     started_event,
     state_from_history,
     visible_fields,
 )
-from durable_azstorage.azure.outbox import Outbox, entry_messages, make_entry
-from durable_azstorage.azure.queues import ReceivedMessage
-from durable_azstorage.azure.retry import is_transient
-from durable_azstorage.azure.sessions import SessionCache
+from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
 from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.history import ExecutionStarted, HistoryEvent

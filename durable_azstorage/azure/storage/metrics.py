@@ -1,7 +1,7 @@
 """Counting storage requests by service and operation: the basis of cost reporting.
 
 ``RequestCountingPolicy`` is an azure-core pipeline policy installed on every client built by
-``durable_azstorage.azure.clients``. It counts each HTTP *response* the service returned
+``durable_azstorage.azure.storage.clients``. It counts each HTTP *response* the service returned
 (errors included — a 412 or 404 is a billed transaction too) under an operation name derived
 from method, path, query and the If-Match header, named after the Azure REST API
 (``PutMessage``, ``GetMessages``, ``QueryEntities``, ``InsertOrMergeEntity`` (an upsert),

@@ -43,7 +43,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from durable_azstorage.azure.history_rows import (
+from durable_azstorage.azure.tracking.history_rows import (
     EMPTY_SENTINEL,
     PendingBlob,
     Sentinel,
@@ -55,15 +55,15 @@ from durable_azstorage.azure.history_rows import (
     parse_sentinel,
     sentinel_columns,
 )
-from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.payloads import (
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.payloads import (
     BlobLedger,
     PayloadNotFoundError,
     PayloadStore,
     history_blob_name,
     instance_prefix,
 )
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import ConcurrencyConflictError, DurableTaskError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus

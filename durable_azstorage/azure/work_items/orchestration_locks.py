@@ -30,15 +30,15 @@ from datetime import datetime, timedelta, timezone
 
 from azure.core.exceptions import HttpResponseError
 
-from durable_azstorage.azure.checkpoint import Checkpoint
-from durable_azstorage.azure.control_receiver import MessageBuffer
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.history_store import LoadedHistory
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint
+from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.tracking.history_store import LoadedHistory
 from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.message_filter import Filtered, filter_messages, kind_of
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.retry import is_transient
-from durable_azstorage.azure.sessions import SessionCache
+from durable_azstorage.azure.work_items.message_filter import Filtered, filter_messages, kind_of
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
@@ -92,7 +92,7 @@ async def hide(queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: t
     await asyncio.gather(*(one(m) for m in messages))
 
 
-class OrchestrationWorkItems:
+class OrchestrationLocks:
     """The orchestration half of ``AzureStorageBackend``.
 
     The stores and queues are read from ``hub.resources`` at each call: the backend opens
@@ -419,4 +419,4 @@ class OrchestrationWorkItems:
             self._release(lock)
 
 
-__all__ = ["IDLE_RELEASE_AFTER", "OrchestrationWorkItems", "hide"]
+__all__ = ["IDLE_RELEASE_AFTER", "OrchestrationLocks", "hide"]

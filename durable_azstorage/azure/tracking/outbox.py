@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.payloads import PayloadStore
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.payloads import PayloadStore
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.serialization.codec import decode_message_envelope, encode_message
 

@@ -21,8 +21,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from durable_azstorage.azure.naming import escape_key, unescape_key
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.naming import escape_key, unescape_key
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import DurableTaskError
 
 MESSAGE_OFFLOAD_BYTES = 45 * 1024

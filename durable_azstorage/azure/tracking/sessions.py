@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from durable_azstorage.azure.history_store import Sentinel
+from durable_azstorage.azure.tracking.history_store import Sentinel
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.state import InstanceState
 

@@ -27,9 +27,9 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-from durable_azstorage.azure.metrics import RequestCounter, RequestCountingPolicy
-from durable_azstorage.azure.proxies import proxies_for
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.metrics import RequestCounter, RequestCountingPolicy
+from durable_azstorage.azure.storage.proxies import proxies_for
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.settings import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,

@@ -30,7 +30,7 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty, TableEntity
 
-from durable_azstorage.azure.payloads import needs_property_offload
+from durable_azstorage.azure.storage.payloads import needs_property_offload
 from durable_azstorage.model.history import EVENT_TYPES, HistoryEvent, event_type_name
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.serialization.codec import decode_event, encode_datetime, encode_event

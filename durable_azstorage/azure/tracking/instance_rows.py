@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.storage.naming import escape_key
 from durable_azstorage.model.query import OrchestrationQuery
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus

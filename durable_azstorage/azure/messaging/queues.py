@@ -28,13 +28,13 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
-from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.payloads import (
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.payloads import (
     PayloadNotFoundError,
     PayloadStore,
     needs_message_offload,
 )
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.history import event_type_name
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.serialization.codec import (
@@ -61,7 +61,7 @@ class ReceivedMessage:
     body was (or should have been) read from. ``answers`` is the id of the activity request a
     result message answers (see ``checkpoint``). ``carried_for`` names the control queue of a
     result delivered in process, carried by its request's work-item message
-    (``activity_items``); the message then belongs to that queue's partition.
+    (``activity_locks``); the message then belongs to that queue's partition.
     """
 
     queue_name: str

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from durable_azstorage.azure.balancer import (
+from durable_azstorage.azure.partitioning.balancer import (
     Action,
     ActionKind,
     Decision,
@@ -46,8 +46,8 @@ from durable_azstorage.azure.balancer import (
     may_dequeue,
     released,
 )
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import (
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.partitioning.lease_table import (
     LeaseConflict,
     LeaseRow,
     LeaseTable,

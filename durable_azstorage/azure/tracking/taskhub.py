@@ -28,8 +28,8 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.naming import TaskHubNames, validate_task_hub_name
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.naming import TaskHubNames, validate_task_hub_name
 from durable_azstorage.model.errors import (
     PartitionCountMismatchError,
     TaskHubNameConflictError,

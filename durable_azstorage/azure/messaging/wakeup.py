@@ -23,7 +23,7 @@ from collections.abc import Callable
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.retry import TransientRetry
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Which control-queue partitions this worker owns: the seam for the partition manager.
 
 A started worker's backend gets its partitions from the lease-based ``PartitionManager``
-(``partitions``); ``OwnAllPartitions`` owns every partition, for a backend that is given it
+(``manager``); ``OwnAllPartitions`` owns every partition, for a backend that is given it
 (tests of competing receivers, the torture test). The backend runs one receive loop per owned
 partition and starts or stops loops when ``subscribe``'s callback reports a change (from any
 thread).
