@@ -2,10 +2,10 @@
 dashboard's ``HubMonitor`` capability.
 
 The dashboard never imports the Azure provider; this composition-root adapter gives it the
-same facts ``hub partitions`` prints (``azure.partitioning.lease_table.describe_partitions``), through
-its own storage clients counted on the backend's request counter, so the overview's request
-figures include them. The hub's stored partition count decides which queues exist; it is
-read once and kept.
+same facts ``hub partitions`` prints
+(``azure.partitioning.lease_table.describe_partitions``), through its own storage clients
+counted on the backend's request counter, so the overview's request figures include them.
+The hub's stored partition count decides which queues exist; it is read once and kept.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class PoisonQuarantine(Protocol):
 
 
 class PartitionLease(Protocol):
-    """One control-queue partition (``azure.partitioning.lease_table.PartitionInfo`` has this shape)."""
+    """One control-queue partition
+    (``azure.partitioning.lease_table.PartitionInfo`` has this shape)."""
 
     @property
     def partition(self) -> int: ...

@@ -17,9 +17,10 @@ lock is held and renewed, before anything is given up: a send that failed once m
 for a redelivery. A crash after step 1 leaves the
 consumed messages in their queue. When they come back, their ids are found in the episode
 log: they are not applied again; ``Checkpoint.recover`` finishes the episode *that consumed
-them* — re-derives its messages from its committed events (``history_derivation.derive_outbound``) plus
-its outbox entry, re-sends them, repairs the Instances row and deletes the messages. A commit
-that loses the ETag race raises ``ConcurrencyConflictError`` before anything was sent.
+them* — re-derives its messages from its committed events
+(``history_derivation.derive_outbound``) plus its outbox entry, re-sends them, repairs the
+Instances row and deletes the messages. A commit that loses the ETag race raises
+``ConcurrencyConflictError`` before anything was sent.
 """
 
 from __future__ import annotations

@@ -271,7 +271,8 @@ async def test_a_stuck_or_failing_drain_still_releases_after_the_drain_timeout(
         await manager.start()
         try:
             await wait_until(lambda: _true(len(manager.owned()) == PARTITIONS), 10, "solo owns all")
-            with caplog.at_level(logging.WARNING, logger="durable_azstorage.azure.partitioning.manager"):
+            logger = "durable_azstorage.azure.partitioning.manager"
+            with caplog.at_level(logging.WARNING, logger=logger):
                 await manager.stop()
         finally:
             await manager.stop(graceful=False)
