@@ -227,7 +227,8 @@ class Checkpoint:
             if record.execution_id == sentinel.execution_id:
                 outbound += derive_episode(loaded.events, record)
             if record.episode in outbox:
-                outbound += await entry_messages(outbox.entries[record.episode], self._hub.resources.payloads)
+                entry = outbox.entries[record.episode]
+                outbound += await entry_messages(entry, self._hub.resources.payloads)
             elif record.execution_id != sentinel.execution_id:
                 log.error(
                     "orchestration %r: episode %d of execution %s was replaced and its "

@@ -237,7 +237,8 @@ class OrchestrationLocks:
                 "discarding %s message %s for instance %r: %s",
                 kind_of(received), received.message_id, instance_id, reason,
             )
-        await asyncio.gather(*(self._hub.queue(m.queue_name).delete(m) for m, _ in filtered.discard))
+        discarded = (self._hub.queue(m.queue_name).delete(m) for m, _ in filtered.discard)
+        await asyncio.gather(*discarded)
         if filtered.defer:
             for deferred in filtered.defer:
                 self._deliveries.caused(deferred.message_id)
@@ -392,8 +393,9 @@ class OrchestrationLocks:
         self._release_if_expired(lock)
         timeout = self.settings.control_queue_visibility_timeout
         try:
+            queue = self._hub.queue
             lock.messages = [
-                await self._hub.queue(m.queue_name).set_visibility(m, timeout) for m in lock.messages
+                await queue(m.queue_name).set_visibility(m, timeout) for m in lock.messages
             ]
         except Exception as exc:
             self._release(lock)
