@@ -113,7 +113,7 @@ type = "layers"
 containers = ["{ROOT_PACKAGE}"]
 layers = [
     "work_items",
-    "hub",
+    "(hub)",  # optional: a checkout without the HubLifecycle wiring
     "tracking | messaging | partitioning",
     "storage",
 ]
