@@ -230,6 +230,23 @@ def fit_lines(text: str) -> str:
     return re.sub(r"^(\s*# -+ .* )(-+)$", banner, text, flags=re.M)
 
 
+def sort_imports(text: str) -> str:
+    """Re-sort each run of one-line ``from durable_azstorage... import`` statements (their
+    module names changed, so their order did); parenthesised imports end a run."""
+    single = re.compile(r"^from durable_azstorage[\w.]* import [^(\n]*$")
+    out: list[str] = []
+    run: list[str] = []
+    lines = text.split("\n")
+    for line in lines + [""]:
+        if single.match(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run, key=lambda l: l.split(" import ")[0]))
+        run = []
+        out.append(line)
+    return "\n".join(out[:-1])
+
+
 def rewrite_text() -> None:
     files = [Path(p) for p in git("ls-files", *REWRITE_UNDER).splitlines()]
     files += [Path(p) for p in REWRITE_FILES if Path(p).exists()]
@@ -251,7 +268,7 @@ def rewrite_text() -> None:
             new = rewrite_backquoted(new)
         if new != text:
             if path.suffix == ".py":
-                new = fit_lines(new)
+                new = fit_lines(sort_imports(new))
             path.write_text(new)
             print(f"rewrote {path}")
             old_lines = set(text.splitlines())

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 
-from durable_azstorage.azure.storage.clients import StorageClients
-from durable_azstorage.azure.tracking.history_store import HistoryStore
-from durable_azstorage.azure.tracking.instance_store import InstanceStore
-from durable_azstorage.azure.storage.metrics import RequestCounter
-from durable_azstorage.azure.storage.payloads import PayloadStore
 from durable_azstorage.azure.messaging.poison_store import PoisonStore
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.messaging.wakeup import WakeupSignal
+from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.metrics import RequestCounter
+from durable_azstorage.azure.storage.payloads import PayloadStore
+from durable_azstorage.azure.tracking.history_store import HistoryStore
+from durable_azstorage.azure.tracking.instance_store import InstanceStore
 
 log = logging.getLogger(__name__)
 

@@ -39,34 +39,33 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
-from durable_azstorage.azure.tracking.history_admin import find_stale, repair_stale, replace_history
-from durable_azstorage.azure.work_items.activity_locks import ActivityLocks
+from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CheckpointHook
-from durable_azstorage.azure.tracking.episode_log import episode_retention
 from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.storage.metrics import RequestCounter
-from durable_azstorage.azure.storage.naming import escape_key
-from durable_azstorage.azure.work_items.orchestration_locks import OrchestrationLocks
-from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
-from durable_azstorage.azure.work_items.partition_receivers import PartitionReceivers
-from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
-from durable_azstorage.azure.partitioning.manager import PartitionManager
-from durable_azstorage.azure.storage.payloads import needs_message_offload
 from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
+from durable_azstorage.azure.partitioning.manager import PartitionManager
+from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.metrics import RequestCounter
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.payloads import needs_message_offload
+from durable_azstorage.azure.tracking.episode_log import episode_retention
+from durable_azstorage.azure.tracking.history_admin import find_stale, repair_stale, replace_history
+from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
+from durable_azstorage.azure.work_items.activity_locks import ActivityLocks
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CheckpointHook
+from durable_azstorage.azure.work_items.orchestration_locks import OrchestrationLocks
+from durable_azstorage.azure.work_items.partition_receivers import PartitionReceivers
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
-from durable_azstorage.serialization.codec import decode_message_envelope
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
@@ -76,6 +75,7 @@ from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.serialization.codec import decode_message_envelope
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from rich.progress import Progress
 
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.bench.environment import StorageTarget, machine_info
 from durable_azstorage.bench.report import Report, fmt_seconds
 from durable_azstorage.bench.runtime import percentile

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.partitioning.lease_table import PartitionInfo, describe_partitions
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.storage.naming import TaskHubNames
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 

@@ -15,8 +15,8 @@ from durable_azstorage.azure.tracking.episode_log import (
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.tracking.outbox import Outbox
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.tracking.outbox import Outbox
 
 
 def _record(episode: int, at: float, *ids: str, execution: str = "x1") -> EpisodeRecord:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
 from durable_azstorage.model.errors import (
     PartitionCountMismatchError,
@@ -113,8 +113,8 @@ async def test_concurrent_creates_in_one_process_all_succeed(azure_settings: Azu
 
 _CREATE_SCRIPT = """
 import asyncio, json, sys, time
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 async def main():

@@ -18,8 +18,8 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from durable_azstorage.azure.storage.payloads import instance_of_blob
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.storage.payloads import instance_of_blob
 from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.serialization.codec import encode_message
 

@@ -30,12 +30,12 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
+from durable_azstorage.azure.storage.naming import unescape_key
+from durable_azstorage.azure.storage.retry import TransientRetry
+from durable_azstorage.azure.tracking.history_derivation import state_from_history
 from durable_azstorage.azure.tracking.history_rows import Sentinel, parse_sentinel
 from durable_azstorage.azure.tracking.history_store import SENTINEL_ROW, HistoryStore
 from durable_azstorage.azure.tracking.instance_store import InstanceStore
-from durable_azstorage.azure.storage.naming import unescape_key
-from durable_azstorage.azure.tracking.history_derivation import state_from_history
-from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,

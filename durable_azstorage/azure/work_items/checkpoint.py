@@ -41,17 +41,17 @@ from durable_azstorage.azure.tracking.episode_log import (
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.hub import HubLifecycle
+from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.tracking.history_derivation import (
     derive_outbound,
     started_event,
     state_from_history,
     visible_fields,
 )
-from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
 from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
 from durable_azstorage.model.errors import ConcurrencyConflictError

@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from durable_azstorage.azure.tracking.history_store import Sentinel
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.tracking.history_store import Sentinel
 from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus

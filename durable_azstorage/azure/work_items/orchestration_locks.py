@@ -30,16 +30,16 @@ from datetime import datetime, timedelta, timezone
 
 from azure.core.exceptions import HttpResponseError
 
-from durable_azstorage.azure.work_items.checkpoint import Checkpoint
+from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.tracking.history_store import LoadedHistory
-from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.work_items.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.storage.retry import is_transient
-from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.history_store import LoadedHistory
+from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint
+from durable_azstorage.azure.work_items.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
     OrchestrationWorkItem,

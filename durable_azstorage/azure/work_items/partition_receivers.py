@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 
+from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.messaging.control_receiver import ControlQueueReceiver, MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.storage.naming import partition_of
-from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.work_items.orchestration_locks import hide
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
-from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.naming import partition_of
+from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.work_items.orchestration_locks import hide
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from datetime import timedelta
 from typing import IO, Any
 
 from durable_azstorage import ActivityContext, OrchestrationContext, TaskHubWorker
-from durable_azstorage.azure.storage.naming import partition_of
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.naming import partition_of
 from durable_azstorage.backend.protocol import OrchestrationWorkItem
 
 

@@ -20,11 +20,11 @@ import pytest
 from fault_proxy import Fault, fault_proxy, proxied_connection_string
 from sim_support import ACQUIRE, LEASE, PARTITIONS, RENEW, Fleet, utc, wait_until
 
-from durable_azstorage.azure.storage import naming
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
 from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage import naming
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.tracking.taskhub import (
     INFO_PARTITION_KEY,
     INFO_ROW_KEY,

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import pytest
 from stores_support import Stores
 
+from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.payloads import PayloadStore
 from durable_azstorage.azure.tracking.history_store import HistoryStore
 from durable_azstorage.azure.tracking.instance_store import InstanceStore
-from durable_azstorage.azure.storage.payloads import PayloadStore
-from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 

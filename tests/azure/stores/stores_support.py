@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from durable_azstorage.azure.storage.clients import StorageClients
-from durable_azstorage.azure.tracking.history_store import HistoryStore
-from durable_azstorage.azure.tracking.instance_store import InstanceStore
 from durable_azstorage.azure.storage.naming import TaskHubNames
 from durable_azstorage.azure.storage.payloads import PayloadStore
+from durable_azstorage.azure.tracking.history_store import HistoryStore
+from durable_azstorage.azure.tracking.instance_store import InstanceStore
 
 
 @dataclass
