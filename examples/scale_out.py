@@ -54,8 +54,8 @@ from durable_azstorage import (
     OrchestrationStatus,
     TaskHubWorker,
 )
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.local import local_settings, storage_configured
 
 EXAMPLES = Path(__file__).resolve().parent

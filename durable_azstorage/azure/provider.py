@@ -4,17 +4,18 @@ The backend wires the parts that each own one noun:
 
 * ``checkpoint``: the checkpoint protocol of ``complete_orchestration`` (ARCHITECTURE.md §5)
   and the recovery of an episode a crash interrupted after its history was committed;
-* ``orchestration_items``: orchestration work items, from buffered control messages to a
+* ``orchestration_locks``: orchestration work items, from buffered control messages to a
   lock (filtering, recovery, poison), renewal, completion and abandon;
 * ``partition_receivers``: one ``ControlQueueReceiver`` per owned partition (``ownership``)
   feeding the shared, bounded ``MessageBuffer``, and draining a partition before hand-over;
-* ``activity_items``: activity work items on the shared work-item queue;
-* ``management``: history replacement (rewind) and stale-row repair.
+* ``activity_locks``: activity work items on the shared work-item queue;
+* ``history_admin``: history replacement (rewind) and stale-row repair;
+* ``hub``: the storage clients with the stores and queues built on them (opened on first
+  use, together), and the lifecycle state (running, closing) the parts above read.
 
-Here remain the storage clients and stores (opened lazily), start and stop, routing of
-outbound messages (timers and scheduled starts are delayed messages; one further out than
-``max_timer_delay`` arrives early and is re-sent for the rest of the wait: chaining), the
-client-side operations and the poison store.
+Here remain start and stop, routing of outbound messages (timers and scheduled starts are
+delayed messages; one further out than ``max_timer_delay`` arrives early and is re-sent for
+the rest of the wait: chaining), the client-side operations and the poison store.
 
 Partitions: unless ``ownership=`` is given (e.g. ``OwnAllPartitions`` in tests), ``start()``
 builds a lease-based ``PartitionManager`` with this backend as its drainer. Only workers call
@@ -38,48 +39,47 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
-from durable_azstorage.azure import management
-from durable_azstorage.azure.activity_items import ActivityWorkItems
-from durable_azstorage.azure.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.checkpoint import Checkpoint, CheckpointHook
-from durable_azstorage.azure.episode_log import episode_retention
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.control_receiver import MessageBuffer
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.history_store import HistoryStore
-from durable_azstorage.azure.instance_store import InstanceStore
-from durable_azstorage.azure.metrics import RequestCounter
-from durable_azstorage.azure.naming import TaskHubNames, escape_key
-from durable_azstorage.azure.orchestration_items import OrchestrationWorkItems
-from durable_azstorage.azure.ownership import OwnAllPartitions, PartitionOwnership
-from durable_azstorage.azure.partition_receivers import PartitionReceivers
-from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
-from durable_azstorage.azure.partitions import PartitionManager
-from durable_azstorage.azure.payloads import PayloadStore, needs_message_offload
-from durable_azstorage.azure.poison import PoisonRecord, PoisonStore
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.sessions import SessionCache
+from durable_azstorage.azure.hub import HubLifecycle
+from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
+from durable_azstorage.azure.partitioning.manager import PartitionManager
+from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
+from durable_azstorage.azure.partitioning.queue_sampling import sample_hub
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
-from durable_azstorage.azure.queue_sampling import sample_hub
+from durable_azstorage.azure.storage.metrics import RequestCounter
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.naming import TaskHubNames
+from durable_azstorage.azure.storage.payloads import needs_message_offload
+from durable_azstorage.azure.tracking.episode_log import episode_retention
+from durable_azstorage.azure.tracking.history_admin import find_stale, repair_stale, replace_history
+from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
+from durable_azstorage.azure.work_items.activity_locks import ActivityLocks
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CheckpointHook
+from durable_azstorage.azure.work_items.orchestration_locks import OrchestrationLocks
+from durable_azstorage.azure.work_items.partition_receivers import PartitionReceivers
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
-from durable_azstorage.serialization.codec import decode_message_envelope
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
+from durable_azstorage.model.scale import HubSample
 from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
+from durable_azstorage.serialization.codec import decode_message_envelope
 from durable_azstorage.telemetry.logs import set_log_field
-from durable_azstorage.model.scale import HubSample
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,8 @@ class AzureStorageBackend:
         self._manage_partitions = ownership is None
         self.ownership: PartitionOwnership = ownership or OwnAllPartitions(settings.partition_count)
         self.partition_manager: PartitionManager | None = None  # built by start() if managed
-        self._closing = False
-        self.checkpoint_hook = checkpoint_hook
-        self._clients = StorageClients(settings, counter)
-        self._opened = False
+        self.hub = HubLifecycle(settings, counter)
+        self._clients = self.hub.clients
         self._deliveries = SelfCausedDeliveries()
         self._buffer = MessageBuffer(max_buffered_messages, self._deliveries)
         self._sessions = SessionCache(
@@ -123,40 +121,43 @@ class AzureStorageBackend:
             session_idle_timeout.total_seconds(),
         )
         self._activity_prefetch = activity_prefetch
-        self._activities: ActivityWorkItems | None = None
-        self._wakeup: WakeupSignal | None = None
+        self._activities: ActivityLocks | None = None
         self._wakeup_watcher: WakeupWatcher | None = None
         self._sequence = itertools.count(1)
-        self._running = False
         self._giving_back: set[asyncio.Future[None]] = set()
-        checkpoint = Checkpoint(
-            history=lambda: self._history,
-            instances=lambda: self._instances,
-            payloads=lambda: self._payloads,
-            queue=self._queue,
+        self._checkpoint = Checkpoint(
+            hub=self.hub,
             sessions=self._sessions,
             send_all=self._send_all,
-            hook=lambda: self.checkpoint_hook,
+            hook=checkpoint_hook,
             retention=episode_retention(settings),
         )
-        self._orchestrations = OrchestrationWorkItems(
-            settings, self._buffer, self._sessions, checkpoint, self._deliveries,
+        self._orchestrations = OrchestrationLocks(
+            settings, self._buffer, self._sessions, self._checkpoint, self._deliveries,
             shared_partitions=not self._manage_partitions,
-            history=lambda: self._history,
-            instances=lambda: self._instances,
-            queue=self._queue,
-            quarantine=lambda m, reason: self._quarantine(m, reason, delete=False),
-            running=lambda: self._running,
+            hub=self.hub,
         )
         self._receivers = PartitionReceivers(
             settings, self._buffer, self._sessions, self._deliveries,
-            queue=self._queue,
+            hub=self.hub,
             handle=self._on_received,
-            running=lambda: self._running,
-            closing=lambda: self._closing,
         )
 
     # --- wiring ---------------------------------------------------------------------------
+    @property
+    def checkpoint_hook(self) -> CheckpointHook | None:
+        """Awaited after each checkpoint step (tests raise from it to simulate a crash)."""
+        return self._checkpoint.hook
+
+    @checkpoint_hook.setter
+    def checkpoint_hook(self, hook: CheckpointHook | None) -> None:
+        self._checkpoint.hook = hook
+
+    @property
+    def poison(self) -> PoisonStore:
+        """The poison store of the open hub (raises before the backend was used)."""
+        return self.hub.resources.poison
+
     @property
     def request_counter(self) -> RequestCounter:
         """Every storage request of this backend, by service and operation."""
@@ -185,66 +186,33 @@ class AzureStorageBackend:
         """Control messages received but not yet handed out (bounded: back-pressure)."""
         return self._buffer.count
 
-    async def _open(self) -> None:
-        if self._opened:
-            return
-        await self._clients.open()
-        retry = self._clients.retry
-        self._payloads = PayloadStore(
-            self._clients.container(self.names.large_messages_container), retry=retry
-        )
-        self._history = HistoryStore(
-            self._clients.table(self.names.history_table), self._payloads, retry=retry
-        )
-        self._instances = InstanceStore(
-            self._clients.table(self.names.instances_table), self._payloads, retry=retry
-        )
-        self.poison = PoisonStore(self._clients.container(self.names.large_messages_container), retry)
-        if self.settings.wakeup_interval is not None:
-            self._wakeup = WakeupSignal(
-                self._clients.container(self.names.large_messages_container), retry,
-                min_touch_interval=self.settings.wakeup_interval.total_seconds(),
-            )
-        self._queues: dict[str, MessageQueue] = {
-            name: MessageQueue(
-                self._clients.queue(name), self._payloads, retry,
-                max_delay=self.settings.max_timer_delay,
-            )
-            for name in self.names.queues
-        }
-        self._opened = True
-
-    def _queue(self, name: str) -> MessageQueue:
-        return self._queues[name]
-
     async def queue(self, name: str) -> MessageQueue:
         """One of the hub's queues (diagnostics and tests: peek, count)."""
-        await self._open()
-        return self._queues[name]
+        return (await self.hub.open()).queue(name)
 
     # --- task hub -------------------------------------------------------------------------
     async def create_task_hub(self) -> None:
-        await self._open()
+        await self.hub.open()
         await TaskHubResources(self._clients).create_if_not_exists()
 
     async def delete_task_hub(self) -> None:
-        await self._open()
+        await self.hub.open()
         if self.partition_manager is not None:
             await self.partition_manager.stop(graceful=False)
         await self._receivers.stop_all()
         await TaskHubResources(self._clients).delete()
 
     async def get_task_hub_info(self) -> TaskHubInfo:
-        await self._open()
+        await self.hub.open()
         return await TaskHubResources(self._clients).info()
 
     async def list_task_hubs(self) -> list[TaskHubInfo]:
-        await self._open()
+        await self.hub.open()
         return await list_task_hubs(self._clients)
 
     async def sample_queues(self) -> HubSample:
         """The hub's own partition count (not the settings') decides which queues exist."""
-        await self._open()
+        await self.hub.open()
         if self._stored_names is None:
             info = await TaskHubResources(self._clients).info()
             self._stored_names = TaskHubNames(self.settings.task_hub, info.partition_count)
@@ -252,29 +220,27 @@ class AzureStorageBackend:
 
     async def start(self) -> None:
         set_log_field("task_hub", self.settings.task_hub)  # for the caller and every task after
-        await self._open()
+        await self.hub.open()
         await TaskHubResources(self._clients).verify()
-        self._running = True
+        self.hub.running = True
         self._receivers.bind(asyncio.get_running_loop())
         receiver = ActivityReceiver(
-            self._queue(self.names.work_item_queue),
+            self.hub.queue(self.names.work_item_queue),
             prefetch=self._activity_prefetch,
             visibility_timeout=self.settings.work_item_visibility_timeout,
             max_poll_interval=self.settings.max_poll_interval,
-            on_undecodable=lambda m: self._quarantine(
-                m, f"cannot decode: {m.error or 'not an activity request'}", delete=True
-            ),
+            on_undecodable=self._quarantine_undecodable_request,
             deliveries=self._deliveries,
         )
-        self._activities = ActivityWorkItems(
+        self._activities = ActivityLocks(
             receiver,
             send=self._send_result,
             deliver=self._receivers.deliver,
-            quarantine=lambda m, reason: self._quarantine(m, reason, delete=False),
+            quarantine=self.hub.quarantine,
             max_dequeue_count=self.settings.max_dequeue_count,
             visibility_timeout=self.settings.work_item_visibility_timeout,
         )
-        self._closing = False
+        self.hub.closing = False
         if self._manage_partitions:  # a fresh one per start: stop() closed the old clients
             self.partition_manager = PartitionManager(self.settings, self._clients, self)
             self.ownership = self.partition_manager
@@ -282,9 +248,10 @@ class AzureStorageBackend:
         self.ownership.subscribe(self._receivers.changed)
         if self.partition_manager is not None:
             await self.partition_manager.start()
-        if self._wakeup is not None and self.settings.wakeup_interval is not None:
+        wakeup = self.hub.resources.wakeup
+        if wakeup is not None and self.settings.wakeup_interval is not None:
             self._wakeup_watcher = WakeupWatcher(
-                self._wakeup,
+                wakeup,
                 interval=self.settings.wakeup_interval.total_seconds(),
                 slowest_poll=self._slowest_poll,
                 on_wake=self._wake_all,
@@ -294,7 +261,8 @@ class AzureStorageBackend:
     @property
     def wakeups(self) -> tuple[int, int]:
         """(signals sent by this backend, signals that woke its pollers): diagnostics."""
-        sent = self._wakeup.touches if self._wakeup is not None else 0
+        wakeup = self.hub.resources.wakeup if self.hub.opened else None
+        sent = wakeup.touches if wakeup is not None else 0
         woken = self._wakeup_watcher.wakes if self._wakeup_watcher is not None else 0
         return sent, woken
 
@@ -309,13 +277,13 @@ class AzureStorageBackend:
 
     async def stop(self) -> None:
         """Release the partitions (graceful hand-over), then stop receiving and close."""
-        self._closing = True  # drains no longer wait for in-flight work: nobody completes it
+        self.hub.closing = True  # drains no longer wait for in-flight work: nobody completes it
         if self._wakeup_watcher is not None:
             await self._wakeup_watcher.stop()
             self._wakeup_watcher = None
-        if self.partition_manager is not None and self._running:
+        if self.partition_manager is not None and self.hub.running:
             await self.partition_manager.stop(graceful=True)
-        self._running = False
+        self.hub.running = False
         self._orchestrations.stop()
         if self._activities is not None:
             self._activities.receiver.stopped = True
@@ -325,9 +293,7 @@ class AzureStorageBackend:
             await asyncio.wait(set(self._giving_back), timeout=GIVE_BACK_TIMEOUT)
         if self._activities is not None:
             await self._activities.receiver.stop()  # prefetched requests: visible again now
-        if self._opened:
-            self._opened = False
-            await self._clients.close()
+        await self.hub.close()
 
     async def drain(self, partition: int) -> None:
         """``PartitionDrainer``: called after ``partition`` left ``owned()``; returns when its
@@ -350,7 +316,7 @@ class AzureStorageBackend:
         delay = None
         if visible_at is not None:
             delay = visible_at - datetime.now(timezone.utc)
-        await self._queue(name).send(
+        await self.hub.queue(name).send(
             message, delay=delay, sequence_number=next(self._sequence), answers=answers
         )
         if delay is None or delay <= timedelta(0):
@@ -370,8 +336,9 @@ class AzureStorageBackend:
 
     async def _send_from_client(self, message: TaskMessage) -> None:
         """Send, and when no poller of this process takes it, tell idle workers elsewhere."""
-        if not await self._send(message) and self._wakeup is not None:
-            await self._wakeup.touch()
+        wakeup = self.hub.resources.wakeup
+        if not await self._send(message) and wakeup is not None:
+            await wakeup.touch()
 
     async def _send_all(self, messages: Sequence[TaskMessage]) -> None:
         await asyncio.gather(*(self._send(m) for m in messages))
@@ -381,9 +348,9 @@ class AzureStorageBackend:
         self, start: TaskMessage, *, reuse_policy: OrchestrationIdReusePolicy | None = None
     ) -> bool:
         validate_instance_id(start.instance.instance_id)
-        await self._open()
+        instances = (await self.hub.open()).instances
         state = pending_state(start, datetime.now(timezone.utc))
-        existing = await self._instances.get(state.instance_id, fetch_payloads=False)
+        existing = await instances.get(state.instance_id, fetch_payloads=False)
         replace_etag: str | None = None
         if existing is not None:
             if not may_replace(existing[0], reuse_policy):
@@ -391,29 +358,29 @@ class AzureStorageBackend:
             replace_etag = existing[1]
         # The row first: a start message for an instance with history is accepted only when
         # the row names its execution (otherwise it is a duplicate).
-        await self._instances.insert_pending(state, replace_etag=replace_etag)
+        await instances.insert_pending(state, replace_etag=replace_etag)
         await self._send_from_client(start)
         return True
 
     async def send_message(self, message: TaskMessage) -> None:
         validate_instance_id(message.instance.instance_id)
-        await self._open()
+        await self.hub.open()
         await self._send_from_client(message)
 
     async def get_instance(
         self, instance_id: str, *, fetch_payloads: bool = True
     ) -> InstanceState | None:
-        await self._open()
-        found = await self._instances.get(instance_id, fetch_payloads=fetch_payloads)
+        hub = await self.hub.open()
+        found = await hub.instances.get(instance_id, fetch_payloads=fetch_payloads)
         return found[0] if found is not None else None
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         """The current execution's events; empty while a replacing execution is Pending
         (its ExecutionStarted is queued, the previous execution's rows are still stored)."""
-        await self._open()
-        loaded = await self._history.load(instance_id)
+        hub = await self.hub.open()
+        loaded = await hub.history.load(instance_id)
         if loaded.events:
-            row = await self._instances.get(instance_id, fetch_payloads=False)
+            row = await hub.instances.get(instance_id, fetch_payloads=False)
             if (
                 row is not None
                 and row[0].runtime_status is OrchestrationStatus.PENDING
@@ -423,16 +390,15 @@ class AzureStorageBackend:
         return list(loaded.events)
 
     async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
-        await self._open()
-        return await self._instances.query(query)
+        return await (await self.hub.open()).instances.query(query)
 
     async def purge_instance(self, instance_id: str) -> bool:
-        await self._open()
+        hub = await self.hub.open()
         self._sessions.discard(instance_id)
         # One listing of the instance's blob prefix covers history, row and message payloads.
-        rows = await self._history.delete(instance_id, payloads=False)
-        existed = await self._instances.delete(instance_id, payloads=False)
-        await self._payloads.delete_prefix(escape_key(instance_id) + "/")
+        rows = await hub.history.delete(instance_id, payloads=False)
+        existed = await hub.instances.delete(instance_id, payloads=False)
+        await hub.payloads.delete_prefix(escape_key(instance_id) + "/")
         return existed or rows > 0
 
     # --- receiving control messages -------------------------------------------------------
@@ -449,48 +415,43 @@ class AzureStorageBackend:
         for received in sorted(batch, key=lambda m: m.sort_key):
             message = received.message
             if message is None:
-                await self._quarantine(received, f"cannot decode: {received.error}", delete=True)
+                await self.hub.quarantine(
+                    received, f"cannot decode: {received.error}", delete=True
+                )
                 continue
             visible_at = message.visible_at()
             if visible_at is not None and visible_at - now > PREMATURE_SLACK:
                 # A chained long timer (or scheduled start): hide it for the next leg.
-                await self._queue(received.queue_name).send_text(
+                await self.hub.queue(received.queue_name).send_text(
                     received.raw, delay=visible_at - now
                 )
-                await self._queue(received.queue_name).delete(received)
+                await self.hub.queue(received.queue_name).delete(received)
                 continue
             self._buffer.add(message.instance.instance_id, received)
 
     async def replay_poison(self, key: str) -> bool:
         """Put a quarantined message back on its queue (after fixing its cause) and remove
         it from the poison store; False if ``key`` is not in the store."""
-        await self._open()
-        record = await self.poison.get(key)
+        hub = await self.hub.open()
+        record = await hub.poison.get(key)
         if record is None:
             return False
-        queue = self._queues.get(record.queue_name)
+        queue = hub.queues.get(record.queue_name)
         if queue is None:
             raise ValueError(f"poison record {key!r} names unknown queue {record.queue_name!r}")
         if needs_message_offload(record.body):  # kept whole: offload it again
             await queue.send(decode_message_envelope(record.body).message)
         else:
             await queue.send_text(record.body)
-        await self.poison.delete(key)
+        await hub.poison.delete(key)
         self._wake(record.queue_name, record.instance_id or "")
         return True
 
-    async def _quarantine(self, received: ReceivedMessage, reason: str, *, delete: bool) -> str:
-        """Keep a copy in the poison store (and ``delete`` the queue's); returns its key."""
-        record = await self.poison.put(received, reason)
-        log.error(
-            "poison message %s from %s moved to %s: %s",
-            received.message_id, received.queue_name, record.key, reason,
-        )
-        if delete:
-            await self._queue(received.queue_name).delete(received)
-        return record.key
+    async def _quarantine_undecodable_request(self, received: ReceivedMessage) -> str:
+        reason = f"cannot decode: {received.error or 'not an activity request'}"
+        return await self.hub.quarantine(received, reason, delete=True)
 
-    # --- orchestration work items (``orchestration_items``) --------------------------------
+    # --- orchestration work items (``orchestration_locks``) --------------------------------
     async def lock_next_orchestration(self, timeout: float) -> OrchestrationWorkItem | None:
         orchestrations = self._orchestrations
         return await self._fetch(orchestrations.lock_next(timeout), orchestrations.abandon)
@@ -526,7 +487,7 @@ class AzureStorageBackend:
 
     # --- activity work items --------------------------------------------------------------
     async def lock_next_activity(self, timeout: float) -> ActivityWorkItem | None:
-        if self._activities is None or not self._running:
+        if self._activities is None or not self.hub.running:
             await asyncio.sleep(min(timeout, 0.05))
             return None
         return await self._fetch(self._activities.lock_next(timeout), self.abandon_activity)
@@ -542,46 +503,44 @@ class AzureStorageBackend:
     ) -> None:
         await self._activity_items().abandon(item, delay=delay, deferred=deferred)
 
-    def _activity_items(self) -> ActivityWorkItems:
+    def _activity_items(self) -> ActivityLocks:
         if self._activities is None:
             raise LockLostError("this backend was never started: it holds no activity locks")
         return self._activities
 
-    # --- management (implementations in azure.management) ---------------------------------
+    # --- management (implementations in azure.tracking.history_admin) ----------------------------
     async def replace_history(
         self, instance_id: str, history: Sequence[HistoryEvent], state: InstanceState
     ) -> None:
-        await self._open()
-        await management.replace_history(
-            self._history, self._instances, self._sessions, instance_id, history, state
+        hub = await self.hub.open()
+        await replace_history(
+            hub.history, hub.instances, self._sessions, instance_id, history, state
         )
 
     async def find_stale_instances(self) -> list[StaleInstance]:
         """Instances whose Instances row disagrees with their History sentinel."""
-        await self._open()
-        table = self._clients.table(self.names.history_table)
-        return await management.find_stale(table, self._instances, self._clients.retry)
+        hub = await self.hub.open()
+        table = hub.clients.table(self.names.history_table)
+        return await find_stale(table, hub.instances, hub.clients.retry)
 
     async def repair_stale_instances(
         self, stale: Sequence[StaleInstance] | None = None
     ) -> list[StaleInstance]:
         """Rewrite the rows of ``stale`` (default: ``find_stale_instances()``) from history."""
         items = await self.find_stale_instances() if stale is None else stale
-        return await management.repair_stale(self._history, self._instances, self._sessions, items)
+        hub = self.hub.resources
+        return await repair_stale(hub.history, hub.instances, self._sessions, items)
 
     async def list_poison(self) -> list[PoisonRecord]:
-        """Every quarantined message (``azure.poison``), oldest key first."""
-        await self._open()
-        return await self.poison.list()
+        """Every quarantined message (``azure.messaging.poison_store``), oldest key first."""
+        return await (await self.hub.open()).poison.list()
 
     async def get_poison(self, key: str) -> PoisonRecord | None:
-        await self._open()
-        return await self.poison.get(key)
+        return await (await self.hub.open()).poison.get(key)
 
     async def delete_poison(self, key: str) -> bool:
         """Drop a quarantined message for good; False if ``key`` is not in the store."""
-        await self._open()
-        return await self.poison.delete(key)
+        return await (await self.hub.open()).poison.delete(key)
 
 
 async def _give_back(

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from durable_azstorage.azure.naming import (
+from durable_azstorage.azure.storage.naming import (
     TaskHubNames,
     validate_partition_count,
     validate_task_hub_name,
@@ -71,7 +71,7 @@ class AzureStorageSettings:
     an account key (str), a SAS token (str starting with ``?`` or containing ``sig=``), an
     ``AzureNamedKeyCredential``/``AzureSasCredential``, or an azure-identity credential, sync
     (``azure.identity.DefaultAzureCredential()``: its token requests run on a worker thread,
-    ``azure.sync_credential``) or async (``azure.identity.aio.DefaultAzureCredential()``).
+    ``azure.storage.sync_credential``) or async (``azure.identity.aio.DefaultAzureCredential()``).
 
     Defaults and what they cost (prices: queue/table operations are billed per 10,000):
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from rich.progress import Progress
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.bench.environment import StorageTarget, machine_info
 from durable_azstorage.bench.report import Report, fmt_seconds
 from durable_azstorage.bench.runtime import percentile
@@ -169,7 +169,7 @@ async def _get(clients: StorageClients, queue: Any, count: int, concurrency: int
 
 
 async def _receive(queue: Any) -> list[Any]:
-    """One GetMessages request, as ``azure.queues.MessageQueue.receive`` makes it."""
+    """One GetMessages request, as ``azure.messaging.queues.MessageQueue.receive`` makes it."""
     pager = queue.receive_messages(messages_per_page=RECEIVE_BATCH, visibility_timeout=300,
                                    max_messages=RECEIVE_BATCH)
     async for page in pager.by_page():

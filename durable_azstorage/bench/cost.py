@@ -16,7 +16,7 @@ from typing import Any
 from rich.progress import Progress
 from rich.table import Table
 
-from durable_azstorage.azure.metrics import RequestCounts
+from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.bench.environment import (
     StorageTarget,
     machine_info,

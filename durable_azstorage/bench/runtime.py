@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from durable_azstorage.azure.metrics import RequestCounts
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.bench.workload import bench_single, make_worker
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.client.state import OrchestrationState

@@ -23,9 +23,9 @@ from typing import Any
 
 from rich.progress import Progress
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseTable
+from durable_azstorage.azure.partitioning.lease_table import LeaseTable
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.bench.environment import (
     StorageTarget,
     connection_env,

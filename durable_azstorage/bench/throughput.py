@@ -16,8 +16,8 @@ from typing import Any
 
 from rich.progress import Progress
 
-from durable_azstorage.azure.metrics import RequestCounts
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.bench.ceiling import add_rows as add_ceiling_rows
 from durable_azstorage.bench.ceiling import measure as measure_ceiling
 from durable_azstorage.bench.ceiling import mix_rate

@@ -29,8 +29,8 @@ from durable_azstorage.cli.connection import (
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, confirm, reporting
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
-    from durable_azstorage.azure.clients import StorageClients
-    from durable_azstorage.azure.lease_table import PartitionInfo
+    from durable_azstorage.azure.storage.clients import StorageClients
+    from durable_azstorage.azure.partitioning.lease_table import PartitionInfo
     from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
     from durable_azstorage.model.taskhub import TaskHubInfo
 
@@ -51,7 +51,7 @@ def _settings(connection: Connection) -> AzureStorageSettings:
 
 
 def _run(settings: AzureStorageSettings, action: Callable[[StorageClients], Awaitable[T]]) -> T:
-    from durable_azstorage.azure.clients import StorageClients
+    from durable_azstorage.azure.storage.clients import StorageClients
 
     async def go() -> T:
         async with StorageClients(settings) as clients:
@@ -81,7 +81,7 @@ def create(
     debug: DebugOption = False,
 ) -> None:
     """Create the task hub (idempotent; fails if it exists with another partition count)."""
-    from durable_azstorage.azure.taskhub import TaskHubResources
+    from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
     with reporting(debug):
         settings = _settings(Connection(connection_string, task_hub, partition_count))
@@ -96,7 +96,7 @@ def info(
     debug: DebugOption = False,
 ) -> None:
     """Show the hub's partition count, creation time and resources (missing ones flagged)."""
-    from durable_azstorage.azure.taskhub import TaskHubResources
+    from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
     with reporting(debug):
         settings = _settings(Connection(connection_string, task_hub))
@@ -111,7 +111,7 @@ def delete(
     debug: DebugOption = False,
 ) -> None:
     """Delete every resource of the task hub (all instances and history are lost); asks unless --yes."""
-    from durable_azstorage.azure.taskhub import TaskHubResources
+    from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
     with reporting(debug):
         settings = _settings(Connection(connection_string, task_hub))
@@ -128,7 +128,7 @@ def list_(
     debug: DebugOption = False,
 ) -> None:
     """List the task hubs in the account."""
-    from durable_azstorage.azure.taskhub import list_task_hubs
+    from durable_azstorage.azure.tracking.taskhub import list_task_hubs
 
     with reporting(debug):
         hubs = _run(_settings(Connection(connection_string)), list_task_hubs)
@@ -154,9 +154,9 @@ def partitions(
 
 async def _describe(clients: StorageClients) -> list[PartitionInfo]:
     """The hub's own partition count (not the environment's) decides which queues exist."""
-    from durable_azstorage.azure.lease_table import describe_partitions
-    from durable_azstorage.azure.naming import TaskHubNames
-    from durable_azstorage.azure.taskhub import TaskHubResources
+    from durable_azstorage.azure.partitioning.lease_table import describe_partitions
+    from durable_azstorage.azure.storage.naming import TaskHubNames
+    from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
     info = await TaskHubResources(clients).info()
     names = TaskHubNames(clients.settings.task_hub, info.partition_count)

@@ -2,25 +2,25 @@
 dashboard's ``HubMonitor`` capability.
 
 The dashboard never imports the Azure provider; this composition-root adapter gives it the
-same facts ``hub partitions`` prints (``azure.lease_table.describe_partitions``), through
-its own storage clients counted on the backend's request counter, so the overview's request
-figures include them. The hub's stored partition count decides which queues exist; it is
-read once and kept.
+same facts ``hub partitions`` prints
+(``azure.partitioning.lease_table.describe_partitions``), through its own storage clients
+counted on the backend's request counter, so the overview's request figures include them.
+The hub's stored partition count decides which queues exist; it is read once and kept.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import PartitionInfo, describe_partitions
-from durable_azstorage.azure.naming import TaskHubNames
-from durable_azstorage.azure.taskhub import TaskHubResources
-from durable_azstorage.azure.queue_sampling import sample_hub
+from durable_azstorage.azure.partitioning.lease_table import PartitionInfo, describe_partitions
+from durable_azstorage.azure.partitioning.queue_sampling import sample_hub
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.naming import TaskHubNames
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 from durable_azstorage.model.scale import HubSample
 
 if TYPE_CHECKING:
-    from durable_azstorage.azure.metrics import RequestCounter
+    from durable_azstorage.azure.storage.metrics import RequestCounter
     from durable_azstorage.azure.settings import AzureStorageSettings
 
 

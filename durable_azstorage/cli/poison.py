@@ -1,10 +1,11 @@
 """``durable-azstorage poison list|show|replay|delete``: the quarantine of poison messages.
 
 Messages delivered more than ``max_dequeue_count`` times, or that cannot be decoded, are set
-aside in the hub's poison store (``azure.poison``) instead of being redelivered forever.
-Operators inspect them, fix the cause, then ``replay`` (back onto the original queue) or
-``delete`` them (asks unless ``--yes``). Keys may be given in full (``$poison/<queue>/<id>.json``)
-or short (``<queue>/<id>``), as ``list`` prints them. An unknown key exits 3.
+aside in the hub's poison store (``azure.messaging.poison_store``) instead of being
+redelivered forever. Operators inspect them, fix the cause, then ``replay`` (back onto the
+original queue) or ``delete`` them (asks unless ``--yes``). Keys may be given in full
+(``$poison/<queue>/<id>.json``) or short (``<queue>/<id>``), as ``list`` prints them. An
+unknown key exits 3.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from durable_azstorage.cli.output import (
 )
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
-    from durable_azstorage.azure.poison import PoisonRecord
+    from durable_azstorage.azure.messaging.poison_store import PoisonRecord
     from durable_azstorage.azure.provider import AzureStorageBackend
 
 app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)

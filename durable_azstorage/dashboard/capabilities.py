@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 
 class PoisonMessage(Protocol):
-    """One quarantined message (``azure.poison.PoisonRecord`` has this shape)."""
+    """One quarantined message (``azure.messaging.poison_store.PoisonRecord`` has this shape)."""
 
     @property
     def key(self) -> str: ...
@@ -49,7 +49,8 @@ class PoisonQuarantine(Protocol):
 
 
 class PartitionLease(Protocol):
-    """One control-queue partition (``azure.lease_table.PartitionInfo`` has this shape)."""
+    """One control-queue partition
+    (``azure.partitioning.lease_table.PartitionInfo`` has this shape)."""
 
     @property
     def partition(self) -> int: ...

@@ -2,7 +2,7 @@
 
 Backends whose instance index is written apart from the history (Azure: the Instances table
 after the History sentinel) can be left inconsistent by a crash between the two writes; see
-``azure.management`` for how they are found and repaired.
+``azure.tracking.history_admin`` for how they are found and repaired.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ REPAIRABLE = frozenset({"status", "execution", "missing-row"})
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StaleInstance:
     """One disagreement. ``problem``: ``status``, ``execution``, ``missing-row`` or
-    ``missing-history`` (described in ``azure.management``)."""
+    ``missing-history`` (described in ``azure.tracking.history_admin``)."""
 
     instance_id: str
     problem: str

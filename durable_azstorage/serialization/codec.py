@@ -46,7 +46,7 @@ class MessageEnvelope:
     ``sequence_number`` is the sender's per-episode counter (optional; backends use it to
     order or de-duplicate messages). ``answers`` is the queue id of the activity request a
     result answers (optional): the Azure backend finds by it the episode that already consumed
-    that request's result (``azure.checkpoint``).
+    that request's result (``azure.work_items.checkpoint``).
     """
 
     message: TaskMessage

@@ -7,7 +7,7 @@ be created before an application (or ``--metrics-port``) installs its provider. 
 Work done, recorded where it happens:
 
 * ``durable_azstorage.storage.requests`` {service, operation, outcome}: every storage
-  request (the request counter's tally, ``azure.metrics``).
+  request (the request counter's tally, ``azure.storage.metrics``).
 * ``durable_azstorage.orchestration.episodes`` {outcome} and
   ``durable_azstorage.orchestration.episode.duration`` (s): episodes from lock to commit.
 * ``durable_azstorage.activity.executions`` {name, outcome} and

@@ -17,8 +17,8 @@ from azure.data.tables import TableTransactionError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.eventually import eventually_async
 
 SEVEN_DAYS = int(timedelta(days=7).total_seconds())

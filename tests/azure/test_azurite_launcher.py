@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.azurite import (
     AZURITE_VERSION,
     Azurite,

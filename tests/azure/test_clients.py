@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 
-from durable_azstorage.azure.clients import StorageClients, _credential, endpoint_for
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients, _credential, endpoint_for
 
 
 async def test_clients_share_one_session_and_close_cleanly(azure_settings: AzureStorageSettings) -> None:

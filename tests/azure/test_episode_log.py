@@ -7,16 +7,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.episode_log import (
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.tracking.episode_log import (
     EpisodeRecord,
     encode_episode_log,
     episode_of,
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.outbox import Outbox
-from durable_azstorage.azure.queues import ReceivedMessage
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.tracking.outbox import Outbox
 
 
 def _record(episode: int, at: float, *ids: str, execution: str = "x1") -> EpisodeRecord:

@@ -8,9 +8,9 @@ import pytest
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.metrics import RequestCounter, operation_name
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.metrics import RequestCounter, operation_name
 
 from fault_proxy import Fault, fault_proxy, proxied_connection_string
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_azstorage.azure.naming import (
+from durable_azstorage.azure.storage.naming import (
     TaskHubNames,
     escape_key,
     fnv1a32,

@@ -14,9 +14,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.retry import TRANSIENT_STATUS, TransientRetry, is_transient
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.retry import TRANSIENT_STATUS, TransientRetry, is_transient
 
 from fault_proxy import Fault, fault_proxy, proxied_connection_string
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.sync_credential import AsyncFromSyncCredential
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.sync_credential import AsyncFromSyncCredential
 from durable_azstorage.backend.protocol import (
     CheckpointHooks,
     DeliveryLimit,

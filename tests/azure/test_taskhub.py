@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources, list_task_hubs
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
 from durable_azstorage.model.errors import (
     PartitionCountMismatchError,
     TaskHubNameConflictError,
@@ -113,9 +113,9 @@ async def test_concurrent_creates_in_one_process_all_succeed(azure_settings: Azu
 
 _CREATE_SCRIPT = """
 import asyncio, json, sys, time
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 async def main():
     settings = AzureStorageSettings.from_env(worker_id=sys.argv[2])

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.azurite import Azurite
 
 EXE = shutil.which("durable-azstorage", path=str(Path(sys.executable).parent))

@@ -12,7 +12,7 @@ from azure.storage.queue import QueueClient
 from cli_support import run_cli
 
 from durable_azstorage import OrchestrationStatus, TaskHubClient
-from durable_azstorage.azure.naming import TaskHubNames, control_queue_name, escape_key
+from durable_azstorage.azure.storage.naming import TaskHubNames, control_queue_name, escape_key
 from durable_azstorage.testing.eventually import eventually
 
 S = OrchestrationStatus

@@ -15,7 +15,7 @@ from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
 from durabletask.worker import OrchestrationWorkItemFilter, TaskHubGrpcWorker, WorkItemFilters
 from sidecar_support import RunningSidecar, sidecar_settings
 
-from durable_azstorage.azure.naming import partition_of
+from durable_azstorage.azure.storage.naming import partition_of
 from durable_azstorage.testing.azurite import Azurite
 from durable_azstorage.testing.eventually import eventually
 

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from durable_azstorage import TaskHubClient
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.tracing import trace_storage_calls
+from durable_azstorage.azure.storage.tracing import trace_storage_calls
 
 
 @pytest.fixture

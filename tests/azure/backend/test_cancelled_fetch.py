@@ -17,8 +17,8 @@ from datetime import timedelta
 import pytest
 from builders import MakeBackend, start_message
 
-from durable_azstorage.azure.ownership import OwnAllPartitions
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage

@@ -191,7 +191,7 @@ async def test_the_instances_row_never_goes_backwards(make_backend: MakeBackend)
     done = dataclasses.replace(
         running, runtime_status=OrchestrationStatus.COMPLETED, completed_at=now(), output='"ok"'
     )
-    store = backend._instances  # noqa: SLF001 (the store under test)
+    store = backend.hub.resources.instances
     assert await store.write_episode(done, 5) is not None
     assert await store.write_episode(running, 4) is None, "an older episode overwrote a newer"
     state = await backend.get_instance("mono-1")

@@ -24,9 +24,9 @@ from durable_azstorage import (
     OrchestrationStatus,
     TaskHubWorker,
 )
-from durable_azstorage.azure.naming import escape_key
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.naming import escape_key
 
 pytestmark = pytest.mark.azurite
 TIMEOUT = 60

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.azure.outbound import derive_outbound, state_from_history
+from durable_azstorage.azure.tracking.history_derivation import derive_outbound, state_from_history
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus

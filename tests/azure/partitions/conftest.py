@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from durable_azstorage.azure.clients import StorageClients
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 

@@ -16,14 +16,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from durable_azstorage.azure.balancer import (
+from durable_azstorage.azure.partitioning.balancer import (
     ActionKind,
     LeasePolicy,
     decide,
     may_dequeue,
     released,
 )
-from durable_azstorage.azure.lease_table import LeaseRow
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 POLICY = LeasePolicy(lease_interval=timedelta(seconds=3), skew_margin=timedelta(seconds=1))

@@ -16,9 +16,9 @@ import sys
 import time
 from datetime import timedelta
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 
 
 class SleepyDrainer:

@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 
 from durable_azstorage import AsyncTaskHubClient, OrchestrationStatus
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseTable
+from durable_azstorage.azure.partitioning.lease_table import LeaseTable
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 from durable_azstorage.testing.azurite import Azurite
 
 SCRIPT = Path(__file__).with_name("scale_worker.py")

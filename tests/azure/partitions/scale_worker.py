@@ -22,9 +22,9 @@ from datetime import timedelta
 from typing import IO, Any
 
 from durable_azstorage import ActivityContext, OrchestrationContext, TaskHubWorker
-from durable_azstorage.azure.naming import partition_of
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.naming import partition_of
 from durable_azstorage.backend.protocol import OrchestrationWorkItem
 
 
@@ -76,7 +76,7 @@ class Recorder:
 
 async def main(connection_string: str, hub: str, partitions: int, log_path: str) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("durable_azstorage.azure.partitions").setLevel(logging.INFO)
+    logging.getLogger("durable_azstorage.azure.partitioning.manager").setLevel(logging.INFO)
     logging.getLogger("durable_azstorage.azure.provider").setLevel(logging.INFO)
     settings = settings_for(connection_string, hub, partitions)
     backend = AzureStorageBackend(settings)

@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
-from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.provider import PartitionOwnership
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.eventually import eventually_async
 
 PARTITIONS = 8

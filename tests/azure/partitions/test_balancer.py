@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lease_model import POLICY, T0, LeaseModel
 
-from durable_azstorage.azure.balancer import (
+from durable_azstorage.azure.partitioning.balancer import (
     ActionKind,
     LeasePolicy,
     claimed,
@@ -23,7 +23,7 @@ from durable_azstorage.azure.balancer import (
     may_dequeue,
     released,
 )
-from durable_azstorage.azure.lease_table import LeaseRow
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow
 
 S = timedelta(seconds=1)
 

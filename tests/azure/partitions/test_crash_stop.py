@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sim_support import Fleet, wait_until
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
-from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 
 
 class ReadEndsAsStopCancels:

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from durable_azstorage.azure.balancer import claimed
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseConflict, LeaseTable
-from durable_azstorage.azure.partitions import PartitionManager, describe_partitions
+from durable_azstorage.azure.partitioning.balancer import claimed
+from durable_azstorage.azure.partitioning.lease_table import LeaseConflict, LeaseTable
+from durable_azstorage.azure.partitioning.manager import PartitionManager, describe_partitions
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import INFO_PARTITION_KEY, INFO_ROW_KEY
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import INFO_PARTITION_KEY, INFO_ROW_KEY
 from durable_azstorage.model.errors import TaskHubNotFoundError
 from lease_model import POLICY
 from sim_support import PARTITIONS

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from sim_support import PARTITIONS
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.testing.eventually import eventually_async
 
 

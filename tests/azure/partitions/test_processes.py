@@ -26,8 +26,8 @@ import pytest
 from sim_support import PARTITIONS
 from sim_support import wait_balanced as leases_balanced
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.storage.clients import StorageClients
 
 # One lease-fleet test at a time across xdist workers (see conftest.lease_fleet_alone).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("lease_fleet_alone")]

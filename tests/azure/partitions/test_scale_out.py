@@ -32,9 +32,9 @@ from sim_support import PARTITIONS
 from sim_support import wait_balanced as leases_balanced
 
 from durable_azstorage import AsyncTaskHubClient, OrchestrationStatus
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseTable
+from durable_azstorage.azure.partitioning.lease_table import LeaseTable
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.model.history import TaskScheduled
 
 # One lease-fleet test at a time across xdist workers (see conftest.lease_fleet_alone).

@@ -20,12 +20,16 @@ import pytest
 from fault_proxy import Fault, fault_proxy, proxied_connection_string
 from sim_support import ACQUIRE, LEASE, PARTITIONS, RENEW, Fleet, utc, wait_until
 
-from durable_azstorage.azure import naming
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.lease_table import LeaseRow, LeaseTable
-from durable_azstorage.azure.partitions import PartitionManager
+from durable_azstorage.azure.partitioning.lease_table import LeaseRow, LeaseTable
+from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import INFO_PARTITION_KEY, INFO_ROW_KEY, TaskHubResources
+from durable_azstorage.azure.storage import naming
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.tracking.taskhub import (
+    INFO_PARTITION_KEY,
+    INFO_ROW_KEY,
+    TaskHubResources,
+)
 
 # One lease-fleet test at a time across xdist workers (see conftest.lease_fleet_alone).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("lease_fleet_alone")]
@@ -215,7 +219,7 @@ async def test_a_clock_far_from_the_storage_clock_is_reported(
     good = await fleet.start("good")
     await wait_until(fleet.balanced, BALANCE_TIMEOUT, "good owns everything")
     assert good.clock_skew is not None and abs(good.clock_skew) < timedelta(seconds=2)
-    with caplog.at_level(logging.WARNING, logger="durable_azstorage.azure.partitions"):
+    with caplog.at_level(logging.WARNING, logger="durable_azstorage.azure.partitioning.manager"):
         off = await fleet.start("off", clock=utc(timedelta(seconds=10)))
         await wait_until(fleet.balanced, BALANCE_TIMEOUT, "off gets its share")
     assert off.clock_skew is not None
@@ -267,7 +271,8 @@ async def test_a_stuck_or_failing_drain_still_releases_after_the_drain_timeout(
         await manager.start()
         try:
             await wait_until(lambda: _true(len(manager.owned()) == PARTITIONS), 10, "solo owns all")
-            with caplog.at_level(logging.WARNING, logger="durable_azstorage.azure.partitions"):
+            logger = "durable_azstorage.azure.partitioning.manager"
+            with caplog.at_level(logging.WARNING, logger=logger):
                 await manager.stop()
         finally:
             await manager.stop(graceful=False)

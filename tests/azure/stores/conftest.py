@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from stores_support import Stores
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.history_store import HistoryStore
-from durable_azstorage.azure.instance_store import InstanceStore
-from durable_azstorage.azure.payloads import PayloadStore
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.taskhub import TaskHubResources
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.payloads import PayloadStore
+from durable_azstorage.azure.tracking.history_store import HistoryStore
+from durable_azstorage.azure.tracking.instance_store import InstanceStore
+from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 
 @pytest.fixture

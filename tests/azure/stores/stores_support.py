@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from durable_azstorage.azure.clients import StorageClients
-from durable_azstorage.azure.history_store import HistoryStore
-from durable_azstorage.azure.instance_store import InstanceStore
-from durable_azstorage.azure.naming import TaskHubNames
-from durable_azstorage.azure.payloads import PayloadStore
+from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.naming import TaskHubNames
+from durable_azstorage.azure.storage.payloads import PayloadStore
+from durable_azstorage.azure.tracking.history_store import HistoryStore
+from durable_azstorage.azure.tracking.instance_store import InstanceStore
 
 
 @dataclass

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from stores_support import Stores
 
-from durable_azstorage.azure.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.model.history import OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 

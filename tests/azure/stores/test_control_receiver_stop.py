@@ -14,9 +14,9 @@ from datetime import timedelta
 
 from stores_support import Stores
 
-from durable_azstorage.azure.control_receiver import ControlQueueReceiver, MessageBuffer
-from durable_azstorage.azure.deliveries import SelfCausedDeliveries
-from durable_azstorage.azure.queues import MessageQueue, ReceivedMessage
+from durable_azstorage.azure.messaging.control_receiver import ControlQueueReceiver, MessageBuffer
+from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 
 VISIBILITY = timedelta(minutes=5)  # far longer than the test: only a hand-back shows them
 COUNT = 5

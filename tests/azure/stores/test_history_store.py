@@ -11,7 +11,7 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from stores_support import Stores
 
-from durable_azstorage.azure.history_store import (
+from durable_azstorage.azure.tracking.history_store import (
     EMPTY_SENTINEL,
     HistoryCorruptedError,
     HistoryStore,
@@ -19,8 +19,8 @@ from durable_azstorage.azure.history_store import (
     Sentinel,
     row_key,
 )
-from durable_azstorage.azure.naming import escape_key
-from durable_azstorage.azure.retry import TransientRetry
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (

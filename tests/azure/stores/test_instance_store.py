@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from stores_support import Stores
 
-from durable_azstorage.azure.instance_store import InstanceStore
-from durable_azstorage.azure.naming import escape_key
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.tracking.instance_store import InstanceStore
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     OrchestrationAlreadyExistsError,

@@ -8,7 +8,7 @@ import re
 import pytest
 from stores_support import Stores
 
-from durable_azstorage.azure.payloads import (
+from durable_azstorage.azure.storage.payloads import (
     instance_of_blob,
     PayloadNotFoundError,
     history_blob_name,

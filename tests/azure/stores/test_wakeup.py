@@ -6,7 +6,7 @@ import asyncio
 
 from stores_support import Stores
 
-from durable_azstorage.azure.wakeup import WakeupSignal, WakeupWatcher
+from durable_azstorage.azure.messaging.wakeup import WakeupSignal, WakeupWatcher
 from durable_azstorage.testing.eventually import eventually_async
 
 

@@ -7,8 +7,8 @@ redelivery) arrives after the instance continued as new and completed. Its execu
 not the current one and the instance has ended, so ``replay.episode._start_refusal`` takes it
 for a new attempt: the whole instance runs again from generation 0 (its state goes from
 Completed back to Running, its activities run twice, its events are sent twice). The same hole
-was in ``azure/message_filter.py``. Fixed: a continued generation records its chain's first
-execution id (``ExecutionStarted.first_execution_id``).
+was in ``azure/work_items/message_filter.py``. Fixed: a continued generation records its
+chain's first execution id (``ExecutionStarted.first_execution_id``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Who owns which control queue: the lease table, the balancer, the
+partition manager and the ownership protocol."""

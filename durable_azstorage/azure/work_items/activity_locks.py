@@ -1,0 +1,156 @@
+"""Activity work items: locks on work-item queue messages, renewal, completion, abandon.
+
+A lock is the received message's invisibility: renewing extends it (new pop receipt),
+abandoning makes it visible again after the delay. Completing sends the result to the
+orchestration's control queue *first* and then deletes the request (a crash in between re-runs
+the activity; replay ignores the duplicate result). When this process receives the
+orchestration's partition, the result is instead handed to its message buffer together with
+the still-hidden request message (``deliver``): the episode that applies the result deletes
+the request in its checkpoint step 4, so the request is the result's durable record until
+then (a crash re-runs the activity), and the control-queue send, receive and delete are
+saved. A result sent through the queue names the request it answers (``answers``), so a
+committed episode that consumed the request is recognised (``checkpoint``). A request delivered more than
+``max_dequeue_count`` times is copied to the poison store before it is handed out; the
+worker then fails the activity instead of running it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+
+from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.backend.protocol import ActivityWorkItem
+from durable_azstorage.model.errors import LockLostError
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.serialization.codec import encode_message
+
+Send = Callable[[TaskMessage, str], Awaitable[object]]
+"""``send(result, answers)``: the result to the control queue, naming the request's id."""
+Deliver = Callable[[str, ReceivedMessage], bool]
+"""``deliver(instance_id, received)``: buffer a result in process (``PartitionReceivers``)."""
+
+
+@dataclass(eq=False, slots=True)
+class _ActivityLock:
+    received: ReceivedMessage
+
+
+class ActivityLocks:
+    """The activity half of ``AzureStorageBackend``."""
+
+    def __init__(
+        self,
+        receiver: ActivityReceiver,
+        *,
+        send: Send,
+        deliver: Deliver,
+        quarantine: Callable[[ReceivedMessage, str], Awaitable[object]],
+        max_dequeue_count: int,
+        visibility_timeout: timedelta,
+    ) -> None:
+        self.receiver = receiver
+        self._queue = receiver.queue
+        self._send = send
+        self._deliver = deliver
+        self.delivered_in_process = 0
+        """Results handed to this process's message buffer instead of the control queue."""
+        self._quarantine = quarantine
+        self._max_dequeue_count = max_dequeue_count
+        self._visibility = visibility_timeout
+        self._locks: dict[str, _ActivityLock] = {}
+
+    async def lock_next(self, timeout: float) -> ActivityWorkItem | None:
+        received = await self.receiver.next(timeout)
+        if received is None or received.message is None:
+            return None
+        limit = self._max_dequeue_count
+        failed = self.receiver.deliveries.failed_deliveries(received)
+        if failed > limit:
+            await self._quarantine(
+                received, f"delivered {failed} times (max_dequeue_count={limit})"
+            )
+        lock = _ActivityLock(received)
+        self._locks[received.message_id] = lock
+        return ActivityWorkItem.from_message(
+            received.message, lock_token=lock, dequeue_count=failed
+        )
+
+    def _own(self, item: ActivityWorkItem) -> _ActivityLock:
+        lock = item.lock_token
+        if not isinstance(lock, _ActivityLock) or self._locks.get(lock.received.message_id) is not lock:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) is not held by this backend"
+            )
+        visible = lock.received.next_visible_on
+        if visible is not None and visible <= datetime.now(timezone.utc):
+            self._locks.pop(lock.received.message_id, None)
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) expired at {visible.isoformat()}"
+            )
+        return lock
+
+    async def renew(self, item: ActivityWorkItem) -> None:
+        lock = self._own(item)
+        try:
+            lock.received = await self._queue.set_visibility(lock.received, self._visibility)
+        except Exception as exc:
+            self._locks.pop(lock.received.message_id, None)
+            raise LockLostError(
+                f"could not renew the lock on activity {item.name!r}: {exc}"
+            ) from exc
+
+    async def complete(self, item: ActivityWorkItem, result: TaskMessage) -> None:
+        lock = item.lock_token
+        if not isinstance(lock, _ActivityLock):
+            raise LockLostError(f"lock token {lock!r} was not issued by this backend")
+        request = lock.received
+        if self._locks.get(request.message_id) is lock and self._deliver_in_process(request, result):
+            del self._locks[request.message_id]
+            self.delivered_in_process += 1
+            return
+        await self._send(result, request.message_id)
+        held = self._locks.pop(lock.received.message_id, None) is lock
+        deleted = held and await self._queue.consume(lock.received)
+        if deleted:
+            self.receiver.deliveries.forget(lock.received.message_id)
+        if not deleted:
+            raise LockLostError(
+                f"the lock on activity {item.name!r} (task {item.task_id} of "
+                f"{item.instance.instance_id!r}) was lost; the result was sent, the request "
+                "will be delivered again"
+            )
+
+    def _deliver_in_process(self, request: ReceivedMessage, result: TaskMessage) -> bool:
+        visible = request.next_visible_on
+        # A request whose lock ends within a third of its timeout is not handed over in
+        # process: it could reappear, and run again, before the episode deletes it.
+        if visible is None or visible - datetime.now(timezone.utc) < self._visibility / 3:
+            return False
+        carrier = replace(
+            request,
+            message=result,
+            raw=encode_message(result),
+            inserted_on=datetime.now(timezone.utc),
+            sequence_number=None,
+            answers=None,
+            error=None,
+        )
+        return self._deliver(result.instance.instance_id, carrier)
+
+    async def abandon(
+        self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
+    ) -> None:
+        lock = self._own(item)
+        self._locks.pop(lock.received.message_id, None)
+        try:
+            if deferred:  # given back by choice: recorded in the message, not a failure
+                await self._queue.defer(lock.received, delay or timedelta(0))
+            else:
+                await self._queue.set_visibility(lock.received, delay or timedelta(0))
+        except Exception as exc:  # a stale receipt: it becomes visible again anyway
+            raise LockLostError(f"could not abandon activity {item.name!r}: {exc}") from exc
