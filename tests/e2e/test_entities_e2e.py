@@ -213,8 +213,11 @@ def test_critical_sections_in_opposite_orders_do_not_deadlock(
     balances = [entity_state(client, EntityInstanceId("account", k)) for k in ("a", "b")]
     assert sum(balances) == 20
     assert balances == [10, 10]  # three transfers each way
-    for key in ("a", "b"):
-        found = client.get_entity(EntityInstanceId("account", key))
+    for key in ("a", "b"):  # the last release is a message: the entity applies it after
+        found = eventually(
+            lambda key=key: client.get_entity(EntityInstanceId("account", key)),
+            until=lambda e: e is not None and e.locked_by is None, timeout=TIMEOUT,
+        )
         assert found is not None and found.locked_by is None
 
 
