@@ -80,7 +80,9 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
         new = _DEPRECATED[name]
-        warnings.warn(f"durable_azstorage.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"durable_azstorage.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2
+        )
         return __getattr__(new)
     module_name = _EXPORTS.get(name)
     if module_name is None:
@@ -103,47 +105,59 @@ if TYPE_CHECKING:  # pragma: no cover - explicit re-exports for type checkers an
     from durable_azstorage.authoring.entities import (
         EntityOperationFailedException as EntityOperationFailedException,
     )
-    from durable_azstorage.client.entities import CleanEntityStorageResult as CleanEntityStorageResult
-    from durable_azstorage.client.entities import EntityMetadata as EntityMetadata
-    from durable_azstorage.client.entities import EntityQuery as EntityQuery
-    from durable_azstorage.model.entities import EntityInstanceId as EntityInstanceId
     from durable_azstorage.authoring.retry import RetryPolicy as RetryPolicy
     from durable_azstorage.authoring.tasks import Task as Task
     from durable_azstorage.authoring.tasks import when_all as when_all
     from durable_azstorage.authoring.tasks import when_any as when_any
+    from durable_azstorage.authoring.versioning import (
+        VersionFailureStrategy as VersionFailureStrategy,
+    )
+    from durable_azstorage.authoring.versioning import VersioningOptions as VersioningOptions
+    from durable_azstorage.authoring.versioning import VersionMatchStrategy as VersionMatchStrategy
     from durable_azstorage.azure.provider import AzureStorageBackend as AzureStorageBackend
     from durable_azstorage.azure.settings import AzureStorageSettings as AzureStorageSettings
     from durable_azstorage.backend.memory import InMemoryBackend as InMemoryBackend
     from durable_azstorage.backend.protocol import Backend as Backend
     from durable_azstorage.client.client import AsyncTaskHubClient as AsyncTaskHubClient
     from durable_azstorage.client.client import TaskHubClient as TaskHubClient
+    from durable_azstorage.client.entities import (
+        CleanEntityStorageResult as CleanEntityStorageResult,
+    )
+    from durable_azstorage.client.entities import EntityMetadata as EntityMetadata
+    from durable_azstorage.client.entities import EntityQuery as EntityQuery
     from durable_azstorage.client.state import OrchestrationState as OrchestrationState
+    from durable_azstorage.model.entities import EntityInstanceId as EntityInstanceId
     from durable_azstorage.model.errors import DurableTaskError as DurableTaskError
     from durable_azstorage.model.errors import InvalidIdentifierError as InvalidIdentifierError
     from durable_azstorage.model.errors import InvalidOperationError as InvalidOperationError
     from durable_azstorage.model.errors import NonDeterminismError as NonDeterminismError
-    from durable_azstorage.model.errors import OrchestrationAlreadyExistsError as OrchestrationAlreadyExistsError
+    from durable_azstorage.model.errors import (
+        OrchestrationAlreadyExistsError as OrchestrationAlreadyExistsError,
+    )
     from durable_azstorage.model.errors import OrchestrationFailedError as OrchestrationFailedError
-    from durable_azstorage.model.errors import OrchestrationNotFoundError as OrchestrationNotFoundError
-    from durable_azstorage.model.errors import PartitionCountMismatchError as PartitionCountMismatchError
+    from durable_azstorage.model.errors import (
+        OrchestrationNotFoundError as OrchestrationNotFoundError,
+    )
+    from durable_azstorage.model.errors import (
+        PartitionCountMismatchError as PartitionCountMismatchError,
+    )
     from durable_azstorage.model.errors import PayloadTypeError as PayloadTypeError
     from durable_azstorage.model.errors import TaskFailedError as TaskFailedError
     from durable_azstorage.model.errors import TaskHubNameConflictError as TaskHubNameConflictError
     from durable_azstorage.model.errors import TaskHubNotFoundError as TaskHubNotFoundError
     from durable_azstorage.model.failure import FailureDetails as FailureDetails
     from durable_azstorage.model.history import HistoryEvent as HistoryEvent
-    from durable_azstorage.model.scale import ScaleAction as ScaleAction
-    from durable_azstorage.model.scale import ScaleRecommendation as ScaleRecommendation
     from durable_azstorage.model.query import OrchestrationQuery as OrchestrationQuery
     from durable_azstorage.model.query import Page as Page
     from durable_azstorage.model.query import PurgeInstancesResult as PurgeInstancesResult
+    from durable_azstorage.model.scale import ScaleAction as ScaleAction
+    from durable_azstorage.model.scale import ScaleRecommendation as ScaleRecommendation
     from durable_azstorage.model.state import CreateOrchestrationAction as CreateOrchestrationAction
-    from durable_azstorage.model.state import OrchestrationIdReusePolicy as OrchestrationIdReusePolicy
+    from durable_azstorage.model.state import (
+        OrchestrationIdReusePolicy as OrchestrationIdReusePolicy,
+    )
     from durable_azstorage.model.status import OrchestrationStatus as OrchestrationStatus
-    from durable_azstorage.authoring.versioning import VersionFailureStrategy as VersionFailureStrategy
-    from durable_azstorage.authoring.versioning import VersioningOptions as VersioningOptions
-    from durable_azstorage.authoring.versioning import VersionMatchStrategy as VersionMatchStrategy
     from durable_azstorage.serialization.converter import DataConverter as DataConverter
+    from durable_azstorage.serialization.converter import JsonDataConverter as JsonDataConverter
     from durable_azstorage.worker.concurrency import ConcurrencyOptions as ConcurrencyOptions
     from durable_azstorage.worker.worker import TaskHubWorker as TaskHubWorker
-    from durable_azstorage.serialization.converter import JsonDataConverter as JsonDataConverter

@@ -26,8 +26,8 @@ def digest(ctx: ActivityContext, data: list[dict[str, Any]]) -> str:
 
 
 def build_report(ctx: OrchestrationContext, rows: int) -> Generator[Any, Any, dict[str, Any]]:
-    report = yield ctx.call_activity(make_report, input=rows)   # ~2.5 MiB result
-    checksum = yield ctx.call_activity(digest, input=report)    # ~2.5 MiB input
+    report = yield ctx.call_activity(make_report, input=rows)  # ~2.5 MiB result
+    checksum = yield ctx.call_activity(digest, input=report)  # ~2.5 MiB input
     return {"rows": len(report), "sha256": checksum, "report": report}
 
 
@@ -40,8 +40,10 @@ def main() -> None:
         state.raise_if_failed()
         output = state.get_output()
         size = len(state.serialized_output or "")
-        print(f"{instance_id}: {output['rows']} rows, {size / 2**20:.1f} MiB output, "
-              f"sha256 {output['sha256'][:16]}...")
+        print(
+            f"{instance_id}: {output['rows']} rows, {size / 2**20:.1f} MiB output, "
+            f"sha256 {output['sha256'][:16]}..."
+        )
 
 
 if __name__ == "__main__":

@@ -117,14 +117,28 @@ class Workers:
         env["DURABLE_AZSTORAGE_TASK_HUB"] = self.settings.task_hub
         env["DURABLE_AZSTORAGE_PARTITION_COUNT"] = str(self.settings.partition_count)
         command = [
-            sys.executable, "-m", "durable_azstorage", "worker", "--app", "scale_out:make_worker",
-            "--app-dir", str(EXAMPLES), "--grace", str(STOP_GRACE), "--log-level", "INFO",
+            sys.executable,
+            "-m",
+            "durable_azstorage",
+            "worker",
+            "--app",
+            "scale_out:make_worker",
+            "--app-dir",
+            str(EXAMPLES),
+            "--grace",
+            str(STOP_GRACE),
+            "--log-level",
+            "INFO",
         ]
         for number in range(1, count + 1):
             with open(self.logs / f"worker-{number}.log", "wb") as log:
                 process = subprocess.Popen(
-                    command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C reaches only us
+                    command,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches only us
                     preexec_fn=_stop_with_parent(),  # noqa: PLW1509 (one prctl call)
                 )
             self.processes.append(process)
@@ -193,7 +207,10 @@ class Leases:
         return await self._table.read_all()
 
     async def wait_until(
-        self, done: Callable[[dict[int, LeaseRow]], bool], timeout: float, what: str,
+        self,
+        done: Callable[[dict[int, LeaseRow]], bool],
+        timeout: float,
+        what: str,
         check: Callable[[], None],
     ) -> dict[int, LeaseRow]:
         deadline = time.monotonic() + timeout
@@ -241,14 +258,18 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 async def run_batch(client: AsyncTaskHubClient, count: int, timeout: float) -> list[list[int]]:
     """Schedule ``count`` orchestrations and wait for all; the activity pids of each."""
-    ids = await asyncio.gather(*(client.schedule_new_orchestration(visit, input=i)
-                                 for i in range(count)))
-    states = await asyncio.gather(*(client.wait_for_orchestration_completion(i, timeout=timeout)
-                                    for i in ids))
+    ids = await asyncio.gather(
+        *(client.schedule_new_orchestration(visit, input=i) for i in range(count))
+    )
+    states = await asyncio.gather(
+        *(client.wait_for_orchestration_completion(i, timeout=timeout) for i in ids)
+    )
     failed = [s for s in states if s.runtime_status is not OrchestrationStatus.COMPLETED]
     if failed:
-        raise RuntimeError(f"{len(failed)} orchestration(s) did not complete: "
-                           f"{failed[0].instance_id} is {failed[0].runtime_status.value}")
+        raise RuntimeError(
+            f"{len(failed)} orchestration(s) did not complete: "
+            f"{failed[0].instance_id} is {failed[0].runtime_status.value}"
+        )
     return [list(s.get_output()) for s in states]
 
 
@@ -272,8 +293,11 @@ async def demo(
         await client.create_task_hub()
         leases = Leases(clients, settings)
         say(f"task hub {settings.task_hub!r} created with {partitions} partitions")
-        print(f"    each worker: durable-azstorage worker --app scale_out:make_worker "
-              f"--app-dir {EXAMPLES.name}  (logs: {workers.logs})", flush=True)
+        print(
+            f"    each worker: durable-azstorage worker --app scale_out:make_worker "
+            f"--app-dir {EXAMPLES.name}  (logs: {workers.logs})",
+            flush=True,
+        )
 
         # 1. start the workers and wait until they have shared out the partitions
         started = time.monotonic()
@@ -281,20 +305,28 @@ async def demo(
         everyone = list(workers.processes)
         ids = {workers.owner_id(p) for p in everyone}
         before = await leases.wait_until(
-            lambda rows: settled(rows, ids, partitions), args.timeout, "balancing the partitions",
+            lambda rows: settled(rows, ids, partitions),
+            args.timeout,
+            "balancing the partitions",
             lambda: workers.check_alive(everyone),
         )
-        say(f"partitions balanced {time.monotonic() - started:.1f} s after the workers started "
-            f"(the same view: durable-azstorage hub partitions -t {settings.task_hub}):")
+        say(
+            f"partitions balanced {time.monotonic() - started:.1f} s after the workers started "
+            f"(the same view: durable-azstorage hub partitions -t {settings.task_hub}):"
+        )
         print_table(before, workers)
 
         # 2. a first batch of orchestrations
-        say(f"batch 1: scheduling {args.orchestrations} orchestrations "
-            f"({ACTIVITIES_PER_ORCHESTRATION} activities each)")
+        say(
+            f"batch 1: scheduling {args.orchestrations} orchestrations "
+            f"({ACTIVITIES_PER_ORCHESTRATION} activities each)"
+        )
         t = time.monotonic()
         batch1 = await run_batch(client, args.orchestrations, args.timeout)
-        say(f"batch 1: {len(batch1)}/{args.orchestrations} completed in "
-            f"{time.monotonic() - t:.1f} s")
+        say(
+            f"batch 1: {len(batch1)}/{args.orchestrations} completed in "
+            f"{time.monotonic() - t:.1f} s"
+        )
 
         # 3. stop the worker owning the most partitions; more work arrives meanwhile
         counts = Counter(row.current_owner for row in before.values())
@@ -302,37 +334,50 @@ async def demo(
         stopped_name = workers.name(workers.owner_id(stopped))
         survivors = [p for p in everyone if p is not stopped]
         survivor_ids = {workers.owner_id(p) for p in survivors}
-        say(f"stopping {stopped_name} with SIGTERM: it finishes its work, then hands its "
-            f"{counts[workers.owner_id(stopped)]} partition(s) over")
+        say(
+            f"stopping {stopped_name} with SIGTERM: it finishes its work, then hands its "
+            f"{counts[workers.owner_id(stopped)]} partition(s) over"
+        )
         stop_sent = time.monotonic()
         os.kill(stopped.pid, signal.SIGTERM)
         say(f"batch 2: scheduling {args.orchestrations} more orchestrations during the hand-over")
         batch2 = asyncio.ensure_future(run_batch(client, args.orchestrations, args.timeout))
         try:
+
             def check() -> None:
                 workers.check_alive(survivors)
 
             await leases.wait_until(
                 lambda rows: all(row.current_owner in survivor_ids for row in rows.values()),
-                args.timeout, "the hand-over", check,
+                args.timeout,
+                "the hand-over",
+                check,
             )
             handover = time.monotonic() - stop_sent
-            say(f"hand-over done {handover:.1f} s after SIGTERM: every partition is owned by a "
-                "survivor")
+            say(
+                f"hand-over done {handover:.1f} s after SIGTERM: every partition is owned by a "
+                "survivor"
+            )
             await wait_exit(stopped, STOP_GRACE + 5)
-            say(f"{stopped_name} exited with code {stopped.returncode}, "
-                f"{time.monotonic() - stop_sent:.1f} s after SIGTERM")
+            say(
+                f"{stopped_name} exited with code {stopped.returncode}, "
+                f"{time.monotonic() - stop_sent:.1f} s after SIGTERM"
+            )
             after = await leases.wait_until(
-                lambda rows: settled(rows, survivor_ids, partitions), args.timeout,
-                "re-balancing", check,
+                lambda rows: settled(rows, survivor_ids, partitions),
+                args.timeout,
+                "re-balancing",
+                check,
             )
             say("partitions now:")
             print_table(after, workers)
             await batch2
         finally:
             batch2.cancel()
-        say(f"batch 2: {len(batch2.result())}/{args.orchestrations} completed, "
-            f"{time.monotonic() - stop_sent:.1f} s after they were scheduled")
+        say(
+            f"batch 2: {len(batch2.result())}/{args.orchestrations} completed, "
+            f"{time.monotonic() - stop_sent:.1f} s after they were scheduled"
+        )
     return Outcome(before, after, [batch1, batch2.result()], stopped, handover)
 
 
@@ -348,17 +393,24 @@ def summarize(outcome: Outcome, workers: Workers, per_batch: int) -> bool:
     print()
     print("Summary")
     print(f"  orchestrations completed: {completed} of {total}")
-    print(f"  partition owners before the stop: {_workers(len(owners_before))}; "
-          f"after: {_workers(len(owners_after))}")
-    print(f"  partitions owned by the stopped {workers.name(stopped_id)} after the hand-over: "
-          f"{left}")
-    print(f"  hand-over time (SIGTERM to every partition owned by a survivor): "
-          f"{outcome.handover:.1f} s")
+    print(
+        f"  partition owners before the stop: {_workers(len(owners_before))}; "
+        f"after: {_workers(len(owners_after))}"
+    )
+    print(
+        f"  partitions owned by the stopped {workers.name(stopped_id)} after the hand-over: {left}"
+    )
+    print(
+        f"  hand-over time (SIGTERM to every partition owned by a survivor): "
+        f"{outcome.handover:.1f} s"
+    )
     print("  activities run per worker process (each activity returns os.getpid()):")
     print(f"    {'worker':<22} {'batch 1':>8} {'batch 2':>8}")
     for process in workers.processes:
-        print(f"    {workers.name(workers.owner_id(process)):<22} "
-              f"{by_pid[0].get(process.pid, 0):>8} {by_pid[1].get(process.pid, 0):>8}")
+        print(
+            f"    {workers.name(workers.owner_id(process)):<22} "
+            f"{by_pid[0].get(process.pid, 0):>8} {by_pid[1].get(process.pid, 0):>8}"
+        )
     sys.stdout.flush()
     return completed == total and left == 0 and outcome.stopped.returncode == 0
 
@@ -375,13 +427,21 @@ async def delete_hub(settings: AzureStorageSettings) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=3, help="worker processes (>= 2)")
-    parser.add_argument("--orchestrations", type=int, default=12,
-                        help="orchestrations per batch (two batches)")
+    parser.add_argument(
+        "--orchestrations", type=int, default=12, help="orchestrations per batch (two batches)"
+    )
     parser.add_argument("--partitions", type=int, default=4, help="partition count (1-16)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds each step may take before the demo gives up")
-    parser.add_argument("--keep-hub", action="store_true",
-                        help="keep the task hub in a configured account (default: delete it)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds each step may take before the demo gives up",
+    )
+    parser.add_argument(
+        "--keep-hub",
+        action="store_true",
+        help="keep the task hub in a configured account (default: delete it)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 2:
         parser.error("--workers: need at least 2 (one is stopped, the others take over)")
@@ -425,8 +485,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"worker logs kept in {workers.logs}", file=sys.stderr, flush=True)
     if interrupted:
         return 130
-    print("OK: every orchestration completed and the stopped worker's partitions moved"
-          if ok else "FAILED: see above", flush=True)
+    print(
+        "OK: every orchestration completed and the stopped worker's partitions moved"
+        if ok
+        else "FAILED: see above",
+        flush=True,
+    )
     return 0 if ok else 1
 
 

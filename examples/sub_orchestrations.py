@@ -28,7 +28,9 @@ def provision_device(ctx: OrchestrationContext, device: str) -> Generator[Any, A
     return (yield ctx.call_activity(activate_device, input=key))
 
 
-def provision_fleet(ctx: OrchestrationContext, devices: list[str]) -> Generator[Any, Any, list[str]]:
+def provision_fleet(
+    ctx: OrchestrationContext, devices: list[str]
+) -> Generator[Any, Any, list[str]]:
     children = [ctx.call_sub_orchestrator(provision_device, input=d) for d in devices]
     return (yield when_all(children))
 

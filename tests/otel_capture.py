@@ -59,7 +59,9 @@ class TraceTree:
         )
 
 
-def metric_points(reader: InMemoryMetricReader) -> dict[tuple[str, frozenset[tuple[str, object]]], float]:
+def metric_points(
+    reader: InMemoryMetricReader,
+) -> dict[tuple[str, frozenset[tuple[str, object]]], float]:
     """Every data point the reader collects now: (metric name, attributes) -> value
     (a sum's or gauge's value, a histogram's count)."""
     points: dict[tuple[str, frozenset[tuple[str, object]]], float] = {}

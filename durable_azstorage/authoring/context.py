@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from durable_azstorage.authoring.registry import Activity, Orchestrator
-from durable_azstorage.model.entities import EntityInstanceId
 from durable_azstorage.authoring.retry import RetryPolicy
 from durable_azstorage.authoring.tasks import CancellableTask, Task
 from durable_azstorage.model.deprecation import renamed_argument
+from durable_azstorage.model.entities import EntityInstanceId
 
 T = TypeVar("T")
 
@@ -39,7 +39,9 @@ class ReplaySafeLogger(_LoggerAdapter):
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging API name
         return not self._is_replaying() and self.logger.isEnabledFor(level)
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return msg, kwargs
 
 
@@ -157,7 +159,9 @@ class OrchestrationContext(ABC):
     def wait_for_external_event(self, name: str, *, data_type: type[T]) -> CancellableTask[T]: ...
 
     @overload
-    def wait_for_external_event(self, name: str, *, data_type: None = None) -> CancellableTask[Any]: ...
+    def wait_for_external_event(
+        self, name: str, *, data_type: None = None
+    ) -> CancellableTask[Any]: ...
 
     @abstractmethod
     def wait_for_external_event(self, name: str, *, data_type: Any = None) -> CancellableTask[Any]:
@@ -182,7 +186,9 @@ class OrchestrationContext(ABC):
 
         ``obj=`` is the deprecated name of ``custom_status``.
         """
-        self._set_custom_status(renamed_argument("set_custom_status", "obj", "custom_status", obj, custom_status))
+        self._set_custom_status(
+            renamed_argument("set_custom_status", "obj", "custom_status", obj, custom_status)
+        )
 
     @abstractmethod
     def _set_custom_status(self, custom_status: Any) -> None:
@@ -194,7 +200,11 @@ class OrchestrationContext(ABC):
 
     @abstractmethod
     def signal_entity(
-        self, entity_id: EntityInstanceId, operation_name: str, input: Any = None, signal_time: datetime | None = None
+        self,
+        entity_id: EntityInstanceId,
+        operation_name: str,
+        input: Any = None,
+        signal_time: datetime | None = None,
     ) -> None:
         """Send ``operation_name`` to an entity (fire and forget; at ``signal_time`` if given).
         Signals from one orchestration reach an entity in the order sent."""
@@ -206,12 +216,22 @@ class OrchestrationContext(ABC):
 
     @overload
     def call_entity(
-        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: None = None
+        self,
+        entity: EntityInstanceId,
+        operation: str,
+        input: Any = None,
+        *,
+        return_type: None = None,
     ) -> Task[Any]: ...
 
     @abstractmethod
     def call_entity(
-        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: Any = None
+        self,
+        entity: EntityInstanceId,
+        operation: str,
+        input: Any = None,
+        *,
+        return_type: Any = None,
     ) -> Task[Any]:
         """Run ``operation`` on an entity; yield the task for its result. A failed operation
         raises ``EntityOperationFailedException`` here (its state changes were undone)."""

@@ -32,7 +32,10 @@ class EntityOperationFailedException(TaskFailedError):
     portable SDK, which raises ``TaskFailedError`` there, catches it unchanged."""
 
     def __init__(
-        self, entity_instance_id: EntityInstanceId, operation_name: str, failure_details: FailureDetails
+        self,
+        entity_instance_id: EntityInstanceId,
+        operation_name: str,
+        failure_details: FailureDetails,
     ) -> None:
         super().__init__(
             f"operation {operation_name!r} on entity '{entity_instance_id}' failed: "
@@ -132,7 +135,9 @@ class EntityContext:
                 f"entity_instance_id must be an EntityInstanceId, got {type(entity_instance_id).__name__}"
             )
         self.signals.append(
-            SignalAction(entity_instance_id, operation, self._converter.serialize(input), signal_time)
+            SignalAction(
+                entity_instance_id, operation, self._converter.serialize(input), signal_time
+            )
         )
 
     def schedule_new_orchestration(
@@ -140,7 +145,9 @@ class EntityContext:
     ) -> str:
         """Start an orchestration when the batch commits; returns its instance id."""
         chosen = instance_id if instance_id is not None else uuid.uuid4().hex
-        self.starts.append(StartAction(orchestration_name, self._converter.serialize(input), chosen))
+        self.starts.append(
+            StartAction(orchestration_name, self._converter.serialize(input), chosen)
+        )
         return chosen
 
 
@@ -180,7 +187,9 @@ class DurableEntity:
     def schedule_new_orchestration(
         self, orchestration_name: str, input: Any = None, instance_id: str | None = None
     ) -> str:
-        return self.entity_context.schedule_new_orchestration(orchestration_name, input, instance_id)
+        return self.entity_context.schedule_new_orchestration(
+            orchestration_name, input, instance_id
+        )
 
     def delete(self, input: Any = None) -> None:
         """The built-in ``delete`` operation: drop the state."""

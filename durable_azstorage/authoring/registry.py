@@ -49,9 +49,11 @@ class Registry:
     def add_entity(self, fn: Entity, name: str | None = None) -> str:
         """Register an entity function or ``DurableEntity`` subclass; returns its name, which
         is lower-cased (entity ids are case-insensitive in their name, as in the SDK)."""
-        resolved = (_default_name(fn, "entity") if name is None else name)
+        resolved = _default_name(fn, "entity") if name is None else name
         if not isinstance(resolved, str) or not resolved.strip() or "@" in resolved:
-            raise ValueError(f"entity name must be a non-empty string without '@', got {resolved!r}")
+            raise ValueError(
+                f"entity name must be a non-empty string without '@', got {resolved!r}"
+            )
         return self._add(self._entities, {}, fn, resolved.lower(), "entity")
 
     def get_entity(self, name: str) -> Entity | None:

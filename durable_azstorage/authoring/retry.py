@@ -40,19 +40,26 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.max_number_of_attempts must be >= 1")
         if not self.backoff_coefficient >= 1.0:  # also rejects NaN
             raise ValueError("RetryPolicy.backoff_coefficient must be >= 1.0")
-        if self.max_retry_interval is not None and self.max_retry_interval < self.first_retry_interval:
+        if (
+            self.max_retry_interval is not None
+            and self.max_retry_interval < self.first_retry_interval
+        ):
             raise ValueError("RetryPolicy.max_retry_interval must be >= first_retry_interval")
         if self.retry_timeout is not None and self.retry_timeout <= timedelta(0):
             raise ValueError("RetryPolicy.retry_timeout must be > 0")
 
     def delay_after(self, attempt: int) -> timedelta:
         """The wait after failed attempt ``attempt`` (1-based), before the cap is applied."""
-        seconds = self.first_retry_interval.total_seconds() * self.backoff_coefficient ** (attempt - 1)
+        seconds = self.first_retry_interval.total_seconds() * self.backoff_coefficient ** (
+            attempt - 1
+        )
         if self.max_retry_interval is not None:
             seconds = min(seconds, self.max_retry_interval.total_seconds())
         return timedelta(seconds=seconds)
 
-    def next_delay(self, attempt: int, *, first_attempt_at: datetime, now: datetime) -> timedelta | None:
+    def next_delay(
+        self, attempt: int, *, first_attempt_at: datetime, now: datetime
+    ) -> timedelta | None:
         """The delay before attempt ``attempt + 1``, or None when retrying must stop."""
         if attempt >= self.max_number_of_attempts:
             return None

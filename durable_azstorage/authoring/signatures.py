@@ -67,7 +67,7 @@ def _inspect(fn: Callable[..., Any]) -> _Signature:
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """Resolved annotations (postponed ones too); a callable object's come from ``__call__``."""
-    target: Any = fn if inspect.isroutine(fn) else getattr(fn, "__call__", fn)  # noqa: B004
+    target: Any = fn if inspect.isroutine(fn) else getattr(fn, "__call__", fn)  # noqa: B004 - the method, not a callable test
     try:
         return typing.get_type_hints(target)
     except Exception:  # noqa: BLE001 - unresolvable annotations: treat as unannotated

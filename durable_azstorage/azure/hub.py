@@ -99,7 +99,10 @@ class HubLifecycle:
         record = await self.resources.poison.put(received, reason)
         log.error(
             "poison message %s from %s moved to %s: %s",
-            received.message_id, received.queue_name, record.key, reason,
+            received.message_id,
+            received.queue_name,
+            record.key,
+            reason,
         )
         if delete:
             await self.queue(received.queue_name).delete(received)

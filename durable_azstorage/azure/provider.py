@@ -51,8 +51,7 @@ from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, Par
 from durable_azstorage.azure.partitioning.queue_sampling import sample_hub
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.metrics import RequestCounter
-from durable_azstorage.azure.storage.naming import escape_key
-from durable_azstorage.azure.storage.naming import TaskHubNames
+from durable_azstorage.azure.storage.naming import TaskHubNames, escape_key
 from durable_azstorage.azure.storage.payloads import needs_message_offload
 from durable_azstorage.azure.tracking.episode_log import episode_retention
 from durable_azstorage.azure.tracking.history_admin import find_stale, repair_stale, replace_history
@@ -133,12 +132,19 @@ class AzureStorageBackend:
             retention=episode_retention(settings),
         )
         self._orchestrations = OrchestrationLocks(
-            settings, self._buffer, self._sessions, self._checkpoint, self._deliveries,
+            settings,
+            self._buffer,
+            self._sessions,
+            self._checkpoint,
+            self._deliveries,
             shared_partitions=not self._manage_partitions,
             hub=self.hub,
         )
         self._receivers = PartitionReceivers(
-            settings, self._buffer, self._sessions, self._deliveries,
+            settings,
+            self._buffer,
+            self._sessions,
+            self._deliveries,
             hub=self.hub,
             handle=self._on_received,
         )
@@ -415,9 +421,7 @@ class AzureStorageBackend:
         for received in sorted(batch, key=lambda m: m.sort_key):
             message = received.message
             if message is None:
-                await self.hub.quarantine(
-                    received, f"cannot decode: {received.error}", delete=True
-                )
+                await self.hub.quarantine(received, f"cannot decode: {received.error}", delete=True)
                 continue
             visible_at = message.visible_at()
             if visible_at is not None and visible_at - now > PREMATURE_SLACK:

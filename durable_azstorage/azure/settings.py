@@ -196,7 +196,9 @@ class AzureStorageSettings:
             )
         url = urlsplit(self.account_url) if isinstance(self.account_url, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError("account_url: must be an http(s) URL such as https://acct.queue.core.windows.net")
+            raise ValueError(
+                "account_url: must be an http(s) URL such as https://acct.queue.core.windows.net"
+            )
         if url.query:
             raise ValueError("account_url: must not carry a query (pass a SAS as credential)")
         if self.credential is None:
@@ -246,7 +248,9 @@ class AzureStorageSettings:
     ) -> AzureStorageSettings:
         """Settings for the account of ``connection_string`` (the Azure SDKs' constructor name)."""
         if not isinstance(connection_string, str) or not connection_string.strip():
-            raise ValueError("connection_string: must be a non-empty Azure Storage connection string")
+            raise ValueError(
+                "connection_string: must be a non-empty Azure Storage connection string"
+            )
         return cls(connection_string=connection_string, task_hub=task_hub, **overrides)
 
     @classmethod

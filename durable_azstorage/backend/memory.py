@@ -34,15 +34,15 @@ from durable_azstorage.backend.memory_checkpoint import (
     InstanceRecord,
     validated,
 )
-from durable_azstorage.backend.memory_query import page_of, without_payloads
 from durable_azstorage.backend.memory_control import ControlQueues
+from durable_azstorage.backend.memory_query import page_of, without_payloads
 from durable_azstorage.backend.memory_queues import Lock, LockToken, Signal, StoredMessage, uncount
-from durable_azstorage.backend.reuse import may_replace, pending_state
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
+from durable_azstorage.backend.reuse import may_replace, pending_state
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     LockLostError,
@@ -101,8 +101,12 @@ class InMemoryBackend:
         self._control = ControlQueues(dropped=self._drop, void=self._void)
         self._activities = ActivityQueue()
         self._episodes = Checkpoints(
-            instances=self._instances, control=self._control, activities=self._activities,
-            enqueue=self._enqueue, now=self.clock.now, audit=lambda: self.delete_audit,
+            instances=self._instances,
+            control=self._control,
+            activities=self._activities,
+            enqueue=self._enqueue,
+            now=self.clock.now,
+            audit=lambda: self.delete_audit,
         )
 
     def _drop(self, instance_id: str, message: StoredMessage, reason: str) -> None:
@@ -139,7 +143,11 @@ class InMemoryBackend:
             control, control_since = self._control.backlog(now)
             work_items, work_since = self._activities.backlog(now)
         return HubSample(
-            partitions=(PartitionSample(partition=0, messages=control, oldest_message_age=_age(now, control_since)),),
+            partitions=(
+                PartitionSample(
+                    partition=0, messages=control, oldest_message_age=_age(now, control_since)
+                ),
+            ),
             work_items=work_items,
             work_item_age=_age(now, work_since),
         )
@@ -282,8 +290,12 @@ class InMemoryBackend:
             record.history = events if commit.new_execution else record.history + events
             self._bump_etag(instance_id)
             episode = CommittedEpisode(
-                number=self._episodes.next_number(), instance_id=instance_id, token=token,
-                record=record, state=state, outbox=outbox,
+                number=self._episodes.next_number(),
+                instance_id=instance_id,
+                token=token,
+                record=record,
+                state=state,
+                outbox=outbox,
                 changed_history=bool(events) or commit.new_execution,
             )
             consumed = list(lock.messages)

@@ -42,7 +42,9 @@ class ActivityQueue:
         stored = self._queue.first_visible(now)
         if stored is None:
             return None
-        lock = Lock(token=LockToken(owner, stored.id, 0), expires_at=now + lock_timeout, messages=[stored])
+        lock = Lock(
+            token=LockToken(owner, stored.id, 0), expires_at=now + lock_timeout, messages=[stored]
+        )
         self._locks[stored.id] = lock
         stored.dequeue_count += 1
         self._queue.hide_until(stored, lock.expires_at)

@@ -190,7 +190,9 @@ class Checkpoints:
             log.warning(
                 "orchestration %r: consumed message(s) of committed episode %d redelivered; "
                 "finishing that episode (outbox %s, state repaired if newest)",
-                instance_id, episode.number, "already sent" if episode.sent else "sent now",
+                instance_id,
+                episode.number,
+                "already sent" if episode.sent else "sent now",
             )
             self.send_outbox(episode)
             self.write_state(episode)

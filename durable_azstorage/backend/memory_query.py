@@ -47,7 +47,9 @@ def page_of(states: Iterable[InstanceState], query: OrchestrationQuery) -> Page[
     if not query.fetch_inputs_and_outputs:
         items = [without_payloads(s) for s in items]
     more = len(candidates) > query.page_size
-    return Page(items=items, continuation_token=encode_token(items[-1].instance_id) if more else None)
+    return Page(
+        items=items, continuation_token=encode_token(items[-1].instance_id) if more else None
+    )
 
 
 def encode_token(after_instance_id: str) -> str:

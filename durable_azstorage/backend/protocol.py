@@ -303,6 +303,7 @@ class Backend(Protocol):
         Raises ``LockLostError`` if the lock expired or is foreign.
         """
 
+
 class BackendSettings(Protocol):
     """Settings that build a backend (``AzureStorageSettings``): what the client and the
     worker accept instead of a ``Backend``."""

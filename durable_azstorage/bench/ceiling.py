@@ -59,8 +59,12 @@ class _Phase:
         self.latencies.append(time.perf_counter() - start)
         return result
 
-    async def run(self, jobs: int, concurrency: int, job: Callable[[int], Awaitable[None]],
-                  ) -> dict[str, Any]:
+    async def run(
+        self,
+        jobs: int,
+        concurrency: int,
+        job: Callable[[int], Awaitable[None]],
+    ) -> dict[str, Any]:
         before = self._clients.counter.snapshot()
         next_job = iter(range(jobs))
 
@@ -78,14 +82,20 @@ class _Phase:
             "requests_per_s": round(requests / wall, 1) if wall else 0.0,
             # near 1: this process is the limit; well below: the storage (or the machine) is
             "client_cpu_share": round(cpu / wall, 2) if wall else 0.0,
-            "latency_s": {"p50": round(percentile(self.latencies, 50), 4),
-                          "p99": round(percentile(self.latencies, 99), 4)},
+            "latency_s": {
+                "p50": round(percentile(self.latencies, 50), 4),
+                "p99": round(percentile(self.latencies, 99), 4),
+            },
         }
 
 
 async def measure(
-    settings: AzureStorageSettings, progress: Progress, *, count: int = 1000,
-    concurrency: int = 32, batch_rows: int = 4,
+    settings: AzureStorageSettings,
+    progress: Progress,
+    *,
+    count: int = 1000,
+    concurrency: int = 32,
+    batch_rows: int = 4,
 ) -> dict[str, Any]:
     """The four phases on a scratch queue and table; the ``results`` of a ceiling report."""
     name = f"benchceiling{uuid.uuid4().hex[:10]}"
@@ -103,10 +113,12 @@ async def measure(
             received: list[Any] = []
             phases["queue_get"] = await _get(clients, queue, count, concurrency, received)
             if not received:
-                raise RuntimeError(f"bench ceiling: queue {name} returned none of the "
-                                   f"{count} messages put")
+                raise RuntimeError(
+                    f"bench ceiling: queue {name} returned none of the {count} messages put"
+                )
             phases["queue_get"]["messages_per_s"] = round(
-                len(received) / phases["queue_get"]["seconds"], 1)
+                len(received) / phases["queue_get"]["seconds"], 1
+            )
             progress.advance(task)
             phases["queue_delete"] = await _delete(clients, queue, received, concurrency)
             progress.advance(task)
@@ -138,12 +150,18 @@ async def _warm_up(queue: Any, table: Any, concurrency: int) -> None:
         async for _ in table.query_entities("PartitionKey eq 'warm-up'"):
             pass
 
-    await asyncio.gather(*(queue.get_queue_properties() for _ in range(concurrency)),
-                         *(query() for _ in range(concurrency)))
+    await asyncio.gather(
+        *(queue.get_queue_properties() for _ in range(concurrency)),
+        *(query() for _ in range(concurrency)),
+    )
 
 
-async def _put(clients: StorageClients, queue: Any, count: int, concurrency: int,
-               ) -> dict[str, Any]:
+async def _put(
+    clients: StorageClients,
+    queue: Any,
+    count: int,
+    concurrency: int,
+) -> dict[str, Any]:
     phase = _Phase(clients)
 
     async def put(_: int) -> None:
@@ -152,8 +170,9 @@ async def _put(clients: StorageClients, queue: Any, count: int, concurrency: int
     return await phase.run(count, concurrency, put)
 
 
-async def _get(clients: StorageClients, queue: Any, count: int, concurrency: int,
-               received: list[Any]) -> dict[str, Any]:
+async def _get(
+    clients: StorageClients, queue: Any, count: int, concurrency: int, received: list[Any]
+) -> dict[str, Any]:
     """Receive until ``count`` messages are held (hidden for 5 min, longer than the run)."""
     phase = _Phase(clients)
     empty_pages = 0
@@ -170,15 +189,20 @@ async def _get(clients: StorageClients, queue: Any, count: int, concurrency: int
 
 async def _receive(queue: Any) -> list[Any]:
     """One GetMessages request, as ``azure.messaging.queues.MessageQueue.receive`` makes it."""
-    pager = queue.receive_messages(messages_per_page=RECEIVE_BATCH, visibility_timeout=300,
-                                   max_messages=RECEIVE_BATCH)
+    pager = queue.receive_messages(
+        messages_per_page=RECEIVE_BATCH, visibility_timeout=300, max_messages=RECEIVE_BATCH
+    )
     async for page in pager.by_page():
         return [m async for m in page]
     return []
 
 
-async def _delete(clients: StorageClients, queue: Any, received: list[Any], concurrency: int,
-                  ) -> dict[str, Any]:
+async def _delete(
+    clients: StorageClients,
+    queue: Any,
+    received: list[Any],
+    concurrency: int,
+) -> dict[str, Any]:
     phase = _Phase(clients)
 
     async def delete(i: int) -> None:
@@ -187,13 +211,19 @@ async def _delete(clients: StorageClients, queue: Any, received: list[Any], conc
     return await phase.run(len(received), concurrency, delete)
 
 
-async def _batch(clients: StorageClients, table: Any, batches: int, concurrency: int,
-                 rows: int) -> dict[str, Any]:
+async def _batch(
+    clients: StorageClients, table: Any, batches: int, concurrency: int, rows: int
+) -> dict[str, Any]:
     phase = _Phase(clients)
 
     async def batch(i: int) -> None:
-        operations = [("upsert", {"PartitionKey": f"p{i:06d}", "RowKey": f"{r:016x}",
-                                  "Payload": MESSAGE_TEXT}) for r in range(rows)]
+        operations = [
+            (
+                "upsert",
+                {"PartitionKey": f"p{i:06d}", "RowKey": f"{r:016x}", "Payload": MESSAGE_TEXT},
+            )
+            for r in range(rows)
+        ]
         await phase.timed(table.submit_transaction(operations))
 
     return await phase.run(batches, concurrency, batch)
@@ -217,17 +247,27 @@ def mix_rate(ceiling: dict[str, Any], by_operation: dict[str, int]) -> float:
 
 
 async def ceiling(
-    target: StorageTarget, progress: Progress, *, count: int = 1000, concurrency: int = 32,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    count: int = 1000,
+    concurrency: int = 32,
     batch_rows: int = 4,
 ) -> Report:
     """The ceiling as a report of its own (``bench ceiling``)."""
     report = Report("ceiling")
     report.environment = {"machine": machine_info(), "storage": target.description}
-    report.results = await measure(target.settings, progress, count=count,
-                                   concurrency=concurrency, batch_rows=batch_rows)
-    report.settings = {"messages": count, "batches": report.results["batches"],
-                       "batch_rows": batch_rows, "concurrency": concurrency,
-                       "receive_batch": RECEIVE_BATCH, "message_bytes": len(MESSAGE_TEXT)}
+    report.results = await measure(
+        target.settings, progress, count=count, concurrency=concurrency, batch_rows=batch_rows
+    )
+    report.settings = {
+        "messages": count,
+        "batches": report.results["batches"],
+        "batch_rows": batch_rows,
+        "concurrency": concurrency,
+        "receive_batch": RECEIVE_BATCH,
+        "message_bytes": len(MESSAGE_TEXT),
+    }
     add_rows(report, report.results)
     report.notes.append(
         "one Python process with the engine's clients and no engine; the ceiling a scenario "
@@ -240,10 +280,11 @@ def add_rows(report: Report, results: dict[str, Any]) -> None:
     """The ceiling's table rows (also under ``bench sequence --with-ceiling``)."""
     for name, phase in results["phases"].items():
         lat = phase["latency_s"]
-        extra = (f", {phase['messages_per_s']:.0f} messages/s"
-                 if "messages_per_s" in phase else "")
-        report.row(f"ceiling {name.replace('_', ' ')}: requests/s",
-                   f"{phase['requests_per_s']:.0f}{extra} (p50 {fmt_seconds(lat['p50'])}, "
-                   f"p99 {fmt_seconds(lat['p99'])}, client CPU "
-                   f"{phase['client_cpu_share']:.0%})")
+        extra = f", {phase['messages_per_s']:.0f} messages/s" if "messages_per_s" in phase else ""
+        report.row(
+            f"ceiling {name.replace('_', ' ')}: requests/s",
+            f"{phase['requests_per_s']:.0f}{extra} (p50 {fmt_seconds(lat['p50'])}, "
+            f"p99 {fmt_seconds(lat['p99'])}, client CPU "
+            f"{phase['client_cpu_share']:.0%})",
+        )
     report.row("ceiling, all phases: requests/s", f"{results['requests_per_s']:.0f}")

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 
 from durable_azstorage.bench.result_file import LATENCY_KEYS, ResultFile
 
-CEILING_PHASES = {"queue_put": "queue put", "queue_get": "queue get",
-                  "queue_delete": "queue delete", "table_batch": "table batch"}
+CEILING_PHASES = {
+    "queue_put": "queue put",
+    "queue_get": "queue get",
+    "queue_delete": "queue delete",
+    "table_batch": "table batch",
+}
 
 
 @dataclass
@@ -59,33 +63,51 @@ class Panel:
 def panels(files: Sequence[ResultFile]) -> list[Panel]:
     """The non-empty panels for these files, in reading order."""
     name = _namer(files)
-    throughput = Panel("Throughput", "per second",
-                       values={"orchestrations/s": [], "activities/s": []})
-    latency = Panel("Latency (start to completion)", "seconds", log_scale=True,
-                    values={k: [] for k in LATENCY_KEYS}, sequential=True)
-    operations = Panel("Storage requests by operation",
-                       "requests per orchestration (the worker's; client starts and status "
-                       "polls apart)")
-    ceiling = Panel("Storage requests/s: the ceiling and the runs",
-                    "requests per second", values={"ceiling": [], "run": []})
+    throughput = Panel(
+        "Throughput", "per second", values={"orchestrations/s": [], "activities/s": []}
+    )
+    latency = Panel(
+        "Latency (start to completion)",
+        "seconds",
+        log_scale=True,
+        values={k: [] for k in LATENCY_KEYS},
+        sequential=True,
+    )
+    operations = Panel(
+        "Storage requests by operation",
+        "requests per orchestration (the worker's; client starts and status polls apart)",
+    )
+    ceiling = Panel(
+        "Storage requests/s: the ceiling and the runs",
+        "requests per second",
+        values={"ceiling": [], "run": []},
+    )
     for f in files:
         limit = f.ceiling
         if limit is not None:
             prefix = "" if f.scenario == "ceiling" else "ceiling: "
             for phase, r in limit["phases"].items():
-                ceiling.add(name(f, prefix + CEILING_PHASES.get(phase, phase)),
-                            {"ceiling": r["requests_per_s"]})
+                ceiling.add(
+                    name(f, prefix + CEILING_PHASES.get(phase, phase)),
+                    {"ceiling": r["requests_per_s"]},
+                )
             ceiling.add(name(f, prefix + "all phases"), {"ceiling": limit["requests_per_s"]})
         for run, r in f.runs.items():
             label = name(f, f"{run} worker process(es)" if f.scenario == "scale" else run)
-            throughput.add(label, {"orchestrations/s": r["orchestrations_per_s"],
-                                   "activities/s": r["activities_per_s"]})
+            throughput.add(
+                label,
+                {
+                    "orchestrations/s": r["orchestrations_per_s"],
+                    "activities/s": r["activities_per_s"],
+                },
+            )
             latency.add(label, {k: r["latency_s"][k] for k in LATENCY_KEYS})
             requests = r.get("storage_requests")
             if requests is not None:
                 if "worker_by_operation" in requests:
-                    operations.add_series(label, requests["worker_by_operation"],
-                                          r["orchestrations"])
+                    operations.add_series(
+                        label, requests["worker_by_operation"], r["orchestrations"]
+                    )
                 ratio = requests.get("ratio_to_ceiling")
                 shown = "" if ratio is None else f" ({ratio:.0%} of the ceiling for its mix)"
                 if "worker_per_s" in requests:
@@ -94,15 +116,15 @@ def panels(files: Sequence[ResultFile]) -> list[Panel]:
         if f.scenario == "fanout":
             label = name(f, f"fan-out of {f.results['activities']}")
             throughput.add(label, {"activities/s": f.results["activities_per_s"]})
-            latency.add(f"{label} (time to completion)",
-                        {"max": f.results["time_to_completion_s"]})
+            latency.add(f"{label} (time to completion)", {"max": f.results["time_to_completion_s"]})
         if f.scenario == "latency":
             for mode, r in f.results.items():
                 if isinstance(r, dict):
                     latency.add(name(f, mode), {k: r[k] for k in ("p50", "p99", "max")})
         if f.scenario == "cost":
-            operations.add_series(name(f, "worker"), f.results["worker"]["by_operation"],
-                                  f.results["orchestrations"])
+            operations.add_series(
+                name(f, "worker"), f.results["worker"]["by_operation"], f.results["orchestrations"]
+            )
     return [p for p in (throughput, latency, operations, ceiling) if not p.empty]
 
 

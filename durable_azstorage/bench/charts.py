@@ -39,32 +39,36 @@ def write(files: Sequence[ResultFile], out: Path) -> None:
         raise ValueError(f"--out: {out.name}: use a {', '.join(FORMATS)} file name")
     chosen = panels(files)
     if not chosen:
-        raise ValueError("nothing to draw: the files hold no runs, latencies, requests or "
-                         "ceiling")
+        raise ValueError("nothing to draw: the files hold no runs, latencies, requests or ceiling")
     if out.suffix.lower() == ".html":  # the page carries the title and the sources itself
         out.write_text(_page(files, chosen, _figure(files, chosen, standalone=False)))
     else:
         _figure(files, chosen, standalone=True).savefig(out, dpi=110, bbox_inches="tight")
 
 
-def _figure(files: Sequence[ResultFile], chosen: Sequence[Panel], *, standalone: bool,
-            ) -> Figure:
+def _figure(
+    files: Sequence[ResultFile],
+    chosen: Sequence[Panel],
+    *,
+    standalone: bool,
+) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingExtraError(
             f"bench report draws with matplotlib, which is not installed: {EXTRA_HINT}"
         ) from None
-    heights = [1.0 + ROW_INCHES * sum(p.bars_in(i) for i in range(len(p.categories)))
-               for p in chosen]
-    figure = Figure(figsize=(11, sum(heights) + 0.9 + 0.18 * len(files)),
-                    layout="constrained")
+    heights = [
+        1.0 + ROW_INCHES * sum(p.bars_in(i) for i in range(len(p.categories))) for p in chosen
+    ]
+    figure = Figure(figsize=(11, sum(heights) + 0.9 + 0.18 * len(files)), layout="constrained")
     if standalone:
         figure.suptitle("durable-azstorage bench report", fontsize=14, fontweight="bold")
-        figure.text(0.01, 0.0, "\n".join(f.describe() for f in files), fontsize=8,
-                    color="#4a5568", va="top")
+        figure.text(
+            0.01, 0.0, "\n".join(f.describe() for f in files), fontsize=8, color="#4a5568", va="top"
+        )
     axes = figure.subplots(len(chosen), 1, height_ratios=heights, squeeze=False)
-    for ax, panel in zip(axes[:, 0], chosen):
+    for ax, panel in zip(axes[:, 0], chosen, strict=False):
         _draw(ax, panel)
     return figure
 
@@ -74,8 +78,10 @@ def _draw(ax: Axes, panel: Panel) -> None:
     is shared by the series it has (a row with one value gets one full-height bar)."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    present = [[s for s, col in panel.values.items() if col[i] is not None]
-               for i in range(len(panel.categories))]
+    present = [
+        [s for s, col in panel.values.items() if col[i] is not None]
+        for i in range(len(panel.categories))
+    ]
     colours = _colours(panel)
     for series, column in panel.values.items():
         rows = [i for i, v in enumerate(column) if v is not None]
@@ -83,9 +89,13 @@ def _draw(ax: Axes, panel: Panel) -> None:
             continue
         values = [float(column[i] or 0.0) for i in rows]
         heights = [0.8 / len(present[i]) for i in rows]
-        offsets = [i - 0.4 + h * (present[i].index(series) + 0.5) for i, h in zip(rows, heights)]
-        bars = ax.barh(offsets, values, height=[h * 0.92 for h in heights], label=series,
-                       color=colours[series])
+        offsets = [
+            i - 0.4 + h * (present[i].index(series) + 0.5)
+            for i, h in zip(rows, heights, strict=False)
+        ]
+        bars = ax.barh(
+            offsets, values, height=[h * 0.92 for h in heights], label=series, color=colours[series]
+        )
         ax.bar_label(bars, labels=[_number(v) for v in values], padding=3, fontsize=8)
     ax.set_yticks(range(len(panel.categories)), labels=panel.categories, fontsize=9)
     ax.set_ylim(len(panel.categories) - 0.5, -0.5)  # first category on top
@@ -96,8 +106,7 @@ def _draw(ax: Axes, panel: Panel) -> None:
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _number(x)))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
-    ax.set_xlabel(panel.unit + (" (log scale)" if ax.get_xscale() == "log" else ""),
-                  fontsize=9)
+    ax.set_xlabel(panel.unit + (" (log scale)" if ax.get_xscale() == "log" else ""), fontsize=9)
     ax.margins(x=0.12)
     ax.grid(axis="x", color="#e2e8f0")
     ax.set_axisbelow(True)
@@ -106,8 +115,14 @@ def _draw(ax: Axes, panel: Panel) -> None:
     if sum(1 for col in panel.values.values() if any(v is not None for v in col)) > 1:
         if sum(len(s) for s in panel.values) + len(panel.title) < LEGEND_ABOVE_CHARS:
             # above the plot, right of the title: never over a bar or its label
-            ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0),
-                      frameon=False, ncols=len(panel.values), borderaxespad=0.2)
+            ax.legend(
+                fontsize=8,
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                frameon=False,
+                ncols=len(panel.values),
+                borderaxespad=0.2,
+            )
         else:  # long names (file and run labels): inside, where bars are shortest
             ax.legend(fontsize=8, loc="best", framealpha=0.9)
 
@@ -128,7 +143,7 @@ def _page(files: Sequence[ResultFile], chosen: Sequence[Panel], figure: Figure) 
     svg = io.StringIO()
     figure.savefig(svg, format="svg", bbox_inches="tight")
     body = svg.getvalue()
-    body = body[body.index("<svg"):]  # drop the XML prolog and doctype: inline in HTML
+    body = body[body.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
     sources = "".join(f"<li>{html.escape(f.describe())}</li>" for f in files)
     tables = "".join(_table(p) for p in chosen)
     return (
@@ -149,10 +164,14 @@ def _table(panel: Panel) -> str:
     head = "".join(f"<th>{html.escape(s)}</th>" for s in panel.values)
     rows = "".join(
         f"<tr><td>{html.escape(c)}</td>"
-        + "".join(f"<td>{'' if col[i] is None else _number(float(col[i] or 0.0))}</td>"
-                  for col in panel.values.values())
+        + "".join(
+            f"<td>{'' if col[i] is None else _number(float(col[i] or 0.0))}</td>"
+            for col in panel.values.values()
+        )
         + "</tr>"
         for i, c in enumerate(panel.categories)
     )
-    return (f"<h3>{html.escape(panel.title)}</h3><table><caption>{html.escape(panel.unit)}"
-            f"</caption><tr><th></th>{head}</tr>{rows}</table>")
+    return (
+        f"<h3>{html.escape(panel.title)}</h3><table><caption>{html.escape(panel.unit)}"
+        f"</caption><tr><th></th>{head}</tr>{rows}</table>"
+    )

@@ -39,7 +39,11 @@ async def _sleep_with_progress(progress: Progress, label: str, seconds: float) -
 
 
 async def cost(
-    target: StorageTarget, progress: Progress, *, count: int = 10, settle: float = 25.0,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    count: int = 10,
+    settle: float = 25.0,
     idle_window: float = 30.0,
 ) -> Report:
     """Requests per orchestration / activity (worker and client apart), and idle requests."""
@@ -51,13 +55,17 @@ async def cost(
         worker_counter = rt.worker_backend.request_counter
         client_counter = rt.client_backend.request_counter
         w0, c0 = worker_counter.snapshot(), client_counter.snapshot()
-        ids = [await rt.client.schedule_new_orchestration(bench_sequence, input=SEQUENCE_LENGTH)
-               for _ in range(count)]
+        ids = [
+            await rt.client.schedule_new_orchestration(bench_sequence, input=SEQUENCE_LENGTH)
+            for _ in range(count)
+        ]
         c1 = client_counter.snapshot()
-        task = progress.add_task(f"{count} orchestrations x {SEQUENCE_LENGTH} activities",
-                                 total=count)
-        await wait_all(rt.client, ids, timeout=600,
-                       on_done=lambda n: progress.update(task, completed=n))
+        task = progress.add_task(
+            f"{count} orchestrations x {SEQUENCE_LENGTH} activities", total=count
+        )
+        await wait_all(
+            rt.client, ids, timeout=600, on_done=lambda n: progress.update(task, completed=n)
+        )
         progress.remove_task(task)
         worker_run = worker_counter.snapshot() - w0
         client_start = c1 - c0
@@ -68,32 +76,48 @@ async def cost(
             i0 = worker_counter.snapshot()
             await _sleep_with_progress(progress, "idle: counting requests", idle_window)
             idle = worker_counter.snapshot() - i0
-    report.settings = {**settings_info(settings), "count": count,
-                       "activities_per_orchestration": SEQUENCE_LENGTH,
-                       "settle_s": settle, "idle_window_s": idle_window}
+    report.settings = {
+        **settings_info(settings),
+        "count": count,
+        "activities_per_orchestration": SEQUENCE_LENGTH,
+        "settle_s": settle,
+        "idle_window_s": idle_window,
+    }
     report.settings.pop("task_hub", None)
 
     breakdown = Table(title="requests by operation", title_justify="left")
-    for name in ("operation", "worker", "client start", "worker+start per orch.",
-                 "per activity"):
+    for name in ("operation", "worker", "client start", "worker+start per orch.", "per activity"):
         breakdown.add_column(name, justify="left" if name == "operation" else "right")
     worker_ops, start_ops = by_operation_name(worker_run), by_operation_name(client_start)
     for op in sorted(set(worker_ops) | set(start_ops)):
         both = worker_ops.get(op, 0) + start_ops.get(op, 0)
-        breakdown.add_row(op, str(worker_ops.get(op, 0)), str(start_ops.get(op, 0)),
-                          f"{both / count:.2f}", f"{both / activities:.2f}")
+        breakdown.add_row(
+            op,
+            str(worker_ops.get(op, 0)),
+            str(start_ops.get(op, 0)),
+            f"{both / count:.2f}",
+            f"{both / activities:.2f}",
+        )
     report.tables.append(breakdown)
 
     per_orch = (worker_run.total + client_start.total) / count
     results: dict[str, Any] = {
         "orchestrations": count,
         "activities": activities,
-        "worker": {"total": worker_run.total, "by_service": worker_run.by_service(),
-                   "by_operation": worker_ops},
-        "client_start": {"total": client_start.total, "by_service": client_start.by_service(),
-                         "by_operation": start_ops},
-        "client_status_polls": {"total": client_poll.total,
-                                "by_operation": by_operation_name(client_poll)},
+        "worker": {
+            "total": worker_run.total,
+            "by_service": worker_run.by_service(),
+            "by_operation": worker_ops,
+        },
+        "client_start": {
+            "total": client_start.total,
+            "by_service": client_start.by_service(),
+            "by_operation": start_ops,
+        },
+        "client_status_polls": {
+            "total": client_poll.total,
+            "by_operation": by_operation_name(client_poll),
+        },
         "requests_per_orchestration": round(per_orch, 3),
         "requests_per_activity": round(per_orch / SEQUENCE_LENGTH, 3),
         "worker_requests_per_orchestration": round(worker_run.total / count, 3),
@@ -102,10 +126,14 @@ async def cost(
     report.row("requests per orchestration (worker + start)", f"{per_orch:.1f}")
     report.row("  of which worker", f"{worker_run.total / count:.1f}")
     report.row("  of which client start", f"{client_start.total / count:.1f}")
-    report.row(f"requests per activity ({SEQUENCE_LENGTH} per orch.)",
-               f"{per_orch / SEQUENCE_LENGTH:.1f}")
-    report.row("worker by service", ", ".join(
-        f"{k} {v / count:.1f}" for k, v in sorted(worker_run.by_service().items())) + " /orch.")
+    report.row(
+        f"requests per activity ({SEQUENCE_LENGTH} per orch.)", f"{per_orch / SEQUENCE_LENGTH:.1f}"
+    )
+    report.row(
+        "worker by service",
+        ", ".join(f"{k} {v / count:.1f}" for k, v in sorted(worker_run.by_service().items()))
+        + " /orch.",
+    )
     report.row("client status polls (not counted above)", str(client_poll.total))
     if idle is not None and idle_window > 0:
         per_minute = idle.total * 60 / idle_window
@@ -122,9 +150,11 @@ async def cost(
         }
         report.row("idle requests per minute (worker)", f"{per_minute:.1f}")
         report.row("idle requests per minute per partition", f"{per_partition:.1f}")
-        report.row("idle requests per minute by operation", ", ".join(
-            f"{k} {v * 60 / idle_window:.0f}"
-            for k, v in by_operation_name(idle).items()) or "none")
+        report.row(
+            "idle requests per minute by operation",
+            ", ".join(f"{k} {v * 60 / idle_window:.0f}" for k, v in by_operation_name(idle).items())
+            or "none",
+        )
         report.notes.append(
             f"expected idle queue polls: ({settings.partition_count} control queues + 1 work-item "
             f"queue) x 60 / max_poll_interval {max_poll:g} s = {expected:.1f}/min; lease "

@@ -61,23 +61,30 @@ def storage_target(
         local = "127.0.0.1" in (settings.connection_string or "") or settings.account_name == (
             "devstoreaccount1"
         )
-        yield StorageTarget(settings, {
-            "kind": "emulator (given)" if local else "storage account",
-            "account": settings.account_name,
-            "azurite_version": "unknown (not started here)" if local else None,
-            "mode": "given by connection string / environment",
-        })
+        yield StorageTarget(
+            settings,
+            {
+                "kind": "emulator (given)" if local else "storage account",
+                "account": settings.account_name,
+                "azurite_version": "unknown (not started here)" if local else None,
+                "mode": "given by connection string / environment",
+            },
+        )
         return
     main_thread = threading.current_thread() is threading.main_thread()
     with Azurite(in_memory=in_memory, die_with_parent=main_thread) as emulator:
         settings = AzureStorageSettings(connection_string=emulator.connection_string, **overrides)
-        yield StorageTarget(settings, {
-            "kind": "azurite (started by the benchmark)",
-            "account": settings.account_name,
-            "azurite_version": AZURITE_VERSION,
-            "mode": f"{emulator.mode}, " + ("in memory" if in_memory else "on disk (--location)"),
-            "pid": emulator.pid,
-        })
+        yield StorageTarget(
+            settings,
+            {
+                "kind": "azurite (started by the benchmark)",
+                "account": settings.account_name,
+                "azurite_version": AZURITE_VERSION,
+                "mode": f"{emulator.mode}, "
+                + ("in memory" if in_memory else "on disk (--location)"),
+                "pid": emulator.pid,
+            },
+        )
 
 
 def machine_info() -> dict[str, Any]:
@@ -109,5 +116,7 @@ def connection_env(settings: AzureStorageSettings) -> dict[str, str]:
     for key, value in settings_info(settings).items():
         if key in ("max_timer_delay",):
             continue
-        env[ENV_PREFIX + key.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[ENV_PREFIX + key.upper()] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env

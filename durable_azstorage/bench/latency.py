@@ -37,7 +37,12 @@ def poll_interval_after(idle: float, max_poll: float) -> float:
 
 
 async def _samples(
-    target: StorageTarget, progress: Progress, *, shared: bool, idle: float, repeat: int,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    shared: bool,
+    idle: float,
+    repeat: int,
     idle_polls: list[float],
 ) -> list[float]:
     """Latency samples; appends the worker's queue receives per second while idle to
@@ -46,8 +51,7 @@ async def _samples(
     label = "client in the worker's process" if shared else "separate client"
     samples: list[float] = []
     async with in_process(settings, shared_backend=shared) as rt:
-        task = progress.add_task(f"{label}: idle {idle:g}s, then one orchestration",
-                                 total=repeat)
+        task = progress.add_task(f"{label}: idle {idle:g}s, then one orchestration", total=repeat)
         for i in range(repeat):
             before = rt.worker_backend.request_counter.snapshot()
             await asyncio.sleep(idle)
@@ -71,7 +75,11 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 
 async def latency(
-    target: StorageTarget, progress: Progress, *, idle: float = 10.0, repeat: int = 3,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    idle: float = 10.0,
+    repeat: int = 3,
     compare_shared: bool = True,
 ) -> Report:
     """Start-to-completion latency of a one-activity orchestration after ``idle`` seconds."""
@@ -86,9 +94,11 @@ async def latency(
     results: dict[str, Any] = {}
     idle_polls: list[float] = []
     for label, shared in modes.items():
-        results[label] = _summary(await _samples(
-            target, progress, shared=shared, idle=idle, repeat=repeat, idle_polls=idle_polls
-        ))
+        results[label] = _summary(
+            await _samples(
+                target, progress, shared=shared, idle=idle, repeat=repeat, idle_polls=idle_polls
+            )
+        )
         r = results[label]
         report.row(f"{label}: p50 / p99", f"{fmt_seconds(r['p50'])} / {fmt_seconds(r['p99'])}")
     expected = poll_interval_after(idle, max_poll)

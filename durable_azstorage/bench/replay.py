@@ -53,7 +53,9 @@ def build_history(name: str, count: int) -> list[HistoryEvent]:
     registry = _registry()
     converter = JsonDataConverter()
     me = OrchestrationInstance(instance_id="bench", execution_id="e1")
-    start = ExecutionStarted(timestamp=_T0, name=name, instance=me, input=converter.serialize(count))
+    start = ExecutionStarted(
+        timestamp=_T0, name=name, instance=me, input=converter.serialize(count)
+    )
     history: list[HistoryEvent] = []
     messages = [TaskMessage(instance=me, event=start)]
     now = _T0
@@ -64,7 +66,9 @@ def build_history(name: str, count: int) -> list[HistoryEvent]:
         messages = []
         for request in episode.activity_messages:
             assert isinstance(request.event, TaskScheduled)
-            done = TaskCompleted(task_scheduled_id=request.event.event_id, result=request.event.input, timestamp=now)
+            done = TaskCompleted(
+                task_scheduled_id=request.event.event_id, result=request.event.input, timestamp=now
+            )
             messages.append(TaskMessage(instance=me, event=done))
     return history
 
@@ -99,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, count in (("sequence", args.events // 4 - 1), ("fan_out", args.events // 2 - 3)):
         history = build_history(name, count)
         micros = measure(history, args.repeats)
-        print(f"{name:9s} {len(history):5d} events: {micros:6.2f} us/event, "
-              f"{micros * len(history) / 1000:7.2f} ms per full replay")
+        print(
+            f"{name:9s} {len(history):5d} events: {micros:6.2f} us/event, "
+            f"{micros * len(history) / 1000:7.2f} ms per full replay"
+        )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,11 @@ class ResultFile:
         machine = self.environment.get("machine", {})
         storage = self.environment.get("storage", {})
         load = machine.get("load_average_at_start")
-        return (f"{self.path.name}: bench {self.scenario}, {machine.get('cores')} cores, "
-                f"load {load[0] if load else '?'}, {storage.get('kind', '?')}"
-                + (f" {storage['azurite_version']}" if storage.get("azurite_version") else ""))
+        return (
+            f"{self.path.name}: bench {self.scenario}, {machine.get('cores')} cores, "
+            f"load {load[0] if load else '?'}, {storage.get('kind', '?')}"
+            + (f" {storage['azurite_version']}" if storage.get("azurite_version") else "")
+        )
 
 
 def load(path: Path) -> ResultFile:
@@ -68,12 +70,13 @@ def load(path: Path) -> ResultFile:
     results = check.obj(root.get("results"), "results")
     checks = _SCENARIOS.get(scenario)
     if checks is None:
-        raise ResultFileError(f"{path}: scenario: {scenario!r} is not a bench scenario "
-                              f"({', '.join(sorted(_SCENARIOS))})")
+        raise ResultFileError(
+            f"{path}: scenario: {scenario!r} is not a bench scenario "
+            f"({', '.join(sorted(_SCENARIOS))})"
+        )
     checks(check, results)
     environment = root.get("environment", {})
-    return ResultFile(path, scenario, environment if isinstance(environment, dict) else {},
-                      results)
+    return ResultFile(path, scenario, environment if isinstance(environment, dict) else {}, results)
 
 
 class _Checker:
@@ -84,8 +87,9 @@ class _Checker:
 
     def fail(self, where: str, expected: str, value: Any) -> ResultFileError:
         shown = "missing" if value is None else f"got {json.dumps(value)[:60]}"
-        return ResultFileError(f"{self.path}: {where or 'the document'}: expected {expected}, "
-                               f"{shown}")
+        return ResultFileError(
+            f"{self.path}: {where or 'the document'}: expected {expected}, {shown}"
+        )
 
     def obj(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -136,8 +140,9 @@ def _runs(check: _Checker, results: dict[str, Any]) -> None:
             check.number(requests, "per_s", f"{where}.storage_requests")
             check.counts(requests.get("by_operation"), f"{where}.storage_requests.by_operation")
             if "worker_by_operation" in requests:
-                check.counts(requests["worker_by_operation"],
-                             f"{where}.storage_requests.worker_by_operation")
+                check.counts(
+                    requests["worker_by_operation"], f"{where}.storage_requests.worker_by_operation"
+                )
     if "ceiling" in results:
         _ceiling(check, check.obj(results["ceiling"], "results.ceiling"), "results.ceiling")
 
@@ -146,8 +151,11 @@ def _ceiling(check: _Checker, results: dict[str, Any], where: str = "results") -
     check.number(results, "requests_per_s", where)
     phases = check.obj(results.get("phases"), f"{where}.phases")
     for name, phase in phases.items():
-        check.number(check.obj(phase, _join(f"{where}.phases", name)), "requests_per_s",
-                     _join(f"{where}.phases", name))
+        check.number(
+            check.obj(phase, _join(f"{where}.phases", name)),
+            "requests_per_s",
+            _join(f"{where}.phases", name),
+        )
 
 
 def _fanout(check: _Checker, results: dict[str, Any]) -> None:
@@ -164,8 +172,10 @@ def _latency(check: _Checker, results: dict[str, Any]) -> None:
 
 def _cost(check: _Checker, results: dict[str, Any]) -> None:
     check.number(results, "orchestrations", "results")
-    check.counts(check.obj(results.get("worker"), "results.worker").get("by_operation"),
-                 "results.worker.by_operation")
+    check.counts(
+        check.obj(results.get("worker"), "results.worker").get("by_operation"),
+        "results.worker.by_operation",
+    )
 
 
 _SCENARIOS = {

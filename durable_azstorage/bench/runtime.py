@@ -54,8 +54,11 @@ async def hub(settings: AzureStorageSettings) -> AsyncIterator[AsyncTaskHubClien
 
 @asynccontextmanager
 async def in_process(
-    settings: AzureStorageSettings, *, shared_backend: bool = False,
-    max_concurrent_activities: int = 10, activity_prefetch: int | None = None,
+    settings: AzureStorageSettings,
+    *,
+    shared_backend: bool = False,
+    max_concurrent_activities: int = 10,
+    activity_prefetch: int | None = None,
 ) -> AsyncIterator[Runtime]:
     """Create the hub, run a worker on this loop, yield; stop the worker and delete the hub.
 

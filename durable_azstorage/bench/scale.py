@@ -54,17 +54,34 @@ class WorkerProcesses:
         for i in range(self.count):
             env["DURABLE_AZSTORAGE_WORKER_ID"] = f"bench-worker-{i}"
             with open(self.logs / f"worker-{i}.log", "wb") as log:
-                self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "durable_azstorage", "worker", "--app", WORKER_APP,
-                     "--grace", "5", "--log-level", "WARNING"],
-                    env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                ))
+                self.processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "durable_azstorage",
+                            "worker",
+                            "--app",
+                            WORKER_APP,
+                            "--grace",
+                            "5",
+                            "--log-level",
+                            "WARNING",
+                        ],
+                        env=dict(env),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     def check_alive(self) -> None:
         for i, proc in enumerate(self.processes):
             if proc.poll() is not None:
-                raise RuntimeError(f"worker process {i} (pid {proc.pid}) exited with "
-                                   f"{proc.returncode}: {self.log_tail(i)}")
+                raise RuntimeError(
+                    f"worker process {i} (pid {proc.pid}) exited with "
+                    f"{proc.returncode}: {self.log_tail(i)}"
+                )
 
     def log_tail(self, i: int, chars: int = 1500) -> str:
         return (self.logs / f"worker-{i}.log").read_text(errors="replace")[-chars:]
@@ -90,8 +107,11 @@ class WorkerProcesses:
         lines = []
         for i in range(self.count):
             text = (self.logs / f"worker-{i}.log").read_text(errors="replace")
-            lines += [f"[{i}] {line}" for line in text.splitlines()
-                      if " WARNING " in line or " ERROR " in line]
+            lines += [
+                f"[{i}] {line}"
+                for line in text.splitlines()
+                if " WARNING " in line or " ERROR " in line
+            ]
         return {"count": len(lines), "first": lines[:5]}
 
 
@@ -141,8 +161,13 @@ def running(settings: AzureStorageSettings, count: int) -> Iterator[WorkerProces
 
 
 async def scale(
-    target: StorageTarget, progress: Progress, *, count: int = 40,
-    processes: list[int] | None = None, settle: float = 2.0, balance_timeout: float = 60.0,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    count: int = 40,
+    processes: list[int] | None = None,
+    settle: float = 2.0,
+    balance_timeout: float = 60.0,
 ) -> Report:
     """Sequence throughput with each process count in ``processes``."""
     processes = processes or [1, 2, 4]
@@ -156,14 +181,18 @@ async def scale(
             with running(settings, k) as workers:
                 task = progress.add_task(f"{k} worker process(es): starting", total=None)
                 await warm_up(client)
-                progress.update(task, description=f"{k} worker process(es): waiting until "
-                                "every process owns a partition")
+                progress.update(
+                    task,
+                    description=f"{k} worker process(es): waiting until "
+                    "every process owns a partition",
+                )
                 balanced, owners_before = await wait_balanced(settings, k, balance_timeout)
                 await asyncio.sleep(settle)
                 workers.check_alive()
                 progress.remove_task(task)
-                result = await run_batch(client, count, progress, f"{k} process(es)",
-                                         timeout=batch_timeout(count))
+                result = await run_batch(
+                    client, count, progress, f"{k} process(es)", timeout=batch_timeout(count)
+                )
                 workers.check_alive()
                 result["seconds_until_balanced"] = balanced
                 result["partition_owners_before"] = owners_before
@@ -174,23 +203,39 @@ async def scale(
         runs[str(k)] = result
         lat = result["latency_s"]
         report.row(f"{k} process(es): orchestrations/s", f"{result['orchestrations_per_s']:.2f}")
-        report.row(f"{k} process(es): latency p50 / p99",
-                   f"{fmt_seconds(lat['p50'])} / {fmt_seconds(lat['p99'])}")
-        report.row(f"{k} process(es): partitions owned (after run)",
-                   _owned_counts(result["partition_owners_after"]))
-        report.row(f"{k} process(es): time until each owned a partition",
-                   "n/a" if balanced is None else f"{balanced:.1f} s")
+        report.row(
+            f"{k} process(es): latency p50 / p99",
+            f"{fmt_seconds(lat['p50'])} / {fmt_seconds(lat['p99'])}",
+        )
+        report.row(
+            f"{k} process(es): partitions owned (after run)",
+            _owned_counts(result["partition_owners_after"]),
+        )
+        report.row(
+            f"{k} process(es): time until each owned a partition",
+            "n/a" if balanced is None else f"{balanced:.1f} s",
+        )
         if result["worker_log_problems"]["count"]:
-            report.row(f"{k} process(es): warnings/errors logged",
-                       str(result["worker_log_problems"]["count"]))
+            report.row(
+                f"{k} process(es): warnings/errors logged",
+                str(result["worker_log_problems"]["count"]),
+            )
     base = runs[str(processes[0])]["orchestrations_per_s"]
     ratios = {k: round(r["orchestrations_per_s"] / base, 3) for k, r in runs.items()}
     for k in processes[1:]:
-        report.row(f"throughput ratio {k}/{processes[0]} processes",
-                   fmt_ratio(runs[str(k)]["orchestrations_per_s"], base))
+        report.row(
+            f"throughput ratio {k}/{processes[0]} processes",
+            fmt_ratio(runs[str(k)]["orchestrations_per_s"], base),
+        )
     report.results = {"runs": runs, "throughput_ratio_to_first": ratios}
-    report.settings = {**settings_info(settings), "count": count, "processes": processes,
-                       "settle_s": settle, "balance_timeout_s": balance_timeout, "max_concurrent_activities_per_process": 10}
+    report.settings = {
+        **settings_info(settings),
+        "count": count,
+        "processes": processes,
+        "settle_s": settle,
+        "balance_timeout_s": balance_timeout,
+        "max_concurrent_activities_per_process": 10,
+    }
     report.settings.pop("task_hub", None)
     report.notes.append(
         f"{machine_info()['cores']} cores shared by the client, every worker process and the "

@@ -83,14 +83,20 @@ def _sequence_rows(report: Report, label: str, r: dict[str, Any]) -> None:
         " / ".join(fmt_seconds(lat[k]) for k in ("p50", "p95", "p99")),
     )
     req = r["storage_requests"]
-    ratio = (f" = {req['ratio_to_ceiling']:.0%} of the ceiling for its mix "
-             f"({req['ceiling_per_s_for_worker_mix']:.0f}/s)" if "ratio_to_ceiling" in req else "")
+    ratio = (
+        f" = {req['ratio_to_ceiling']:.0%} of the ceiling for its mix "
+        f"({req['ceiling_per_s_for_worker_mix']:.0f}/s)"
+        if "ratio_to_ceiling" in req
+        else ""
+    )
     report.row(f"{label}: storage requests/s", f"{req['per_s']:.0f}")
     report.row(f"{label}: of which worker", f"{req['worker_per_s']:.0f}{ratio}")
 
 
 def storage_requests(
-    worker: RequestCounts, client: RequestCounts, run: dict[str, Any],
+    worker: RequestCounts,
+    client: RequestCounts,
+    run: dict[str, Any],
     ceiling: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A run's storage requests per second and by operation, worker and client apart.
@@ -102,7 +108,9 @@ def storage_requests(
     worker_ops = by_operation_name(worker)
     by_operation = Counter(worker_ops) + Counter(by_operation_name(client))
     out: dict[str, Any] = {
-        "worker": worker.total, "client": client.total, "total": total,
+        "worker": worker.total,
+        "client": client.total,
+        "total": total,
         "per_s": round(total / seconds, 1),
         "worker_per_s": round(worker.total / seconds, 1),
         "per_orchestration": round(total / run["orchestrations"], 2),
@@ -124,8 +132,13 @@ def batch_timeout(count: int) -> float:
 
 
 async def sequence(
-    target: StorageTarget, progress: Progress, *, count: int = 20, compare_sessions: bool = True,
-    timeout: float | None = None, ceiling_count: int | None = None,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    count: int = 20,
+    compare_sessions: bool = True,
+    timeout: float | None = None,
+    ceiling_count: int | None = None,
 ) -> Report:
     """N orchestrations x 5 sequential activities, extended sessions on (and off); with
     ``ceiling_count``, the request ceiling first (``bench ceiling``) and each run's ratio."""
@@ -147,13 +160,17 @@ async def sequence(
             runs[label] = await run_batch(
                 rt.client, count, progress, label, timeout=timeout or batch_timeout(count)
             )
-            used = [c.snapshot() - b for c, b in zip(counters, before)]
+            used = [c.snapshot() - b for c, b in zip(counters, before, strict=False)]
         runs[label]["storage_requests"] = storage_requests(used[0], used[1], runs[label], limit)
         _sequence_rows(report, label, runs[label])
     assert settings is not None
-    report.settings = {**settings_info(settings), "count": count,
-                       "activities_per_orchestration": SEQUENCE_LENGTH,
-                       "max_concurrent_activities": 10, "workers": "1 (in this process)"}
+    report.settings = {
+        **settings_info(settings),
+        "count": count,
+        "activities_per_orchestration": SEQUENCE_LENGTH,
+        "max_concurrent_activities": 10,
+        "workers": "1 (in this process)",
+    }
     report.settings.pop("extended_sessions", None)
     report.settings.pop("task_hub", None)
     report.results = {"runs": runs}
@@ -170,10 +187,14 @@ async def sequence(
         on, off = runs["extended sessions on"], runs["extended sessions off"]
         ratio = on["orchestrations_per_s"] / off["orchestrations_per_s"]
         report.results["sessions_on_vs_off_throughput_ratio"] = round(ratio, 3)
-        report.row("throughput ratio sessions on/off",
-                   fmt_ratio(on["orchestrations_per_s"], off["orchestrations_per_s"]))
-        report.row("p50 latency ratio sessions on/off",
-                   fmt_ratio(on["latency_s"]["p50"], off["latency_s"]["p50"]))
+        report.row(
+            "throughput ratio sessions on/off",
+            fmt_ratio(on["orchestrations_per_s"], off["orchestrations_per_s"]),
+        )
+        report.row(
+            "p50 latency ratio sessions on/off",
+            fmt_ratio(on["latency_s"]["p50"], off["latency_s"]["p50"]),
+        )
     report.notes.append(
         "throughput = orchestrations / (last completion - first creation), from the stored "
         "instance timestamps; the client, the worker and Azurite share this machine's cores"
@@ -182,7 +203,11 @@ async def sequence(
 
 
 async def fanout(
-    target: StorageTarget, progress: Progress, *, size: int = 1000, timeout: float = 1800,
+    target: StorageTarget,
+    progress: Progress,
+    *,
+    size: int = 1000,
+    timeout: float = 1800,
     activity_prefetch: int | None = None,
 ) -> Report:
     """One orchestration with ``size`` parallel activities: time to completion."""
@@ -202,8 +227,12 @@ async def fanout(
     output = final.get_output() if final is not None else None
     if output != size * (size + 1) // 2:
         raise RuntimeError(f"fan-out returned {output!r}, not the expected sum")
-    report.settings = {**settings_info(settings), "size": size, "max_concurrent_activities": 10,
-                       "activity_prefetch": activity_prefetch or "backend default"}
+    report.settings = {
+        **settings_info(settings),
+        "size": size,
+        "max_concurrent_activities": 10,
+        "activity_prefetch": activity_prefetch or "backend default",
+    }
     report.settings.pop("task_hub", None)
     report.results = {
         "activities": size,

@@ -53,13 +53,17 @@ def register(worker: TaskHubWorker) -> TaskHubWorker:
 
 
 def make_worker(
-    *, settings: AzureStorageSettings | None = None, backend: Backend | None = None,
+    *,
+    settings: AzureStorageSettings | None = None,
+    backend: Backend | None = None,
     max_concurrent_activities: int = 10,
 ) -> TaskHubWorker:
     """A worker with the benchmark functions, from settings or an existing backend."""
-    return register(TaskHubWorker(
-        settings, backend=backend, max_concurrent_activities=max_concurrent_activities
-    ))
+    return register(
+        TaskHubWorker(
+            settings, backend=backend, max_concurrent_activities=max_concurrent_activities
+        )
+    )
 
 
 def worker_from_env() -> TaskHubWorker:

@@ -13,7 +13,6 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Optional
 
 import typer
 
@@ -34,8 +33,16 @@ _GROUPS: list[tuple[str, str, str]] = [
     ("durable_azstorage.cli.hub", "hub", "Create, inspect and delete task hubs."),
     ("durable_azstorage.cli.instances", "instances", "List, inspect, start and control instances."),
     ("durable_azstorage.cli.entities", "entities", "List, show and clean durable entities."),
-    ("durable_azstorage.cli.poison", "poison", "Inspect, replay and delete quarantined poison messages."),
-    ("durable_azstorage.cli.bench", "bench", "Measure throughput, latency, storage cost and scale-out."),
+    (
+        "durable_azstorage.cli.poison",
+        "poison",
+        "Inspect, replay and delete quarantined poison messages.",
+    ),
+    (
+        "durable_azstorage.cli.bench",
+        "bench",
+        "Measure throughput, latency, storage cost and scale-out.",
+    ),
 ]
 
 # Single commands that live in their own module: (module path, name); the module's function of
@@ -46,6 +53,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("durable_azstorage.cli.dashboard", "dashboard"),
 ]
 
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"durable-azstorage {__version__}")
@@ -55,7 +63,11 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     # Options of the app itself (no docstring: the app's help text stays the one above).
@@ -65,7 +77,9 @@ def _options(
 for _module, _name, _help in _GROUPS:
     app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
 for _module, _name in _COMMANDS:
-    app.command(name=_name, epilog=EXIT_CODES_HELP)(getattr(importlib.import_module(_module), _name))
+    app.command(name=_name, epilog=EXIT_CODES_HELP)(
+        getattr(importlib.import_module(_module), _name)
+    )
 
 
 @app.command()
@@ -73,7 +87,7 @@ def azurite(
     in_memory: bool = typer.Option(
         False, "--in-memory", help="Keep data in memory (stalls in GC after heavy churn)."
     ),
-    location: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
+    location: Path | None = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
         None, "--location", help="Keep data in this folder instead of a temporary one."
     ),
     mode: str = typer.Option("auto", "--mode", help="auto, npm or docker."),

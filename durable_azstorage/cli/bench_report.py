@@ -17,10 +17,12 @@ from durable_azstorage.cli.output import EXIT_USAGE, CliError, reporting
 
 
 def report(
-    files: list[Path] = typer.Argument(..., help="Result files written by --json-file.",
-                                       dir_okay=False),
-    out: Path = typer.Option(..., "--out", "-o", dir_okay=False,
-                             help="report.html (self-contained page), .png or .svg."),
+    files: list[Path] = typer.Argument(
+        ..., help="Result files written by --json-file.", dir_okay=False
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", dir_okay=False, help="report.html (self-contained page), .png or .svg."
+    ),
     debug: DebugOption = False,
 ) -> None:
     """Plot benchmark results (throughput, latency, requests by operation, ceiling)."""

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -30,7 +30,7 @@ from durable_azstorage.testing.local import storage_configured
 # use them as parameter types (``task_hub: TaskHubOption = None``); typer reads the option
 # from the annotation. ``Optional`` because typer needs it on Python 3.10.
 ConnectionStringOption = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,
     typer.Option(
         "--connection-string",
         "-c",
@@ -41,11 +41,13 @@ ConnectionStringOption = Annotated[
     ),
 ]
 TaskHubOption = Annotated[
-    Optional[str],  # noqa: UP007
-    typer.Option("--task-hub", "-t", help=f"Task hub name (default: {ENV_PREFIX}TASK_HUB or 'default')."),
+    str | None,
+    typer.Option(
+        "--task-hub", "-t", help=f"Task hub name (default: {ENV_PREFIX}TASK_HUB or 'default')."
+    ),
 ]
 PartitionCountOption = Annotated[
-    Optional[int],  # noqa: UP007
+    int | None,
     typer.Option("--partition-count", "-p", help="Partition count, 1-16 (default: env or 4)."),
 ]
 DebugOption = Annotated[

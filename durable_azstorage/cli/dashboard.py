@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
 from durable_azstorage.azure.settings import ENV_PREFIX
 from durable_azstorage.cli.connection import (
+    Connection,
     ConnectionStringOption,
     DebugOption,
     PartitionCountOption,
     TaskHubOption,
-    Connection,
     resolve,
 )
 from durable_azstorage.cli.long_running import (
@@ -79,8 +79,13 @@ async def run_dashboard(
 
 
 async def _serve_dashboard(
-    settings: AzureStorageSettings, host: str, port: int, read_only: bool, token: str | None,
-    create_hub: bool, ready: Callable[[str], None],
+    settings: AzureStorageSettings,
+    host: str,
+    port: int,
+    read_only: bool,
+    token: str | None,
+    create_hub: bool,
+    ready: Callable[[str], None],
 ) -> None:
     from durable_azstorage.azure.provider import AzureStorageBackend
     from durable_azstorage.cli.hub_monitor import AzureHubMonitor
@@ -122,15 +127,18 @@ def dashboard(
     read_only: bool = typer.Option(
         False, "--read-only", help="Hide and refuse every action (terminate, purge, ...)."
     ),
-    token: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--token", envvar=TOKEN_ENV, show_default=False,
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar=TOKEN_ENV,
+        show_default=False,
         help=f"Require this token (bearer header or login) for every page and call "
         f"(default: {TOKEN_ENV}, which keeps it out of the process list).",
     ),
     create_hub: bool = CREATE_HUB_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
     log_format: str = LOG_FORMAT_OPTION,
-    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
+    metrics_port: int | None = METRICS_PORT_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -146,8 +154,9 @@ def dashboard(
         try:
             from durable_azstorage.dashboard import rendering  # noqa: F401 - fails without the extra
         except ImportError as exc:
-            raise CliError(f"{DASHBOARD_EXTRA_HINT} (missing module {exc.name!r})",
-                           EXIT_FAILURE) from None
+            raise CliError(
+                f"{DASHBOARD_EXTRA_HINT} (missing module {exc.name!r})", EXIT_FAILURE
+            ) from None
         from durable_azstorage.dashboard.server import BindRefused, check_bind
 
         try:
@@ -156,8 +165,15 @@ def dashboard(
             raise CliError(str(exc), EXIT_USAGE) from None
     connection = Connection(connection_string, task_hub, partition_count)
     with reporting(debug), resolve(connection) as target:
-        asyncio.run(run_dashboard(
-            target.settings, host=host, port=port, read_only=read_only, token=token,
-            create_hub=create_hub or target.local, metrics_port=metrics_port,
-        ))
+        asyncio.run(
+            run_dashboard(
+                target.settings,
+                host=host,
+                port=port,
+                read_only=read_only,
+                token=token,
+                create_hub=create_hub or target.local,
+                metrics_port=metrics_port,
+            )
+        )
         typer.echo("dashboard stopped", err=True)

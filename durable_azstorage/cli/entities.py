@@ -7,7 +7,7 @@ records through ``TaskHubClient`` (``get_entity``, ``get_all_entities``,
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,11 +20,18 @@ from durable_azstorage.cli.connection import (
     TaskHubOption,
 )
 from durable_azstorage.cli.instance_client import JSON_OPTION, open_client
-from durable_azstorage.cli.output import EXIT_CODES_HELP, EXIT_NOT_FOUND, CliError, payload, print_json
+from durable_azstorage.cli.output import (
+    EXIT_CODES_HELP,
+    EXIT_NOT_FOUND,
+    CliError,
+    payload,
+    print_json,
+)
 from durable_azstorage.client.entities import EntityMetadata, EntityQuery
 from durable_azstorage.model.entities import EntityInstanceId
 
 app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)
+
 
 def entity_to_dict(entity: EntityMetadata) -> dict[str, Any]:
     return {
@@ -40,11 +47,13 @@ def entity_to_dict(entity: EntityMetadata) -> dict[str, Any]:
 
 @app.command("list")
 def list_(
-    prefix: Optional[str] = typer.Option(  # noqa: UP007
+    prefix: str | None = typer.Option(
         None, "--prefix", help="Entity id prefix, e.g. '@counter@' for one entity name."
     ),
     transient: bool = typer.Option(
-        False, "--transient", help="Also list entities without state (locked or with requests waiting)."
+        False,
+        "--transient",
+        help="Also list entities without state (locked or with requests waiting).",
     ),
     state: bool = typer.Option(True, "--state/--no-state", help="Include each entity's state."),
     as_json: bool = JSON_OPTION,
@@ -55,7 +64,9 @@ def list_(
 ) -> None:
     """List entities (those with state, unless --transient). JSON: a list of entities."""
     with open_client(debug, connection_string, task_hub, partition_count) as client:
-        query = EntityQuery(instance_id_starts_with=prefix, include_state=state, include_transient=transient)
+        query = EntityQuery(
+            instance_id_starts_with=prefix, include_state=state, include_transient=transient
+        )
         found = client.get_all_entities(query)
         if as_json:
             print_json([entity_to_dict(e) for e in found])
@@ -65,8 +76,11 @@ def list_(
             table.add_column(column, overflow="fold")
         for entity in found:
             table.add_row(
-                str(entity.id), entity.last_modified.strftime("%Y-%m-%d %H:%M:%S"),
-                entity.locked_by or "", str(entity.backlog_queue_size), entity.state or "",
+                str(entity.id),
+                entity.last_modified.strftime("%Y-%m-%d %H:%M:%S"),
+                entity.locked_by or "",
+                str(entity.backlog_queue_size),
+                entity.state or "",
             )
         Console().print(table)
 

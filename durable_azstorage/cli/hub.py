@@ -20,17 +20,17 @@ import typer
 
 from durable_azstorage.azure.settings import ENV_PREFIX, AzureStorageSettings
 from durable_azstorage.cli.connection import (
+    Connection,
     ConnectionStringOption,
     DebugOption,
     PartitionCountOption,
     TaskHubOption,
-    Connection,
 )
 from durable_azstorage.cli.output import EXIT_USAGE, CliError, confirm, reporting
 
 if TYPE_CHECKING:  # the Azure SDK is imported only when a command runs (fast --help)
-    from durable_azstorage.azure.storage.clients import StorageClients
     from durable_azstorage.azure.partitioning.lease_table import PartitionInfo
+    from durable_azstorage.azure.storage.clients import StorageClients
     from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
     from durable_azstorage.model.taskhub import TaskHubInfo
 
@@ -115,10 +115,17 @@ def delete(
 
     with reporting(debug):
         settings = _settings(Connection(connection_string, task_hub))
-        confirm(yes, f"delete task hub {settings.task_hub} with all its instances and history?", "hub delete")
+        confirm(
+            yes,
+            f"delete task hub {settings.task_hub} with all its instances and history?",
+            "hub delete",
+        )
         existed = _run(settings, lambda c: TaskHubResources(c).delete())
-        typer.echo(f"deleted task hub {settings.task_hub}" if existed else
-                   f"task hub {settings.task_hub} did not exist (leftovers removed)")
+        typer.echo(
+            f"deleted task hub {settings.task_hub}"
+            if existed
+            else f"task hub {settings.task_hub} did not exist (leftovers removed)"
+        )
 
 
 @app.command("list")
@@ -136,7 +143,9 @@ def list_(
         typer.echo(json.dumps([asdict(h) for h in hubs], default=str))
         return
     for hub in hubs:
-        typer.echo(f"{hub.task_hub}\t{hub.partition_count} partitions\t{hub.created_time.isoformat()}")
+        typer.echo(
+            f"{hub.task_hub}\t{hub.partition_count} partitions\t{hub.created_time.isoformat()}"
+        )
 
 
 @app.command()
@@ -166,11 +175,14 @@ async def _describe(clients: StorageClients) -> list[PartitionInfo]:
 def _show_partitions(infos: list[PartitionInfo], as_json: bool) -> None:
     if as_json:
         rows = [
-            {**asdict(i),
-             "owned_since": i.owned_since.isoformat() if i.owned_since else None,
-             "expires_at": i.expires_at.isoformat() if i.expires_at else None,
-             "oldest_message_age": None if i.oldest_message_age is None
-             else i.oldest_message_age.total_seconds()}
+            {
+                **asdict(i),
+                "owned_since": i.owned_since.isoformat() if i.owned_since else None,
+                "expires_at": i.expires_at.isoformat() if i.expires_at else None,
+                "oldest_message_age": None
+                if i.oldest_message_age is None
+                else i.oldest_message_age.total_seconds(),
+            }
             for i in infos
         ]
         typer.echo(json.dumps(rows, default=str))
@@ -183,8 +195,12 @@ def _show_partitions(infos: list[PartitionInfo], as_json: bool) -> None:
         elif i.next_owner:
             owner += f" (requested by {i.next_owner})"
         expires = i.expires_at.isoformat(timespec="seconds") if i.expires_at else "-"
-        age = "-" if i.oldest_message_age is None else f"{i.oldest_message_age.total_seconds():.1f}s"
-        typer.echo(f"{i.partition:<10} {owner:<25} {expires:<26} {i.approximate_messages:>7}  {age}")
+        age = (
+            "-" if i.oldest_message_age is None else f"{i.oldest_message_age.total_seconds():.1f}s"
+        )
+        typer.echo(
+            f"{i.partition:<10} {owner:<25} {expires:<26} {i.approximate_messages:>7}  {age}"
+        )
 
 
 @app.command()
@@ -212,29 +228,42 @@ def scale(
 
         async def advise() -> tuple[ScaleRecommendation, ScaleAdvisor]:
             async with AsyncTaskHubClient(settings) as client:
-                advice = await client.get_scale_recommendation(workers, sample_interval=sample_interval)
+                advice = await client.get_scale_recommendation(
+                    workers, sample_interval=sample_interval
+                )
                 return advice, client.scale_advisor
 
         advice, advisor = asyncio.run(advise())
     _show_scale(advice, advisor, workers, as_json)
 
 
-def _show_scale(advice: ScaleRecommendation, advisor: ScaleAdvisor, workers: int, as_json: bool) -> None:
+def _show_scale(
+    advice: ScaleRecommendation, advisor: ScaleAdvisor, workers: int, as_json: bool
+) -> None:
     latest = advisor.latest
     assert latest is not None  # the advice sampled at least once
     if as_json:
-        typer.echo(json.dumps({
-            "action": advice.action.value, "reason": advice.reason,
-            "keep_workers_alive": advice.keep_workers_alive, "current_workers": workers,
-            "partition_count": len(latest.partitions), "work_item_queue_length": latest.work_items,
-            "work_item_latencies_ms": advisor.work_items.values,
-            "control_queue_lengths": [p.messages for p in latest.partitions],
-            "control_queue_latencies_ms": [h.values for h in advisor.control],
-        }))
+        typer.echo(
+            json.dumps(
+                {
+                    "action": advice.action.value,
+                    "reason": advice.reason,
+                    "keep_workers_alive": advice.keep_workers_alive,
+                    "current_workers": workers,
+                    "partition_count": len(latest.partitions),
+                    "work_item_queue_length": latest.work_items,
+                    "work_item_latencies_ms": advisor.work_items.values,
+                    "control_queue_lengths": [p.messages for p in latest.partitions],
+                    "control_queue_latencies_ms": [h.values for h in advisor.control],
+                }
+            )
+        )
         return
     typer.echo(f"recommendation: {advice.action.value} ({advice.reason})")
     if not advice.keep_workers_alive:
         typer.echo("the hub is idle: every worker may stop")
     typer.echo(f"work items: {latest.work_items} queued, latency ms {advisor.work_items.values}")
-    for partition, history in zip(latest.partitions, advisor.control):
-        typer.echo(f"partition {partition.partition}: {partition.messages} queued, latency ms {history.values}")
+    for partition, history in zip(latest.partitions, advisor.control, strict=False):
+        typer.echo(
+            f"partition {partition.partition}: {partition.messages} queued, latency ms {history.values}"
+        )

@@ -20,12 +20,14 @@ from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 from durable_azstorage.model.scale import HubSample
 
 if TYPE_CHECKING:
-    from durable_azstorage.azure.storage.metrics import RequestCounter
     from durable_azstorage.azure.settings import AzureStorageSettings
+    from durable_azstorage.azure.storage.metrics import RequestCounter
 
 
 class AzureHubMonitor:
-    def __init__(self, settings: AzureStorageSettings, counter: RequestCounter | None = None) -> None:
+    def __init__(
+        self, settings: AzureStorageSettings, counter: RequestCounter | None = None
+    ) -> None:
         self._clients = StorageClients(settings, counter)
         self._names: TaskHubNames | None = None
 
@@ -47,7 +49,9 @@ class AzureHubMonitor:
 
     async def sample(self) -> HubSample:
         """Backlogs, latencies and owners of every queue, for ``HubGauges``."""
-        return await sample_hub(self._clients, await self._hub_names(), self._clients.settings.max_poll_interval)
+        return await sample_hub(
+            self._clients, await self._hub_names(), self._clients.settings.max_poll_interval
+        )
 
     async def close(self) -> None:
         await self._clients.close()

@@ -12,7 +12,6 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -32,7 +31,12 @@ from durable_azstorage.cli.connection import (
     PartitionCountOption,
     TaskHubOption,
 )
-from durable_azstorage.cli.instance_client import INSTANCE_ID, JSON_OPTION, REASON_OPTION, open_client
+from durable_azstorage.cli.instance_client import (
+    INSTANCE_ID,
+    JSON_OPTION,
+    REASON_OPTION,
+    open_client,
+)
 from durable_azstorage.cli.output import EXIT_FAILURE, CliError, confirm, print_json
 from durable_azstorage.client.client import TaskHubClient
 from durable_azstorage.client.management import purge_statuses
@@ -67,25 +71,39 @@ def purge_by_filter(
         confirm(yes, f"purge {total} {names} instance(s)? This cannot be undone", "purge")
         with _bar(f"purging {names} instances", total) as advance:
             result = client.purge_orchestrations_by(
-                created_time_from=query.created_time_from, created_time_to=query.created_time_to,
-                runtime_status=statuses, timeout=timeout, progress=advance,
+                created_time_from=query.created_time_from,
+                created_time_to=query.created_time_to,
+                runtime_status=statuses,
+                timeout=timeout,
+                progress=advance,
             )
     if as_json:
-        print_json({"deleted_instance_count": result.deleted_instance_count,
-                    "is_complete": result.is_complete})
+        print_json(
+            {
+                "deleted_instance_count": result.deleted_instance_count,
+                "is_complete": result.is_complete,
+            }
+        )
     else:
         typer.echo(f"purged {result.deleted_instance_count} instance(s)")
     if not result.is_complete:
-        raise CliError(f"timed out after {timeout:g}s with matching instances left; run the "
-                       "same command again to continue", EXIT_FAILURE)
+        raise CliError(
+            f"timed out after {timeout:g}s with matching instances left; run the "
+            "same command again to continue",
+            EXIT_FAILURE,
+        )
 
 
 @contextmanager
 def _bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (a terminal only); the callback takes the count done so far."""
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
         disable=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task(description, total=total)
@@ -117,7 +135,7 @@ def restart(
 
 def rewind(
     instance_id: str = INSTANCE_ID,
-    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    reason: str | None = REASON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -134,16 +152,14 @@ def rewind(
 
 
 def counts(
-    status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
-        None, "--status", "-s", help=_STATUS_HELP
-    ),
-    created_from: Optional[str] = typer.Option(  # noqa: UP007
+    status: list[str] | None = typer.Option(None, "--status", "-s", help=_STATUS_HELP),
+    created_from: str | None = typer.Option(
         None, "--created-from", help="Created at or after this ISO 8601 time (no offset: UTC)."
     ),
-    created_to: Optional[str] = typer.Option(  # noqa: UP007
+    created_to: str | None = typer.Option(
         None, "--created-to", help="Created at or before this ISO 8601 time (no offset: UTC)."
     ),
-    prefix: Optional[str] = typer.Option(None, "--prefix", help="Instance id prefix."),  # noqa: UP007
+    prefix: str | None = typer.Option(None, "--prefix", help="Instance id prefix."),
     as_json: bool = JSON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
@@ -191,23 +207,29 @@ def stale(
         found = client.find_stale_instances()
         repaired = client.repair_stale_instances(found) if repair and found else []
         if as_json:
-            print_json({
-                "stale": [dataclasses.asdict(s) | {"repairable": s.repairable} for s in found],
-                "repaired": [s.instance_id for s in repaired],
-            })
+            print_json(
+                {
+                    "stale": [dataclasses.asdict(s) | {"repairable": s.repairable} for s in found],
+                    "repaired": [s.instance_id for s in repaired],
+                }
+            )
             return
         table = Table(show_edge=False, pad_edge=False)
         for column in ("instance id", "problem", "row status", "history status", "repairable"):
             table.add_column(column, overflow="fold")
         for s in found:
             table.add_row(
-                s.instance_id, s.problem, s.row_status.value if s.row_status else "-",
+                s.instance_id,
+                s.problem,
+                s.row_status.value if s.row_status else "-",
                 s.history_status.value if s.history_status else "-",
                 "yes" if s.repairable else "no",
             )
         _console().print(table)
-        typer.echo(f"{len(found)} stale instance(s)"
-                   + (f"; repaired {len(repaired)}" if repair else ""), err=True)
+        typer.echo(
+            f"{len(found)} stale instance(s)" + (f"; repaired {len(repaired)}" if repair else ""),
+            err=True,
+        )
 
 
 def _console() -> Console:

@@ -8,7 +8,6 @@ the command line (``--input``, ``--data``) are JSON. Destructive operations (``t
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
 
 import typer
 
@@ -19,7 +18,12 @@ from durable_azstorage.cli.connection import (
     PartitionCountOption,
     TaskHubOption,
 )
-from durable_azstorage.cli.instance_client import INSTANCE_ID, JSON_OPTION, REASON_OPTION, open_client
+from durable_azstorage.cli.instance_client import (
+    INSTANCE_ID,
+    JSON_OPTION,
+    REASON_OPTION,
+    open_client,
+)
 from durable_azstorage.cli.output import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
@@ -43,9 +47,7 @@ from durable_azstorage.model.status import OrchestrationStatus
 app = typer.Typer(no_args_is_help=True, epilog=EXIT_CODES_HELP)
 
 _YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
-_RECURSIVE = typer.Option(
-    True, "--recursive/--no-recursive", help="Include sub-orchestrations."
-)
+_RECURSIVE = typer.Option(True, "--recursive/--no-recursive", help="Include sub-orchestrations.")
 
 
 def _require(client: TaskHubClient, instance_id: str, payloads: bool) -> OrchestrationState:
@@ -70,23 +72,23 @@ def _every_page(client: TaskHubClient, query: OrchestrationQuery) -> list[Orches
 
 @app.command("list")
 def list_(
-    status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007 - typer needs these on 3.10
-        None, "--status", "-s",
+    status: list[str] | None = typer.Option(  # noqa: UP006,UP007 - typer needs these on 3.10
+        None,
+        "--status",
+        "-s",
         help="Runtime status; repeat or comma-separate for several (Running, Pending, Completed, "
         "Failed, Terminated, Suspended, ContinuedAsNew).",
     ),
-    created_from: Optional[str] = typer.Option(  # noqa: UP007
+    created_from: str | None = typer.Option(
         None, "--created-from", help="Created at or after this ISO 8601 time (no offset: UTC)."
     ),
-    created_to: Optional[str] = typer.Option(  # noqa: UP007
+    created_to: str | None = typer.Option(
         None, "--created-to", help="Created at or before this ISO 8601 time (no offset: UTC)."
     ),
-    prefix: Optional[str] = typer.Option(  # noqa: UP007
-        None, "--prefix", help="Instance id prefix."
-    ),
+    prefix: str | None = typer.Option(None, "--prefix", help="Instance id prefix."),
     page_size: int = typer.Option(100, "--page-size", min=1, max=1000, help="Instances per page."),
     all_pages: bool = typer.Option(False, "--all", help="Follow every page."),
-    continuation_token: Optional[str] = typer.Option(  # noqa: UP007
+    continuation_token: str | None = typer.Option(
         None, "--continuation-token", help="Continue after a previous page."
     ),
     payloads: bool = typer.Option(False, "--payloads", help="Include inputs/outputs (JSON)."),
@@ -119,10 +121,12 @@ def list_(
             page = client.query_orchestrations(query)
             states, token = page.items, page.continuation_token
         if as_json:
-            print_json({
-                "items": [state_to_dict(s, payloads=payloads) for s in states],
-                "continuation_token": token,
-            })
+            print_json(
+                {
+                    "items": [state_to_dict(s, payloads=payloads) for s in states],
+                    "continuation_token": token,
+                }
+            )
             return
         print_states(states)
         more = f"; more: --continuation-token {token}" if token else ""
@@ -167,8 +171,9 @@ def history(
         else:
             print_history(events)
             if not events:
-                typer.echo("no history yet (a Pending instance has none until a worker runs it)",
-                           err=True)
+                typer.echo(
+                    "no history yet (a Pending instance has none until a worker runs it)", err=True
+                )
 
 
 @app.command()
@@ -207,19 +212,17 @@ def wait(
 @app.command()
 def start(
     name: str = typer.Option(..., "--name", "-n", help="Orchestrator name.", show_default=False),
-    input: Optional[str] = typer.Option(  # noqa: UP007
+    input: str | None = typer.Option(
         None, "--input", "-i", help="Input as JSON, e.g. '\"Tokyo\"' or '{\"n\": 3}'."
     ),
-    instance_id: Optional[str] = typer.Option(  # noqa: UP007
+    instance_id: str | None = typer.Option(
         None, "--instance-id", help="Instance id (default: a random one)."
     ),
-    start_at: Optional[str] = typer.Option(  # noqa: UP007
+    start_at: str | None = typer.Option(
         None, "--start-at", help="Start no earlier than this ISO 8601 time (no offset: UTC)."
     ),
-    version: Optional[str] = typer.Option(None, "--version", help="Orchestration version."),  # noqa: UP007
-    tag: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
-        None, "--tag", help="KEY=VALUE tag; repeat for several."
-    ),
+    version: str | None = typer.Option(None, "--version", help="Orchestration version."),
+    tag: list[str] | None = typer.Option(None, "--tag", help="KEY=VALUE tag; repeat for several."),
     as_json: bool = JSON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
@@ -231,7 +234,11 @@ def start(
         data = arguments.json_value(input, "--input")
         when = arguments.utc_time(start_at, "--start-at")
         new_id = client.schedule_new_orchestration(
-            name, input=data, instance_id=instance_id, start_at=when, version=version,
+            name,
+            input=data,
+            instance_id=instance_id,
+            start_at=when,
+            version=version,
             tags=arguments.tags(tag),
         )
         if as_json:
@@ -244,7 +251,7 @@ def start(
 def raise_(
     instance_id: str = INSTANCE_ID,
     event: str = typer.Option(..., "--event", "-e", help="Event name.", show_default=False),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Event data as JSON."),  # noqa: UP007
+    data: str | None = typer.Option(None, "--data", "-d", help="Event data as JSON."),
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -260,7 +267,7 @@ def raise_(
 @app.command()
 def terminate(
     instance_id: str = INSTANCE_ID,
-    reason: Optional[str] = typer.Option(  # noqa: UP007
+    reason: str | None = typer.Option(
         None, "--reason", help="Reason; becomes the instance's output."
     ),
     recursive: bool = _RECURSIVE,
@@ -273,8 +280,11 @@ def terminate(
     """Terminate an instance (a worker carries it out); asks unless --yes."""
     with open_client(debug, connection_string, task_hub, partition_count) as client:
         state = _require(client, instance_id, payloads=False)
-        confirm(yes, f"terminate {instance_id} ({state.name}, {state.runtime_status.value})?",
-                 "terminate")
+        confirm(
+            yes,
+            f"terminate {instance_id} ({state.name}, {state.runtime_status.value})?",
+            "terminate",
+        )
         client.terminate_orchestration(instance_id, output=reason, recursive=recursive)
         typer.echo(f"termination of {instance_id} requested")
 
@@ -282,7 +292,7 @@ def terminate(
 @app.command()
 def suspend(
     instance_id: str = INSTANCE_ID,
-    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    reason: str | None = REASON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -297,7 +307,7 @@ def suspend(
 @app.command()
 def resume(
     instance_id: str = INSTANCE_ID,
-    reason: Optional[str] = REASON_OPTION,  # noqa: UP007
+    reason: str | None = REASON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -311,24 +321,29 @@ def resume(
 
 @app.command()
 def purge(
-    instance_id: Optional[str] = typer.Argument(  # noqa: UP007
-        None, help="Instance id; omit it to purge by filter (--status, --created-from/-to).",
+    instance_id: str | None = typer.Argument(
+        None,
+        help="Instance id; omit it to purge by filter (--status, --created-from/-to).",
         show_default=False,
     ),
     recursive: bool = _RECURSIVE,
-    status: Optional[List[str]] = typer.Option(  # noqa: UP006,UP007
-        None, "--status", "-s",
+    status: list[str] | None = typer.Option(
+        None,
+        "--status",
+        "-s",
         help="Filter purge: Completed, Failed and/or Terminated (required; running instances "
         "are never purged).",
     ),
-    created_from: Optional[str] = typer.Option(  # noqa: UP007
+    created_from: str | None = typer.Option(
         None, "--created-from", help="Filter purge: created at or after (ISO 8601, no offset: UTC)."
     ),
-    created_to: Optional[str] = typer.Option(  # noqa: UP007
+    created_to: str | None = typer.Option(
         None, "--created-to", help="Filter purge: created at or before (ISO 8601, no offset: UTC)."
     ),
-    timeout: Optional[float] = typer.Option(  # noqa: UP007
-        None, "--timeout", min=0.0,
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        min=0.0,
         help="Filter purge: stop after this many seconds (exit 1, run again to continue).",
     ),
     yes: bool = _YES,
@@ -348,11 +363,16 @@ def purge(
     with open_client(debug, connection_string, task_hub, partition_count) as client:
         filtered = status or created_from or created_to or timeout is not None
         if instance_id is None:
-            instance_admin.purge_by_filter(client, status, created_from, created_to, timeout, yes, as_json)
+            instance_admin.purge_by_filter(
+                client, status, created_from, created_to, timeout, yes, as_json
+            )
             return
         if filtered:
-            raise CliError("give an instance id or filter options (--status, --created-from, "
-                           "--created-to, --timeout), not both", EXIT_USAGE)
+            raise CliError(
+                "give an instance id or filter options (--status, --created-from, "
+                "--created-to, --timeout), not both",
+                EXIT_USAGE,
+            )
         state = _require(client, instance_id, payloads=False)
         scope = " and its sub-orchestrations" if recursive else ""
         confirm(
@@ -363,12 +383,21 @@ def purge(
         )
         result = client.purge_orchestration(instance_id, recursive=recursive)
         if as_json:
-            print_json({"deleted_instance_count": result.deleted_instance_count,
-                        "is_complete": result.is_complete})
+            print_json(
+                {
+                    "deleted_instance_count": result.deleted_instance_count,
+                    "is_complete": result.is_complete,
+                }
+            )
         else:
             typer.echo(f"purged {result.deleted_instance_count} instance(s)")
 
 
 # The management commands live in their own module; registered last, so they come last in help.
-for _command in (instance_admin.restart, instance_admin.rewind, instance_admin.counts, instance_admin.stale):
+for _command in (
+    instance_admin.restart,
+    instance_admin.rewind,
+    instance_admin.counts,
+    instance_admin.stale,
+):
     app.command()(_command)

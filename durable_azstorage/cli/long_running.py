@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -33,19 +33,27 @@ if TYPE_CHECKING:
     from durable_azstorage.backend.protocol import Backend
 
 CREATE_HUB_OPTION: bool = typer.Option(
-    False, "--create-hub", help="Create the task hub first if it does not exist "
-    "(always done on a temporary local Azurite)."
+    False,
+    "--create-hub",
+    help="Create the task hub first if it does not exist "
+    "(always done on a temporary local Azurite).",
 )
 GRACE_OPTION: float = typer.Option(
     30.0, "--grace", min=0.0, help="Seconds in-flight work may take to finish on stop."
 )
 LOG_LEVEL_OPTION: str = typer.Option("INFO", "--log-level", help="Logging level (stderr).")
 LOG_FORMAT_OPTION: str = typer.Option(
-    "text", "--log-format", help="Log lines as text, or as JSON objects (one per line) carrying "
-    "task_hub, partition, instance_id and execution_id as fields."
+    "text",
+    "--log-format",
+    help="Log lines as text, or as JSON objects (one per line) carrying "
+    "task_hub, partition, instance_id and execution_id as fields.",
 )
-METRICS_PORT_OPTION: Optional[int] = typer.Option(  # noqa: UP007
-    None, "--metrics-port", min=0, max=65535, show_default=False,
+METRICS_PORT_OPTION: int | None = typer.Option(
+    None,
+    "--metrics-port",
+    min=0,
+    max=65535,
+    show_default=False,
     help="Serve OpenTelemetry metrics in Prometheus format on this port (all interfaces, "
     "path /metrics), with the hub's queue backlogs sampled every 10 s. Needs the otel extra.",
 )
@@ -62,18 +70,23 @@ def configure_logging(log_level: str, log_format: str = "text") -> None:
         typer.echo(f"error: --log-level: unknown level {log_level!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
     if log_format not in _LOG_FORMATS:
-        typer.echo(f"error: --log-format: expected one of {', '.join(_LOG_FORMATS)}, got {log_format!r}",
-                   err=True)
+        typer.echo(
+            f"error: --log-format: expected one of {', '.join(_LOG_FORMATS)}, got {log_format!r}",
+            err=True,
+        )
         raise typer.Exit(EXIT_USAGE)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(LogFields())
     handler.setFormatter(
-        JsonFormatter() if log_format == "json"
+        JsonFormatter()
+        if log_format == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=level, handlers=[handler])
     # The Azure SDK logs every HTTP request at INFO; show its warnings unless asked for DEBUG.
-    logging.getLogger("azure").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    logging.getLogger("azure").setLevel(
+        level if level <= logging.DEBUG else max(level, logging.WARNING)
+    )
 
 
 @contextmanager
@@ -91,8 +104,9 @@ def stop_on_signal(stopping_message: str) -> Iterator[asyncio.Event]:
             typer.echo(f"{stopping_message}; signal again to exit at once", err=True)
             stop.set()
         else:
-            typer.echo("exiting at once; locked work is redelivered when its lock expires",
-                       err=True)
+            typer.echo(
+                "exiting at once; locked work is redelivered when its lock expires", err=True
+            )
             os._exit(EXIT_FAILURE)
 
     for sig in _SIGNALS:
@@ -118,7 +132,9 @@ async def exposed_metrics(port: int | None, settings: object) -> AsyncIterator[N
         raise CliError(f"--metrics-port: {exc}", EXIT_FAILURE) from None
     typer.echo(f"metrics on port {endpoint.port} (/metrics)", err=True)
     monitor = AzureHubMonitor(settings) if isinstance(settings, AzureStorageSettings) else None
-    sampling = asyncio.ensure_future(HubGauges(monitor.sample).run()) if monitor is not None else None
+    sampling = (
+        asyncio.ensure_future(HubGauges(monitor.sample).run()) if monitor is not None else None
+    )
     try:
         yield
     finally:

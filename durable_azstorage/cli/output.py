@@ -42,7 +42,9 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found (unknown instance or task hub)."
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found (unknown instance or task hub)."
+)
 
 
 class CliError(Exception):
@@ -58,8 +60,9 @@ def confirm(yes: bool, question: str, option_hint: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise CliError(f"{option_hint} needs confirmation: pass --yes (stdin is not a terminal)",
-                       EXIT_USAGE)
+        raise CliError(
+            f"{option_hint} needs confirmation: pass --yes (stdin is not a terminal)", EXIT_USAGE
+        )
     if not typer.confirm(question, default=False, err=True):
         raise CliError("aborted, nothing changed", EXIT_FAILURE)
 
@@ -86,7 +89,10 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     azure = _classify_azure(exc)
     if azure is not None:
         return azure
-    return EXIT_FAILURE, f"{type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for details)"
+    return (
+        EXIT_FAILURE,
+        f"{type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for details)",
+    )
 
 
 def is_missing_resource(exc: BaseException) -> bool:
@@ -227,7 +233,10 @@ def print_states(states: Sequence[OrchestrationState]) -> None:
         table.add_column(column, overflow="fold")
     for s in states:
         table.add_row(
-            s.instance_id, s.name, s.runtime_status.value, _when(s.created_at),
+            s.instance_id,
+            s.name,
+            s.runtime_status.value,
+            _when(s.created_at),
             _when(s.last_updated_at),
         )
     _console().print(table)
@@ -303,8 +312,10 @@ def print_history(events: Sequence[HistoryEvent]) -> None:
     table.add_column("details", overflow="fold")
     for index, event in enumerate(events):
         table.add_row(
-            str(index), event.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            type(event).__name__, "" if event.event_id < 0 else str(event.event_id),
+            str(index),
+            event.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            type(event).__name__,
+            "" if event.event_id < 0 else str(event.event_id),
             _summary(event),
         )
     _console().print(table)

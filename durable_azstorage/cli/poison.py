@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from durable_azstorage.cli.connection import (
+    Connection,
     ConnectionStringOption,
     DebugOption,
     PartitionCountOption,
     TaskHubOption,
-    Connection,
     resolve,
 )
 from durable_azstorage.cli.output import (
@@ -124,8 +124,11 @@ def list_(
         table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(
-            short_key(r.key), r.instance_id or "-", str(r.dequeue_count),
-            r.quarantined_at.strftime("%Y-%m-%d %H:%M:%S"), r.reason,
+            short_key(r.key),
+            r.instance_id or "-",
+            str(r.dequeue_count),
+            r.quarantined_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.reason,
         )
     _console().print(table)
     typer.echo(f"{len(records)} poison message(s)", err=True)
@@ -190,10 +193,12 @@ def delete(
     wanted = full_key(key)
     if not yes:
         if not sys.stdin.isatty():
-            _fail(debug, "delete needs confirmation: pass --yes (stdin is not a terminal)",
-                  EXIT_USAGE)
-        if not typer.confirm(f"delete poison message {short_key(wanted)}?", default=False,
-                             err=True):
+            _fail(
+                debug, "delete needs confirmation: pass --yes (stdin is not a terminal)", EXIT_USAGE
+            )
+        if not typer.confirm(
+            f"delete poison message {short_key(wanted)}?", default=False, err=True
+        ):
             _fail(debug, "aborted, nothing changed", EXIT_FAILURE)
 
     async def action(backend: AzureStorageBackend) -> bool:

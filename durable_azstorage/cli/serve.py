@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
 from durable_azstorage.cli.connection import (
+    Connection,
     ConnectionStringOption,
     DebugOption,
     PartitionCountOption,
     TaskHubOption,
-    Connection,
     resolve,
 )
 from durable_azstorage.cli.long_running import (
@@ -95,29 +95,35 @@ async def run_sidecar(
 
 def serve(
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to listen on (loopback by default; the sidecar "
-        "has no authentication, so expose it only to your own app)."
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on (loopback by default; the sidecar "
+        "has no authentication, so expose it only to your own app).",
     ),
     port: int = typer.Option(
         4001, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."
     ),
     create_hub: bool = CREATE_HUB_OPTION,
     allow_hub_management: bool = typer.Option(
-        False, "--allow-hub-management", help="Serve DeleteTaskHub and "
+        False,
+        "--allow-hub-management",
+        help="Serve DeleteTaskHub and "
         "CreateTaskHub(recreateIfExists), which wipe the hub under every running engine; "
         "refused (PERMISSION_DENIED) without this flag, since any local process can call "
-        "the sidecar."
+        "the sidecar.",
     ),
     shared_partitions: bool = typer.Option(
-        False, "--shared-partitions", help="Receive every control queue instead of leasing "
+        False,
+        "--shared-partitions",
+        help="Receive every control queue instead of leasing "
         "partitions (set it on every sidecar of the hub): when the SDK workers of different "
         "sidecars have different work-item filters or versions, an orchestration one "
-        "sidecar cannot run reaches another. Costs more polling and commit races."
+        "sidecar cannot run reaches another. Costs more polling and commit races.",
     ),
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
     log_format: str = LOG_FORMAT_OPTION,
-    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
+    metrics_port: int | None = METRICS_PORT_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -150,9 +156,13 @@ def serve(
         try:
             asyncio.run(
                 run_sidecar(
-                    settings, host=host, port=port,
-                    create_hub=create_hub or target.local, grace=grace,
-                    allow_hub_management=allow_hub_management, metrics_port=metrics_port,
+                    settings,
+                    host=host,
+                    port=port,
+                    create_hub=create_hub or target.local,
+                    grace=grace,
+                    allow_hub_management=allow_hub_management,
+                    metrics_port=metrics_port,
                 )
             )
         except TaskHubNotFoundError as exc:

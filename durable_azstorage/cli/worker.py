@@ -19,17 +19,16 @@ import inspect
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from durable_azstorage.backend.protocol import NamedHub, SettingsBacked
 from durable_azstorage.cli.connection import (
+    Connection,
     ConnectionStringOption,
     DebugOption,
     PartitionCountOption,
     TaskHubOption,
-    Connection,
     export_to_environment,
     resolve,
 )
@@ -110,7 +109,11 @@ def load_worker(ref: str, app_dir: Path) -> TaskHubWorker:
 
 
 async def serve(
-    worker: TaskHubWorker, *, create_hub: bool, grace: float, metrics_port: int | None = None,
+    worker: TaskHubWorker,
+    *,
+    create_hub: bool,
+    grace: float,
+    metrics_port: int | None = None,
     settings: object = None,
 ) -> None:
     """Run ``worker`` until SIGINT/SIGTERM, then stop it gracefully."""
@@ -136,8 +139,11 @@ async def _serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> No
 
 def worker(
     app_ref: str = typer.Option(
-        ..., "--app", "-a", help="MODULE:ATTRIBUTE naming a TaskHubWorker or a zero-argument "
-        "function returning one.", show_default=False,
+        ...,
+        "--app",
+        "-a",
+        help="MODULE:ATTRIBUTE naming a TaskHubWorker or a zero-argument function returning one.",
+        show_default=False,
     ),
     app_dir: Path = typer.Option(
         Path("."), "--app-dir", help="Folder to import the module from (added to sys.path)."
@@ -146,7 +152,7 @@ def worker(
     grace: float = GRACE_OPTION,
     log_level: str = LOG_LEVEL_OPTION,
     log_format: str = LOG_FORMAT_OPTION,
-    metrics_port: Optional[int] = METRICS_PORT_OPTION,  # noqa: UP007
+    metrics_port: int | None = METRICS_PORT_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
@@ -167,15 +173,19 @@ def worker(
         settings = used.settings if isinstance(used, SettingsBacked) else target.settings
         hub = settings.task_hub if isinstance(settings, NamedHub) else "?"
         typer.echo(
-            f"worker {app_ref} starting on task hub {hub!r}; "
-            "Ctrl-C or SIGTERM stops it",
+            f"worker {app_ref} starting on task hub {hub!r}; Ctrl-C or SIGTERM stops it",
             err=True,
         )
         try:
-            asyncio.run(serve(
-                loaded, create_hub=create_hub or target.local, grace=grace,
-                metrics_port=metrics_port, settings=settings,
-            ))
+            asyncio.run(
+                serve(
+                    loaded,
+                    create_hub=create_hub or target.local,
+                    grace=grace,
+                    metrics_port=metrics_port,
+                    settings=settings,
+                )
+            )
         except TaskHubNotFoundError as exc:
             raise CliError(f"{exc} (or pass --create-hub)", EXIT_NOT_FOUND) from None
         typer.echo("worker stopped", err=True)

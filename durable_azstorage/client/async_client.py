@@ -28,10 +28,10 @@ from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.client import entities, management
 from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
-from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.scale import ScaleAdvice
 from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.model.entities import EntityInstanceId, is_entity_id
 from durable_azstorage.model.errors import InvalidOperationError, OrchestrationNotFoundError
 from durable_azstorage.model.history import (
@@ -127,7 +127,9 @@ class AsyncTaskHubClient:
         """Add a worker, remove one, or keep the count (with the reason), judged from the
         latency of every queue over the last few samples (``model.scale``). Samples are kept
         between calls; a first call takes the missing ones ``sample_interval`` apart."""
-        return await self._scale.recommend(current_worker_count, sample_interval=_seconds(sample_interval))
+        return await self._scale.recommend(
+            current_worker_count, sample_interval=_seconds(sample_interval)
+        )
 
     @property
     def scale_advisor(self) -> ScaleAdvisor:
@@ -158,8 +160,13 @@ class AsyncTaskHubClient:
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
         return await self._create(
-            name, instance_id, self._converter.serialize(input), start_at=start_at,
-            reuse_id_policy=reuse_id_policy, version=version or self.default_version, tags=tags,
+            name,
+            instance_id,
+            self._converter.serialize(input),
+            start_at=start_at,
+            reuse_id_policy=reuse_id_policy,
+            version=version or self.default_version,
+            tags=tags,
             trace_context=trace_context,
         )
 
@@ -180,13 +187,20 @@ class AsyncTaskHubClient:
         if version is not None:
             validate_name(version, what="orchestration version")
         starting = (
-            nullcontext(trace_context) if trace_context is not None
+            nullcontext(trace_context)
+            if trace_context is not None
             else create_orchestration_span(name, instance_id, version)
         )
         with starting as traced:
             return await self._insert(
-                name, instance_id, serialized_input, start_at=start_at,
-                reuse_id_policy=reuse_id_policy, version=version, tags=tags, trace_context=traced,
+                name,
+                instance_id,
+                serialized_input,
+                start_at=start_at,
+                reuse_id_policy=reuse_id_policy,
+                version=version,
+                tags=tags,
+                trace_context=traced,
             )
 
     async def _insert(
@@ -305,15 +319,25 @@ class AsyncTaskHubClient:
         return Page(items, page.continuation_token)
 
     async def get_all_orchestration_states(
-        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
+        self,
+        orchestration_query: OrchestrationQuery | None = None,
+        *,
+        query: OrchestrationQuery | None = None,
     ) -> list[OrchestrationState]:
         """Every instance matching the query, following continuation tokens.
 
         ``query=`` is the deprecated name of ``orchestration_query``.
         """
-        query = renamed_argument(
-            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
-        ) or OrchestrationQuery()
+        query = (
+            renamed_argument(
+                "get_all_orchestration_states",
+                "query",
+                "orchestration_query",
+                query,
+                orchestration_query,
+            )
+            or OrchestrationQuery()
+        )
         states: list[OrchestrationState] = []
         while True:
             page = await self.query_orchestrations(query)
@@ -357,7 +381,9 @@ class AsyncTaskHubClient:
         await self._require(instance_id)
         await self._send(instance_id, ExecutionResumed(timestamp=_utcnow(), reason=reason))
 
-    async def purge_orchestration(self, instance_id: str, recursive: bool = True) -> PurgeInstancesResult:
+    async def purge_orchestration(
+        self, instance_id: str, recursive: bool = True
+    ) -> PurgeInstancesResult:
         """Delete an ended instance's history and state (and its sub-orchestrations')."""
         state = await self._backend.get_instance(instance_id, fetch_payloads=False)
         if state is None:
@@ -401,15 +427,21 @@ class AsyncTaskHubClient:
         deprecated names of ``created_time_from``/``created_time_to``.
         """
         method = "purge_orchestrations_by"
-        low = renamed_argument(method, "created_from", "created_time_from", created_from, created_time_from)
-        high = renamed_argument(method, "created_to", "created_time_to", created_to, created_time_to)
+        low = renamed_argument(
+            method, "created_from", "created_time_from", created_from, created_time_from
+        )
+        high = renamed_argument(
+            method, "created_to", "created_time_to", created_to, created_time_to
+        )
         statuses = management.purge_statuses(
             tuple(runtime_status) if runtime_status is not None else None
         )
 
         async def purge_one(instance_id: str) -> int:
             if recursive:
-                return (await self.purge_orchestration(instance_id, recursive=True)).deleted_instance_count
+                return (
+                    await self.purge_orchestration(instance_id, recursive=True)
+                ).deleted_instance_count
             return 1 if await self._backend.purge_instance(instance_id) else 0
 
         return await management.purge_by(
@@ -440,7 +472,10 @@ class AsyncTaskHubClient:
         state = await management.ended_state(self._backend, instance_id)
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else instance_id
         return await self._create(
-            state.name, new_id, state.input, version=state.version,
+            state.name,
+            new_id,
+            state.input,
+            version=state.version,
             tags=dict(state.tags) if state.tags else None,
         )
 
@@ -472,7 +507,10 @@ class AsyncTaskHubClient:
     # --- internals -------------------------------------------------------------------------
     # --- entities ------------------------------------------------------------------------
     async def signal_entity(
-        self, entity_instance_id: EntityInstanceId, operation_name: str, input: Any = None,
+        self,
+        entity_instance_id: EntityInstanceId,
+        operation_name: str,
+        input: Any = None,
         signal_time: datetime | None = None,
     ) -> None:
         """Send an operation to an entity (one queue message; creates the entity if new).
@@ -490,9 +528,13 @@ class AsyncTaskHubClient:
             self._backend, self._converter, entity_instance_id, include_state=include_state
         )
 
-    async def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
+    async def get_all_entities(
+        self, entity_query: EntityQuery | None = None
+    ) -> list[EntityMetadata]:
         """Every entity matching the query (by default those with state)."""
-        found = await entities.query_entities(self._backend, self._converter, entity_query or EntityQuery())
+        found = await entities.query_entities(
+            self._backend, self._converter, entity_query or EntityQuery()
+        )
         return [entry for entry, _ in found]
 
     async def clean_entity_storage(
@@ -500,8 +542,10 @@ class AsyncTaskHubClient:
     ) -> CleanEntityStorageResult:
         """Release locks held by orchestrations that no longer run; remove empty entities."""
         return await entities.clean_entity_storage(
-            self._backend, self._converter,
-            remove_empty_entities=remove_empty_entities, release_orphaned_locks=release_orphaned_locks,
+            self._backend,
+            self._converter,
+            remove_empty_entities=remove_empty_entities,
+            release_orphaned_locks=release_orphaned_locks,
         )
 
     async def _require(self, instance_id: str) -> InstanceState:

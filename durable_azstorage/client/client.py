@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from durable_azstorage.backend.protocol import Backend, BackendSettings
 from durable_azstorage.client.async_client import AsyncTaskHubClient, Timeout
 from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
+from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.deprecation import renamed_argument
 from durable_azstorage.model.entities import EntityInstanceId
-from durable_azstorage.client.state import OrchestrationState
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
 from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
@@ -141,7 +141,9 @@ class TaskHubClient:
     def get_orchestration_history(
         self, instance_id: str, *, execution_id: str | None = None
     ) -> list[HistoryEvent]:
-        return self._run(self._async.get_orchestration_history(instance_id, execution_id=execution_id))
+        return self._run(
+            self._async.get_orchestration_history(instance_id, execution_id=execution_id)
+        )
 
     def list_instance_ids(
         self,
@@ -153,7 +155,11 @@ class TaskHubClient:
     ) -> Page[str]:
         return self._run(
             self._async.list_instance_ids(
-                runtime_status, completed_time_from, completed_time_to, page_size, continuation_token
+                runtime_status,
+                completed_time_from,
+                completed_time_to,
+                page_size,
+                continuation_token,
             )
         )
 
@@ -163,15 +169,25 @@ class TaskHubClient:
         return self._run(self._async.query_orchestrations(query))
 
     def get_all_orchestration_states(
-        self, orchestration_query: OrchestrationQuery | None = None, *, query: OrchestrationQuery | None = None
+        self,
+        orchestration_query: OrchestrationQuery | None = None,
+        *,
+        query: OrchestrationQuery | None = None,
     ) -> list[OrchestrationState]:
         query = renamed_argument(
-            "get_all_orchestration_states", "query", "orchestration_query", query, orchestration_query
+            "get_all_orchestration_states",
+            "query",
+            "orchestration_query",
+            query,
+            orchestration_query,
         )
         return self._run(self._async.get_all_orchestration_states(query))
 
     def signal_entity(
-        self, entity_instance_id: EntityInstanceId, operation_name: str, input: Any = None,
+        self,
+        entity_instance_id: EntityInstanceId,
+        operation_name: str,
+        input: Any = None,
         signal_time: datetime | None = None,
     ) -> None:
         self._run(self._async.signal_entity(entity_instance_id, operation_name, input, signal_time))
@@ -187,7 +203,9 @@ class TaskHubClient:
     def clean_entity_storage(
         self, remove_empty_entities: bool = True, release_orphaned_locks: bool = True
     ) -> CleanEntityStorageResult:
-        return self._run(self._async.clean_entity_storage(remove_empty_entities, release_orphaned_locks))
+        return self._run(
+            self._async.clean_entity_storage(remove_empty_entities, release_orphaned_locks)
+        )
 
     def raise_orchestration_event(
         self, instance_id: str, event_name: str, *, data: Any = None
@@ -224,11 +242,21 @@ class TaskHubClient:
         created_to: datetime | None = None,
     ) -> PurgeInstancesResult:
         method = "purge_orchestrations_by"  # warn in the caller's thread, not the client loop's
-        low = renamed_argument(method, "created_from", "created_time_from", created_from, created_time_from)
-        high = renamed_argument(method, "created_to", "created_time_to", created_to, created_time_to)
+        low = renamed_argument(
+            method, "created_from", "created_time_from", created_from, created_time_from
+        )
+        high = renamed_argument(
+            method, "created_to", "created_time_to", created_to, created_time_to
+        )
         return self._run(
             self._async.purge_orchestrations_by(
-                low, high, runtime_status, recursive, timeout=timeout, concurrency=concurrency, progress=progress
+                low,
+                high,
+                runtime_status,
+                recursive,
+                timeout=timeout,
+                concurrency=concurrency,
+                progress=progress,
             )
         )
 
@@ -274,7 +302,9 @@ class TaskHubClient:
     ) -> ScaleRecommendation:
         """See ``AsyncTaskHubClient.get_scale_recommendation``."""
         return self._run(
-            self._async.get_scale_recommendation(current_worker_count, sample_interval=sample_interval)
+            self._async.get_scale_recommendation(
+                current_worker_count, sample_interval=sample_interval
+            )
         )
 
     @property

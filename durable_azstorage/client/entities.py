@@ -79,7 +79,10 @@ class EntityMetadata:
 
 
 def signal_message(
-    entity_id: EntityInstanceId, operation_name: str, input: str | None, signal_time: datetime | None
+    entity_id: EntityInstanceId,
+    operation_name: str,
+    input: str | None,
+    signal_time: datetime | None,
 ) -> TaskMessage:
     """The queue message of a client signal (``input`` serialized)."""
     if not isinstance(entity_id, EntityInstanceId):
@@ -88,15 +91,21 @@ def signal_message(
         raise ValueError("operation_name must be a non-empty string")
     if signal_time is not None and signal_time.tzinfo is None:
         signal_time = signal_time.replace(tzinfo=timezone.utc)
-    request = EntityRequest(kind=RequestKind.SIGNAL, id=uuid.uuid4().hex, operation=operation_name, input=input)
+    request = EntityRequest(
+        kind=RequestKind.SIGNAL, id=uuid.uuid4().hex, operation=operation_name, input=input
+    )
     event = EventRaised(
-        timestamp=datetime.now(timezone.utc), name=ENTITY_REQUEST, input=encode_request(request),
+        timestamp=datetime.now(timezone.utc),
+        name=ENTITY_REQUEST,
+        input=encode_request(request),
         scheduled_time=signal_time,
     )
     return TaskMessage(instance=OrchestrationInstance(instance_id=str(entity_id)), event=event)
 
 
-def metadata(state: InstanceState, converter: DataConverter, *, include_state: bool) -> tuple[EntityMetadata, EntityRecord]:
+def metadata(
+    state: InstanceState, converter: DataConverter, *, include_state: bool
+) -> tuple[EntityMetadata, EntityRecord]:
     record = decode_record(state.input)
     return EntityMetadata(
         id=EntityInstanceId.parse(state.instance_id),
@@ -139,9 +148,13 @@ async def query_entities(
             entry, record = metadata(state, converter, include_state=query.include_state)
             if record.state is None and not query.include_transient:
                 continue
-            if query.last_modified_from is not None and entry.last_modified < _utc(query.last_modified_from):
+            if query.last_modified_from is not None and entry.last_modified < _utc(
+                query.last_modified_from
+            ):
                 continue
-            if query.last_modified_to is not None and entry.last_modified > _utc(query.last_modified_to):
+            if query.last_modified_to is not None and entry.last_modified > _utc(
+                query.last_modified_to
+            ):
                 continue
             found.append((entry, record))
         if page.continuation_token is None:
@@ -150,7 +163,11 @@ async def query_entities(
 
 
 async def clean_entity_storage(
-    backend: Backend, converter: DataConverter, *, remove_empty_entities: bool, release_orphaned_locks: bool
+    backend: Backend,
+    converter: DataConverter,
+    *,
+    remove_empty_entities: bool,
+    release_orphaned_locks: bool,
 ) -> CleanEntityStorageResult:
     """Release locks whose owner no longer runs; remove entities with nothing stored."""
     entities = await query_entities(backend, converter, EntityQuery(include_transient=True))
@@ -159,13 +176,21 @@ async def clean_entity_storage(
         owner = record.locked_by
         if release_orphaned_locks and owner is not None and not await _running(backend, owner):
             release = EntityRequest(kind=RequestKind.RELEASE, id=uuid.uuid4().hex, parent=owner)
-            event = EventRaised(timestamp=datetime.now(timezone.utc), name=ENTITY_REQUEST, input=encode_request(release))
-            await backend.send_message(TaskMessage(instance=OrchestrationInstance(instance_id=str(entry.id)), event=event))
+            event = EventRaised(
+                timestamp=datetime.now(timezone.utc),
+                name=ENTITY_REQUEST,
+                input=encode_request(release),
+            )
+            await backend.send_message(
+                TaskMessage(instance=OrchestrationInstance(instance_id=str(entry.id)), event=event)
+            )
             released += 1
         elif remove_empty_entities and record.is_empty:
             if await backend.purge_instance(str(entry.id)):
                 removed += 1
-    return CleanEntityStorageResult(empty_entities_removed=removed, orphaned_locks_released=released)
+    return CleanEntityStorageResult(
+        empty_entities_removed=removed, orphaned_locks_released=released
+    )
 
 
 async def _running(backend: Backend, instance_id: str) -> bool:

@@ -39,7 +39,9 @@ async def list_instance_ids(
 
     ``completed_to_inclusive`` False makes ``completed_time_to`` an exclusive bound (the
     sidecar protocol's ``[from, to)``)."""
-    statuses = tuple(OrchestrationStatus.parse(s) for s in runtime_status) if runtime_status else ENDED
+    statuses = (
+        tuple(OrchestrationStatus.parse(s) for s in runtime_status) if runtime_status else ENDED
+    )
     query = OrchestrationQuery(
         runtime_status=statuses,
         page_size=DEFAULT_PAGE_SIZE if page_size is None else page_size,
@@ -48,7 +50,9 @@ async def list_instance_ids(
     window = _Window(_utc(completed_time_from), _utc(completed_time_to), completed_to_inclusive)
     ids, token = await _next_ids(backend, query, window)
     if token is not None:
-        more, _ = await _next_ids(backend, dataclasses.replace(query, continuation_token=token), window)
+        more, _ = await _next_ids(
+            backend, dataclasses.replace(query, continuation_token=token), window
+        )
         if not more:
             token = None
     return Page(ids, token)

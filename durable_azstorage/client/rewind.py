@@ -162,9 +162,13 @@ def plan_rewind(history: Sequence[HistoryEvent]) -> RewindPlan:
     end = len(history) if cut is None else cut
     before, after = history[:end], history[end + 1 :]
     failed = {e.task_scheduled_id for e in history if isinstance(e, TaskFailed)}
-    tasks = {e.event_id for e in before if isinstance(e, TaskScheduled) and e.event_id not in failed}
+    tasks = {
+        e.event_id for e in before if isinstance(e, TaskScheduled) and e.event_id not in failed
+    }
     timers = {e.event_id for e in before if isinstance(e, TimerCreated)}
-    subs = {e.event_id: e.instance_id for e in before if isinstance(e, SubOrchestrationInstanceCreated)}
+    subs = {
+        e.event_id: e.instance_id for e in before if isinstance(e, SubOrchestrationInstanceCreated)
+    }
 
     def answers(event: HistoryEvent) -> bool:
         if isinstance(event, TaskCompleted):
@@ -176,7 +180,9 @@ def plan_rewind(history: Sequence[HistoryEvent]) -> RewindPlan:
     results = [e for e in history if answers(e)]
     done_tasks = {e.task_scheduled_id for e in results if isinstance(e, TaskCompleted)}
     fired = {e.timer_id for e in results if isinstance(e, TimerFired)}
-    done_subs = {e.task_scheduled_id for e in results if isinstance(e, SubOrchestrationInstanceCompleted)}
+    done_subs = {
+        e.task_scheduled_id for e in results if isinstance(e, SubOrchestrationInstanceCompleted)
+    }
     kept: list[HistoryEvent] = []
     rerun: list[str] = []
     for event in before:
@@ -187,7 +193,9 @@ def plan_rewind(history: Sequence[HistoryEvent]) -> RewindPlan:
     kept.extend(_after_cut(after, answers))
     open_children = tuple(ChildRef(k, c) for k, c in subs.items() if k not in done_subs)
     dropped = tuple(
-        dict.fromkeys(e.instance_id for e in after if isinstance(e, SubOrchestrationInstanceCreated))
+        dict.fromkeys(
+            e.instance_id for e in after if isinstance(e, SubOrchestrationInstanceCreated)
+        )
     )
     return RewindPlan(tuple(kept), cut, tuple(rerun), open_children, dropped)
 
@@ -268,7 +276,8 @@ def settle_children(
         elif view.status is OrchestrationStatus.COMPLETED:
             history.append(
                 SubOrchestrationInstanceCompleted(
-                    timestamp=view.completed_at or now, task_scheduled_id=ref.task_id,
+                    timestamp=view.completed_at or now,
+                    task_scheduled_id=ref.task_id,
                     result=view.output,
                 )
             )

@@ -20,7 +20,9 @@ class ScaleAdvice:
         self._backend = backend
         self.advisor = advisor or ScaleAdvisor()
 
-    async def recommend(self, current_worker_count: int, *, sample_interval: float) -> ScaleRecommendation:
+    async def recommend(
+        self, current_worker_count: int, *, sample_interval: float
+    ) -> ScaleRecommendation:
         if current_worker_count < 0:
             raise ValueError(f"current_worker_count must be >= 0, got {current_worker_count}")
         if sample_interval < 0:

@@ -10,7 +10,11 @@ from durable_azstorage.model.errors import OrchestrationFailedError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter, deserialize_as
+from durable_azstorage.serialization.converter import (
+    DataConverter,
+    JsonDataConverter,
+    deserialize_as,
+)
 
 T = TypeVar("T")
 
@@ -37,9 +41,7 @@ class OrchestrationState:
     version: str | None = None
     tags: dict[str, str] | None = None
     parent_instance_id: str | None = None
-    converter: DataConverter = field(
-        default_factory=JsonDataConverter, repr=False, compare=False
-    )
+    converter: DataConverter = field(default_factory=JsonDataConverter, repr=False, compare=False)
 
     @classmethod
     def from_instance(cls, state: InstanceState, converter: DataConverter) -> OrchestrationState:

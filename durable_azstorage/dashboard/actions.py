@@ -30,8 +30,11 @@ def _text(body: Body, key: str, *, required: bool = False) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or (required and not value.strip()):
-        raise bad_request(f"{key}: expected a non-empty string" if required else
-                          f"{key}: expected a string, got {type(value).__name__}")
+        raise bad_request(
+            f"{key}: expected a non-empty string"
+            if required
+            else f"{key}: expected a string, got {type(value).__name__}"
+        )
     return value
 
 
@@ -135,5 +138,7 @@ async def bulk_purge(client: AsyncTaskHubClient, body: Body) -> dict[str, Any]:
         created_time_to=created_to,
         timeout=PURGE_SLICE,
     )
-    return {"deleted_instance_count": result.deleted_instance_count,
-            "is_complete": result.is_complete}
+    return {
+        "deleted_instance_count": result.deleted_instance_count,
+        "is_complete": result.is_complete,
+    }

@@ -51,10 +51,12 @@ async def overview(request: web.Request) -> web.Response:
 @routes.get("/api/instances")
 async def instances(request: web.Request) -> web.Response:
     page = await list_instances(request.app[HUB].client, parse_filter(request.query))
-    return answer({
-        "items": [documents.instance(s, payloads=False) for s in page.items],
-        "continuation_token": page.continuation_token,
-    })
+    return answer(
+        {
+            "items": [documents.instance(s, payloads=False) for s in page.items],
+            "continuation_token": page.continuation_token,
+        }
+    )
 
 
 @routes.get(f"/api/instances/{ID}")
@@ -77,8 +79,10 @@ async def history(request: web.Request) -> web.Response:
 @routes.post(f"/api/instances/{ID}/{{action}}")
 async def action(request: web.Request) -> web.Response:
     result = await run_action(
-        request.app[HUB].client, request.match_info["instance_id"],
-        request.match_info["action"], await json_body(request),
+        request.app[HUB].client,
+        request.match_info["instance_id"],
+        request.match_info["action"],
+        await json_body(request),
     )
     return answer(result)
 
@@ -94,11 +98,13 @@ async def partitions(request: web.Request) -> web.Response:
     if monitor is None:
         raise ApiError(404, "this backend reports no partitions")
     leases = await monitor.describe_partitions()
-    return answer({
-        "items": [documents.partition(p) for p in leases],
-        "work_item_backlog": await monitor.work_item_backlog(),
-        "as_of": datetime.now(timezone.utc).isoformat(),
-    })
+    return answer(
+        {
+            "items": [documents.partition(p) for p in leases],
+            "work_item_backlog": await monitor.work_item_backlog(),
+            "as_of": datetime.now(timezone.utc).isoformat(),
+        }
+    )
 
 
 @routes.get("/api/poison")

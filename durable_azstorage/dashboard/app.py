@@ -51,16 +51,19 @@ def create_app(
         raise ValueError("token: must not be empty or blank")
     if refresh_seconds < 1:
         raise ValueError(f"refresh_seconds: must be at least 1, got {refresh_seconds}")
-    hub = Hub.open(settings_or_backend, monitor=monitor, task_hub=task_hub,
-                   overview_ttl=overview_ttl)
+    hub = Hub.open(
+        settings_or_backend, monitor=monitor, task_hub=task_hub, overview_ttl=overview_ttl
+    )
     security = Security(token=token, read_only=read_only, allowed_hosts=frozenset(allowed_hosts))
-    renderer = Renderer({
-        "hub_name": hub.name,
-        "read_only": read_only,
-        "csrf_token": security.csrf_token,
-        "has_poison": hub.quarantine is not None,
-        "refresh_seconds": refresh_seconds,
-    })
+    renderer = Renderer(
+        {
+            "hub_name": hub.name,
+            "read_only": read_only,
+            "csrf_token": security.csrf_token,
+            "has_poison": hub.quarantine is not None,
+            "refresh_seconds": refresh_seconds,
+        }
+    )
 
     def refuse(request: web.Request, error: ApiError) -> web.StreamResponse:
         return _render_error(request, renderer, error)

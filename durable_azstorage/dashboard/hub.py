@@ -54,7 +54,10 @@ class Hub:
             client=client,
             name=name,
             overview=OverviewSource(
-                client, monitor=monitor, quarantine=quarantine, requests=requests,
+                client,
+                monitor=monitor,
+                quarantine=quarantine,
+                requests=requests,
                 ttl=overview_ttl,
             ),
             quarantine=quarantine,

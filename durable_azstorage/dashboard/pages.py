@@ -63,9 +63,11 @@ async def instance(request: web.Request) -> web.Response:
         raise OrchestrationNotFoundError(instance_id)
     history = await client.get_orchestration_history(instance_id)
     now = datetime.now(timezone.utc)
-    children = list(dict.fromkeys(
-        e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)
-    ))
+    children = list(
+        dict.fromkeys(
+            e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)
+        )
+    )
     return request.app[RENDERER].page(
         "instance.html",
         page="instances",
@@ -82,8 +84,10 @@ async def instance(request: web.Request) -> web.Response:
 async def poison_list(request: web.Request) -> web.Response:
     messages = await request.app[HUB].require_quarantine().list_poison()
     return request.app[RENDERER].page(
-        "poison.html", page="poison",
-        items=[documents.poison(m, body=False) for m in messages], refresh=True,
+        "poison.html",
+        page="poison",
+        items=[documents.poison(m, body=False) for m in messages],
+        refresh=True,
     )
 
 
@@ -93,7 +97,9 @@ async def poison_show(request: web.Request) -> web.Response:
         request.match_info["queue"], request.match_info["message_id"]
     )
     return request.app[RENDERER].page(
-        "poison_message.html", page="poison", message=documents.poison(message, body=True),
+        "poison_message.html",
+        page="poison",
+        message=documents.poison(message, body=True),
         refresh=False,
     )
 
@@ -101,8 +107,11 @@ async def poison_show(request: web.Request) -> web.Response:
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     return request.app[RENDERER].page(
-        "login.html", page="login", next=safe_next(request.query.get("next", "/")),
-        failed=False, refresh=False,
+        "login.html",
+        page="login",
+        next=safe_next(request.query.get("next", "/")),
+        failed=False,
+        refresh=False,
     )
 
 

@@ -22,7 +22,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the CLI test witho
     ) from exc
 
 
-
 def _when(value: datetime | str | None) -> str:
     if value is None:
         return "-"

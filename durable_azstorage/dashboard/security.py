@@ -109,7 +109,11 @@ class Security:
 
     def login_cookie(self, response: web.StreamResponse, *, secure: bool) -> None:
         response.set_cookie(
-            COOKIE, self.session_value, httponly=True, samesite="Strict", path="/",
+            COOKIE,
+            self.session_value,
+            httponly=True,
+            samesite="Strict",
+            path="/",
             secure=secure,
         )
 
@@ -129,9 +133,12 @@ def guard(
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not security.host_allowed(request):
-            return refuse(request, ApiError(
-                403, "this dashboard has no token, so it answers only loopback host names"
-            ))
+            return refuse(
+                request,
+                ApiError(
+                    403, "this dashboard has no token, so it answers only loopback host names"
+                ),
+            )
         is_open = request.path.startswith(OPEN_PATHS)
         if not is_open and not security.authenticated(request):
             if request.path.startswith("/api/") or request.method != "GET":

@@ -42,7 +42,10 @@ def url_for(host: str, port: int) -> str:
 
 
 async def serve_until(
-    app: web.Application, host: str, port: int, stop: asyncio.Event,
+    app: web.Application,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
     on_ready: Callable[[str], None],
 ) -> None:
     """Serve ``app`` on ``host:port`` (0: a free port), call ``on_ready(url)``, run until
@@ -57,4 +60,3 @@ async def serve_until(
         await stop.wait()
     finally:
         await runner.cleanup()
-

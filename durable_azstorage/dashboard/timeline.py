@@ -91,8 +91,11 @@ def _opened(event: HistoryEvent) -> Bar | None:
         return Bar(kind="timer", label=label, start=event.timestamp, task_id=event.event_id)
     if isinstance(event, SubOrchestrationInstanceCreated):
         return Bar(
-            kind="suborchestration", label=event.name, start=event.timestamp,
-            task_id=event.event_id, child_instance_id=event.instance_id,
+            kind="suborchestration",
+            label=event.name,
+            start=event.timestamp,
+            task_id=event.event_id,
+            child_instance_id=event.instance_id,
         )
     return None
 
@@ -114,4 +117,6 @@ def _place(bar: Bar, start: datetime, end: datetime) -> Bar:
     bar_end = bar.end if bar.end is not None else end
     offset = (bar.start - start).total_seconds() / total * 100
     width = max((bar_end - bar.start).total_seconds() / total * 100, 0.5)
-    return replace(bar, offset=round(min(offset, 99.5), 3), width=round(min(width, 100 - offset), 3))
+    return replace(
+        bar, offset=round(min(offset, 99.5), 3), width=round(min(width, 100 - offset), 3)
+    )

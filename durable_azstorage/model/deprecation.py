@@ -13,11 +13,17 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def renamed_argument(method: str, old: str, new: str, old_value: T | None, new_value: T | None) -> T | None:
+def renamed_argument(
+    method: str, old: str, new: str, old_value: T | None, new_value: T | None
+) -> T | None:
     """The value given under ``new`` or, with a warning, under ``old`` (both is an error)."""
     if old_value is None:
         return new_value
     if new_value is not None:
-        raise TypeError(f"{method}() got both {old}= and {new}=; pass only {new}= ({old}= is deprecated)")
-    warnings.warn(f"{method}({old}=...) is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
+        raise TypeError(
+            f"{method}() got both {old}= and {new}=; pass only {new}= ({old}= is deprecated)"
+        )
+    warnings.warn(
+        f"{method}({old}=...) is deprecated; use {new}=", DeprecationWarning, stacklevel=3
+    )
     return old_value

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from durable_azstorage.model.errors import InvalidIdentifierError
 from durable_azstorage.model.failure import FailureDetails
@@ -40,7 +39,7 @@ def response_event_name(request_id: str) -> str:
 def request_id_of_response(event_name: str) -> str | None:
     """The request id an entity's answer event names, or None for other events."""
     if event_name.startswith(_RESPONSE_PREFIX):
-        return event_name[len(_RESPONSE_PREFIX):]
+        return event_name[len(_RESPONSE_PREFIX) :]
     return None
 
 
@@ -164,7 +163,9 @@ class EntityResponse:
 
 
 def encode_request(request: EntityRequest) -> str:
-    return json.dumps({"v": ENTITY_FORMAT_VERSION, **request_fields(request)}, separators=(",", ":"))
+    return json.dumps(
+        {"v": ENTITY_FORMAT_VERSION, **request_fields(request)}, separators=(",", ":")
+    )
 
 
 def decode_request(text: str | None) -> EntityRequest:
@@ -190,7 +191,9 @@ def request_from(doc: Mapping[str, Any], path: str) -> EntityRequest:
         parsed = RequestKind(kind)
     except ValueError:
         allowed = ", ".join(k.value for k in RequestKind)
-        raise ValueError(f"{path}.kind: unknown request kind {kind!r}; expected one of: {allowed}") from None
+        raise ValueError(
+            f"{path}.kind: unknown request kind {kind!r}; expected one of: {allowed}"
+        ) from None
     request_id = doc.get("id")
     if not isinstance(request_id, str):
         raise ValueError(f"{path}.id: missing or not a string")

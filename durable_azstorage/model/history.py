@@ -76,7 +76,9 @@ class ExecutionStarted(HistoryEvent):
         starter's ``trace_context``, its id derived from the execution), or None: untraced."""
         if self.trace_context is None:
             return None
-        return self.trace_context.derive("orchestration", self.instance.instance_id, self.instance.execution_id)
+        return self.trace_context.derive(
+            "orchestration", self.instance.instance_id, self.instance.execution_id
+        )
 
     def already_ran(self, start: ExecutionStarted) -> bool:
         """True if ``start`` must not start this instance again: it started this execution or

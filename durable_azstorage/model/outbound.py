@@ -13,10 +13,9 @@ the two can never disagree.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from durable_azstorage.model.entities import (
     ENTITY_REQUEST,
@@ -82,18 +81,26 @@ class Outbound:
         if isinstance(event, TaskScheduled):
             self.activity.append(TaskMessage(instance=me, event=event, sender=me))
         elif isinstance(event, TimerCreated):
-            fired = TimerFired(timer_id=event.event_id, fire_at=event.fire_at, timestamp=event.fire_at)
+            fired = TimerFired(
+                timer_id=event.event_id, fire_at=event.fire_at, timestamp=event.fire_at
+            )
             self.timer.append(TaskMessage(instance=me, event=fired, sender=me))
         elif isinstance(event, SubOrchestrationInstanceCreated):
             child = OrchestrationInstance(
                 instance_id=event.instance_id, execution_id=child_execution_id(me, event, history)
             )
             start = ExecutionStarted(
-                timestamp=event.timestamp, name=event.name, instance=child, input=event.input,
+                timestamp=event.timestamp,
+                name=event.name,
+                instance=child,
+                input=event.input,
                 version=event.version,
                 parent=ParentInstance(
-                    name=started.name, instance=me, task_scheduled_id=event.event_id,
-                    version=started.version, schedule_index=event.schedule_index,
+                    name=started.name,
+                    instance=me,
+                    task_scheduled_id=event.event_id,
+                    version=started.version,
+                    schedule_index=event.schedule_index,
                 ),
                 trace_context=event.trace_context,
             )
@@ -101,8 +108,11 @@ class Outbound:
         elif isinstance(event, EventSent):
             target = OrchestrationInstance(instance_id=event.instance_id)
             raised = EventRaised(
-                timestamp=event.timestamp, name=event.name, input=event.input,
-                source_id=sent_event_id(me, event), scheduled_time=event.scheduled_time,
+                timestamp=event.timestamp,
+                name=event.name,
+                input=event.input,
+                source_id=sent_event_id(me, event),
+                scheduled_time=event.scheduled_time,
             )
             self.orchestrator.append(TaskMessage(instance=target, event=raised, sender=me))
         elif isinstance(event, ExecutionCompleted):
@@ -113,7 +123,8 @@ _CHILD_EXECUTIONS = uuid.UUID("6f1c3e55-8d0b-4f7e-9a51-2f35a1f0c0de")
 
 
 def child_execution_id(
-    parent: OrchestrationInstance, created: SubOrchestrationInstanceCreated,
+    parent: OrchestrationInstance,
+    created: SubOrchestrationInstanceCreated,
     history: Sequence[HistoryEvent],
 ) -> str:
     """The execution id a child start carries: the same every time the same creation is
@@ -124,7 +135,10 @@ def child_execution_id(
     for event in history:
         if event is created:
             break
-        if isinstance(event, SubOrchestrationInstanceCreated) and event.event_id == created.event_id:
+        if (
+            isinstance(event, SubOrchestrationInstanceCreated)
+            and event.event_id == created.event_id
+        ):
             attempt += 1
     name = f"{parent.instance_id}\n{parent.execution_id}\n{created.event_id}\n{attempt}"
     return uuid.uuid5(_CHILD_EXECUTIONS, name).hex
@@ -163,12 +177,15 @@ def _completion_messages(
     notice: HistoryEvent
     if completed.status is OrchestrationStatus.COMPLETED:
         notice = SubOrchestrationInstanceCompleted(
-            timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
-            result=completed.result, schedule_index=parent.schedule_index,
+            timestamp=completed.timestamp,
+            task_scheduled_id=parent.task_scheduled_id,
+            result=completed.result,
+            schedule_index=parent.schedule_index,
         )
     else:
         notice = SubOrchestrationInstanceFailed(
-            timestamp=completed.timestamp, task_scheduled_id=parent.task_scheduled_id,
+            timestamp=completed.timestamp,
+            task_scheduled_id=parent.task_scheduled_id,
             failure_details=completed.failure_details
             or _terminated_details(me.instance_id, completed.result),
             schedule_index=parent.schedule_index,
@@ -183,9 +200,13 @@ def lock_releases(
     """The releases of the entity locks an ending orchestration still holds (or asked for)."""
     releases = []
     for entity in held_entity_locks(history):
-        request = EntityRequest(kind=RequestKind.RELEASE, id=f"{me.execution_id}:end", parent=me.instance_id)
+        request = EntityRequest(
+            kind=RequestKind.RELEASE, id=f"{me.execution_id}:end", parent=me.instance_id
+        )
         raised = EventRaised(
-            timestamp=at, name=ENTITY_REQUEST, input=encode_request(request),
+            timestamp=at,
+            name=ENTITY_REQUEST,
+            input=encode_request(request),
             source_id=f"{me.instance_id}:{me.execution_id}:release:{entity}",
         )
         releases.append((entity, raised))

@@ -36,7 +36,9 @@ class OrchestrationQuery:
                 object.__setattr__(self, name, value.replace(tzinfo=timezone.utc))
         if self.max_instance_count is not None:
             if self.max_instance_count < 1:
-                raise ValueError(f"max_instance_count must be at least 1, got {self.max_instance_count}")
+                raise ValueError(
+                    f"max_instance_count must be at least 1, got {self.max_instance_count}"
+                )
             object.__setattr__(self, "page_size", min(self.max_instance_count, 1000))
         if not 1 <= self.page_size <= 1000:
             raise ValueError(f"page_size must be between 1 and 1000, got {self.page_size}")

@@ -144,7 +144,7 @@ class ScaleAdvisor:
         del self.control[count:]  # fewer partitions than before: forget the extra queues
         while len(self.control) < count:
             self.control.append(LatencyHistory())
-        for history, partition in zip(self.control, sample.partitions):
+        for history, partition in zip(self.control, sample.partitions, strict=False):
             history.add(_ms(partition.oldest_message_age))
 
     @property
@@ -163,7 +163,9 @@ class ScaleAdvisor:
         partitions = len(control)
         idle = work.idle and all(h.idle for h in control)
         if worker_count == 0 and not idle:
-            return ScaleRecommendation(ScaleAction.ADD_WORKER, True, "first worker: the hub has work")
+            return ScaleRecommendation(
+                ScaleAction.ADD_WORKER, True, "first worker: the hub has work"
+            )
         if not work.full or not all(h.full for h in control):
             return ScaleRecommendation(
                 ScaleAction.NONE, not idle, f"not enough samples yet ({SAMPLES} per queue needed)"
@@ -173,31 +175,37 @@ class ScaleAdvisor:
             return ScaleRecommendation(action, False, "task hub is idle")
         if self._high(work):
             return ScaleRecommendation(
-                ScaleAction.ADD_WORKER, True,
+                ScaleAction.ADD_WORKER,
+                True,
                 f"work-item queue latency {work.latest} ms >= {self.high_latency_ms} ms",
             )
         if worker_count > partitions and work.idle:
             return ScaleRecommendation(
-                ScaleAction.REMOVE_WORKER, True,
+                ScaleAction.REMOVE_WORKER,
+                True,
                 f"work items idle and more workers than partitions ({worker_count} > {partitions})",
             )
         busy = [i for i, h in enumerate(control) if self._high(h)]
         if worker_count < len(busy):
             return ScaleRecommendation(
-                ScaleAction.ADD_WORKER, True,
+                ScaleAction.ADD_WORKER,
+                True,
                 f"control queue {busy[0]} latency {control[busy[0]].latest} ms >= "
                 f"{self.high_latency_ms} ms ({len(busy)} busy partitions, {worker_count} workers)",
             )
         active = sum(1 for h in control if not h.idle)
         if worker_count > active and work.idle:
             return ScaleRecommendation(
-                ScaleAction.REMOVE_WORKER, any(h.idle for h in control),
+                ScaleAction.REMOVE_WORKER,
+                any(h.idle for h in control),
                 f"work items idle and {partitions - active} of {partitions} control queues idle",
             )
         if worker_count > 1 and self._random_scale_in and self._rng.randrange(10) == 0:
             fast = all(h.latest <= LOW_LATENCY_MS and h.previous <= LOW_LATENCY_MS for h in control)
             if fast and work.all_below(LOW_LATENCY_MS):
                 return ScaleRecommendation(
-                    ScaleAction.REMOVE_WORKER, True, "no queue is busy (an occasional trial scale-in)"
+                    ScaleAction.REMOVE_WORKER,
+                    True,
+                    "no queue is busy (an occasional trial scale-in)",
                 )
         return ScaleRecommendation(ScaleAction.NONE, True, "queue latencies are healthy")

@@ -50,7 +50,11 @@ class OrchestrationIdReusePolicy:
 
     operation_statuses: frozenset[OrchestrationStatus] = field(
         default=frozenset(
-            {OrchestrationStatus.RUNNING, OrchestrationStatus.PENDING, OrchestrationStatus.SUSPENDED}
+            {
+                OrchestrationStatus.RUNNING,
+                OrchestrationStatus.PENDING,
+                OrchestrationStatus.SUSPENDED,
+            }
         )
     )
     action: CreateOrchestrationAction = CreateOrchestrationAction.ERROR

@@ -33,7 +33,9 @@ class TraceContext:
                 f"{self.trace_parent!r}"
             )
         if int(match.group(2), 16) == 0 or int(match.group(3), 16) == 0:
-            raise ValueError(f"trace_parent: trace id and span id must not be zero: {self.trace_parent!r}")
+            raise ValueError(
+                f"trace_parent: trace id and span id must not be zero: {self.trace_parent!r}"
+            )
 
     @property
     def trace_id(self) -> str:

@@ -16,7 +16,10 @@ import inspect
 from datetime import datetime, timezone
 
 from durable_azstorage.authoring.context import ActivityContext
-from durable_azstorage.authoring.errors import ActivityNotRegisteredError, NonSerializableResultError
+from durable_azstorage.authoring.errors import (
+    ActivityNotRegisteredError,
+    NonSerializableResultError,
+)
 from durable_azstorage.authoring.registry import Activity, Registry
 from durable_azstorage.authoring.signatures import input_type
 from durable_azstorage.model.errors import PayloadTypeError
@@ -63,7 +66,10 @@ async def run_activity(
         encoded = converter.serialize(result)
     except TypeError as exc:
         return _failed(
-            ctx, NonSerializableResultError(f"activity {name!r} returned a value that cannot be serialized: {exc}")
+            ctx,
+            NonSerializableResultError(
+                f"activity {name!r} returned a value that cannot be serialized: {exc}"
+            ),
         )
     return TaskCompleted(task_scheduled_id=ctx.task_id, result=encoded, timestamp=_now())
 
@@ -78,10 +84,11 @@ def _decode_input(converter: DataConverter, input: str | None, fn: Activity, nam
 
 def _failed(ctx: ActivityContext, error: BaseException) -> TaskFailed:
     return TaskFailed(
-        task_scheduled_id=ctx.task_id, failure_details=FailureDetails.from_exception(error), timestamp=_now()
+        task_scheduled_id=ctx.task_id,
+        failure_details=FailureDetails.from_exception(error),
+        timestamp=_now(),
     )
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-

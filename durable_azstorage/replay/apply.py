@@ -50,11 +50,14 @@ def apply_actions(
     running sub-orchestrations; a task id scheduled again there gets its ``schedule_index``).
     """
     scheduled = Counter(
-        e.event_id for e in history if isinstance(e, (TaskScheduled, SubOrchestrationInstanceCreated))
+        e.event_id
+        for e in history
+        if isinstance(e, (TaskScheduled, SubOrchestrationInstanceCreated))
     )
     traced = started.orchestration_trace_context()
     events = [
-        event for action in actions
+        event
+        for action in actions
         if (event := _record(action, now, scheduled, _TraceNaming(traced, started))) is not None
     ]
     for event in events:
@@ -70,7 +73,9 @@ class _TraceNaming:
         self._orchestration = orchestration
         self._execution = started.instance.execution_id
 
-    def context(self, chosen: TraceContext | None, kind: str, task_id: int, attempt: int) -> TraceContext | None:
+    def context(
+        self, chosen: TraceContext | None, kind: str, task_id: int, attempt: int
+    ) -> TraceContext | None:
         if chosen is not None or self._orchestration is None:
             return chosen
         return self._orchestration.derive(kind, self._execution, task_id, attempt)
@@ -82,16 +87,27 @@ def _record(
     """The event recording ``action``; ``scheduled`` counts earlier schedulings per id."""
     if isinstance(action, ScheduleTask):
         return TaskScheduled(
-            event_id=action.id, timestamp=now, name=action.name, input=action.input,
-            version=action.version, tags=action.tags, schedule_index=scheduled[action.id] or None,
-            trace_context=tracing.context(action.trace_context, "activity", action.id, scheduled[action.id]),
+            event_id=action.id,
+            timestamp=now,
+            name=action.name,
+            input=action.input,
+            version=action.version,
+            tags=action.tags,
+            schedule_index=scheduled[action.id] or None,
+            trace_context=tracing.context(
+                action.trace_context, "activity", action.id, scheduled[action.id]
+            ),
         )
     if isinstance(action, CreateTimer):
         return TimerCreated(event_id=action.id, timestamp=now, fire_at=action.fire_at)
     if isinstance(action, CreateSubOrchestration):
         return SubOrchestrationInstanceCreated(
-            event_id=action.id, timestamp=now, name=action.name,
-            instance_id=action.instance_id, input=action.input, version=action.version,
+            event_id=action.id,
+            timestamp=now,
+            name=action.name,
+            instance_id=action.instance_id,
+            input=action.input,
+            version=action.version,
             schedule_index=scheduled[action.id] or None,
             trace_context=tracing.context(
                 action.trace_context, "sub_orchestration", action.id, scheduled[action.id]
@@ -99,15 +115,24 @@ def _record(
         )
     if isinstance(action, SendEvent):
         return EventSent(
-            event_id=action.id, timestamp=now, instance_id=action.instance_id,
-            name=action.name, input=action.data, scheduled_time=action.scheduled_time,
+            event_id=action.id,
+            timestamp=now,
+            instance_id=action.instance_id,
+            name=action.name,
+            input=action.data,
+            scheduled_time=action.scheduled_time,
             trace_context=tracing.context(action.trace_context, "event", action.id, 0),
         )
     if isinstance(action, CompleteOrchestration):
         if action.status is OrchestrationStatus.CONTINUED_AS_NEW:
             return None
         return ExecutionCompleted(
-            event_id=action.id, timestamp=now, status=action.status,
-            result=action.result, failure_details=action.failure_details,
+            event_id=action.id,
+            timestamp=now,
+            status=action.status,
+            result=action.result,
+            failure_details=action.failure_details,
         )
-    raise TypeError(f"cannot apply orchestrator action {type(action).__qualname__}")  # pragma: no cover
+    raise TypeError(
+        f"cannot apply orchestrator action {type(action).__qualname__}"
+    )  # pragma: no cover

@@ -60,7 +60,9 @@ class RetryableTask(CompletableTask[Any]):
 
     __slots__ = ("_ctx", "policy", "template", "first_attempt_at", "attempt")
 
-    def __init__(self, ctx: RuntimeOrchestrationContext, policy: RetryPolicy, template: OrchestratorAction) -> None:
+    def __init__(
+        self, ctx: RuntimeOrchestrationContext, policy: RetryPolicy, template: OrchestratorAction
+    ) -> None:
         super().__init__()
         self._ctx = ctx
         self.policy = policy
@@ -71,7 +73,9 @@ class RetryableTask(CompletableTask[Any]):
     def attempt_failed(self, error: BaseException) -> None:
         """Retry after a durable delay, or fail with ``error`` once the policy is exhausted."""
         now = self._ctx.current_utc_datetime
-        delay = self.policy.next_delay(self.attempt, first_attempt_at=self.first_attempt_at, now=now)
+        delay = self.policy.next_delay(
+            self.attempt, first_attempt_at=self.first_attempt_at, now=now
+        )
         if delay is None:
             self.fail(error)
             return
@@ -157,11 +161,15 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self.pending_tasks[action.id] = task
         self.task_names[action.id] = getattr(action, "name", "")
 
-    def _task_for(self, action: OrchestratorAction, retry_policy: RetryPolicy | None) -> CompletableTask[Any]:
+    def _task_for(
+        self, action: OrchestratorAction, retry_policy: RetryPolicy | None
+    ) -> CompletableTask[Any]:
         if retry_policy is None:
             return CompletableTask()
         if not isinstance(retry_policy, RetryPolicy):
-            raise TypeError(f"retry_policy must be a RetryPolicy, got {type(retry_policy).__qualname__}")
+            raise TypeError(
+                f"retry_policy must be a RetryPolicy, got {type(retry_policy).__qualname__}"
+            )
         return RetryableTask(self, retry_policy, action)
 
     def call_activity(
@@ -206,7 +214,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         child_id = instance_id if instance_id is not None else f"{self._instance_id}:{seq:04x}"
         if not version and self.registry.versioning is not None:
             version = self.registry.versioning.default_version
-        action = CreateSubOrchestration(id=seq, name=name, instance_id=child_id, input=encoded, version=version)
+        action = CreateSubOrchestration(
+            id=seq, name=name, instance_id=child_id, input=encoded, version=version
+        )
         task = self._task_for(action, retry_policy)
         self._track(action, task)
         self._expect(task, return_type)
@@ -218,7 +228,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         elif isinstance(fire_at, datetime):
             when = as_utc(fire_at)
         else:
-            raise TypeError(f"fire_at must be a datetime or timedelta, got {type(fire_at).__qualname__}")
+            raise TypeError(
+                f"fire_at must be a datetime or timedelta, got {type(fire_at).__qualname__}"
+            )
         seq = self._next_id()
         task: CancellableTask[None] = CancellableTask()
         self.pending_actions[seq] = CreateTimer(id=seq, fire_at=when)
@@ -280,11 +292,16 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             id=seq, instance_id=instance_id, name=event_name, data=self.converter.serialize(data)
         )
 
-    def send_raw(self, instance_id: str, event_name: str, data: str | None, scheduled_time: datetime | None) -> None:
+    def send_raw(
+        self, instance_id: str, event_name: str, data: str | None, scheduled_time: datetime | None
+    ) -> None:
         """Record a ``SendEvent`` whose data is already serialized (entity requests)."""
         seq = self._next_id()
         self.pending_actions[seq] = SendEvent(
-            id=seq, instance_id=instance_id, name=event_name, data=data,
+            id=seq,
+            instance_id=instance_id,
+            name=event_name,
+            data=data,
             scheduled_time=as_utc(scheduled_time) if scheduled_time is not None else None,
         )
 
@@ -294,12 +311,21 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         return f"{self._instance_id}:{self._execution_id}"
 
     def signal_entity(
-        self, entity_id: EntityInstanceId, operation_name: str, input: Any = None, signal_time: datetime | None = None
+        self,
+        entity_id: EntityInstanceId,
+        operation_name: str,
+        input: Any = None,
+        signal_time: datetime | None = None,
     ) -> None:
         self.entities.signal(entity_id, operation_name, input, signal_time)
 
     def call_entity(
-        self, entity: EntityInstanceId, operation: str, input: Any = None, *, return_type: Any = None
+        self,
+        entity: EntityInstanceId,
+        operation: str,
+        input: Any = None,
+        *,
+        return_type: Any = None,
     ) -> Task[Any]:
         return self.entities.call(entity, operation, input, return_type)
 
@@ -450,7 +476,11 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._complete(OrchestrationStatus.TERMINATED, result=reason)
 
     def _complete(
-        self, status: OrchestrationStatus, *, result: str | None = None, failure: FailureDetails | None = None
+        self,
+        status: OrchestrationStatus,
+        *,
+        result: str | None = None,
+        failure: FailureDetails | None = None,
     ) -> None:
         if self.is_complete:
             return
@@ -466,7 +496,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
             new_input, save_events = self._continue_as_new
             carryover: tuple[HistoryEvent, ...] = ()
             if save_events:
-                buffered = sorted((i for q in self.received.values() for i in q), key=lambda i: i[0])
+                buffered = sorted(
+                    (i for q in self.received.values() for i in q), key=lambda i: i[0]
+                )
                 carryover = tuple(event for _, event in buffered)
             actions.append(
                 CompleteOrchestration(

@@ -49,7 +49,9 @@ class EntityResponseTask(CancellableTask[Any]):
         try:
             response = decode_response(data)
             if response.failure is not None:
-                self.fail(EntityOperationFailedException(self._entity, self._operation, response.failure))
+                self.fail(
+                    EntityOperationFailedException(self._entity, self._operation, response.failure)
+                )
             elif self._lock is not None:
                 self.complete(self._lock)
             else:
@@ -66,19 +68,26 @@ class OrchestrationEntities:
         self._sent: dict[str, int] = {}
         self.critical_section: tuple[str, ...] | None = None
 
-    def signal(self, entity: EntityInstanceId, operation: str, input: Any, signal_time: datetime | None) -> None:
+    def signal(
+        self, entity: EntityInstanceId, operation: str, input: Any, signal_time: datetime | None
+    ) -> None:
         target = _entity_id(entity)
         if self.critical_section is not None and str(target) in self.critical_section:
             raise RuntimeError(
                 f"cannot signal entity '{target}' inside a critical section that locks it; call it instead"
             )
         request = EntityRequest(
-            kind=RequestKind.SIGNAL, id=self._ctx.new_uuid(), operation=operation,
-            input=self._ctx.converter.serialize(input), parent=self._ctx.instance_id,
+            kind=RequestKind.SIGNAL,
+            id=self._ctx.new_uuid(),
+            operation=operation,
+            input=self._ctx.converter.serialize(input),
+            parent=self._ctx.instance_id,
         )
         self._send(str(target), request, sequenced=signal_time is None, scheduled_time=signal_time)
 
-    def call(self, entity: EntityInstanceId, operation: str, input: Any, return_type: Any) -> Task[Any]:
+    def call(
+        self, entity: EntityInstanceId, operation: str, input: Any, return_type: Any
+    ) -> Task[Any]:
         target = _entity_id(entity)
         if self.critical_section is not None and str(target) not in self.critical_section:
             raise RuntimeError(
@@ -86,8 +95,11 @@ class OrchestrationEntities:
                 f"(locked: {', '.join(self.critical_section)})"
             )
         request = EntityRequest(
-            kind=RequestKind.CALL, id=self._ctx.new_uuid(), operation=operation,
-            input=self._ctx.converter.serialize(input), parent=self._ctx.instance_id,
+            kind=RequestKind.CALL,
+            id=self._ctx.new_uuid(),
+            operation=operation,
+            input=self._ctx.converter.serialize(input),
+            parent=self._ctx.instance_id,
         )
         task = EntityResponseTask(target, operation, return_type, None)
         self._ctx.await_event(response_event_name(request.id), task)
@@ -101,10 +113,15 @@ class OrchestrationEntities:
         if not ids:
             raise ValueError("lock_entities needs at least one entity id")
         request = EntityRequest(
-            kind=RequestKind.LOCK, id=self._ctx.new_uuid(), parent=self._ctx.instance_id,
-            lock_set=tuple(ids), position=0,
+            kind=RequestKind.LOCK,
+            id=self._ctx.new_uuid(),
+            parent=self._ctx.instance_id,
+            lock_set=tuple(ids),
+            position=0,
         )
-        task = EntityResponseTask(EntityInstanceId.parse(ids[0]), "lock", None, EntityLock(self._ctx))
+        task = EntityResponseTask(
+            EntityInstanceId.parse(ids[0]), "lock", None, EntityLock(self._ctx)
+        )
         self._ctx.await_event(response_event_name(request.id), task)
         self._send(ids[0], request, sequenced=True, scheduled_time=None)
         self.critical_section = tuple(ids)
@@ -115,11 +132,20 @@ class OrchestrationEntities:
         if self.critical_section is None:
             return
         for target in self.critical_section:
-            release = EntityRequest(kind=RequestKind.RELEASE, id=self._ctx.new_uuid(), parent=self._ctx.instance_id)
+            release = EntityRequest(
+                kind=RequestKind.RELEASE, id=self._ctx.new_uuid(), parent=self._ctx.instance_id
+            )
             self._send(target, release, sequenced=False, scheduled_time=None)
         self.critical_section = None
 
-    def _send(self, target: str, request: EntityRequest, *, sequenced: bool, scheduled_time: datetime | None) -> None:
+    def _send(
+        self,
+        target: str,
+        request: EntityRequest,
+        *,
+        sequenced: bool,
+        scheduled_time: datetime | None,
+    ) -> None:
         if sequenced:
             sequence = self._sent.get(target, 0)
             self._sent[target] = sequence + 1

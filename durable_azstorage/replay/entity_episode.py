@@ -52,10 +52,18 @@ from durable_azstorage.model.outbound import Outbound
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.context import as_utc
+from durable_azstorage.replay.entity_operations import (
+    BatchOutcome,
+    LocalOperations,
+    OperationRunner,
+)
 from durable_azstorage.replay.episode import Episode
-from durable_azstorage.replay.entity_operations import BatchOutcome, LocalOperations, OperationRunner
 from durable_azstorage.serialization.converter import DataConverter
-from durable_azstorage.serialization.entity_codec import decode_record, encode_record, encode_response
+from durable_azstorage.serialization.entity_codec import (
+    decode_record,
+    encode_record,
+    encode_response,
+)
 
 SENDER_RETENTION = timedelta(days=1)
 """A sender not heard from for this long is forgotten (its sequence numbers restart)."""
@@ -69,8 +77,13 @@ class EntityExecutor(Protocol):
     """Runs entity episodes for the worker (in process here; the sidecar may hand them out)."""
 
     def run(
-        self, instance_id: str, history: Sequence[HistoryEvent], messages: Sequence[TaskMessage],
-        *, now: datetime, logger: logging.Logger,
+        self,
+        instance_id: str,
+        history: Sequence[HistoryEvent],
+        messages: Sequence[TaskMessage],
+        *,
+        now: datetime,
+        logger: logging.Logger,
     ) -> Episode: ...
 
 
@@ -82,8 +95,13 @@ class LocalEntityExecutor:
     converter: DataConverter | None = None
 
     def run(
-        self, instance_id: str, history: Sequence[HistoryEvent], messages: Sequence[TaskMessage],
-        *, now: datetime, logger: logging.Logger,
+        self,
+        instance_id: str,
+        history: Sequence[HistoryEvent],
+        messages: Sequence[TaskMessage],
+        *,
+        now: datetime,
+        logger: logging.Logger,
     ) -> Episode:
         runner = LocalOperations(self.registry, self.converter, logger)
         return run_entity_episode(runner, instance_id, history, messages, now=now, logger=logger)
@@ -115,10 +133,14 @@ def run_entity_episode(
     for message in messages:
         event = message.event
         if ended is not None:  # failed as poison: as the Azure backend's filter, take nothing
-            discarded.append((message, f"the entity ended ({ended.status.value}); purge it to start over"))
+            discarded.append(
+                (message, f"the entity ended ({ended.status.value}); purge it to start over")
+            )
             continue
         if not (isinstance(event, EventRaised) and event.name == ENTITY_REQUEST):
-            discarded.append((message, f"entities take only entity requests, not {type(event).__name__}"))
+            discarded.append(
+                (message, f"entities take only entity requests, not {type(event).__name__}")
+            )
             continue
         if event.scheduled_time is not None and as_utc(event.scheduled_time) > now:
             early.append(message)  # delivered before its time (queues cap delays): re-arm
@@ -127,40 +149,65 @@ def run_entity_episode(
             requests.append(decode_request(event.input))
         except ValueError as exc:
             discarded.append((message, f"malformed entity request: {exc}"))
-    for message, reason in discarded:
+    for _message, reason in discarded:
         log.warning("entity %s: discarding a message: %s", instance_id, reason)
     if not requests and previous is not None:
         return Episode(
-            new_events=(), new_execution=False, activity_messages=(), orchestrator_messages=(),
-            timer_messages=tuple(early), state=_state(instance_id, entity_id, previous, record, now) if early else None,
+            new_events=(),
+            new_execution=False,
+            activity_messages=(),
+            orchestrator_messages=(),
+            timer_messages=tuple(early),
+            state=_state(instance_id, entity_id, previous, record, now) if early else None,
             discarded=tuple(discarded),
         )
     batch = _Batch(entity_id, record, runner, now, log)
     batch.run(batch.admit(requests))
     me = OrchestrationInstance(instance_id=instance_id, execution_id=new_execution_id())
     started = ExecutionStarted(
-        timestamp=now, name=entity_id.entity, instance=me, input=encode_record(batch.record()),
+        timestamp=now,
+        name=entity_id.entity,
+        instance=me,
+        input=encode_record(batch.record()),
         generation=previous.generation + 1 if previous is not None else 0,
     )
-    events: list[HistoryEvent] = [OrchestratorStarted(timestamp=now), started, *batch.sent, OrchestratorCompleted(timestamp=now)]
+    events: list[HistoryEvent] = [
+        OrchestratorStarted(timestamp=now),
+        started,
+        *batch.sent,
+        OrchestratorCompleted(timestamp=now),
+    ]
     outbox = Outbound()
     for event in batch.sent:
         outbox.add_for(event, started=started, history=events)
     outbox.timer.extend(early)
     return Episode(
-        new_events=tuple(events), new_execution=True, activity_messages=(),
-        orchestrator_messages=tuple(outbox.orchestrator), timer_messages=tuple(outbox.timer),
-        state=_state(instance_id, entity_id, started, batch.record(), now), discarded=tuple(discarded),
+        new_events=tuple(events),
+        new_execution=True,
+        activity_messages=(),
+        orchestrator_messages=tuple(outbox.orchestrator),
+        timer_messages=tuple(outbox.timer),
+        state=_state(instance_id, entity_id, started, batch.record(), now),
+        discarded=tuple(discarded),
     )
 
 
 def _state(
-    instance_id: str, entity_id: EntityInstanceId, started: ExecutionStarted, record: EntityRecord, now: datetime
+    instance_id: str,
+    entity_id: EntityInstanceId,
+    started: ExecutionStarted,
+    record: EntityRecord,
+    now: datetime,
 ) -> InstanceState:
     return InstanceState(
-        instance_id=instance_id, name=entity_id.entity, runtime_status=OrchestrationStatus.RUNNING,
-        created_at=started.timestamp, last_updated_at=now, execution_id=started.instance.execution_id,
-        input=encode_record(record), generation=started.generation,
+        instance_id=instance_id,
+        name=entity_id.entity,
+        runtime_status=OrchestrationStatus.RUNNING,
+        created_at=started.timestamp,
+        last_updated_at=now,
+        execution_id=started.instance.execution_id,
+        input=encode_record(record),
+        generation=started.generation,
     )
 
 
@@ -168,8 +215,12 @@ class _Batch:
     """Applies one episode's requests to the entity's record, collecting what it sends."""
 
     def __init__(
-        self, entity_id: EntityInstanceId, record: EntityRecord, runner: OperationRunner,
-        now: datetime, log: logging.Logger,
+        self,
+        entity_id: EntityInstanceId,
+        record: EntityRecord,
+        runner: OperationRunner,
+        now: datetime,
+        log: logging.Logger,
     ) -> None:
         self._id = entity_id
         self._runner = runner
@@ -187,8 +238,12 @@ class _Batch:
 
     def record(self) -> EntityRecord:
         return EntityRecord(
-            state=self._state, locked_by=self._locked_by, backlog=tuple(self._backlog),
-            held=tuple(self._held), senders=self._senders, outgoing=self._outgoing,
+            state=self._state,
+            locked_by=self._locked_by,
+            backlog=tuple(self._backlog),
+            held=tuple(self._held),
+            senders=self._senders,
+            outgoing=self._outgoing,
             last_modified=self._modified,
         )
 
@@ -219,7 +274,9 @@ class _Batch:
         ready: list[EntityRequest] = []
         expected = self._expected(sender)
         while True:
-            nxt = next((h for h in self._held if h.sender == sender and h.sequence == expected), None)
+            nxt = next(
+                (h for h in self._held if h.sender == sender and h.sequence == expected), None
+            )
             if nxt is None:
                 break
             self._held.remove(nxt)
@@ -232,7 +289,8 @@ class _Batch:
         cutoff = self._now - SENDER_RETENTION
         recent = sorted(
             ((k, p) for k, p in self._senders.items() if p.seen_at >= cutoff),
-            key=lambda item: item[1].seen_at, reverse=True,
+            key=lambda item: item[1].seen_at,
+            reverse=True,
         )[:MAX_SENDERS]
         self._senders = dict(recent)
 
@@ -269,8 +327,11 @@ class _Batch:
         if following < len(request.lock_set):
             target = request.lock_set[following]
             forwarded = EntityRequest(
-                kind=RequestKind.LOCK, id=request.id, parent=request.parent,
-                lock_set=request.lock_set, position=following,
+                kind=RequestKind.LOCK,
+                id=request.id,
+                parent=request.parent,
+                lock_set=request.lock_set,
+                position=following,
             )
             self._send_request(target, forwarded, scheduled_time=None)
         elif request.parent is not None:
@@ -278,33 +339,47 @@ class _Batch:
 
     def _operate(self, outcome: BatchOutcome) -> None:
         """Apply the operations' outcomes: state, answers to callers, messages sent."""
-        for request, result in zip(self._operations, outcome.outcomes):
+        for request, result in zip(self._operations, outcome.outcomes, strict=False):
             if result.failure is None:
                 self._modified = self._now
             if request.kind is RequestKind.CALL:
                 self._respond(request, EntityResponse(result=result.result, failure=result.failure))
         self._state = outcome.state
         for signal in outcome.signals:
-            signalled = EntityRequest(kind=RequestKind.SIGNAL, id=uuid.uuid4().hex, operation=signal.operation, input=signal.input)
+            signalled = EntityRequest(
+                kind=RequestKind.SIGNAL,
+                id=uuid.uuid4().hex,
+                operation=signal.operation,
+                input=signal.input,
+            )
             self._send_request(str(signal.target), signalled, scheduled_time=signal.signal_time)
         for start in outcome.starts:
             self.sent.append(
                 SubOrchestrationInstanceCreated(
-                    event_id=len(self.sent), timestamp=self._now, name=start.name,
-                    instance_id=start.instance_id, input=start.input,
+                    event_id=len(self.sent),
+                    timestamp=self._now,
+                    name=start.name,
+                    instance_id=start.instance_id,
+                    input=start.input,
                 )
             )
 
     # --- sending -------------------------------------------------------------------------
-    def _send_request(self, target: str, request: EntityRequest, *, scheduled_time: datetime | None) -> None:
+    def _send_request(
+        self, target: str, request: EntityRequest, *, scheduled_time: datetime | None
+    ) -> None:
         if scheduled_time is None:  # delayed signals are not ordered with the others
             sequence = self._outgoing.get(target, 0)
             self._outgoing[target] = sequence + 1
             request = replace(request, sender=str(self._id), sequence=sequence)
         self.sent.append(
             EventSent(
-                event_id=len(self.sent), timestamp=self._now, instance_id=target, name=ENTITY_REQUEST,
-                input=encode_request(request), scheduled_time=as_utc(scheduled_time) if scheduled_time else None,
+                event_id=len(self.sent),
+                timestamp=self._now,
+                instance_id=target,
+                name=ENTITY_REQUEST,
+                input=encode_request(request),
+                scheduled_time=as_utc(scheduled_time) if scheduled_time else None,
             )
         )
 
@@ -313,7 +388,10 @@ class _Batch:
             return
         self.sent.append(
             EventSent(
-                event_id=len(self.sent), timestamp=self._now, instance_id=request.parent,
-                name=response_event_name(request.id), input=encode_response(response),
+                event_id=len(self.sent),
+                timestamp=self._now,
+                instance_id=request.parent,
+                name=response_event_name(request.id),
+                input=encode_response(response),
             )
         )

@@ -24,7 +24,11 @@ from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.authoring.signatures import input_type
 from durable_azstorage.model.entities import EntityInstanceId, EntityRequest
 from durable_azstorage.model.failure import FailureDetails
-from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter, deserialize_as
+from durable_azstorage.serialization.converter import (
+    DataConverter,
+    JsonDataConverter,
+    deserialize_as,
+)
 
 
 class EntityNotRegisteredError(LookupError):
@@ -61,7 +65,10 @@ class LocalOperations:
     """Runs the entities registered in ``registry`` in this process."""
 
     def __init__(
-        self, registry: Registry, converter: DataConverter | None = None, logger: logging.Logger | None = None
+        self,
+        registry: Registry,
+        converter: DataConverter | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._registry = registry
         self._converter = converter or JsonDataConverter()
@@ -73,12 +80,16 @@ class LocalOperations:
         outcome = BatchOutcome(outcomes=[], state=state)
         for request in operations:
             operation = request.operation or ""
-            ctx = EntityContext(entity_id, operation, outcome.state, self._converter, caller=request.parent)
+            ctx = EntityContext(
+                entity_id, operation, outcome.state, self._converter, caller=request.parent
+            )
             try:
                 encoded = self._converter.serialize(self._invoke(entity_id, ctx, request))
             except Exception as exc:  # noqa: BLE001 - user code: the operation fails, state rolls back
                 self._log.warning("entity %s: operation %r failed: %s", entity_id, operation, exc)
-                outcome.outcomes.append(OperationOutcome(failure=FailureDetails.from_exception(exc)))
+                outcome.outcomes.append(
+                    OperationOutcome(failure=FailureDetails.from_exception(exc))
+                )
                 continue
             outcome.outcomes.append(OperationOutcome(result=encoded))
             outcome.state = ctx.serialized_state
@@ -86,7 +97,9 @@ class LocalOperations:
             outcome.starts.extend(ctx.starts)
         return outcome
 
-    def _invoke(self, entity_id: EntityInstanceId, ctx: EntityContext, request: EntityRequest) -> object:
+    def _invoke(
+        self, entity_id: EntityInstanceId, ctx: EntityContext, request: EntityRequest
+    ) -> object:
         entity = self._registry.get_entity(entity_id.entity)
         if entity is None:
             known = ", ".join(self._registry.entity_names) or "none"
@@ -98,7 +111,9 @@ class LocalOperations:
             return function(ctx, self._input(request, function))
         instance = entity()
         # a class-based entity's operations are its public methods, looked up by name
-        method = getattr(instance, ctx.operation, None) if not ctx.operation.startswith("_") else None
+        method = (
+            getattr(instance, ctx.operation, None) if not ctx.operation.startswith("_") else None
+        )
         if method is None or not callable(method):
             raise AttributeError(f"entity {entity_id.entity!r} has no operation {ctx.operation!r}")
         instance._initialize_entity_context(ctx)

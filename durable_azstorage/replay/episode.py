@@ -106,8 +106,13 @@ def run_episode(
         if outbox.timer:  # only re-armed timers: the commit needs the current state
             idle = _idle_state(executor, instance_id, history, now)
         return Episode(
-            new_events=(), new_execution=False, activity_messages=(), orchestrator_messages=(),
-            timer_messages=tuple(outbox.timer), state=idle, discarded=tuple(discarded),
+            new_events=(),
+            new_execution=False,
+            activity_messages=(),
+            orchestrator_messages=(),
+            timer_messages=tuple(outbox.timer),
+            state=idle,
+            discarded=tuple(discarded),
         )
 
     new_execution = runs[-1] is not segments[0]
@@ -125,13 +130,22 @@ def run_episode(
                 break
             generations += 1
             events, state, next_start = _run_generation(
-                executor, instance_id, _Segment(past=(), incoming=list(next_start)),
-                now, new_execution_id, outbox, log,
+                executor,
+                instance_id,
+                _Segment(past=(), incoming=list(next_start)),
+                now,
+                new_execution_id,
+                outbox,
+                log,
             )
     return Episode(
-        new_events=tuple(events), new_execution=new_execution,
-        activity_messages=tuple(outbox.activity), orchestrator_messages=tuple(outbox.orchestrator),
-        timer_messages=tuple(outbox.timer), state=state, discarded=tuple(discarded),
+        new_events=tuple(events),
+        new_execution=new_execution,
+        activity_messages=tuple(outbox.activity),
+        orchestrator_messages=tuple(outbox.orchestrator),
+        timer_messages=tuple(outbox.timer),
+        state=state,
+        discarded=tuple(discarded),
     )
 
 
@@ -200,12 +214,17 @@ def _run_generation(
     except NonDeterminismError as exc:
         log.error("instance %s failed: %s", instance_id, exc)
         failed = CompleteOrchestration(
-            id=-1, status=OrchestrationStatus.FAILED, failure_details=FailureDetails.from_exception(exc)
+            id=-1,
+            status=OrchestrationStatus.FAILED,
+            failure_details=FailureDetails.from_exception(exc),
         )
         result = ExecutionResult(actions=(failed,), custom_status=None, suspended=False)
     started = _started(segment.past, incoming)
     recorded = apply_actions(
-        result.actions, started=started, history=[*segment.past, *incoming], now=now,
+        result.actions,
+        started=started,
+        history=[*segment.past, *incoming],
+        now=now,
         outbox=outbox,
     )
     events = [*incoming, *recorded, OrchestratorCompleted(timestamp=now)]
@@ -214,10 +233,14 @@ def _run_generation(
     if completion is None or completion.status is not OrchestrationStatus.CONTINUED_AS_NEW:
         return events, state, None
     next_started = ExecutionStarted(
-        timestamp=now, name=started.name,
+        timestamp=now,
+        name=started.name,
         instance=OrchestrationInstance(instance_id=instance_id, execution_id=new_execution_id()),
-        input=completion.result, version=completion.new_version or started.version,
-        parent=started.parent, tags=started.tags, generation=started.generation + 1,
+        input=completion.result,
+        version=completion.new_version or started.version,
+        parent=started.parent,
+        tags=started.tags,
+        generation=started.generation + 1,
         first_execution_id=started.first_execution_id or started.instance.execution_id,
         trace_context=started.trace_context,
     )
@@ -234,23 +257,34 @@ def _defer_generation(
     started = first_events[0]
     assert isinstance(started, ExecutionStarted)
     wake = TaskMessage(
-        instance=started.instance, event=GenericEvent(timestamp=now, data=WAKE_UP), sender=started.instance
+        instance=started.instance,
+        event=GenericEvent(timestamp=now, data=WAKE_UP),
+        sender=started.instance,
     )
     outbox.orchestrator.append(wake)
-    events: list[HistoryEvent] = [OrchestratorStarted(timestamp=now), *first_events, OrchestratorCompleted(timestamp=now)]
+    events: list[HistoryEvent] = [
+        OrchestratorStarted(timestamp=now),
+        *first_events,
+        OrchestratorCompleted(timestamp=now),
+    ]
     running = ExecutionResult(actions=(), custom_status=None, suspended=False)
     return events, _state(instance_id, started, running, now)
 
 
 def _idle_state(
-    executor: OrchestrationExecutor, instance_id: str, history: Sequence[HistoryEvent], now: datetime
+    executor: OrchestrationExecutor,
+    instance_id: str,
+    history: Sequence[HistoryEvent],
+    now: datetime,
 ) -> InstanceState | None:
     """The current state when nothing new applies (only re-armed timers): replay to learn it."""
     started = _started(history, ())
     try:
         result = executor.execute(instance_id, history, ())
     except NonDeterminismError:
-        result = ExecutionResult(actions=(), custom_status=None, suspended=Ledger(history).suspended)
+        result = ExecutionResult(
+            actions=(), custom_status=None, suspended=Ledger(history).suspended
+        )
     if result.completion is not None:  # history replays to an end it did not record yet
         result = replace(result, actions=())
     return _state(instance_id, started, result, now)
@@ -260,10 +294,14 @@ def _started(past: Sequence[HistoryEvent], incoming: Sequence[HistoryEvent]) -> 
     for event in (*past, *incoming):
         if isinstance(event, ExecutionStarted):
             return event
-    raise ValueError("a generation without an ExecutionStarted event cannot run")  # pragma: no cover
+    raise ValueError(
+        "a generation without an ExecutionStarted event cannot run"
+    )  # pragma: no cover
 
 
-def _state(instance_id: str, started: ExecutionStarted, result: ExecutionResult, now: datetime) -> InstanceState:
+def _state(
+    instance_id: str, started: ExecutionStarted, result: ExecutionResult, now: datetime
+) -> InstanceState:
     completion = result.completion
     status = result.status
     ended = completion is not None and status.is_terminal
@@ -276,7 +314,9 @@ def _state(instance_id: str, started: ExecutionStarted, result: ExecutionResult,
         execution_id=started.instance.execution_id,
         completed_at=now if ended else None,
         input=started.input,
-        output=completion.result if completion is not None and ended and status is not OrchestrationStatus.FAILED else None,
+        output=completion.result
+        if completion is not None and ended and status is not OrchestrationStatus.FAILED
+        else None,
         custom_status=result.custom_status,
         failure_details=completion.failure_details if completion is not None else None,
         version=started.version,

@@ -79,7 +79,10 @@ class OrchestrationExecutor(Protocol):
     """
 
     def execute(
-        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+        self,
+        instance_id: str,
+        past_events: Sequence[HistoryEvent],
+        new_events: Sequence[HistoryEvent],
     ) -> ExecutionResult: ...
 
 
@@ -92,14 +95,24 @@ class LocalOrchestrationExecutor:
     logger: logging.Logger | None = None
 
     def execute(
-        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+        self,
+        instance_id: str,
+        past_events: Sequence[HistoryEvent],
+        new_events: Sequence[HistoryEvent],
     ) -> ExecutionResult:
         try:
             return execute(
-                self.registry, instance_id, past_events, new_events, converter=self.converter, logger=self.logger
+                self.registry,
+                instance_id,
+                past_events,
+                new_events,
+                converter=self.converter,
+                logger=self.logger,
             )
         except VersionRejected as exc:
-            raise ExecutionAbandoned(f"orchestration {instance_id!r}: {exc}", deferred=True) from exc
+            raise ExecutionAbandoned(
+                f"orchestration {instance_id!r}: {exc}", deferred=True
+            ) from exc
 
 
 def execute(
@@ -127,13 +140,19 @@ def execute(
     )
     (logger or _log).debug(
         "replayed %s (%s): %d past + %d new events -> %d actions, status %s",
-        instance_id, ctx.name, len(past_events), len(new_events), len(result.actions),
+        instance_id,
+        ctx.name,
+        len(past_events),
+        len(new_events),
+        len(result.actions),
         result.status.value,
     )
     return result
 
 
-def _run(ctx: RuntimeOrchestrationContext, events: Iterable[HistoryEvent], *, replaying: bool) -> None:
+def _run(
+    ctx: RuntimeOrchestrationContext, events: Iterable[HistoryEvent], *, replaying: bool
+) -> None:
     ctx.replaying = replaying
     for event in events:
         if ctx.suspended and isinstance(event, DELIVERY_EVENTS):

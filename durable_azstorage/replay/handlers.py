@@ -86,7 +86,9 @@ def describe_event(event: HistoryEvent) -> str:
     return f"{kind} {name!r}" if name is not None else kind
 
 
-def _diverged(ctx: RuntimeOrchestrationContext, event: HistoryEvent, action: OrchestratorAction | None) -> None:
+def _diverged(
+    ctx: RuntimeOrchestrationContext, event: HistoryEvent, action: OrchestratorAction | None
+) -> None:
     suffix = ""
     if action is None and ctx.is_complete:
         suffix = " (the orchestrator had already finished)"
@@ -98,7 +100,9 @@ def _diverged(ctx: RuntimeOrchestrationContext, event: HistoryEvent, action: Orc
     )
 
 
-def _match(ctx: RuntimeOrchestrationContext, event: HistoryEvent, kind: type[OrchestratorAction]) -> Any:
+def _match(
+    ctx: RuntimeOrchestrationContext, event: HistoryEvent, kind: type[OrchestratorAction]
+) -> Any:
     action = ctx.pending_actions.pop(event.event_id, None)
     if not isinstance(action, kind):
         _diverged(ctx, event, action)
@@ -145,7 +149,9 @@ def on_task_scheduled(ctx: RuntimeOrchestrationContext, event: TaskScheduled) ->
         _diverged(ctx, event, action)
 
 
-def on_sub_orchestration_created(ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceCreated) -> None:
+def on_sub_orchestration_created(
+    ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceCreated
+) -> None:
     action: CreateSubOrchestration = _match(ctx, event, CreateSubOrchestration)
     if action.name != event.name:
         _diverged(ctx, event, action)
@@ -174,7 +180,9 @@ def _succeeded(ctx: RuntimeOrchestrationContext, task_id: int, result: str | Non
         task.complete(value)
 
 
-def _failed(ctx: RuntimeOrchestrationContext, task_id: int, details: FailureDetails, what: str) -> None:
+def _failed(
+    ctx: RuntimeOrchestrationContext, task_id: int, details: FailureDetails, what: str
+) -> None:
     task = ctx.pending_tasks.pop(task_id, None)
     if task is None or task.is_complete:
         return
@@ -199,11 +207,15 @@ def on_task_failed(ctx: RuntimeOrchestrationContext, event: TaskFailed) -> None:
     _failed(ctx, event.task_scheduled_id, event.failure_details, label)
 
 
-def on_sub_orchestration_completed(ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceCompleted) -> None:
+def on_sub_orchestration_completed(
+    ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceCompleted
+) -> None:
     _succeeded(ctx, event.task_scheduled_id, event.result)
 
 
-def on_sub_orchestration_failed(ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceFailed) -> None:
+def on_sub_orchestration_failed(
+    ctx: RuntimeOrchestrationContext, event: SubOrchestrationInstanceFailed
+) -> None:
     label = _label(ctx, event.task_scheduled_id, "sub-orchestration")
     _failed(ctx, event.task_scheduled_id, event.failure_details, label)
 

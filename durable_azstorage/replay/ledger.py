@@ -107,13 +107,20 @@ class Ledger:
             )
         if isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
             return self._answer_refusal(
-                "sub", event.task_scheduled_id, event.schedule_index, self.subs,
+                "sub",
+                event.task_scheduled_id,
+                event.schedule_index,
+                self.subs,
                 "SubOrchestrationInstanceCreated",
             )
         if isinstance(event, TimerFired):
-            refusal = self._answer_refusal("timer", event.timer_id, None, self.timers, "TimerCreated")
+            refusal = self._answer_refusal(
+                "timer", event.timer_id, None, self.timers, "TimerCreated"
+            )
             if refusal is None and event.fire_at - now > EARLY_TIMER_TOLERANCE:
-                return f"{RE_ARM}: timer {event.timer_id} is not due until {event.fire_at.isoformat()}"
+                return (
+                    f"{RE_ARM}: timer {event.timer_id} is not due until {event.fire_at.isoformat()}"
+                )
             return refusal
         if isinstance(event, EventRaised) and event.source_id in self.events_from:
             return f"duplicate event {event.name!r} from {event.source_id} (sent again)"
@@ -124,8 +131,12 @@ class Ledger:
         return None
 
     def _answer_refusal(
-        self, kind: str, task_id: int, schedule_index: int | None,
-        scheduled: Mapping[int, int] | set[int], scheduling: str,
+        self,
+        kind: str,
+        task_id: int,
+        schedule_index: int | None,
+        scheduled: Mapping[int, int] | set[int],
+        scheduling: str,
     ) -> str | None:
         """Why an answer to ``task_id`` is refused: never scheduled, already answered, or
         (tasks and sub-orchestrations, which the SDKs retry under one id) an answer to an

@@ -217,6 +217,7 @@ def _load_document(text: str | bytes, path: str) -> dict[str, Any]:
 
 # --- dataclasses, driven by type hints ----------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     """How one dataclass field is coded, worked out once per class from its type hints."""
@@ -399,7 +400,9 @@ def _encode_datetime(value: Any, path: str) -> str:
     if not isinstance(value, datetime):
         raise ValueError(f"{path}: expected a datetime, got {_kind(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{path}: naive datetime {value.isoformat()}; use a timezone-aware UTC one")
+        raise ValueError(
+            f"{path}: naive datetime {value.isoformat()}; use a timezone-aware UTC one"
+        )
     utc = value.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 

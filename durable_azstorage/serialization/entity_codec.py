@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from durable_azstorage.model.entities import (
-    EntityRequest,
+    ENTITY_FORMAT_VERSION,
     EntityRecord,
+    EntityRequest,
     EntityResponse,
     SenderProgress,
-    ENTITY_FORMAT_VERSION,
     document,
     optional_str,
     request_fields,
@@ -46,7 +46,9 @@ def decode_response(text: str | None) -> EntityResponse:
     failure = doc.get("failure")
     return EntityResponse(
         result=optional_str(doc, "result", "entity response"),
-        failure=decode_failure(failure, path="entity response.failure") if failure is not None else None,
+        failure=decode_failure(failure, path="entity response.failure")
+        if failure is not None
+        else None,
         locked=bool(doc.get("locked", False)),
     )
 
@@ -82,7 +84,9 @@ def decode_record(text: str | None) -> EntityRecord:
     for key, value in _mapping(doc.get("senders", {}), f"{path}.senders").items():
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
             raise ValueError(f"{path}.senders.{key}: expected [next, seen_at]")
-        senders[key] = SenderProgress(next=value[0], seen_at=decode_datetime(value[1], path=f"{path}.senders.{key}"))
+        senders[key] = SenderProgress(
+            next=value[0], seen_at=decode_datetime(value[1], path=f"{path}.senders.{key}")
+        )
     outgoing = _mapping(doc.get("outgoing", {}), f"{path}.outgoing")
     if not all(isinstance(v, int) for v in outgoing.values()):
         raise ValueError(f"{path}.outgoing: expected an object of integers")
@@ -101,7 +105,9 @@ def decode_record(text: str | None) -> EntityRecord:
 def _request_list(raw: Any, path: str) -> list[EntityRequest]:
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a list")
-    return [request_from(_mapping(item, f"{path}[{i}]"), f"{path}[{i}]") for i, item in enumerate(raw)]
+    return [
+        request_from(_mapping(item, f"{path}[{i}]"), f"{path}[{i}]") for i, item in enumerate(raw)
+    ]
 
 
 def _mapping(raw: Any, path: str) -> Mapping[str, Any]:

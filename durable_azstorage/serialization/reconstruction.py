@@ -25,7 +25,7 @@ from typing import Any
 from durable_azstorage.model.errors import PayloadTypeError
 
 _UNION_ORIGINS: tuple[Any, ...] = (typing.Union, types.UnionType)
-_SEQUENCE_ORIGINS: tuple[Any, ...] = (list, Sequence, typing.List)
+_SEQUENCE_ORIGINS: tuple[Any, ...] = (list, Sequence, list)
 _MAPPING_ORIGINS: tuple[Any, ...] = (dict, Mapping)
 _SET_ORIGINS: tuple[Any, ...] = (set, frozenset, Set)
 
@@ -33,7 +33,11 @@ _SET_ORIGINS: tuple[Any, ...] = (set, frozenset, Set)
 def type_name(target: Any) -> str:
     """``module.QualName`` of a class, or the repr of a typing construct."""
     if isinstance(target, type):
-        return target.__qualname__ if target.__module__ == "builtins" else f"{target.__module__}.{target.__qualname__}"
+        return (
+            target.__qualname__
+            if target.__module__ == "builtins"
+            else f"{target.__module__}.{target.__qualname__}"
+        )
     return repr(target)
 
 
@@ -91,7 +95,9 @@ def reconstruct(value: Any, target: Any, *, where: str = "payload") -> Any:
         try:
             return target(value)
         except ValueError:
-            raise PayloadTypeError(f"{where}: {value!r} is not a value of enum {type_name(target)}") from None
+            raise PayloadTypeError(
+                f"{where}: {value!r} is not a value of enum {type_name(target)}"
+            ) from None
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if target in (tuple, set, frozenset) and isinstance(value, (list, set, frozenset)):
@@ -114,8 +120,11 @@ def _reconstruct_generic(value: Any, target: Any, origin: Any, where: str) -> An
     args = typing.get_args(target)
     if origin in _UNION_ORIGINS:
         members = [a for a in args if a is not type(None)]
-        if any(a is Any or (isinstance(a, type) and isinstance(value, a) and not dataclasses.is_dataclass(a))
-               for a in members):
+        if any(
+            a is Any
+            or (isinstance(a, type) and isinstance(value, a) and not dataclasses.is_dataclass(a))
+            for a in members
+        ):
             return value
         if len(members) == 1:
             return reconstruct(value, members[0], where=where)
@@ -134,11 +143,16 @@ def _reconstruct_generic(value: Any, target: Any, origin: Any, where: str) -> An
         return {k: reconstruct(v, item, where=f"{where}[{k!r}]") for k, v in value.items()}
     if origin is tuple and isinstance(value, list):
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(reconstruct(v, args[0], where=f"{where}[{i}]") for i, v in enumerate(value))
+            return tuple(
+                reconstruct(v, args[0], where=f"{where}[{i}]") for i, v in enumerate(value)
+            )
         if args and len(args) != len(value):
-            raise PayloadTypeError(f"{where}: expected {len(args)} items for {target!r}, got {len(value)}")
+            raise PayloadTypeError(
+                f"{where}: expected {len(args)} items for {target!r}, got {len(value)}"
+            )
         return tuple(
-            reconstruct(v, t, where=f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, args or [None] * len(value)))
+            reconstruct(v, t, where=f"{where}[{i}]")
+            for i, (v, t) in enumerate(zip(value, args or [None] * len(value), strict=False))
         )
     return value
 
@@ -154,21 +168,32 @@ def _field_types(cls: type) -> dict[str, Any]:
 def _build_dataclass(value: Any, cls: type, where: str) -> Any:
     name = type_name(cls)
     if not isinstance(value, dict):
-        raise PayloadTypeError(f"{where}: expected a JSON object for {name}, got {type(value).__name__}")
+        raise PayloadTypeError(
+            f"{where}: expected a JSON object for {name}, got {type(value).__name__}"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [key for key in value if key not in fields]
     if unknown:
-        raise PayloadTypeError(f"{where}: {name} has no field {unknown[0]!r} (fields: {', '.join(fields)})")
+        raise PayloadTypeError(
+            f"{where}: {name} has no field {unknown[0]!r} (fields: {', '.join(fields)})"
+        )
     hints = _field_types(cls)
     kwargs: dict[str, Any] = {}
     for field in fields.values():
         if not field.init:
             continue  # derived by __init__/__post_init__, as when the value was made
         if field.name not in value:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise PayloadTypeError(f"{where}: {name} requires field {field.name!r}, missing from the payload")
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
+                raise PayloadTypeError(
+                    f"{where}: {name} requires field {field.name!r}, missing from the payload"
+                )
             continue
-        kwargs[field.name] = reconstruct(value[field.name], hints.get(field.name), where=f"{where}.{field.name}")
+        kwargs[field.name] = reconstruct(
+            value[field.name], hints.get(field.name), where=f"{where}.{field.name}"
+        )
     return cls(**kwargs)
 
 

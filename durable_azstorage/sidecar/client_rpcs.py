@@ -39,7 +39,6 @@ from durable_azstorage.model.query import PurgeInstancesResult
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
-from durable_azstorage.sidecar.convert_trace import trace_from_pb
 from durable_azstorage.sidecar.convert_state import (
     datetime_from_pb,
     page_size,
@@ -49,6 +48,7 @@ from durable_azstorage.sidecar.convert_state import (
     state_to_pb,
     statuses_from_pb,
 )
+from durable_azstorage.sidecar.convert_trace import trace_from_pb
 from durable_azstorage.sidecar.errors import (
     HubManagementDisabledError,
     InvalidRequestError,
@@ -109,7 +109,10 @@ class ClientRpcs:
     ) -> pb.GetInstanceResponse:
         """Wait for the instance to start (or, with ``completion``, to end)."""
         _require_id(request.instanceId)
-        if await self._client.get_orchestration_state(request.instanceId, fetch_payloads=False) is None:
+        if (
+            await self._client.get_orchestration_state(request.instanceId, fetch_payloads=False)
+            is None
+        ):
             return pb.GetInstanceResponse(exists=False)
         timeout = NO_DEADLINE_WAIT if deadline is None else max(0.0, deadline - DEADLINE_MARGIN)
         wait = (
@@ -140,7 +143,9 @@ class ClientRpcs:
 
     async def suspend(self, request: pb.SuspendRequest) -> pb.SuspendResponse:
         _require_id(request.instanceId)
-        await self._client.suspend_orchestration(request.instanceId, reason=_text(request, "reason"))
+        await self._client.suspend_orchestration(
+            request.instanceId, reason=_text(request, "reason")
+        )
         return pb.SuspendResponse()
 
     async def resume(self, request: pb.ResumeRequest) -> pb.ResumeResponse:
@@ -188,7 +193,11 @@ class ClientRpcs:
             if not statuses:
                 return pb.ListInstanceIdsResponse()
         with field_named("lastInstanceKey"):
-            token = _token_of_key(request.lastInstanceKey.value) if request.lastInstanceKey.value else None
+            token = (
+                _token_of_key(request.lastInstanceKey.value)
+                if request.lastInstanceKey.value
+                else None
+            )
             page = await list_instance_ids(
                 self._client.backend,
                 runtime_status=statuses,
@@ -231,11 +240,15 @@ class ClientRpcs:
     ) -> PurgeInstancesResult:
         which = request.WhichOneof("request")
         if which == "instanceId":
-            return await self._client.purge_orchestration(request.instanceId, recursive=request.recursive)
+            return await self._client.purge_orchestration(
+                request.instanceId, recursive=request.recursive
+            )
         if which == "instanceBatch":
             deleted = 0
             for instance_id in request.instanceBatch.instanceIds:
-                result = await self._client.purge_orchestration(instance_id, recursive=request.recursive)
+                result = await self._client.purge_orchestration(
+                    instance_id, recursive=request.recursive
+                )
                 deleted += result.deleted_instance_count
             return PurgeInstancesResult(deleted_instance_count=deleted)
         if which == "purgeInstanceFilter":
@@ -253,7 +266,9 @@ class ClientRpcs:
                 runtime_status=spec.runtime_status,
                 timeout=timeout,
             )
-        raise InvalidRequestError("request", "name an instanceId, an instanceBatch or a purgeInstanceFilter")
+        raise InvalidRequestError(
+            "request", "name an instanceId, an instanceBatch or a purgeInstanceFilter"
+        )
 
     async def create_task_hub(self, request: pb.CreateTaskHubRequest) -> pb.CreateTaskHubResponse:
         if request.recreateIfExists:

@@ -46,12 +46,12 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult
 from durable_azstorage.sidecar.convert_entities import EntitySequencer, entity_action_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
-from durable_azstorage.sidecar.convert_trace import lenient_trace_from_pb
 from durable_azstorage.sidecar.convert_history import (
     history_event_from_pb,
     status_from_pb,
     timestamp_from_pb,
 )
+from durable_azstorage.sidecar.convert_trace import lenient_trace_from_pb
 
 _COMPLETION_STATUSES = frozenset(
     {
@@ -77,7 +77,9 @@ def execution_result_from_pb(
     custom_status = response.customStatus.value if response.HasField("customStatus") else None
     try:
         sequencer = EntitySequencer([*past_events, *new_events])
-        actions = tuple(_action_from_pb(a, _episode_time(new_events), sequencer) for a in response.actions)
+        actions = tuple(
+            _action_from_pb(a, _episode_time(new_events), sequencer) for a in response.actions
+        )
     except (UnsupportedActionError, ValueError) as exc:
         failed = CompleteOrchestration(
             id=-1,
@@ -92,40 +94,58 @@ def execution_result_from_pb(
         ids = [a.id for a in actions if isinstance(a, CompleteOrchestration)]
         actions = (
             CompleteOrchestration(
-                id=ids[-1] if ids else -1, status=OrchestrationStatus.TERMINATED, result=terminated.input
+                id=ids[-1] if ids else -1,
+                status=OrchestrationStatus.TERMINATED,
+                result=terminated.input,
             ),
         )
     return ExecutionResult(
-        actions=actions, custom_status=custom_status, suspended=_suspended([*past_events, *new_events])
+        actions=actions,
+        custom_status=custom_status,
+        suspended=_suspended([*past_events, *new_events]),
     )
 
 
-def _action_from_pb(action: Any, now: datetime | None, sequencer: EntitySequencer) -> OrchestratorAction:
+def _action_from_pb(
+    action: Any, now: datetime | None, sequencer: EntitySequencer
+) -> OrchestratorAction:
     kind = action.WhichOneof("orchestratorActionType")
     aid: int = action.id
     if kind == "scheduleTask":
         x = action.scheduleTask
         return ScheduleTask(
-            id=aid, name=x.name, input=_str(x, "input"), version=_str(x, "version"),
-            tags=dict(x.tags) if len(x.tags) else None, trace_context=lenient_trace_from_pb(x),
+            id=aid,
+            name=x.name,
+            input=_str(x, "input"),
+            version=_str(x, "version"),
+            tags=dict(x.tags) if len(x.tags) else None,
+            trace_context=lenient_trace_from_pb(x),
         )
     if kind == "createSubOrchestration":
         x = action.createSubOrchestration
         return CreateSubOrchestration(
-            id=aid, name=x.name, instance_id=x.instanceId, input=_str(x, "input"), version=_str(x, "version"),
+            id=aid,
+            name=x.name,
+            instance_id=x.instanceId,
+            input=_str(x, "input"),
+            version=_str(x, "version"),
             trace_context=lenient_trace_from_pb(x),
         )
     if kind == "createTimer":
         return CreateTimer(id=aid, fire_at=timestamp_from_pb(action.createTimer.fireAt))
     if kind == "sendEvent":
         x = action.sendEvent
-        return SendEvent(id=aid, instance_id=x.instance.instanceId, name=x.name, data=_str(x, "data"))
+        return SendEvent(
+            id=aid, instance_id=x.instance.instanceId, name=x.name, data=_str(x, "data")
+        )
     if kind == "completeOrchestration":
         return _completion_from_pb(aid, action.completeOrchestration, now)
     if kind == "sendEntityMessage":
         return entity_action_from_pb(aid, action.sendEntityMessage, sequencer)
     if kind is None:
-        raise UnsupportedActionError(f"the SDK sent an orchestrator action with no type (action id {aid})")
+        raise UnsupportedActionError(
+            f"the SDK sent an orchestrator action with no type (action id {aid})"
+        )
     raise UnsupportedActionError(
         f"orchestrator action {kind!r} (action id {aid}) is not supported by durable_azstorage"
     )

@@ -40,13 +40,17 @@ class EntitySequencer:
     def __init__(self, history: Sequence[HistoryEvent]) -> None:
         started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
         self.instance_id = started.instance.instance_id if started is not None else ""
-        self.sender = f"{self.instance_id}:{started.instance.execution_id}" if started is not None else ""
+        self.sender = (
+            f"{self.instance_id}:{started.instance.execution_id}" if started is not None else ""
+        )
         self._next: dict[str, int] = {}
         for event in history:
             if isinstance(event, EventSent) and event.name == ENTITY_REQUEST:
                 request = decode_request(event.input)
                 if request.sender == self.sender and request.sequence is not None:
-                    self._next[event.instance_id] = max(self._next.get(event.instance_id, 0), request.sequence + 1)
+                    self._next[event.instance_id] = max(
+                        self._next.get(event.instance_id, 0), request.sequence + 1
+                    )
 
     def number(self, target: str) -> int:
         sequence = self._next.get(target, 0)
@@ -61,32 +65,57 @@ def entity_action_from_pb(aid: int, message: Any, sequencer: EntitySequencer) ->
     if kind == "entityOperationSignaled":
         x = message.entityOperationSignaled
         target = x.targetInstanceId.value
-        request = EntityRequest(kind=RequestKind.SIGNAL, id=x.requestId, operation=x.operation,
-                                input=_str(x, "input"), parent=sequencer.instance_id)
+        request = EntityRequest(
+            kind=RequestKind.SIGNAL,
+            id=x.requestId,
+            operation=x.operation,
+            input=_str(x, "input"),
+            parent=sequencer.instance_id,
+        )
         scheduled = _time(x.scheduledTime) if x.HasField("scheduledTime") else None
     elif kind == "entityOperationCalled":
         x = message.entityOperationCalled
         target = x.targetInstanceId.value
-        request = EntityRequest(kind=RequestKind.CALL, id=x.requestId, operation=x.operation,
-                                input=_str(x, "input"), parent=x.parentInstanceId.value or sequencer.instance_id)
+        request = EntityRequest(
+            kind=RequestKind.CALL,
+            id=x.requestId,
+            operation=x.operation,
+            input=_str(x, "input"),
+            parent=x.parentInstanceId.value or sequencer.instance_id,
+        )
     elif kind == "entityLockRequested":
         x = message.entityLockRequested
         target = x.lockSet[x.position]
-        request = EntityRequest(kind=RequestKind.LOCK, id=x.criticalSectionId, lock_set=tuple(x.lockSet),
-                                position=x.position, parent=x.parentInstanceId.value or sequencer.instance_id)
+        request = EntityRequest(
+            kind=RequestKind.LOCK,
+            id=x.criticalSectionId,
+            lock_set=tuple(x.lockSet),
+            position=x.position,
+            parent=x.parentInstanceId.value or sequencer.instance_id,
+        )
     elif kind == "entityUnlockSent":
         x = message.entityUnlockSent
         target = x.targetInstanceId.value
-        release = EntityRequest(kind=RequestKind.RELEASE, id=x.criticalSectionId,
-                                parent=x.parentInstanceId.value or sequencer.instance_id)
-        return SendEvent(id=aid, instance_id=target, name=ENTITY_REQUEST, data=encode_request(release))
+        release = EntityRequest(
+            kind=RequestKind.RELEASE,
+            id=x.criticalSectionId,
+            parent=x.parentInstanceId.value or sequencer.instance_id,
+        )
+        return SendEvent(
+            id=aid, instance_id=target, name=ENTITY_REQUEST, data=encode_request(release)
+        )
     else:
         raise ValueError(f"sendEntityMessage action {aid} has no known message type ({kind!r})")
     EntityInstanceId.parse(target)  # a bad target id is refused here, naming it
     if scheduled is None:
         request = replace(request, sender=sequencer.sender, sequence=sequencer.number(target))
-    return SendEvent(id=aid, instance_id=target, name=ENTITY_REQUEST, data=encode_request(request),
-                     scheduled_time=scheduled)
+    return SendEvent(
+        id=aid,
+        instance_id=target,
+        name=ENTITY_REQUEST,
+        data=encode_request(request),
+        scheduled_time=scheduled,
+    )
 
 
 def entity_event_to_pb(message: Any, event: EventSent | EventRaised) -> bool:
@@ -134,7 +163,9 @@ def entity_event_to_pb(message: Any, event: EventSent | EventRaised) -> bool:
     return True
 
 
-def batch_request_to_pb(instance_id: str, state: str | None, operations: Sequence[EntityRequest]) -> Any:
+def batch_request_to_pb(
+    instance_id: str, state: str | None, operations: Sequence[EntityRequest]
+) -> Any:
     request = pb.EntityBatchRequest(instanceId=instance_id)
     _set(request, "entityState", state)
     for operation in operations:
@@ -146,7 +177,9 @@ def batch_request_to_pb(instance_id: str, state: str | None, operations: Sequenc
 def batch_outcome_from_pb(result: Any, operations: int) -> BatchOutcome:
     """The SDK's ``EntityBatchResult`` for ``operations`` operations; ValueError if malformed."""
     if len(result.results) != operations:
-        raise ValueError(f"the SDK answered {len(result.results)} results for {operations} operations")
+        raise ValueError(
+            f"the SDK answered {len(result.results)} results for {operations} operations"
+        )
     outcomes = []
     for item in result.results:
         if item.HasField("failure"):
@@ -158,7 +191,9 @@ def batch_outcome_from_pb(result: Any, operations: int) -> BatchOutcome:
         if action.HasField("sendSignal"):
             x = action.sendSignal
             when = _time(x.scheduledTime) if x.HasField("scheduledTime") else None
-            outcome.signals.append(SignalAction(EntityInstanceId.parse(x.instanceId), x.name, _str(x, "input"), when))
+            outcome.signals.append(
+                SignalAction(EntityInstanceId.parse(x.instanceId), x.name, _str(x, "input"), when)
+            )
         elif action.HasField("startNewOrchestration"):
             x = action.startNewOrchestration
             outcome.starts.append(StartAction(x.name, _str(x, "input"), x.instanceId))

@@ -57,6 +57,7 @@ def _from_pb(message: pb.TaskFailureDetails, depth: int) -> FailureDetails:
         is_non_retriable=message.isNonRetriable,
         properties=(
             {name: json_format.MessageToDict(value) for name, value in message.properties.items()}
-            if message.properties else None
+            if message.properties
+            else None
         ),
     )

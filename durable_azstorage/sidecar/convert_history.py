@@ -41,9 +41,9 @@ from durable_azstorage.model.history import (
     TimerFired,
 )
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.sidecar import convert_trace
 from durable_azstorage.sidecar.convert_entities import entity_event_to_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb, failure_to_pb
-from durable_azstorage.sidecar import convert_trace
 
 _STATUS_TO_PB: dict[OrchestrationStatus, int] = {
     OrchestrationStatus.RUNNING: pb.ORCHESTRATION_STATUS_RUNNING,
@@ -67,8 +67,14 @@ def status_from_pb(value: int) -> OrchestrationStatus:
     try:
         return _STATUS_FROM_PB[value]
     except KeyError:
-        name = pb.OrchestrationStatus.Name(value) if value in pb.OrchestrationStatus.values() else str(value)
-        raise ValueError(f"orchestration status {name} has no equivalent in durable_azstorage") from None
+        name = (
+            pb.OrchestrationStatus.Name(value)
+            if value in pb.OrchestrationStatus.values()
+            else str(value)
+        )
+        raise ValueError(
+            f"orchestration status {name} has no equivalent in durable_azstorage"
+        ) from None
 
 
 # --- small field helpers -------------------------------------------------------------------
@@ -98,7 +104,9 @@ def _instance_to_pb(target: Any, instance: OrchestrationInstance) -> None:
 
 
 def _instance_from_pb(source: Any) -> OrchestrationInstance:
-    return OrchestrationInstance(instance_id=source.instanceId, execution_id=_get_str(source, "executionId"))
+    return OrchestrationInstance(
+        instance_id=source.instanceId, execution_id=_get_str(source, "executionId")
+    )
 
 
 def _tags_to_pb(target: Any, tags: Mapping[str, str] | None) -> None:
@@ -278,8 +286,12 @@ def history_event_from_pb(message: pb.HistoryEvent) -> HistoryEvent:
     kind = message.WhichOneof("eventType")
     reader = _READERS.get(kind) if kind is not None else None
     if reader is None:
-        what = "an empty event (no event type set)" if kind is None else f"history event type {kind!r}"
-        raise ValueError(f"durable_azstorage cannot represent {what} (entities and rewind events are not supported)")
+        what = (
+            "an empty event (no event type set)" if kind is None else f"history event type {kind!r}"
+        )
+        raise ValueError(
+            f"durable_azstorage cannot represent {what} (entities and rewind events are not supported)"
+        )
     base: dict[str, Any] = {
         "event_id": message.eventId,
         "timestamp": timestamp_from_pb(message.timestamp),
@@ -292,22 +304,33 @@ def _r_started(x: Any, base: dict[str, Any]) -> HistoryEvent:
     if x.HasField("parentInstance"):
         p = x.parentInstance
         parent = ParentInstance(
-            name=p.name.value, instance=_instance_from_pb(p.orchestrationInstance),
-            task_scheduled_id=p.taskScheduledId, version=_get_str(p, "version"),
+            name=p.name.value,
+            instance=_instance_from_pb(p.orchestrationInstance),
+            task_scheduled_id=p.taskScheduledId,
+            version=_get_str(p, "version"),
         )
     return ExecutionStarted(
-        **base, name=x.name, instance=_instance_from_pb(x.orchestrationInstance),
-        input=_get_str(x, "input"), version=_get_str(x, "version"), parent=parent,
+        **base,
+        name=x.name,
+        instance=_instance_from_pb(x.orchestrationInstance),
+        input=_get_str(x, "input"),
+        version=_get_str(x, "version"),
+        parent=parent,
         scheduled_start_time=(
-            timestamp_from_pb(x.scheduledStartTimestamp) if x.HasField("scheduledStartTimestamp") else None
+            timestamp_from_pb(x.scheduledStartTimestamp)
+            if x.HasField("scheduledStartTimestamp")
+            else None
         ),
-        tags=_tags_from_pb(x.tags), trace_context=convert_trace.lenient_trace_from_pb(x),
+        tags=_tags_from_pb(x.tags),
+        trace_context=convert_trace.lenient_trace_from_pb(x),
     )
 
 
 def _r_completed(x: Any, base: dict[str, Any]) -> HistoryEvent:
     return ExecutionCompleted(
-        **base, status=status_from_pb(x.orchestrationStatus), result=_get_str(x, "result"),
+        **base,
+        status=status_from_pb(x.orchestrationStatus),
+        result=_get_str(x, "result"),
         failure_details=failure_from_pb(x.failureDetails) if x.HasField("failureDetails") else None,
     )
 
@@ -319,20 +342,34 @@ def _r_failure(x: Any) -> Any:
 _READERS: dict[str, Callable[[Any, dict[str, Any]], HistoryEvent]] = {
     "executionStarted": _r_started,
     "executionCompleted": _r_completed,
-    "executionTerminated": lambda x, b: ExecutionTerminated(**b, input=_get_str(x, "input"), recurse=x.recurse),
+    "executionTerminated": lambda x, b: ExecutionTerminated(
+        **b, input=_get_str(x, "input"), recurse=x.recurse
+    ),
     "executionSuspended": lambda x, b: ExecutionSuspended(**b, reason=_get_str(x, "input")),
     "executionResumed": lambda x, b: ExecutionResumed(**b, reason=_get_str(x, "input")),
     "continueAsNew": lambda x, b: ContinueAsNew(**b, result=_get_str(x, "input")),
     "orchestratorStarted": lambda x, b: OrchestratorStarted(**b),
     "orchestratorCompleted": lambda x, b: OrchestratorCompleted(**b),
     "taskScheduled": lambda x, b: TaskScheduled(
-        **b, name=x.name, input=_get_str(x, "input"), version=_get_str(x, "version"), tags=_tags_from_pb(x.tags),
+        **b,
+        name=x.name,
+        input=_get_str(x, "input"),
+        version=_get_str(x, "version"),
+        tags=_tags_from_pb(x.tags),
         trace_context=convert_trace.lenient_trace_from_pb(x),
     ),
-    "taskCompleted": lambda x, b: TaskCompleted(**b, task_scheduled_id=x.taskScheduledId, result=_get_str(x, "result")),
-    "taskFailed": lambda x, b: TaskFailed(**b, task_scheduled_id=x.taskScheduledId, failure_details=_r_failure(x)),
+    "taskCompleted": lambda x, b: TaskCompleted(
+        **b, task_scheduled_id=x.taskScheduledId, result=_get_str(x, "result")
+    ),
+    "taskFailed": lambda x, b: TaskFailed(
+        **b, task_scheduled_id=x.taskScheduledId, failure_details=_r_failure(x)
+    ),
     "subOrchestrationInstanceCreated": lambda x, b: SubOrchestrationInstanceCreated(
-        **b, name=x.name, instance_id=x.instanceId, input=_get_str(x, "input"), version=_get_str(x, "version"),
+        **b,
+        name=x.name,
+        instance_id=x.instanceId,
+        input=_get_str(x, "input"),
+        version=_get_str(x, "version"),
         trace_context=convert_trace.lenient_trace_from_pb(x),
     ),
     "subOrchestrationInstanceCompleted": lambda x, b: SubOrchestrationInstanceCompleted(
@@ -342,8 +379,12 @@ _READERS: dict[str, Callable[[Any, dict[str, Any]], HistoryEvent]] = {
         **b, task_scheduled_id=x.taskScheduledId, failure_details=_r_failure(x)
     ),
     "timerCreated": lambda x, b: TimerCreated(**b, fire_at=timestamp_from_pb(x.fireAt)),
-    "timerFired": lambda x, b: TimerFired(**b, timer_id=x.timerId, fire_at=timestamp_from_pb(x.fireAt)),
+    "timerFired": lambda x, b: TimerFired(
+        **b, timer_id=x.timerId, fire_at=timestamp_from_pb(x.fireAt)
+    ),
     "eventRaised": lambda x, b: EventRaised(**b, name=x.name, input=_get_str(x, "input")),
-    "eventSent": lambda x, b: EventSent(**b, instance_id=x.instanceId, name=x.name, input=_get_str(x, "input")),
+    "eventSent": lambda x, b: EventSent(
+        **b, instance_id=x.instanceId, name=x.name, input=_get_str(x, "input")
+    ),
     "genericEvent": lambda x, b: GenericEvent(**b, data=_get_str(x, "data")),
 }

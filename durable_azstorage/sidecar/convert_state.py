@@ -35,6 +35,7 @@ from durable_azstorage.sidecar.convert_history import (
     timestamp_to_pb,
 )
 
+
 def status_from_pb(value: int) -> OrchestrationStatus | None:
     """Our status for a protobuf enum value; None for CANCELED, which we never produce.
 
@@ -184,11 +185,14 @@ def purge_filter_from_pb(message: pb.PurgeInstanceFilter) -> PurgeFilter:
     return PurgeFilter(
         created_from=(
             datetime_from_pb(message.createdTimeFrom)
-            if message.HasField("createdTimeFrom") else None
+            if message.HasField("createdTimeFrom")
+            else None
         ),
         created_to=(
             datetime_from_pb(message.createdTimeTo) if message.HasField("createdTimeTo") else None
         ),
         runtime_status=statuses,
-        timeout=message.timeout.ToTimedelta().total_seconds() if message.HasField("timeout") else None,
+        timeout=message.timeout.ToTimedelta().total_seconds()
+        if message.HasField("timeout")
+        else None,
     )

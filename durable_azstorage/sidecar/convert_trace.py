@@ -37,7 +37,11 @@ def trace_from_pb(message: Any, field: str = "parentTraceContext") -> TraceConte
     source = getattr(message, field)
     if not source.traceParent:
         return None
-    state = source.traceState.value if source.HasField("traceState") and source.traceState.value else None
+    state = (
+        source.traceState.value
+        if source.HasField("traceState") and source.traceState.value
+        else None
+    )
     return TraceContext(trace_parent=source.traceParent, trace_state=state)
 
 
@@ -50,7 +54,9 @@ def lenient_trace_from_pb(message: Any) -> TraceContext | None:
         return None
 
 
-def orchestration_trace_to_pb(request: pb.OrchestratorRequest, started: ExecutionStarted | None) -> None:
+def orchestration_trace_to_pb(
+    request: pb.OrchestratorRequest, started: ExecutionStarted | None
+) -> None:
     """Tell the SDK worker the id and start time of the orchestration's one span."""
     context = started.orchestration_trace_context() if started is not None else None
     if started is None or context is None:

@@ -26,7 +26,11 @@ class EntityRpcs:
         entity = _entity_id(request.instanceId)
         if not request.name:
             raise InvalidRequestError("name", "the operation name is required")
-        when = request.scheduledTime.ToDatetime(tzinfo=timezone.utc) if request.HasField("scheduledTime") else None
+        when = (
+            request.scheduledTime.ToDatetime(tzinfo=timezone.utc)
+            if request.HasField("scheduledTime")
+            else None
+        )
         await self._client.signal_entity(entity, request.name, _text(request, "input"), when)
         return pb.SignalEntityResponse()
 
@@ -40,8 +44,12 @@ class EntityRpcs:
         q = request.query
         query = EntityQuery(
             instance_id_starts_with=_text(q, "instanceIdStartsWith"),
-            last_modified_from=q.lastModifiedFrom.ToDatetime(tzinfo=timezone.utc) if q.HasField("lastModifiedFrom") else None,
-            last_modified_to=q.lastModifiedTo.ToDatetime(tzinfo=timezone.utc) if q.HasField("lastModifiedTo") else None,
+            last_modified_from=q.lastModifiedFrom.ToDatetime(tzinfo=timezone.utc)
+            if q.HasField("lastModifiedFrom")
+            else None,
+            last_modified_to=q.lastModifiedTo.ToDatetime(tzinfo=timezone.utc)
+            if q.HasField("lastModifiedTo")
+            else None,
             include_state=q.includeState,
             include_transient=q.includeTransient,
         )
@@ -49,7 +57,9 @@ class EntityRpcs:
         return pb.QueryEntitiesResponse(entities=[_metadata(e) for e in found])
 
     async def clean(self, request: pb.CleanEntityStorageRequest) -> pb.CleanEntityStorageResponse:
-        result = await self._client.clean_entity_storage(request.removeEmptyEntities, request.releaseOrphanedLocks)
+        result = await self._client.clean_entity_storage(
+            request.removeEmptyEntities, request.releaseOrphanedLocks
+        )
         return pb.CleanEntityStorageResponse(
             emptyEntitiesRemoved=result.empty_entities_removed,
             orphanedLocksReleased=result.orphaned_locks_released,
@@ -64,7 +74,9 @@ def _entity_id(instance_id: str) -> EntityInstanceId:
 
 
 def _metadata(entity: EntityMetadata) -> Any:
-    message = pb.EntityMetadata(instanceId=str(entity.id), backlogQueueSize=entity.backlog_queue_size)
+    message = pb.EntityMetadata(
+        instanceId=str(entity.id), backlogQueueSize=entity.backlog_queue_size
+    )
     message.lastModifiedTime.FromDatetime(entity.last_modified)
     if entity.locked_by is not None:
         message.lockedBy.value = entity.locked_by
@@ -75,4 +87,3 @@ def _metadata(entity: EntityMetadata) -> Any:
 
 def _text(message: Any, field: str) -> str | None:
     return getattr(message, field).value if message.HasField(field) else None
-

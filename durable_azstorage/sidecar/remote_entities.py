@@ -31,19 +31,27 @@ from durable_azstorage.sidecar.streams import WorkerStreams
 class RemoteOperations:
     """An ``OperationRunner`` that hands the batch to an SDK worker and waits (episode thread)."""
 
-    def __init__(self, streams: WorkerStreams, loop: asyncio.AbstractEventLoop, *, timeout: float | None) -> None:
+    def __init__(
+        self, streams: WorkerStreams, loop: asyncio.AbstractEventLoop, *, timeout: float | None
+    ) -> None:
         self._streams = streams
         self._loop = loop
         self._timeout = timeout
 
-    def run(self, entity_id: EntityInstanceId, state: str | None, operations: Sequence[EntityRequest]) -> BatchOutcome:
+    def run(
+        self, entity_id: EntityInstanceId, state: str | None, operations: Sequence[EntityRequest]
+    ) -> BatchOutcome:
         instance_id = str(entity_id)
         what = f"entity {instance_id} ({len(operations)} operation(s))"
         item = pb.WorkItem(entityRequest=batch_request_to_pb(instance_id, state, operations))
         work = asyncio.run_coroutine_threadsafe(
             self._streams.dispatch(
-                "orchestration", item, instance_id=instance_id, what=what,
-                name=entity_id.entity, filtered_as="entity",
+                "orchestration",
+                item,
+                instance_id=instance_id,
+                what=what,
+                name=entity_id.entity,
+                filtered_as="entity",
             ),
             self._loop,
         )
@@ -51,9 +59,13 @@ class RemoteOperations:
             result = work.result(self._timeout)
         except concurrent.futures.TimeoutError:
             work.cancel()
-            raise ExecutionAbandoned(f"{what}: no answer from the SDK worker within {self._timeout:.0f}s") from None
+            raise ExecutionAbandoned(
+                f"{what}: no answer from the SDK worker within {self._timeout:.0f}s"
+            ) from None
         except concurrent.futures.CancelledError:
-            raise ExecutionAbandoned(f"{what}: cancelled while waiting for the SDK worker") from None
+            raise ExecutionAbandoned(
+                f"{what}: cancelled while waiting for the SDK worker"
+            ) from None
         if result.HasField("failureDetails"):
             failure = failure_from_pb(result.failureDetails)
             raise ExecutionAbandoned(f"{what}: the SDK worker failed the batch: {failure.message}")
@@ -66,11 +78,20 @@ class RemoteOperations:
 class RemoteEntityExecutor:
     """The ``EntityExecutor`` of the sidecar: our entity episodes, the SDK's operations."""
 
-    def __init__(self, streams: WorkerStreams, loop: asyncio.AbstractEventLoop, *, timeout: float | None) -> None:
+    def __init__(
+        self, streams: WorkerStreams, loop: asyncio.AbstractEventLoop, *, timeout: float | None
+    ) -> None:
         self._operations = RemoteOperations(streams, loop, timeout=timeout)
 
     def run(
-        self, instance_id: str, history: Sequence[HistoryEvent], messages: Sequence[TaskMessage],
-        *, now: datetime, logger: logging.Logger,
+        self,
+        instance_id: str,
+        history: Sequence[HistoryEvent],
+        messages: Sequence[TaskMessage],
+        *,
+        now: datetime,
+        logger: logging.Logger,
     ) -> Episode:
-        return run_entity_episode(self._operations, instance_id, history, messages, now=now, logger=logger)
+        return run_entity_episode(
+            self._operations, instance_id, history, messages, now=now, logger=logger
+        )

@@ -29,8 +29,8 @@ from durable_azstorage.replay.executor import ExecutionAbandoned, ExecutionResul
 from durable_azstorage.sidecar.convert_actions import execution_result_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
-from durable_azstorage.sidecar.streams import WorkerStreams
 from durable_azstorage.sidecar.convert_trace import orchestration_trace_to_pb, trace_to_pb
+from durable_azstorage.sidecar.streams import WorkerStreams
 
 
 class RemoteOrchestrationExecutor:
@@ -44,7 +44,10 @@ class RemoteOrchestrationExecutor:
         self._timeout = timeout
 
     def execute(
-        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+        self,
+        instance_id: str,
+        past_events: Sequence[HistoryEvent],
+        new_events: Sequence[HistoryEvent],
     ) -> ExecutionResult:
         if not new_events:
             # A replay only to learn the state (re-armed timers): the SDK wants at least one
@@ -63,8 +66,12 @@ class RemoteOrchestrationExecutor:
         what = f"orchestration {name!r} ({instance_id})"
         work = asyncio.run_coroutine_threadsafe(
             self._streams.dispatch(
-                "orchestration", pb.WorkItem(orchestratorRequest=request), instance_id=instance_id, what=what,
-                name=name, version=started.version if started is not None else None,
+                "orchestration",
+                pb.WorkItem(orchestratorRequest=request),
+                instance_id=instance_id,
+                what=what,
+                name=name,
+                version=started.version if started is not None else None,
             ),
             self._loop,
         )
@@ -76,7 +83,9 @@ class RemoteOrchestrationExecutor:
                 f"{what}: no answer from the SDK worker within {self._timeout:.0f}s"
             ) from None
         except concurrent.futures.CancelledError:
-            raise ExecutionAbandoned(f"{what}: cancelled while waiting for the SDK worker") from None
+            raise ExecutionAbandoned(
+                f"{what}: cancelled while waiting for the SDK worker"
+            ) from None
         return execution_result_from_pb(response, past_events=past_events, new_events=new_events)
 
 
@@ -108,17 +117,25 @@ class RemoteActivityExecutor:
         trace_to_pb(request.parentTraceContext, item.trace_context)
         what = f"activity {item.name!r} (task {item.task_id} of {item.instance.instance_id})"
         dispatch = self._streams.dispatch(
-            "activity", pb.WorkItem(activityRequest=request), instance_id=item.instance.instance_id, what=what,
-            name=item.name, version=item.version,
+            "activity",
+            pb.WorkItem(activityRequest=request),
+            instance_id=item.instance.instance_id,
+            what=what,
+            name=item.name,
+            version=item.version,
         )
         try:
             response = await asyncio.wait_for(dispatch, self._timeout)
         except asyncio.TimeoutError:
-            raise ExecutionAbandoned(f"{what}: no answer from the SDK worker within {self._timeout}s") from None
+            raise ExecutionAbandoned(
+                f"{what}: no answer from the SDK worker within {self._timeout}s"
+            ) from None
         now = self._clock()
         if response.HasField("failureDetails"):
             return TaskFailed(
-                timestamp=now, task_scheduled_id=item.task_id, failure_details=failure_from_pb(response.failureDetails)
+                timestamp=now,
+                task_scheduled_id=item.task_id,
+                failure_details=failure_from_pb(response.failureDetails),
             )
         result = response.result.value if response.HasField("result") else None
         return TaskCompleted(timestamp=now, task_scheduled_id=item.task_id, result=result)

@@ -114,7 +114,9 @@ class SidecarServer:
 
     @property
     def task_hub(self) -> str | None:
-        return self.backend.settings.task_hub if isinstance(self.backend, PartitionedBackend) else None
+        return (
+            self.backend.settings.task_hub if isinstance(self.backend, PartitionedBackend) else None
+        )
 
     def owned_partitions(self) -> frozenset[int] | None:
         """Partitions this sidecar holds leases on now; None for an unpartitioned backend."""

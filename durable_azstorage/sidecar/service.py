@@ -43,13 +43,19 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
         return empty_pb2.Empty()
 
     # --- client requests ---------------------------------------------------------------------
-    async def StartInstance(self, request: pb.CreateInstanceRequest, context: Context) -> pb.CreateInstanceResponse:
+    async def StartInstance(
+        self, request: pb.CreateInstanceRequest, context: Context
+    ) -> pb.CreateInstanceResponse:
         return await _answer(context, "StartInstance", self._rpcs.start(request))
 
-    async def GetInstance(self, request: pb.GetInstanceRequest, context: Context) -> pb.GetInstanceResponse:
+    async def GetInstance(
+        self, request: pb.GetInstanceRequest, context: Context
+    ) -> pb.GetInstanceResponse:
         return await _answer(context, "GetInstance", self._rpcs.get(request))
 
-    async def WaitForInstanceStart(self, request: pb.GetInstanceRequest, context: Context) -> pb.GetInstanceResponse:
+    async def WaitForInstanceStart(
+        self, request: pb.GetInstanceRequest, context: Context
+    ) -> pb.GetInstanceResponse:
         wait = self._rpcs.wait(request, completion=False, deadline=context.time_remaining())
         return await _answer(context, "WaitForInstanceStart", wait)
 
@@ -59,16 +65,24 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
         wait = self._rpcs.wait(request, completion=True, deadline=context.time_remaining())
         return await _answer(context, "WaitForInstanceCompletion", wait)
 
-    async def RaiseEvent(self, request: pb.RaiseEventRequest, context: Context) -> pb.RaiseEventResponse:
+    async def RaiseEvent(
+        self, request: pb.RaiseEventRequest, context: Context
+    ) -> pb.RaiseEventResponse:
         return await _answer(context, "RaiseEvent", self._rpcs.raise_event(request))
 
-    async def TerminateInstance(self, request: pb.TerminateRequest, context: Context) -> pb.TerminateResponse:
+    async def TerminateInstance(
+        self, request: pb.TerminateRequest, context: Context
+    ) -> pb.TerminateResponse:
         return await _answer(context, "TerminateInstance", self._rpcs.terminate(request))
 
-    async def SuspendInstance(self, request: pb.SuspendRequest, context: Context) -> pb.SuspendResponse:
+    async def SuspendInstance(
+        self, request: pb.SuspendRequest, context: Context
+    ) -> pb.SuspendResponse:
         return await _answer(context, "SuspendInstance", self._rpcs.suspend(request))
 
-    async def ResumeInstance(self, request: pb.ResumeRequest, context: Context) -> pb.ResumeResponse:
+    async def ResumeInstance(
+        self, request: pb.ResumeRequest, context: Context
+    ) -> pb.ResumeResponse:
         return await _answer(context, "ResumeInstance", self._rpcs.resume(request))
 
     async def RestartInstance(
@@ -76,10 +90,14 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
     ) -> pb.RestartInstanceResponse:
         return await _answer(context, "RestartInstance", self._rpcs.restart(request))
 
-    async def RewindInstance(self, request: pb.RewindInstanceRequest, context: Context) -> pb.RewindInstanceResponse:
+    async def RewindInstance(
+        self, request: pb.RewindInstanceRequest, context: Context
+    ) -> pb.RewindInstanceResponse:
         return await _answer(context, "RewindInstance", self._rpcs.rewind(request))
 
-    async def QueryInstances(self, request: pb.QueryInstancesRequest, context: Context) -> pb.QueryInstancesResponse:
+    async def QueryInstances(
+        self, request: pb.QueryInstancesRequest, context: Context
+    ) -> pb.QueryInstancesResponse:
         return await _answer(context, "QueryInstances", self._rpcs.query(request))
 
     async def ListInstanceIds(
@@ -93,7 +111,9 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
         for chunk in await _answer(context, "StreamInstanceHistory", self._rpcs.history(request)):
             yield chunk
 
-    async def PurgeInstances(self, request: pb.PurgeInstancesRequest, context: Context) -> pb.PurgeInstancesResponse:
+    async def PurgeInstances(
+        self, request: pb.PurgeInstancesRequest, context: Context
+    ) -> pb.PurgeInstancesResponse:
         purge = self._rpcs.purge(request, deadline=context.time_remaining())
         result = await _answer(context, "PurgeInstances", purge)
         return pb.PurgeInstancesResponse(
@@ -101,14 +121,20 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
             isComplete=wrappers_pb2.BoolValue(value=result.is_complete),
         )
 
-    async def CreateTaskHub(self, request: pb.CreateTaskHubRequest, context: Context) -> pb.CreateTaskHubResponse:
+    async def CreateTaskHub(
+        self, request: pb.CreateTaskHubRequest, context: Context
+    ) -> pb.CreateTaskHubResponse:
         return await _answer(context, "CreateTaskHub", self._rpcs.create_task_hub(request))
 
-    async def DeleteTaskHub(self, request: pb.DeleteTaskHubRequest, context: Context) -> pb.DeleteTaskHubResponse:
+    async def DeleteTaskHub(
+        self, request: pb.DeleteTaskHubRequest, context: Context
+    ) -> pb.DeleteTaskHubResponse:
         return await _answer(context, "DeleteTaskHub", self._rpcs.delete_task_hub(request))
 
     # --- work items (WorkItemService) --------------------------------------------------------
-    async def GetWorkItems(self, request: pb.GetWorkItemsRequest, context: Context) -> AsyncIterator[pb.WorkItem]:
+    async def GetWorkItems(
+        self, request: pb.GetWorkItemsRequest, context: Context
+    ) -> AsyncIterator[pb.WorkItem]:
         async for item in self._work.GetWorkItems(request, context):
             yield item
 
@@ -117,7 +143,9 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
     ) -> pb.CompleteTaskResponse:
         return await self._work.CompleteOrchestratorTask(request, context)
 
-    async def CompleteActivityTask(self, request: pb.ActivityResponse, context: Context) -> pb.CompleteTaskResponse:
+    async def CompleteActivityTask(
+        self, request: pb.ActivityResponse, context: Context
+    ) -> pb.CompleteTaskResponse:
         return await self._work.CompleteActivityTask(request, context)
 
     async def AbandonTaskOrchestratorWorkItem(
@@ -131,13 +159,19 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
         return await self._work.AbandonTaskActivityWorkItem(request, context)
 
     # --- entities ----------------------------------------------------------------------------
-    async def SignalEntity(self, request: pb.SignalEntityRequest, context: Context) -> pb.SignalEntityResponse:
+    async def SignalEntity(
+        self, request: pb.SignalEntityRequest, context: Context
+    ) -> pb.SignalEntityResponse:
         return await _answer(context, "SignalEntity", self._entities.signal(request))
 
-    async def GetEntity(self, request: pb.GetEntityRequest, context: Context) -> pb.GetEntityResponse:
+    async def GetEntity(
+        self, request: pb.GetEntityRequest, context: Context
+    ) -> pb.GetEntityResponse:
         return await _answer(context, "GetEntity", self._entities.get(request))
 
-    async def QueryEntities(self, request: pb.QueryEntitiesRequest, context: Context) -> pb.QueryEntitiesResponse:
+    async def QueryEntities(
+        self, request: pb.QueryEntitiesRequest, context: Context
+    ) -> pb.QueryEntitiesResponse:
         return await _answer(context, "QueryEntities", self._entities.query(request))
 
     async def CleanEntityStorage(
@@ -145,7 +179,9 @@ class SidecarService(pb_grpc.TaskHubSidecarServiceServicer):  # type: ignore[mis
     ) -> pb.CleanEntityStorageResponse:
         return await _answer(context, "CleanEntityStorage", self._entities.clean(request))
 
-    async def CompleteEntityTask(self, request: pb.EntityBatchResult, context: Context) -> pb.CompleteTaskResponse:
+    async def CompleteEntityTask(
+        self, request: pb.EntityBatchResult, context: Context
+    ) -> pb.CompleteTaskResponse:
         return await self._work.CompleteEntityTask(request, context)
 
     async def AbandonTaskEntityWorkItem(

@@ -118,7 +118,8 @@ class WorkerStreams:
     def connect(self, request: pb.GetWorkItemsRequest) -> WorkerStream:
         """Register a new stream; its limits come from the request (0 = our default)."""
         limits: dict[Kind, int] = {
-            "orchestration": request.maxConcurrentOrchestrationWorkItems or self._default_limits["orchestration"],
+            "orchestration": request.maxConcurrentOrchestrationWorkItems
+            or self._default_limits["orchestration"],
             "activity": request.maxConcurrentActivityWorkItems or self._default_limits["activity"],
         }
         stream = WorkerStream(
@@ -140,7 +141,9 @@ class WorkerStreams:
         if lost:
             self._log.warning(
                 "SDK worker stream %d disconnected holding %d work item(s); they will be delivered again: %s",
-                stream.number, len(lost), ", ".join(p.what for p in lost),
+                stream.number,
+                len(lost),
+                ", ".join(p.what for p in lost),
             )
         self.notify()
 
@@ -184,7 +187,9 @@ class WorkerStreams:
         token = uuid.uuid4().hex
         item.completionToken = token
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        pending = _Pending(token=token, kind=kind, instance_id=instance_id, what=what, stream=stream, future=future)
+        pending = _Pending(
+            token=token, kind=kind, instance_id=instance_id, what=what, stream=stream, future=future
+        )
         self._pending[token] = pending
         stream.tokens.add(token)
         stream.in_flight[kind] += 1
@@ -309,7 +314,9 @@ class WorkerStreams:
     def _fail(self, pending: _Pending, reason: str, *, deferred: bool = False) -> None:
         self._pending.pop(pending.token, None)
         if not pending.future.done():
-            pending.future.set_exception(ExecutionAbandoned(f"{pending.what}: {reason}", deferred=deferred))
+            pending.future.set_exception(
+                ExecutionAbandoned(f"{pending.what}: {reason}", deferred=deferred)
+            )
 
     def notify(self) -> None:
         """Wake everyone waiting for a change (room, capacity, idleness)."""

@@ -102,8 +102,10 @@ class WorkItemService:
         if self._engine is not None:
             raise RuntimeError("this WorkItemService is already started")
         streams = WorkerStreams(
-            default_limits=dict(self._ceilings), ceilings=self._ceilings,
-            dispatch_wait=self._dispatch_wait, logger=self._log,
+            default_limits=dict(self._ceilings),
+            ceilings=self._ceilings,
+            dispatch_wait=self._dispatch_wait,
+            logger=self._log,
         )
         clock = backend_clock(self._backend)
         orchestration_timeout, activity_timeout = self._timeouts
@@ -113,7 +115,9 @@ class WorkItemService:
                 streams, asyncio.get_running_loop(), timeout=orchestration_timeout
             ),
             activities=RemoteActivityExecutor(streams, timeout=activity_timeout, clock=clock),
-            entities=RemoteEntityExecutor(streams, asyncio.get_running_loop(), timeout=orchestration_timeout),
+            entities=RemoteEntityExecutor(
+                streams, asyncio.get_running_loop(), timeout=orchestration_timeout
+            ),
             max_concurrent_orchestrations=self._ceilings["orchestration"],
             max_concurrent_activities=self._ceilings["activity"],
             max_dequeue_count=self._max_dequeue_count,
@@ -141,7 +145,9 @@ class WorkItemService:
         engine.request_stop()
         if not await streams.wait_idle(max(grace, 0.0)):
             count = streams.abandon_all("the sidecar is stopping")
-            self._log.warning("sidecar stopping: abandoned %d work item(s) still held by SDK workers", count)
+            self._log.warning(
+                "sidecar stopping: abandoned %d work item(s) still held by SDK workers", count
+            )
         streams.close()
         try:
             # Lets the processors commit what the SDKs answered and abandon the rest.
@@ -157,12 +163,16 @@ class WorkItemService:
         """One connected SDK worker: stream work items to it until it (or the sidecar) stops."""
         streams = self._streams
         if streams is None or streams.closed:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the sidecar is not accepting SDK workers (stopping)")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the sidecar is not accepting SDK workers (stopping)"
+            )
             return
         stream = streams.connect(request)
         self._log.info(
             "SDK worker stream %d connected (up to %d orchestration and %d activity work items)",
-            stream.number, stream.limits["orchestration"], stream.limits["activity"],
+            stream.number,
+            stream.limits["orchestration"],
+            stream.limits["activity"],
         )
         try:
             async for item in stream.items(self._ping_interval):
@@ -179,25 +189,34 @@ class WorkItemService:
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"chunked orchestrator responses are not supported (completion token {request.completionToken!r})",
             )
-        await self._resolve(context, lambda s: s.complete(
-            "orchestration", request.completionToken, request, instance_id=request.instanceId
-        ))
+        await self._resolve(
+            context,
+            lambda s: s.complete(
+                "orchestration", request.completionToken, request, instance_id=request.instanceId
+            ),
+        )
         return pb.CompleteTaskResponse()
 
     async def CompleteActivityTask(
         self, request: pb.ActivityResponse, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteTaskResponse:
-        await self._resolve(context, lambda s: s.complete(
-            "activity", request.completionToken, request, instance_id=request.instanceId
-        ))
+        await self._resolve(
+            context,
+            lambda s: s.complete(
+                "activity", request.completionToken, request, instance_id=request.instanceId
+            ),
+        )
         return pb.CompleteTaskResponse()
 
     async def CompleteEntityTask(
         self, request: pb.EntityBatchResult, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteTaskResponse:
-        await self._resolve(context, lambda s: s.complete(
-            "orchestration", request.completionToken, request, instance_id=None
-        ))
+        await self._resolve(
+            context,
+            lambda s: s.complete(
+                "orchestration", request.completionToken, request, instance_id=None
+            ),
+        )
         return pb.CompleteTaskResponse()
 
     async def AbandonTaskEntityWorkItem(
@@ -207,7 +226,9 @@ class WorkItemService:
         return pb.AbandonEntityTaskResponse()
 
     async def AbandonTaskOrchestratorWorkItem(
-        self, request: pb.AbandonOrchestrationTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.AbandonOrchestrationTaskRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.AbandonOrchestrationTaskResponse:
         await self._resolve(context, lambda s: s.abandon("orchestration", request.completionToken))
         return pb.AbandonOrchestrationTaskResponse()

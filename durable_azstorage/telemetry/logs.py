@@ -23,7 +23,10 @@ FIELDS = ("task_hub", "partition", "instance_id", "execution_id")
 _current: dict[str, contextvars.ContextVar[Any]] = {
     name: contextvars.ContextVar(f"durable_azstorage_{name}", default=None) for name in FIELDS
 }
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+}
 
 
 def set_log_field(name: str, value: Any) -> None:
@@ -71,7 +74,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

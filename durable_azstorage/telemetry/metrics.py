@@ -40,26 +40,33 @@ class _Instruments:
     def __init__(self) -> None:
         meter = otel.metrics.get_meter(otel.METER_NAME)
         self.requests = meter.create_counter(
-            "durable_azstorage.storage.requests", unit="{request}",
+            "durable_azstorage.storage.requests",
+            unit="{request}",
             description="Storage requests by service, REST operation and outcome",
         )
         self.episodes = meter.create_counter(
-            "durable_azstorage.orchestration.episodes", unit="{episode}",
+            "durable_azstorage.orchestration.episodes",
+            unit="{episode}",
             description="Orchestration episodes by outcome (committed, conflict, abandoned, failed)",
         )
         self.episode_duration = meter.create_histogram(
-            "durable_azstorage.orchestration.episode.duration", unit="s",
+            "durable_azstorage.orchestration.episode.duration",
+            unit="s",
             description="Orchestration episode latency, from lock to commit",
         )
         self.activities = meter.create_counter(
-            "durable_azstorage.activity.executions", unit="{execution}",
+            "durable_azstorage.activity.executions",
+            unit="{execution}",
             description="Activity executions by name and outcome (completed, failed, abandoned)",
         )
         self.activity_duration = meter.create_histogram(
-            "durable_azstorage.activity.duration", unit="s", description="Activity execution latency",
+            "durable_azstorage.activity.duration",
+            unit="s",
+            description="Activity execution latency",
         )
         self.poison = meter.create_counter(
-            "durable_azstorage.poison_messages", unit="{message}",
+            "durable_azstorage.poison_messages",
+            unit="{message}",
             description="Work items given up after too many deliveries, by kind",
         )
 
@@ -106,26 +113,36 @@ def record_poison(kind: str) -> None:
 class HubGauges:
     """Observable gauges over the latest ``HubSample``; ``run`` refreshes it periodically."""
 
-    def __init__(self, sample: Callable[[], Awaitable[HubSample]], *, interval: float = 10.0) -> None:
+    def __init__(
+        self, sample: Callable[[], Awaitable[HubSample]], *, interval: float = 10.0
+    ) -> None:
         self._sample = sample
         self._interval = interval
         self.latest: HubSample | None = None
         if otel.AVAILABLE:
             meter = otel.metrics.get_meter(otel.METER_NAME)
             meter.create_observable_gauge(
-                "durable_azstorage.control_queue.backlog", [self._backlog], unit="{message}",
+                "durable_azstorage.control_queue.backlog",
+                [self._backlog],
+                unit="{message}",
                 description="Approximate messages in each control queue",
             )
             meter.create_observable_gauge(
-                "durable_azstorage.control_queue.oldest_message_age", [self._age], unit="s",
+                "durable_azstorage.control_queue.oldest_message_age",
+                [self._age],
+                unit="s",
                 description="Age of the oldest visible message in each control queue",
             )
             meter.create_observable_gauge(
-                "durable_azstorage.work_item_queue.backlog", [self._work_items], unit="{message}",
+                "durable_azstorage.work_item_queue.backlog",
+                [self._work_items],
+                unit="{message}",
                 description="Approximate messages in the work-item queue",
             )
             meter.create_observable_gauge(
-                "durable_azstorage.partitions.owned", [self._owned], unit="{partition}",
+                "durable_azstorage.partitions.owned",
+                [self._owned],
+                unit="{partition}",
                 description="Control-queue partitions leased, by owner",
             )
 

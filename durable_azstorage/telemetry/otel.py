@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from opentelemetry import context, metrics, trace
 
 try:
+    # F811: the same names as the TYPE_CHECKING import above, bound only when installed
     from opentelemetry import context, metrics, trace  # noqa: F811
 
     AVAILABLE = True

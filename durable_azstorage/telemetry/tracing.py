@@ -57,7 +57,9 @@ ATTR_FIRE_AT = "durabletask.fire_at"
 _log = logging.getLogger(__name__)
 
 
-def _attributes(kind: str, name: str, instance_id: str, version: str | None = None) -> dict[str, str]:
+def _attributes(
+    kind: str, name: str, instance_id: str, version: str | None = None
+) -> dict[str, str]:
     attrs = {ATTR_TYPE: kind, ATTR_NAME: name, ATTR_INSTANCE_ID: instance_id}
     if version:
         attrs[ATTR_VERSION] = version
@@ -90,8 +92,11 @@ def _otel_context(parent: TraceContext | None) -> Any:
         return None
     state = otel.trace.TraceState.from_header([parent.trace_state]) if parent.trace_state else None
     remote = otel.trace.SpanContext(
-        trace_id=int(parent.trace_id, 16), span_id=int(parent.span_id, 16), is_remote=True,
-        trace_flags=otel.trace.TraceFlags(int(parent.flags, 16)), trace_state=state,
+        trace_id=int(parent.trace_id, 16),
+        span_id=int(parent.span_id, 16),
+        is_remote=True,
+        trace_flags=otel.trace.TraceFlags(int(parent.flags, 16)),
+        trace_state=state,
     )
     return otel.trace.set_span_in_context(otel.trace.NonRecordingSpan(remote))
 
@@ -111,7 +116,8 @@ def create_orchestration_span(
         return
     attrs = _attributes("orchestration", name, instance_id, version)
     with _tracer().start_as_current_span(
-        span_name("create_orchestration", name, version), kind=otel.trace.SpanKind.PRODUCER,
+        span_name("create_orchestration", name, version),
+        kind=otel.trace.SpanKind.PRODUCER,
         attributes=attrs,
     ):
         yield current_trace_context()
@@ -157,8 +163,11 @@ def activity_span(
     attrs = _attributes("activity", name, instance_id)
     attrs[ATTR_TASK_ID] = str(task_id)
     with _tracer().start_as_current_span(
-        span_name("activity", name), context=_otel_context(parent),
-        kind=otel.trace.SpanKind.SERVER, attributes=attrs, record_exception=False,
+        span_name("activity", name),
+        context=_otel_context(parent),
+        kind=otel.trace.SpanKind.SERVER,
+        attributes=attrs,
+        record_exception=False,
         set_status_on_exception=False,
     ) as span:
         yield ActivitySpan(span)
@@ -210,7 +219,9 @@ class EpisodeSpans:
                         ended.remember(event)
                     for event in incoming:
                         ended.answer(event)
-                    ended.emit_orchestration(OrchestrationStatus.CONTINUED_AS_NEW, None, time.time_ns())
+                    ended.emit_orchestration(
+                        OrchestrationStatus.CONTINUED_AS_NEW, None, time.time_ns()
+                    )
                 history = ()
             self._emit(history, new_events)
         except Exception:  # tracing must never fail an episode that has committed
@@ -260,7 +271,9 @@ class _Generation:
             failure = event.failure_details if isinstance(event, TaskFailed) else None
             self._client_span("activity", event.task_scheduled_id, event, failure)
         elif isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
-            failure = event.failure_details if isinstance(event, SubOrchestrationInstanceFailed) else None
+            failure = (
+                event.failure_details if isinstance(event, SubOrchestrationInstanceFailed) else None
+            )
             self._client_span("sub", event.task_scheduled_id, event, failure)
         elif isinstance(event, TimerFired):
             self._timer_span(event)
@@ -276,15 +289,29 @@ class _Generation:
             return
         started = self.started
         begin = max(started.timestamp, started.scheduled_start_time or started.timestamp)
-        attrs = _attributes("orchestration", started.name, started.instance.instance_id, started.version)
-        failed = status is not OrchestrationStatus.COMPLETED and status is not OrchestrationStatus.CONTINUED_AS_NEW
+        attrs = _attributes(
+            "orchestration", started.name, started.instance.instance_id, started.version
+        )
+        failed = (
+            status is not OrchestrationStatus.COMPLETED
+            and status is not OrchestrationStatus.CONTINUED_AS_NEW
+        )
         attrs[ATTR_STATUS] = "Failed" if failed else "Completed"
-        emit_fixed_span(FinishedSpan(
-            span_name("orchestration", started.name, started.version), self.context,
-            started.trace_context, otel.trace.SpanKind.SERVER, attrs, _ns(begin), end_ns,
-            failure if failed else None,
-            failed_message=f"orchestration {status.name.lower()}" if failed and failure is None else None,
-        ))
+        emit_fixed_span(
+            FinishedSpan(
+                span_name("orchestration", started.name, started.version),
+                self.context,
+                started.trace_context,
+                otel.trace.SpanKind.SERVER,
+                attrs,
+                _ns(begin),
+                end_ns,
+                failure if failed else None,
+                failed_message=f"orchestration {status.name.lower()}"
+                if failed and failure is None
+                else None,
+            )
+        )
 
     def _client_span(
         self, kind: str, task_id: int, answer: HistoryEvent, failure: FailureDetails | None
@@ -301,11 +328,18 @@ class _Generation:
         attrs = _attributes(typ, scheduled.name, target, scheduled.version)
         attrs[ATTR_TASK_ID] = str(task_id)
         attrs[ATTR_STATUS] = "Failed" if failure is not None else "Completed"
-        emit_fixed_span(FinishedSpan(
-            span_name(typ, scheduled.name, scheduled.version), scheduled.trace_context,
-            self.context, otel.trace.SpanKind.CLIENT, attrs, _ns(scheduled.timestamp),
-            _ns(answer.timestamp), failure,
-        ))
+        emit_fixed_span(
+            FinishedSpan(
+                span_name(typ, scheduled.name, scheduled.version),
+                scheduled.trace_context,
+                self.context,
+                otel.trace.SpanKind.CLIENT,
+                attrs,
+                _ns(scheduled.timestamp),
+                _ns(answer.timestamp),
+                failure,
+            )
+        )
 
     def _timer_span(self, fired: TimerFired) -> None:
         created = self.scheduled.get(("timer", fired.timer_id))
@@ -314,20 +348,27 @@ class _Generation:
         attrs[ATTR_TASK_ID] = str(fired.timer_id)
         attrs[ATTR_FIRE_AT] = fired.fire_at.isoformat()
         span = _tracer().start_span(
-            f"orchestration:{self.started.name}:timer", context=_otel_context(self.context),
-            kind=otel.trace.SpanKind.INTERNAL, attributes=attrs, start_time=_ns(start),
+            f"orchestration:{self.started.name}:timer",
+            context=_otel_context(self.context),
+            kind=otel.trace.SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=_ns(start),
         )
         span.end(end_time=max(time.time_ns(), _ns(start)))
 
     def _event_span(self, sent: EventSent) -> None:
         attrs = {
-            ATTR_TYPE: "event", ATTR_NAME: sent.name,
+            ATTR_TYPE: "event",
+            ATTR_NAME: sent.name,
             ATTR_INSTANCE_ID: self.started.instance.instance_id,
             ATTR_TARGET_INSTANCE_ID: sent.instance_id,
         }
         span = _tracer().start_span(
-            span_name("orchestration_event", sent.name), context=_otel_context(self.context),
-            kind=otel.trace.SpanKind.PRODUCER, attributes=attrs, start_time=_ns(sent.timestamp),
+            span_name("orchestration_event", sent.name),
+            context=_otel_context(self.context),
+            kind=otel.trace.SpanKind.PRODUCER,
+            attributes=attrs,
+            start_time=_ns(sent.timestamp),
         )
         span.end()
 
@@ -361,7 +402,10 @@ def emit_fixed_span(span: FinishedSpan) -> None:
     if _emit_with_sdk(span):
         return
     live = _tracer().start_span(
-        span.name, context=_otel_context(span.parent), kind=span.kind, attributes=span.attributes,
+        span.name,
+        context=_otel_context(span.parent),
+        kind=span.kind,
+        attributes=span.attributes,
         start_time=span.start_ns,
     )
     live.set_status(span.status)
@@ -387,14 +431,18 @@ def _emit_with_sdk(span: FinishedSpan) -> bool:
     if not flags.sampled:
         return True  # the starter's decision: not recorded
     own = otel.trace.SpanContext(
-        trace_id=int(context.trace_id, 16), span_id=int(context.span_id, 16), is_remote=False,
+        trace_id=int(context.trace_id, 16),
+        span_id=int(context.span_id, 16),
+        is_remote=False,
         trace_flags=flags,
     )
     remote_parent = None
     if span.parent is not None:
         remote_parent = otel.trace.SpanContext(
-            trace_id=int(span.parent.trace_id, 16), span_id=int(span.parent.span_id, 16),
-            is_remote=True, trace_flags=otel.trace.TraceFlags(int(span.parent.flags, 16)),
+            trace_id=int(span.parent.trace_id, 16),
+            span_id=int(span.parent.span_id, 16),
+            is_remote=True,
+            trace_flags=otel.trace.TraceFlags(int(span.parent.flags, 16)),
         )
     end_ns = max(span.end_ns, span.start_ns)
     events = []
@@ -402,10 +450,17 @@ def _emit_with_sdk(span: FinishedSpan) -> bool:
         events.append(Event("exception", _exception_attributes(span.failure), timestamp=end_ns))
     processor.on_end(
         ReadableSpan(
-            name=span.name, context=own, parent=remote_parent, kind=span.kind,
-            attributes=span.attributes, events=events, start_time=span.start_ns, end_time=end_ns,
+            name=span.name,
+            context=own,
+            parent=remote_parent,
+            kind=span.kind,
+            attributes=span.attributes,
+            events=events,
+            start_time=span.start_ns,
+            end_time=end_ns,
             resource=provider.resource,  # type: ignore[attr-defined]  # a property the stubs omit
-            instrumentation_scope=InstrumentationScope(otel.TRACER_NAME), status=span.status,
+            instrumentation_scope=InstrumentationScope(otel.TRACER_NAME),
+            status=span.status,
         )
     )
     return True

@@ -82,8 +82,11 @@ def find_azurite_dir(checkout: Path | None = None) -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     folder = cache / "durable-azstorage" / f"azurite-{AZURITE_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"name": "durable-azstorage-azurite", "private": True,
-                "dependencies": {"azurite": AZURITE_VERSION}}
+    manifest = {
+        "name": "durable-azstorage-azurite",
+        "private": True,
+        "dependencies": {"azurite": AZURITE_VERSION},
+    }
     (folder / "package.json").write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -105,7 +108,9 @@ def ensure_installed(folder: Path) -> Path:
         verb = "ci" if (folder / "package-lock.json").is_file() else "install"
         proc = subprocess.run(
             [npm, verb, "--prefix", str(folder), "--no-audit", "--no-fund"],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if proc.returncode != 0 or not entry.is_file():
             raise AzuriteError(
@@ -135,7 +140,7 @@ def docker_available(timeout: float = 0.3) -> bool:
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return bool(os.environ.get("DOCKER_HOST"))  # tcp engines: trust the user's setting
-    path = host[len("unix://"):]
+    path = host[len("unix://") :]
     if not os.path.exists(path):
         return False
     try:
@@ -273,17 +278,25 @@ class Azurite:
     def _start_npm(self) -> None:
         node = shutil.which("node")
         if node is None:
-            raise AzuriteError("Node.js is not on PATH and no Docker engine answers: install Node.js >= 20")
+            raise AzuriteError(
+                "Node.js is not on PATH and no Docker engine answers: install Node.js >= 20"
+            )
         entry = ensure_installed(find_azurite_dir())
         self._tempdir = Path(tempfile.mkdtemp(prefix="azurite-"))
         log_path = self._tempdir / "azurite.log"
         last_error = ""
         for _ in range(3):  # a free port can be taken between probing and binding: retry
-            ports = dict(zip(SERVICES, free_ports(3)))
+            ports = dict(zip(SERVICES, free_ports(3), strict=False))
             args = [node, str(entry), "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
             for svc, port in ports.items():
-                args += [f"--{svc}Host", "127.0.0.1", f"--{svc}Port", str(port),
-                         f"--{svc}KeepAliveTimeout", "120"]
+                args += [
+                    f"--{svc}Host",
+                    "127.0.0.1",
+                    f"--{svc}Port",
+                    str(port),
+                    f"--{svc}KeepAliveTimeout",
+                    "120",
+                ]
             if self.in_memory:
                 args.append("--inMemoryPersistence")
             else:
@@ -292,7 +305,10 @@ class Azurite:
                 args += ["--location", str(data)]
             with open(log_path, "ab") as log:
                 self._process = subprocess.Popen(
-                    args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                     preexec_fn=_die_with_parent_hook() if self.die_with_parent else None,
                 )
@@ -305,7 +321,9 @@ class Azurite:
             self._process = None
             if "EADDRINUSE" not in last_error:
                 break
-        raise AzuriteError(f"Azurite did not start within {self.startup_timeout:.0f} s:\n{last_error}")
+        raise AzuriteError(
+            f"Azurite did not start within {self.startup_timeout:.0f} s:\n{last_error}"
+        )
 
     def _wait_ready(self, ports: dict[str, int]) -> bool:
         assert self._process is not None
@@ -329,7 +347,9 @@ class Azurite:
             try:
                 from testcontainers.azurite import AzuriteContainer
             except ImportError as exc:
-                raise AzuriteError("Docker mode needs testcontainers[azurite] (the dev extra)") from exc
+                raise AzuriteError(
+                    "Docker mode needs testcontainers[azurite] (the dev extra)"
+                ) from exc
         container = AzuriteContainer(f"mcr.microsoft.com/azure-storage/azurite:{AZURITE_VERSION}")
         container.with_command(
             "azurite --blobHost 0.0.0.0 --queueHost 0.0.0.0 --tableHost 0.0.0.0 "

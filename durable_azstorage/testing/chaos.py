@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from durable_azstorage.azure.provider import AzureStorageBackend
@@ -58,10 +57,15 @@ class ChaosReport:
 
     def summary(self) -> dict[str, object]:
         return {
-            "instances": self.instances, "completed": self.completed, "kills": self.kills,
-            "activity executions": self.executions, "activity tasks": self.tasks,
-            "re-executions": self.executions - self.tasks, "poison": self.poison,
-            "slowest instance (s)": round(self.slowest, 1), "violations": len(self.violations),
+            "instances": self.instances,
+            "completed": self.completed,
+            "kills": self.kills,
+            "activity executions": self.executions,
+            "activity tasks": self.tasks,
+            "re-executions": self.executions - self.tasks,
+            "poison": self.poison,
+            "slowest instance (s)": round(self.slowest, 1),
+            "violations": len(self.violations),
         }
 
 
@@ -77,7 +81,9 @@ class Fleet:
         log = open(self._log_dir / f"worker-{len(self.processes)}.log", "wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "durable_azstorage", "worker", "--app", APP],
-            env=self._env, stdout=log, stderr=subprocess.STDOUT,
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.processes.append(process)
@@ -98,7 +104,12 @@ class Fleet:
 
 
 async def run(
-    *, minutes: float, workers: int, rate: float, seed: int, fast_leases: bool,
+    *,
+    minutes: float,
+    workers: int,
+    rate: float,
+    seed: int,
+    fast_leases: bool,
     drain_timeout: float,
 ) -> ChaosReport:
     rng = random.Random(seed)
@@ -112,7 +123,8 @@ async def run(
         fleet: Fleet | None = None
         try:
             env = {
-                **os.environ, RECORD_ENV: str(records),
+                **os.environ,
+                RECORD_ENV: str(records),
                 "DURABLE_AZSTORAGE_CONNECTION_STRING": azurite.connection_string,
                 "DURABLE_AZSTORAGE_TASK_HUB": "chaos",
                 **(FAST_LEASES if fast_leases else {}),
@@ -139,8 +151,12 @@ async def run(
 
 
 async def _load(
-    client: AsyncTaskHubClient, fleet: Fleet, rng: random.Random, report: ChaosReport,
-    minutes: float, rate: float,
+    client: AsyncTaskHubClient,
+    fleet: Fleet,
+    rng: random.Random,
+    report: ChaosReport,
+    minutes: float,
+    rate: float,
 ) -> dict[str, float]:
     """Start instances at ``rate``/s, kill a worker every 10-40 s; raise each instance's event
     (half of them before it starts). Returns instance id -> start time."""
@@ -153,15 +169,19 @@ async def _load(
         instance_id = f"chaos-{number}"
         early = rng.random() < 0.5
         await client.schedule_new_orchestration(
-            "chaos_flow", input=number, instance_id=instance_id,
+            "chaos_flow",
+            input=number,
+            instance_id=instance_id,
         )
         started[instance_id] = time.monotonic()
         if early:
             await client.raise_orchestration_event(instance_id, "go", data=f"go-{number}")
         else:
-            late.add(asyncio.ensure_future(
-                _raise_later(client, instance_id, f"go-{number}", rng.uniform(2, 6))
-            ))
+            late.add(
+                asyncio.ensure_future(
+                    _raise_later(client, instance_id, f"go-{number}", rng.uniform(2, 6))
+                )
+            )
         number += 1
         if time.monotonic() >= next_kill and fleet.alive():
             victim = rng.choice(fleet.alive())
@@ -176,7 +196,9 @@ async def _load(
     return started
 
 
-async def _raise_later(client: AsyncTaskHubClient, instance_id: str, data: str, delay: float) -> None:
+async def _raise_later(
+    client: AsyncTaskHubClient, instance_id: str, data: str, delay: float
+) -> None:
     await asyncio.sleep(delay)
     await client.raise_orchestration_event(instance_id, "go", data=data)
 
@@ -195,8 +217,9 @@ async def _drain(
             report.slowest = max(report.slowest, time.monotonic() - started[instance_id])
             number = int(instance_id.rsplit("-", 1)[1])
             if state.runtime_status is not OrchestrationStatus.COMPLETED:
-                report.violations.append(f"{instance_id}: {state.runtime_status.value} "
-                                         f"{state.failure_details}")
+                report.violations.append(
+                    f"{instance_id}: {state.runtime_status.value} {state.failure_details}"
+                )
             elif state.get_output() != expected_output(number):
                 report.violations.append(f"{instance_id}: output {state.get_output()!r}")
             else:
@@ -229,10 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-leases", action="store_true", help="6 s leases and visibility")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-    report = asyncio.run(run(
-        minutes=args.minutes, workers=args.workers, rate=args.rate, seed=args.seed,
-        fast_leases=args.fast_leases, drain_timeout=args.drain_timeout,
-    ))
+    report = asyncio.run(
+        run(
+            minutes=args.minutes,
+            workers=args.workers,
+            rate=args.rate,
+            seed=args.seed,
+            fast_leases=args.fast_leases,
+            drain_timeout=args.drain_timeout,
+        )
+    )
     print(json.dumps(report.summary(), indent=2))
     for violation in report.violations[:20]:
         print("VIOLATION", violation)

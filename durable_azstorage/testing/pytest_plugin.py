@@ -51,7 +51,9 @@ def durable_azurite() -> Iterator[Azurite]:
     try:
         emulator.start()
     except AzuriteError as exc:
-        pytest.fail(f"Azurite could not start: {exc}\nIt needs Node.js >= 20 (or Docker).", pytrace=False)
+        pytest.fail(
+            f"Azurite could not start: {exc}\nIt needs Node.js >= 20 (or Docker).", pytrace=False
+        )
     try:
         yield emulator
     finally:
@@ -59,11 +61,14 @@ def durable_azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def durable_azure_settings(durable_azurite: Azurite, request: pytest.FixtureRequest) -> AzureStorageSettings:
+def durable_azure_settings(
+    durable_azurite: Azurite, request: pytest.FixtureRequest
+) -> AzureStorageSettings:
     """Settings for the session's Azurite and a task hub name unique to this test."""
     from durable_azstorage.azure.settings import AzureStorageSettings
 
     stem = re.sub(r"[^A-Za-z0-9]", "", request.node.name)[:20]
     return AzureStorageSettings(
-        connection_string=durable_azurite.connection_string, task_hub=f"t{stem}{uuid.uuid4().hex[:10]}"
+        connection_string=durable_azurite.connection_string,
+        task_hub=f"t{stem}{uuid.uuid4().hex[:10]}",
     )

@@ -75,12 +75,17 @@ class DurableRuntime:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
 
 def _next_timer(history: list[HistoryEvent]) -> datetime | None:
     fired = {e.timer_id for e in history if isinstance(e, TimerFired)}
-    pending = [e.fire_at for e in history if isinstance(e, TimerCreated) and e.event_id not in fired]
+    pending = [
+        e.fire_at for e in history if isinstance(e, TimerCreated) and e.event_id not in fired
+    ]
     return min(pending, default=None)

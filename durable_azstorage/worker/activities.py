@@ -53,7 +53,9 @@ class LocalActivityExecutor:
     def __init__(self, registry: Registry, converter: DataConverter, *, threads: int) -> None:
         self._registry = registry
         self._converter = converter
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dtaz-activity")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="dtaz-activity"
+        )
 
     async def __call__(self, item: ActivityWorkItem) -> TaskCompleted | TaskFailed:
         ctx = ActivityContext(
@@ -62,9 +64,16 @@ class LocalActivityExecutor:
             task_name=item.name,
             attempt=item.dequeue_count,
         )
-        with activity_span(item.name, item.instance.instance_id, item.task_id, item.trace_context) as span:
+        with activity_span(
+            item.name, item.instance.instance_id, item.task_id, item.trace_context
+        ) as span:
             result = await run_activity(
-                self._registry, ctx, item.name, item.input, converter=self._converter, executor=self._pool
+                self._registry,
+                ctx,
+                item.name,
+                item.input,
+                converter=self._converter,
+                executor=self._pool,
             )
             span.finish(result.failure_details if isinstance(result, TaskFailed) else None)
         return result
@@ -96,7 +105,9 @@ class ActivityProcessor(WorkItemProcessor):
 
     async def process(self, item: ActivityWorkItem) -> None:
         """Run the activity and send its result; never raises (except cancellation)."""
-        with log_fields(instance_id=item.instance.instance_id, execution_id=item.instance.execution_id):
+        with log_fields(
+            instance_id=item.instance.instance_id, execution_id=item.instance.execution_id
+        ):
             await self._process(item)
 
     async def _process(self, item: ActivityWorkItem) -> None:
@@ -107,7 +118,10 @@ class ActivityProcessor(WorkItemProcessor):
             self._log.log(
                 logging.DEBUG if exc.deferred else logging.INFO,
                 "activity %r (task %d of %r): abandoned, it will be delivered again: %s",
-                item.name, item.task_id, item.instance.instance_id, exc,
+                item.name,
+                item.task_id,
+                item.instance.instance_id,
+                exc,
             )
             record_activity(item.name, "abandoned", time.monotonic() - began)
             await self._abandon(item, deferred=exc.deferred)
@@ -115,7 +129,11 @@ class ActivityProcessor(WorkItemProcessor):
         outcome = "failed" if isinstance(result, TaskFailed) else "completed"
         record_activity(item.name, outcome, time.monotonic() - began)
         self._log.debug(
-            "activity %r (task %d of %r): %s", item.name, item.task_id, item.instance.instance_id, outcome
+            "activity %r (task %d of %r): %s",
+            item.name,
+            item.task_id,
+            item.instance.instance_id,
+            outcome,
         )
         # Whatever ran the code, the answer names the scheduling it answers (replay.ledger).
         answer = dataclasses.replace(result, schedule_index=item.schedule_index)

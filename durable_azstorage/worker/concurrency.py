@@ -37,8 +37,12 @@ class ConcurrencyOptions:
             "maximum_thread_pool_workers",
         ):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"ConcurrencyOptions.{name} must be a positive integer, got {value!r}")
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ValueError(
+                    f"ConcurrencyOptions.{name} must be a positive integer, got {value!r}"
+                )
 
     @property
     def orchestrations(self) -> int:

@@ -23,12 +23,12 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from durable_azstorage.backend.protocol import Backend, DeliveryLimit
+from durable_azstorage.replay.entity_episode import EntityExecutor
 from durable_azstorage.replay.executor import OrchestrationExecutor
 from durable_azstorage.telemetry.tracing import EpisodeSpans
 from durable_azstorage.worker.activities import ActivityExecutor, ActivityProcessor
 from durable_azstorage.worker.dispatcher import Dispatcher
 from durable_azstorage.worker.orchestrations import OrchestrationProcessor
-from durable_azstorage.replay.entity_episode import EntityExecutor
 
 T = TypeVar("T")
 
@@ -46,7 +46,9 @@ def engine_limits(
     poison threshold: the one given, else the backend settings', else the default."""
     if max_dequeue_count is None:
         max_dequeue_count = (
-            settings.max_dequeue_count if isinstance(settings, DeliveryLimit) else DEFAULT_MAX_DEQUEUE_COUNT
+            settings.max_dequeue_count
+            if isinstance(settings, DeliveryLimit)
+            else DEFAULT_MAX_DEQUEUE_COUNT
         )
     for name, value in (
         ("max_concurrent_orchestrations", max_concurrent_orchestrations),
@@ -148,18 +150,30 @@ class WorkerEngine:
     def _build(self, pool: concurrent.futures.Executor) -> list[Dispatcher[Any]]:
         max_orch, max_act, max_dequeue = self._limits
         orch = OrchestrationProcessor(
-            self._backend, self._orchestrations, episode_pool=pool,
-            max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock,
+            self._backend,
+            self._orchestrations,
+            episode_pool=pool,
+            max_dequeue_count=max_dequeue,
+            logger=self._log,
+            clock=self._clock,
             entities=self._entities,
             spans=self._episode_spans,
         )
         act = ActivityProcessor(
-            self._backend, self._activities, max_dequeue_count=max_dequeue, logger=self._log, clock=self._clock
+            self._backend,
+            self._activities,
+            max_dequeue_count=max_dequeue,
+            logger=self._log,
+            clock=self._clock,
         )
         orch_admission, act_admission = self._admissions
         return [
-            self._dispatcher("orchestrations", orch.fetch, orch.process, orch.renew, max_orch, orch_admission),
-            self._dispatcher("activities", act.fetch, act.process, act.renew, max_act, act_admission),
+            self._dispatcher(
+                "orchestrations", orch.fetch, orch.process, orch.renew, max_orch, orch_admission
+            ),
+            self._dispatcher(
+                "activities", act.fetch, act.process, act.renew, max_act, act_admission
+            ),
         ]
 
     def _dispatcher(
@@ -174,8 +188,14 @@ class WorkerEngine:
         if admission is not None:
             fetch, process = _admitted(admission, fetch, process)
         return Dispatcher(
-            name, fetch=fetch, process=process, renew=renew, max_concurrency=max_concurrency,
-            renew_interval=self._renew_interval, poll_timeout=self._poll_timeout, logger=self._log,
+            name,
+            fetch=fetch,
+            process=process,
+            renew=renew,
+            max_concurrency=max_concurrency,
+            renew_interval=self._renew_interval,
+            poll_timeout=self._poll_timeout,
+            logger=self._log,
         )
 
 

@@ -31,10 +31,10 @@ from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
-from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.model.entities import is_entity_id
-from durable_azstorage.replay.entity_episode import EntityExecutor
+from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.model.history import ExecutionStarted
+from durable_azstorage.replay.entity_episode import EntityExecutor
 from durable_azstorage.replay.episode import Episode, run_episode
 from durable_azstorage.replay.executor import ExecutionAbandoned, OrchestrationExecutor
 from durable_azstorage.telemetry.logs import log_fields
@@ -88,7 +88,10 @@ class OrchestrationProcessor(WorkItemProcessor):
             self._log.log(
                 logging.DEBUG if exc.deferred else logging.INFO,
                 "orchestration %r: episode abandoned (delivery %d%s), it will be delivered again: %s",
-                item.instance_id, item.dequeue_count, ", deferred" if exc.deferred else "", exc,
+                item.instance_id,
+                item.dequeue_count,
+                ", deferred" if exc.deferred else "",
+                exc,
             )
             delay = abandon_delay(item.dequeue_count, deferred=exc.deferred)
             await self._abandon(item, delay, deferred=exc.deferred)
@@ -140,11 +143,19 @@ class OrchestrationProcessor(WorkItemProcessor):
         """An entity's batch of operations, or an orchestration's replay (on the episode pool)."""
         if is_entity_id(item.instance_id):
             if self._entities is None:
-                raise RuntimeError(f"{item.instance_id!r} is an entity and this worker runs no entities")
-            return self._entities.run(item.instance_id, item.history, item.messages, now=now, logger=self._log)
-        return run_episode(self._code, item.instance_id, item.history, item.messages, now=now, logger=self._log)
+                raise RuntimeError(
+                    f"{item.instance_id!r} is an entity and this worker runs no entities"
+                )
+            return self._entities.run(
+                item.instance_id, item.history, item.messages, now=now, logger=self._log
+            )
+        return run_episode(
+            self._code, item.instance_id, item.history, item.messages, now=now, logger=self._log
+        )
 
-    async def _poison(self, item: OrchestrationWorkItem, now: datetime) -> OrchestrationCommit | None:
+    async def _poison(
+        self, item: OrchestrationWorkItem, now: datetime
+    ) -> OrchestrationCommit | None:
         current = await self._backend.get_instance(item.instance_id, fetch_payloads=True)
         record_poison("orchestration")
         self._log.error(
@@ -159,7 +170,9 @@ class OrchestrationProcessor(WorkItemProcessor):
         try:
             await self._backend.complete_orchestration(item, commit)
         except ConcurrencyConflictError as exc:
-            self._log.info("orchestration %r: lost a commit race, dropping: %s", item.instance_id, exc)
+            self._log.info(
+                "orchestration %r: lost a commit race, dropping: %s", item.instance_id, exc
+            )
             await self._abandon(item, None)  # the messages come back soon, to the winner's state
             return "conflict"
         except LockLostError as exc:
@@ -172,11 +185,15 @@ class OrchestrationProcessor(WorkItemProcessor):
             return "failed"
         self._log.debug(
             "orchestration %r: episode committed (%d new events, status %s)",
-            item.instance_id, len(commit.new_events), commit.state.runtime_status.name,
+            item.instance_id,
+            len(commit.new_events),
+            commit.state.runtime_status.name,
         )
         if self._spans is not None:
             self._spans.emit(
-                item.history, commit.new_events, new_execution=commit.new_execution,
+                item.history,
+                commit.new_events,
+                new_execution=commit.new_execution,
                 incoming=[m.event for m in item.messages],
             )
         return "committed"

@@ -47,7 +47,8 @@ def poison_commit(
     if item.quarantined:
         kept = (
             " Copies of the messages are kept (durable-azstorage poison show KEY): "
-            + ", ".join(item.quarantined) + "."
+            + ", ".join(item.quarantined)
+            + "."
         )
     details = FailureDetails(
         message=(
@@ -95,9 +96,7 @@ def poison_commit(
                 sender=started.instance,
             ),
         )
-    return OrchestrationCommit(
-        new_events=tuple(events), state=state, orchestrator_messages=notices
-    )
+    return OrchestrationCommit(new_events=tuple(events), state=state, orchestrator_messages=notices)
 
 
 def _execution_started(item: OrchestrationWorkItem) -> ExecutionStarted | None:

@@ -21,12 +21,16 @@ from typing import Any
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.authoring.versioning import VersioningOptions
 from durable_azstorage.backend.protocol import Backend, BackendSettings, LockTimeout, OwnClock
-from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.replay.entity_episode import LocalEntityExecutor
+from durable_azstorage.replay.executor import LocalOrchestrationExecutor
 from durable_azstorage.serialization.converter import DataConverter, JsonDataConverter
-from durable_azstorage.worker.activities import LocalActivityExecutor
 from durable_azstorage.telemetry.tracing import EpisodeSpans
-from durable_azstorage.worker.concurrency import DEFAULT_ACTIVITIES, DEFAULT_ORCHESTRATIONS, ConcurrencyOptions
+from durable_azstorage.worker.activities import LocalActivityExecutor
+from durable_azstorage.worker.concurrency import (
+    DEFAULT_ACTIVITIES,
+    DEFAULT_ORCHESTRATIONS,
+    ConcurrencyOptions,
+)
 from durable_azstorage.worker.engine import WorkerEngine, engine_limits
 
 _DEFAULT_RENEW_INTERVAL = 10.0
@@ -99,7 +103,9 @@ class TaskHubWorker:
         """Run only the instance versions ``options`` allows (as the portable SDK's worker);
         ``options.default_version`` is given to sub-orchestrations started without one."""
         if not isinstance(options, VersioningOptions):
-            raise TypeError(f"use_versioning takes VersioningOptions, got {type(options).__qualname__}")
+            raise TypeError(
+                f"use_versioning takes VersioningOptions, got {type(options).__qualname__}"
+            )
         if self._running.is_set() or self._stop_requested is not None:
             raise RuntimeError("versioning cannot change while the worker is running")
         self._registry.versioning = options
@@ -111,7 +117,9 @@ class TaskHubWorker:
             raise RuntimeError("this TaskHubWorker is already running")
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        activities = LocalActivityExecutor(self._registry, self._converter, threads=self._activity_threads)
+        activities = LocalActivityExecutor(
+            self._registry, self._converter, threads=self._activity_threads
+        )
         engine = WorkerEngine(
             self._backend,
             orchestrations=LocalOrchestrationExecutor(self._registry, self._converter, self._log),

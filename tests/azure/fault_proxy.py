@@ -46,7 +46,9 @@ class FaultProxy:
 def upstream_ports(connection_string: str) -> dict[str, int]:
     return {
         svc.lower(): int(port)
-        for svc, port in re.findall(r"(Blob|Queue|Table)Endpoint=http://127\.0\.0\.1:(\d+)/", connection_string)
+        for svc, port in re.findall(
+            r"(Blob|Queue|Table)Endpoint=http://127\.0\.0\.1:(\d+)/", connection_string
+        )
     }
 
 

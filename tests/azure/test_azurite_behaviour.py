@@ -39,8 +39,9 @@ async def queue(clients: StorageClients, hub_name: str) -> AsyncIterator[QueueCl
 
 
 async def _receive_one(queue: QueueClient, visibility_timeout: int) -> QueueMessage | None:
-    page = queue.receive_messages(messages_per_page=32, max_messages=32,
-                                  visibility_timeout=visibility_timeout).by_page()
+    page = queue.receive_messages(
+        messages_per_page=32, max_messages=32, visibility_timeout=visibility_timeout
+    ).by_page()
     try:
         messages = [m async for m in await page.__anext__()]
     except StopAsyncIteration:  # SDK pitfall: an empty receive ends the pager, no empty page
@@ -49,9 +50,13 @@ async def _receive_one(queue: QueueClient, visibility_timeout: int) -> QueueMess
     return messages[0] if messages else None
 
 
-async def _wait_for_one(queue: QueueClient, visibility_timeout: int, deadline: float = 20.0) -> QueueMessage:
+async def _wait_for_one(
+    queue: QueueClient, visibility_timeout: int, deadline: float = 20.0
+) -> QueueMessage:
     message: QueueMessage = await eventually_async(
-        lambda: _receive_one(queue, visibility_timeout), timeout=deadline, interval=0.2,
+        lambda: _receive_one(queue, visibility_timeout),
+        timeout=deadline,
+        interval=0.2,
         what="a message to become visible",
     )
     return message
@@ -132,12 +137,20 @@ async def test_etag_conditional_batch_on_a_stale_etag_fails_whole_with_412(
     stale = await table.get_entity("p", "sentinel")
     await table.upsert_entity({"PartitionKey": "p", "RowKey": "sentinel", "v": 2})
     with pytest.raises(TableTransactionError) as info:
-        await table.submit_transaction([
-            ("update", {"PartitionKey": "p", "RowKey": "sentinel", "v": 3},
-             {"mode": "replace", "etag": stale.metadata["etag"],
-              "match_condition": MatchConditions.IfNotModified}),
-            ("create", {"PartitionKey": "p", "RowKey": "event-0001"}),
-        ])
+        await table.submit_transaction(
+            [
+                (
+                    "update",
+                    {"PartitionKey": "p", "RowKey": "sentinel", "v": 3},
+                    {
+                        "mode": "replace",
+                        "etag": stale.metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                ),
+                ("create", {"PartitionKey": "p", "RowKey": "event-0001"}),
+            ]
+        )
     assert info.value.status_code == 412
     assert info.value.error_code == "UpdateConditionNotSatisfied"
     rows = sorted([e["RowKey"] async for e in table.query_entities("PartitionKey eq 'p'")])
@@ -169,7 +182,9 @@ async def test_table_names_are_case_insensitive(clients: StorageClients, hub_nam
     await clients.table(f"{hub_name}Case").delete_table()
 
 
-async def test_empty_partition_key_is_a_valid_partition(clients: StorageClients, hub_name: str) -> None:
+async def test_empty_partition_key_is_a_valid_partition(
+    clients: StorageClients, hub_name: str
+) -> None:
     """Lease rows use PartitionKey "" (as DTFx does); the hub-info row uses "taskhub"."""
     table = clients.table(f"{hub_name}Leases")
     await table.create_table()

@@ -107,16 +107,22 @@ def test_azurite_started_by_the_launcher_exits_on_sigterm() -> None:
 
 def test_stop_escalates_to_sigkill_for_a_process_ignoring_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c",
-         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
-        start_new_session=True, stdout=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)",
+        ],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stdout.readline().strip() == b"ready"
     _kill_group(process, grace=0.5)  # type: ignore[arg-type]
     assert process.returncode == -signal.SIGKILL
 
 
-def test_docker_probe_is_quiet_and_false_without_an_engine(capfd: pytest.CaptureFixture[str]) -> None:
+def test_docker_probe_is_quiet_and_false_without_an_engine(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     has_socket = Path("/var/run/docker.sock").exists() or "DOCKER_HOST" in os.environ
     result = docker_available()
     if not has_socket:
@@ -136,21 +142,30 @@ def test_install_folder_is_the_checkout_or_a_pinned_user_cache(
     monkeypatch.delenv("DURABLE_AZSTORAGE_AZURITE_DIR", raising=False)
     repo_folder = find_azurite_dir()
     assert (repo_folder / "package-lock.json").is_file()
-    assert json.loads((repo_folder / "package.json").read_text())["dependencies"]["azurite"] == AZURITE_VERSION
+    assert (
+        json.loads((repo_folder / "package.json").read_text())["dependencies"]["azurite"]
+        == AZURITE_VERSION
+    )
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cached = find_azurite_dir(checkout=tmp_path / "not-a-checkout")
     assert cached == tmp_path / "durable-azstorage" / f"azurite-{AZURITE_VERSION}"
-    assert json.loads((cached / "package.json").read_text())["dependencies"] == {"azurite": AZURITE_VERSION}
+    assert json.loads((cached / "package.json").read_text())["dependencies"] == {
+        "azurite": AZURITE_VERSION
+    }
 
 
 @pytest.mark.azurite  # starts an Azurite of its own
 def test_die_with_parent_leaves_no_orphan_when_the_owner_is_killed() -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from durable_azstorage.testing.azurite import Azurite\n"
-         "a = Azurite(die_with_parent=True); a.start(); print(a.pid, a._tempdir, flush=True); time.sleep(300)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import time; from durable_azstorage.testing.azurite import Azurite\n"
+            "a = Azurite(die_with_parent=True); a.start(); print(a.pid, a._tempdir, flush=True); time.sleep(300)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     azurite_pid = 0
     tempdir = ""
@@ -161,8 +176,12 @@ def test_die_with_parent_leaves_no_orphan_when_the_owner_is_killed() -> None:
         assert _alive(azurite_pid)
         owner.kill()  # SIGKILL: no finally, no atexit in the owner
         owner.wait(timeout=30)
-        eventually(lambda: not _alive(azurite_pid) or _zombie(azurite_pid), timeout=10,
-                   interval=0.1, what=f"the orphaned Azurite {azurite_pid} to die")
+        eventually(
+            lambda: not _alive(azurite_pid) or _zombie(azurite_pid),
+            timeout=10,
+            interval=0.1,
+            what=f"the orphaned Azurite {azurite_pid} to die",
+        )
     finally:
         if owner.poll() is None:
             owner.kill()

@@ -9,22 +9,33 @@ from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients, _credential, endpoint_for
 
 
-async def test_clients_share_one_session_and_close_cleanly(azure_settings: AzureStorageSettings) -> None:
+async def test_clients_share_one_session_and_close_cleanly(
+    azure_settings: AzureStorageSettings,
+) -> None:
     clients = StorageClients(azure_settings)
     with pytest.raises(RuntimeError, match="not open"):
         _ = clients.queue_service
     async with clients:
         session = clients._session
         assert session is not None
-        for client in (clients.queue_service, clients.table_service, clients.blob_service,
-                       clients.table("Anytable"), clients.queue("anyqueue"), clients.container("anyc")):
-            transport = client._client._client._pipeline._transport if hasattr(client._client, "_client") \
+        for client in (
+            clients.queue_service,
+            clients.table_service,
+            clients.blob_service,
+            clients.table("Anytable"),
+            clients.queue("anyqueue"),
+            clients.container("anyc"),
+        ):
+            transport = (
+                client._client._client._pipeline._transport
+                if hasattr(client._client, "_client")
                 else client._client._pipeline._transport
+            )
             while hasattr(transport, "_transport"):  # AsyncTransportWrapper of derived clients
                 transport = transport._transport
             assert transport.session is session
         assert clients.table("Anytable") is clients.table("Anytable")  # cached, built once
-        assert [q async for q in clients.queue_service.list_queues()] is not None
+        assert isinstance([q async for q in clients.queue_service.list_queues()], list)
     assert session.closed
     await clients.close()  # twice is fine
 
@@ -48,7 +59,9 @@ def test_string_credentials_become_key_or_sas_credentials() -> None:
     named = _credential(key)
     assert isinstance(named, AzureNamedKeyCredential)
     assert named.named_key == ("acct", "a2V5")
-    sas = AzureStorageSettings(account_url="https://acct.blob.core.windows.net", credential="?sv=1&sig=abc")
+    sas = AzureStorageSettings(
+        account_url="https://acct.blob.core.windows.net", credential="?sv=1&sig=abc"
+    )
     token = _credential(sas)
     assert isinstance(token, AzureSasCredential)
     assert token.signature == "sv=1&sig=abc"

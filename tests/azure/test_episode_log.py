@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
 from durable_azstorage.azure.tracking.episode_log import (
     EpisodeRecord,
     encode_episode_log,
@@ -15,14 +16,18 @@ from durable_azstorage.azure.tracking.episode_log import (
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.messaging.queues import ReceivedMessage
 from durable_azstorage.azure.tracking.outbox import Outbox
 
 
 def _record(episode: int, at: float, *ids: str, execution: str = "x1") -> EpisodeRecord:
     return EpisodeRecord(
-        episode=episode, first=episode * 3, end=episode * 3 + 3, continued_as_new=False,
-        execution_id=execution, committed_at=at, message_ids=ids,
+        episode=episode,
+        first=episode * 3,
+        end=episode * 3 + 3,
+        continued_as_new=False,
+        execution_id=execution,
+        committed_at=at,
+        message_ids=ids,
     )
 
 
@@ -33,7 +38,9 @@ def test_records_round_trip_newest_first() -> None:
     assert episode_of(records, "b") == records[1]
     assert episode_of(records, "zzz") is None
     assert {i: episode_of(records, i) for i in ("a", "b", "c")} == {
-        "a": records[1], "b": records[1], "c": records[0]
+        "a": records[1],
+        "b": records[1],
+        "c": records[0],
     }
 
 
@@ -75,8 +82,14 @@ def test_outbox_round_trip_and_pruning() -> None:
 
 def _received(message_id: str, dequeue_count: int) -> ReceivedMessage:
     return ReceivedMessage(
-        queue_name="q", message_id=message_id, pop_receipt="p", dequeue_count=dequeue_count,
-        inserted_on=datetime.now(timezone.utc), next_visible_on=None, raw="", message=None,
+        queue_name="q",
+        message_id=message_id,
+        pop_receipt="p",
+        dequeue_count=dequeue_count,
+        inserted_on=datetime.now(timezone.utc),
+        next_visible_on=None,
+        raw="",
+        message=None,
     )
 
 

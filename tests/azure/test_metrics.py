@@ -7,12 +7,11 @@ import dataclasses
 import pytest
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
+from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.storage.metrics import RequestCounter, operation_name
-
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 
 async def test_counts_match_what_the_server_answered(azure_settings: AzureStorageSettings) -> None:
@@ -20,7 +19,9 @@ async def test_counts_match_what_the_server_answered(azure_settings: AzureStorag
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
             azure_settings,
-            connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy),
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         counter = RequestCounter()
         async with StorageClients(settings, counter) as clients:
@@ -28,7 +29,11 @@ async def test_counts_match_what_the_server_answered(azure_settings: AzureStorag
             await clients.queue_service.create_queue(queue.queue_name)
             await queue.send_message("a")
             await queue.send_message("b")
-            page = await queue.receive_messages(messages_per_page=32, max_messages=32).by_page().__anext__()
+            page = (
+                await queue.receive_messages(messages_per_page=32, max_messages=32)
+                .by_page()
+                .__anext__()
+            )
             for message in [m async for m in page]:
                 updated = await queue.update_message(message, visibility_timeout=60)
                 await queue.delete_message(updated)  # the update issued a new pop receipt
@@ -41,7 +46,9 @@ async def test_counts_match_what_the_server_answered(azure_settings: AzureStorag
             await table.upsert_entity({"PartitionKey": "p", "RowKey": "2"})
             await table.upsert_entity({"PartitionKey": "p", "RowKey": "2"}, mode=UpdateMode.REPLACE)
             await table.update_entity(
-                entity, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
+                entity,
+                mode=UpdateMode.MERGE,
+                etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
             )
             await table.submit_transaction(
@@ -97,7 +104,9 @@ async def test_failed_requests_are_counted_apart_and_reset_clears(
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
             azure_settings,
-            connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy),
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         counter = RequestCounter()
         async with StorageClients(settings, counter) as clients:
@@ -119,20 +128,51 @@ async def test_failed_requests_are_counted_apart_and_reset_clears(
     ("service", "method", "url", "headers", "expected"),
     [
         ("queue", "GET", "https://a.queue.core.windows.net/?comp=list", {}, "ListQueues"),
-        ("queue", "GET", "https://a.queue.core.windows.net/q/messages?numofmessages=32", {}, "GetMessages"),
-        ("queue", "GET", "http://127.0.0.1:1/devstoreaccount1/q/messages?peekonly=true", {}, "PeekMessages"),
+        (
+            "queue",
+            "GET",
+            "https://a.queue.core.windows.net/q/messages?numofmessages=32",
+            {},
+            "GetMessages",
+        ),
+        (
+            "queue",
+            "GET",
+            "http://127.0.0.1:1/devstoreaccount1/q/messages?peekonly=true",
+            {},
+            "PeekMessages",
+        ),
         ("queue", "DELETE", "http://127.0.0.1:1/devstoreaccount1/q/messages", {}, "ClearMessages"),
-        ("queue", "PUT", "https://a.queue.core.windows.net/q?comp=metadata", {}, "SetQueueMetadata"),
+        (
+            "queue",
+            "PUT",
+            "https://a.queue.core.windows.net/q?comp=metadata",
+            {},
+            "SetQueueMetadata",
+        ),
         ("table", "GET", "https://a.table.core.windows.net/Tables", {}, "QueryTables"),
         ("table", "DELETE", "https://a.table.core.windows.net/Tables('T')", {}, "DeleteTable"),
-        ("table", "PUT", "https://a.table.core.windows.net/T(PartitionKey='a',RowKey='b')",
-         {"If-Match": "*"}, "UpdateEntity"),
+        (
+            "table",
+            "PUT",
+            "https://a.table.core.windows.net/T(PartitionKey='a',RowKey='b')",
+            {"If-Match": "*"},
+            "UpdateEntity",
+        ),
         ("table", "POST", "http://localhost:1/devstoreaccount1/$batch", {}, "Batch"),
-        ("blob", "GET", "https://a.blob.core.windows.net/c?restype=container&comp=list", {}, "ListBlobs"),
+        (
+            "blob",
+            "GET",
+            "https://a.blob.core.windows.net/c?restype=container&comp=list",
+            {},
+            "ListBlobs",
+        ),
         ("blob", "HEAD", "https://a.blob.core.windows.net/c/b", {}, "GetBlobProperties"),
         ("blob", "PUT", "https://a.blob.core.windows.net/c/b?comp=block&blockid=x", {}, "PutBlock"),
         ("blob", "OPTIONS", "https://a.blob.core.windows.net/c/b", {}, "UnknownOPTIONS"),
     ],
 )
-def test_operation_names(service: str, method: str, url: str, headers: dict[str, str], expected: str) -> None:
+def test_operation_names(
+    service: str, method: str, url: str, headers: dict[str, str], expected: str
+) -> None:
     assert operation_name(service, method, url, headers) == expected

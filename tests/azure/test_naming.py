@@ -53,7 +53,10 @@ def test_resource_names_match_the_dotnet_layout() -> None:
 
 @pytest.mark.parametrize("name", ["ab", "1abc", "a-b-c", "hub_name", "a" * 46, "héllo", ""])
 def test_invalid_hub_names_name_the_rule(name: str) -> None:
-    with pytest.raises(ValueError, match=r"task_hub: .*3-45 characters, ASCII letters and digits only, starting with a letter"):
+    with pytest.raises(
+        ValueError,
+        match=r"task_hub: .*3-45 characters, ASCII letters and digits only, starting with a letter",
+    ):
         validate_task_hub_name(name)
 
 

@@ -13,12 +13,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 from azure.data.tables import UpdateMode
+from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.storage.retry import TRANSIENT_STATUS, TransientRetry, is_transient
-
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 FAST = TransientRetry(attempts=4, initial_wait=0.01, max_wait=0.05)
 
@@ -32,7 +31,10 @@ async def test_503_is_retried_once_and_the_message_is_enqueued_once(
 ) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-retry")
@@ -53,7 +55,10 @@ async def test_sdk_itself_does_not_retry_so_there_is_no_double_retry(
 ) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-noretry")
@@ -69,7 +74,10 @@ async def test_sdk_itself_does_not_retry_so_there_is_no_double_retry(
 async def test_gives_up_after_the_configured_attempts(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-giveup")
@@ -85,7 +93,10 @@ async def test_gives_up_after_the_configured_attempts(azure_settings: AzureStora
 async def test_dropped_connection_is_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-drop")
@@ -99,7 +110,10 @@ async def test_dropped_connection_is_retried(azure_settings: AzureStorageSetting
 async def test_412_on_a_stale_etag_is_not_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             table = clients.table(f"{azure_settings.task_hub}Retry")
@@ -125,7 +139,10 @@ async def test_412_on_a_stale_etag_is_not_retried(azure_settings: AzureStorageSe
 async def test_409_conflict_is_not_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
-            azure_settings, connection_string=proxied_connection_string(azure_settings.connection_string or "", proxy)
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
         )
         async with StorageClients(settings) as clients:
             table = clients.table(f"{azure_settings.task_hub}Conflict")

@@ -58,10 +58,19 @@ def test_defaults() -> None:
         ({"max_poll_interval": 5}, "max_poll_interval: must be a datetime.timedelta"),
         ({"max_dequeue_count": 0}, "max_dequeue_count: .*1 <= max_dequeue_count"),
         ({"control_queue_batch_size": 33}, r"control_queue_batch_size: .*<= 32"),
-        ({"work_item_visibility_timeout": timedelta(days=8)}, "work_item_visibility_timeout: must be at most 7 days"),
+        (
+            {"work_item_visibility_timeout": timedelta(days=8)},
+            "work_item_visibility_timeout: must be at most 7 days",
+        ),
         ({"max_timer_delay": timedelta(days=7, seconds=1)}, "max_timer_delay: must be at most"),
-        ({"lease_renew_interval": timedelta(seconds=30)}, "lease_renew_interval: must be shorter than lease_interval"),
-        ({"lease_acquire_interval": timedelta(seconds=-1)}, "lease_acquire_interval: must be positive"),
+        (
+            {"lease_renew_interval": timedelta(seconds=30)},
+            "lease_renew_interval: must be shorter than lease_interval",
+        ),
+        (
+            {"lease_acquire_interval": timedelta(seconds=-1)},
+            "lease_acquire_interval: must be positive",
+        ),
         ({"worker_id": " "}, "worker_id: must be a non-empty string"),
         ({"extended_sessions": "yes"}, "extended_sessions: must be a bool"),
         ({"shared_partitions": 1}, "shared_partitions: must be a bool"),
@@ -77,13 +86,25 @@ def test_invalid_values_name_the_setting_and_rule(changes: dict[str, Any], patte
     ("kwargs", "pattern"),
     [
         ({}, "connection_string/account_url: one is required"),
-        ({"connection_string": CONN, "account_url": "https://a.queue.core.windows.net"}, "not both"),
+        (
+            {"connection_string": CONN, "account_url": "https://a.queue.core.windows.net"},
+            "not both",
+        ),
         ({"connection_string": "garbage-without-equals"}, "connection_string: segment #1"),
-        ({"connection_string": f"AccountName=a;Key={KEY}"}, "neither AccountKey nor SharedAccessSignature"),
+        (
+            {"connection_string": f"AccountName=a;Key={KEY}"},
+            "neither AccountKey nor SharedAccessSignature",
+        ),
         ({"connection_string": f"AccountKey={KEY}"}, "neither AccountName nor a service Endpoint"),
-        ({"connection_string": CONN, "credential": KEY}, "credential: not used with connection_string"),
+        (
+            {"connection_string": CONN, "credential": KEY},
+            "credential: not used with connection_string",
+        ),
         ({"account_url": "ftp://a"}, "account_url: must be an http"),
-        ({"account_url": "https://a.queue.core.windows.net" + SAS, "credential": KEY}, "must not carry a query"),
+        (
+            {"account_url": "https://a.queue.core.windows.net" + SAS, "credential": KEY},
+            "must not carry a query",
+        ),
         ({"account_url": "https://a.queue.core.windows.net"}, "credential: required"),
     ],
 )
@@ -108,7 +129,9 @@ def test_sync_and_async_token_credentials_are_accepted() -> None:
     """The sync client's users hold a sync azure-identity credential; the backend's .aio
     clients get it wrapped (its token requests run on a worker thread)."""
     for credential in (_SyncCredential(), _AsyncCredential()):
-        s = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=credential)
+        s = AzureStorageSettings(
+            account_url="https://acct.queue.core.windows.net", credential=credential
+        )
         assert s.account_name == "acct"
 
 
@@ -121,7 +144,9 @@ async def test_a_sync_credential_is_awaited_off_the_event_loop() -> None:
             seen.append((scopes, threading.get_ident()))
             return AccessToken("token-secret", 0)
 
-    settings = AzureStorageSettings(account_url="https://acct.queue.core.windows.net", credential=Recording())
+    settings = AzureStorageSettings(
+        account_url="https://acct.queue.core.windows.net", credential=Recording()
+    )
     async with StorageClients(settings) as clients:
         credential = clients.queue("q").credential  # what the .aio client's auth policy awaits
     assert isinstance(credential, AsyncFromSyncCredential)
@@ -173,16 +198,20 @@ def test_from_env_falls_back_to_the_azure_variable() -> None:
     s = AzureStorageSettings.from_env({"AZURE_STORAGE_CONNECTION_STRING": CONN})
     assert s.account_name == "myacct"
     preferred = AzureStorageSettings.from_env(
-        {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
-         "DURABLE_AZSTORAGE_CONNECTION_STRING": CONN}
+        {
+            "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "DURABLE_AZSTORAGE_CONNECTION_STRING": CONN,
+        }
     )
     assert preferred.account_name == "myacct"
 
 
 def test_from_env_account_url_with_key_or_sas() -> None:
     s = AzureStorageSettings.from_env(
-        {"DURABLE_AZSTORAGE_ACCOUNT_URL": "https://acct.table.core.windows.net",
-         "DURABLE_AZSTORAGE_SAS_TOKEN": SAS[1:]}
+        {
+            "DURABLE_AZSTORAGE_ACCOUNT_URL": "https://acct.table.core.windows.net",
+            "DURABLE_AZSTORAGE_SAS_TOKEN": SAS[1:],
+        }
     )
     assert s.credential == SAS
     assert "TOPSECRET" not in repr(s)
@@ -190,11 +219,16 @@ def test_from_env_account_url_with_key_or_sas() -> None:
 
 def test_from_env_parse_errors_name_the_variable() -> None:
     with pytest.raises(ValueError, match="DURABLE_AZSTORAGE_PARTITION_COUNT: cannot parse 'four'"):
-        AzureStorageSettings.from_env({"DURABLE_AZSTORAGE_CONNECTION_STRING": CONN,
-                                       "DURABLE_AZSTORAGE_PARTITION_COUNT": "four"})
+        AzureStorageSettings.from_env(
+            {
+                "DURABLE_AZSTORAGE_CONNECTION_STRING": CONN,
+                "DURABLE_AZSTORAGE_PARTITION_COUNT": "four",
+            }
+        )
     with pytest.raises(ValueError, match="partition_count: 20 is out of range"):
-        AzureStorageSettings.from_env({"DURABLE_AZSTORAGE_CONNECTION_STRING": CONN,
-                                       "DURABLE_AZSTORAGE_PARTITION_COUNT": "20"})
+        AzureStorageSettings.from_env(
+            {"DURABLE_AZSTORAGE_CONNECTION_STRING": CONN, "DURABLE_AZSTORAGE_PARTITION_COUNT": "20"}
+        )
     with pytest.raises(ValueError, match="connection_string/account_url: one is required"):
         AzureStorageSettings.from_env({})
 

@@ -40,19 +40,27 @@ async def test_create_exists_info_delete(azure_settings: AzureStorageSettings) -
         )
         assert info.created_by == azure_settings.worker_id
         assert info.resources == (
-            f"{hub.lower()}-control-00", f"{hub.lower()}-control-01",
-            f"{hub.lower()}-control-02", f"{hub.lower()}-control-03",
+            f"{hub.lower()}-control-00",
+            f"{hub.lower()}-control-01",
+            f"{hub.lower()}-control-02",
+            f"{hub.lower()}-control-03",
             f"{hub.lower()}-workitems",
-            f"{hub}History", f"{hub}Instances", f"{hub}Partitions",
+            f"{hub}History",
+            f"{hub}Instances",
+            f"{hub}Partitions",
             f"{hub.lower()}-largemessages",
         )
-        queues = {q.name async for q in clients.queue_service.list_queues(name_starts_with=hub.lower())}
+        queues = {
+            q.name async for q in clients.queue_service.list_queues(name_starts_with=hub.lower())
+        }
         assert queues == {r for r in info.resources if "-control-" in r or r.endswith("-workitems")}
 
         assert await resources.delete()
         assert not await resources.exists()
         assert not await resources.delete()  # idempotent
-        assert [q async for q in clients.queue_service.list_queues(name_starts_with=hub.lower())] == []
+        assert [
+            q async for q in clients.queue_service.list_queues(name_starts_with=hub.lower())
+        ] == []
         tables = [t.name async for t in clients.table_service.list_tables()]
         assert not [t for t in tables if t.startswith(hub)]
         with pytest.raises(TaskHubNotFoundError, match=hub):
@@ -69,7 +77,8 @@ async def test_create_is_idempotent_and_repairs_missing_resources(
         await clients.queue(names.control_queues[2]).delete_queue()
         await clients.table(names.history_table).delete_table()
         assert set((await resources.info()).missing or ()) == {
-            names.control_queues[2], names.history_table,
+            names.control_queues[2],
+            names.history_table,
         }
         again = await resources.create_if_not_exists()
         assert again.created_time == first.created_time.replace(
@@ -79,7 +88,9 @@ async def test_create_is_idempotent_and_repairs_missing_resources(
         await resources.delete()
 
 
-async def test_partition_count_mismatch_is_a_clear_error(azure_settings: AzureStorageSettings) -> None:
+async def test_partition_count_mismatch_is_a_clear_error(
+    azure_settings: AzureStorageSettings,
+) -> None:
     async with StorageClients(azure_settings) as clients:
         await TaskHubResources(clients).create_if_not_exists()
         other = dataclasses.replace(azure_settings, partition_count=8)
@@ -90,22 +101,32 @@ async def test_partition_count_mismatch_is_a_clear_error(azure_settings: AzureSt
             with pytest.raises(PartitionCountMismatchError):
                 await TaskHubResources(other_clients).create_if_not_exists()
             # the failed create did not add control queues 04..07
-            found = {q.name async for q in other_clients.queue_service.list_queues(
-                name_starts_with=azure_settings.task_hub.lower() + "-control-")}
+            found = {
+                q.name
+                async for q in other_clients.queue_service.list_queues(
+                    name_starts_with=azure_settings.task_hub.lower() + "-control-"
+                )
+            }
             assert len(found) == 4
         assert (await TaskHubResources(clients).verify()).partition_count == 4
         await TaskHubResources(clients).delete()
 
 
-async def test_verify_on_a_missing_hub_raises_not_found(azure_settings: AzureStorageSettings) -> None:
+async def test_verify_on_a_missing_hub_raises_not_found(
+    azure_settings: AzureStorageSettings,
+) -> None:
     async with StorageClients(azure_settings) as clients:
         with pytest.raises(TaskHubNotFoundError, match=azure_settings.task_hub):
             await TaskHubResources(clients).verify()
 
 
-async def test_concurrent_creates_in_one_process_all_succeed(azure_settings: AzureStorageSettings) -> None:
+async def test_concurrent_creates_in_one_process_all_succeed(
+    azure_settings: AzureStorageSettings,
+) -> None:
     async with StorageClients(azure_settings) as clients:
-        infos = await asyncio.gather(*(TaskHubResources(clients).create_if_not_exists() for _ in range(5)))
+        infos = await asyncio.gather(
+            *(TaskHubResources(clients).create_if_not_exists() for _ in range(5))
+        )
         assert len({i.created_time for i in infos}) == 1
         assert (await TaskHubResources(clients).info()).missing == ()
         await TaskHubResources(clients).delete()
@@ -143,7 +164,10 @@ def test_two_processes_creating_the_same_hub_both_succeed(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _CREATE_SCRIPT, str(start_at), f"proc{i}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -154,7 +178,7 @@ def test_two_processes_creating_the_same_hub_both_succeed(
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err
     results = [json.loads(out) for out, _ in outputs]
     # Exactly one process wrote the hub-info row; both report that same row.
@@ -195,8 +219,10 @@ async def test_a_hub_name_differing_only_in_case_is_a_clear_error(
         other = dataclasses.replace(azure_settings, task_hub=azure_settings.task_hub.upper())
         try:
             async with StorageClients(other) as other_clients:
-                for attempt in (TaskHubResources(other_clients).create_if_not_exists,
-                                TaskHubResources(other_clients).verify):
+                for attempt in (
+                    TaskHubResources(other_clients).create_if_not_exists,
+                    TaskHubResources(other_clients).verify,
+                ):
                     with pytest.raises(TaskHubNameConflictError, match="case-insensitive") as info:
                         await attempt()
                     assert info.value.stored == azure_settings.task_hub

@@ -18,14 +18,21 @@ from durable_azstorage.testing.azurite import Azurite
 DOCUMENT_KEYS = {"scenario", "started_at", "environment", "settings", "results", "notes"}
 
 
-def bench_cli(azurite: Azurite | None, *args: str, timeout: float = 240,
-              ) -> subprocess.CompletedProcess[str]:
+def bench_cli(
+    azurite: Azurite | None,
+    *args: str,
+    timeout: float = 240,
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_AZSTORAGE_")}
     if azurite is not None:
         env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string
     return subprocess.run(
         [sys.executable, "-m", "durable_azstorage", "bench", *args],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 

@@ -18,8 +18,9 @@ from durable_azstorage.testing.azurite import Azurite
 
 def test_json_flag_prints_what_json_file_writes(azurite: Azurite, tmp_path: Path) -> None:
     out = tmp_path / "ceiling.json"
-    proc = bench_cli(azurite, "ceiling", "--count", "20", "--concurrency", "4", "--json",
-                     "--json-file", str(out))
+    proc = bench_cli(
+        azurite, "ceiling", "--count", "20", "--concurrency", "4", "--json", "--json-file", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     printed: dict[str, Any] = json.loads(proc.stdout)  # the whole stdout is one document
     assert printed == json.loads(out.read_text())
@@ -28,8 +29,9 @@ def test_json_flag_prints_what_json_file_writes(azurite: Azurite, tmp_path: Path
 
 
 def test_ceiling_measures_each_phase(azurite: Azurite, tmp_path: Path) -> None:
-    proc = bench_cli(azurite, "ceiling", "--count", "20", "--concurrency", "4",
-                     "--batch-rows", "3", "--json")
+    proc = bench_cli(
+        azurite, "ceiling", "--count", "20", "--concurrency", "4", "--batch-rows", "3", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)["results"]
     phases = results["phases"]

@@ -35,8 +35,9 @@ def assert_latencies(lat: dict[str, float]) -> None:
 def test_sequence_compares_extended_sessions_and_the_ceiling(
     azurite: Azurite, tmp_path: Path
 ) -> None:
-    data, table = run_bench(azurite, tmp_path, "sequence", "--count", "3", "--with-ceiling",
-                            "--ceiling-count", "20")
+    data, table = run_bench(
+        azurite, tmp_path, "sequence", "--count", "3", "--with-ceiling", "--ceiling-count", "20"
+    )
     runs = data["results"]["runs"]
     assert set(runs) == {"extended sessions on", "extended sessions off"}
     for run in runs.values():
@@ -92,8 +93,17 @@ def test_cost_counts_worker_and_client_apart(azurite: Azurite, tmp_path: Path) -
 
 def test_scale_runs_worker_processes(azurite: Azurite, tmp_path: Path) -> None:
     data, table = run_bench(
-        azurite, tmp_path, "scale", "--count", "3", "--processes", "1,2", "--settle", "0",
-        "--balance-timeout", "0",
+        azurite,
+        tmp_path,
+        "scale",
+        "--count",
+        "3",
+        "--processes",
+        "1,2",
+        "--settle",
+        "0",
+        "--balance-timeout",
+        "0",
     )
     runs = data["results"]["runs"]
     assert set(runs) == {"1", "2"}

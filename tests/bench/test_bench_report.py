@@ -33,8 +33,15 @@ def results(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> list[
     """A short sequence with its ceiling and a short cost run, as result files."""
     folder = tmp_path_factory.mktemp("results")
     runs = {
-        "sequence.json": ["sequence", "--count", "2", "--sessions-only", "--with-ceiling",
-                          "--ceiling-count", "8"],
+        "sequence.json": [
+            "sequence",
+            "--count",
+            "2",
+            "--sessions-only",
+            "--with-ceiling",
+            "--ceiling-count",
+            "8",
+        ],
         "cost.json": ["cost", "--count", "1", "--settle", "0", "--idle-window", "0"],
     }
     for name, args in runs.items():
@@ -75,9 +82,19 @@ def test_panels_select_the_numbers(results: list[Path]) -> None:
 
 
 def _broken(tmp_path: Path, edit: Any) -> Path:
-    document = {"scenario": "sequence", "results": {"runs": {"run 1": {
-        "orchestrations": 2, "orchestrations_per_s": 1.0, "activities_per_s": 5.0,
-        "latency_s": {"p50": 1.0, "p95": 1.0, "p99": 1.0, "max": 1.0}}}}}
+    document = {
+        "scenario": "sequence",
+        "results": {
+            "runs": {
+                "run 1": {
+                    "orchestrations": 2,
+                    "orchestrations_per_s": 1.0,
+                    "activities_per_s": 5.0,
+                    "latency_s": {"p50": 1.0, "p95": 1.0, "p99": 1.0, "max": 1.0},
+                }
+            }
+        },
+    }
     edit(document)
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(document))
@@ -87,8 +104,10 @@ def _broken(tmp_path: Path, edit: Any) -> Path:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["results"]["runs"]["run 1"]["latency_s"].update(p99="fast"),
-         'results.runs["run 1"].latency_s.p99: expected a number, got "fast"'),
+        (
+            lambda d: d["results"]["runs"]["run 1"]["latency_s"].update(p99="fast"),
+            'results.runs["run 1"].latency_s.p99: expected a number, got "fast"',
+        ),
         (lambda d: d["results"].pop("runs"), "results.runs: expected an object, missing"),
         (lambda d: d.update(scenario="warp"), "scenario: 'warp' is not a bench scenario"),
     ],
@@ -112,8 +131,9 @@ def test_not_json_and_bad_suffix_are_usage_errors(results: list[Path], tmp_path:
     assert proc.returncode == 2 and "r.pdf: use a .png, .svg, .html file name" in proc.stderr
 
 
-def test_missing_extra_is_named(results: list[Path], tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_extra_is_named(
+    results: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
@@ -127,16 +147,21 @@ def test_missing_extra_is_named(results: list[Path], tmp_path: Path,
 def test_every_scenario_shape_finds_its_panel(tmp_path: Path) -> None:
     """Hand-made documents in each scenario's shape (the runs above cover sequence and cost)."""
     latency = {"p50": 1.0, "p95": 1.5, "p99": 2.0, "max": 2.5}
-    run = {"orchestrations": 4, "orchestrations_per_s": 2.0, "activities_per_s": 10.0,
-           "latency_s": latency}
+    run = {
+        "orchestrations": 4,
+        "orchestrations_per_s": 2.0,
+        "activities_per_s": 10.0,
+        "latency_s": latency,
+    }
     phase = {"requests": 10, "requests_per_s": 100.0}
     documents = {
         "scale": {"runs": {"1": run, "2": run}},
         "fanout": {"activities": 12, "activities_per_s": 6.0, "time_to_completion_s": 2.0},
-        "latency": {"separate client": {"p50": 0.5, "p99": 0.7, "max": 0.8},
-                    "poll_interval_after_idle_s": 2.0},
-        "ceiling": {"requests_per_s": 90.0, "phases": {"queue_put": phase,
-                                                         "table_batch": phase}},
+        "latency": {
+            "separate client": {"p50": 0.5, "p99": 0.7, "max": 0.8},
+            "poll_interval_after_idle_s": 2.0,
+        },
+        "ceiling": {"requests_per_s": 90.0, "phases": {"queue_put": phase, "table_batch": phase}},
     }
     files = []
     for scenario, results in documents.items():
@@ -144,12 +169,18 @@ def test_every_scenario_shape_finds_its_panel(tmp_path: Path) -> None:
         path.write_text(json.dumps({"scenario": scenario, "results": results}))
         files.append(load(path))
     drawn = {p.title: p.categories for p in panels(files)}
-    assert drawn["Throughput"] == ["scale · 1 worker process(es)", "scale · 2 worker process(es)",
-                                   "fanout · fan-out of 12"]
+    assert drawn["Throughput"] == [
+        "scale · 1 worker process(es)",
+        "scale · 2 worker process(es)",
+        "fanout · fan-out of 12",
+    ]
     assert "latency · separate client" in drawn["Latency (start to completion)"]
     assert "fanout · fan-out of 12 (time to completion)" in drawn["Latency (start to completion)"]
     assert drawn["Storage requests/s: the ceiling and the runs"] == [
-        "ceiling · queue put", "ceiling · table batch", "ceiling · all phases"]
+        "ceiling · queue put",
+        "ceiling · table batch",
+        "ceiling · all phases",
+    ]
     out = tmp_path / "all.svg"
     write(files, out)
     assert out.read_text().lstrip().startswith("<?xml")

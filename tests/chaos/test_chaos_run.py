@@ -16,9 +16,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.azurite]
 
 
 def test_a_short_chaos_run_loses_nothing() -> None:
-    report = asyncio.run(run(
-        minutes=0.5, workers=2, rate=1.0, seed=7, fast_leases=True, drain_timeout=150.0,
-    ))
+    report = asyncio.run(
+        run(
+            minutes=0.5,
+            workers=2,
+            rate=1.0,
+            seed=7,
+            fast_leases=True,
+            drain_timeout=150.0,
+        )
+    )
     assert report.violations == []
     assert report.kills >= 1, "the run must kill a worker at least once"
     assert report.instances >= 10 and report.completed == report.instances

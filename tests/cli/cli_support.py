@@ -27,15 +27,22 @@ PREFIX = "DURABLE_AZSTORAGE_"
 
 def clean_env() -> dict[str, str]:
     return {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(PREFIX) and k != "AZURE_STORAGE_CONNECTION_STRING"
     }
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "durable_azstorage", *args],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -46,9 +53,21 @@ def running_worker(
     """A ``worker --app`` subprocess logging to ``log``; SIGTERM (then SIGKILL) by PID at exit."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "durable_azstorage", "worker", "--app", ref,
-             "--app-dir", str(APP_DIR), *extra],
-            env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "durable_azstorage",
+                "worker",
+                "--app",
+                ref,
+                "--app-dir",
+                str(APP_DIR),
+                *extra,
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield process
@@ -70,11 +89,18 @@ def wait_for_output(
     def output() -> str:
         text = log.read_text(errors="replace")
         if not re.search(pattern, text):  # an exited process will never print it: fail now
-            assert process.poll() is None, f"exited {process.returncode} before {pattern!r}:\n{text}"
+            assert process.poll() is None, (
+                f"exited {process.returncode} before {pattern!r}:\n{text}"
+            )
         return text
 
-    text = eventually(output, until=lambda text: re.search(pattern, text), timeout=timeout,
-                      interval=0.1, what=f"{pattern!r} in {log.name}")
+    text = eventually(
+        output,
+        until=lambda text: re.search(pattern, text),
+        timeout=timeout,
+        interval=0.1,
+        what=f"{pattern!r} in {log.name}",
+    )
     match = re.search(pattern, text)
     assert match is not None
     return match
@@ -88,7 +114,11 @@ def run_cli_on_terminal(
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "durable_azstorage", *args],
-            env=env, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             os.write(master, answer.encode())

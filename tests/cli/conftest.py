@@ -29,9 +29,7 @@ def cli_env(azurite: Azurite, hub_name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def cli_worker(
-    cli_env: dict[str, str], tmp_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
+def cli_worker(cli_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     created = run_cli("hub", "create", env=cli_env)
     assert created.returncode == 0, created.stderr
     with running_worker(cli_env, tmp_path / "worker.log") as process:

@@ -94,7 +94,11 @@ def test_azurite_command_prints_a_working_connection_string_and_stops_cleanly(
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "durable_azstorage", *args],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -122,7 +126,10 @@ def test_hub_commands_create_info_list_delete(azurite: Azurite, hub_name: str) -
     assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
 
     unconfirmed = _cli("hub", "delete", "-t", hub_name, env=env)  # stdin is not a terminal
-    assert unconfirmed.returncode == 2 and "hub delete needs confirmation: pass --yes" in unconfirmed.stderr
+    assert (
+        unconfirmed.returncode == 2
+        and "hub delete needs confirmation: pass --yes" in unconfirmed.stderr
+    )
     assert _cli("hub", "info", "-t", hub_name, env=env).returncode == 0  # still there
 
     deleted = _cli("hub", "delete", "-t", hub_name, "--yes", env=env)
@@ -150,7 +157,15 @@ def test_hub_commands_explain_missing_configuration_without_secrets() -> None:
     assert result.returncode == 2
     assert "DURABLE_AZSTORAGE_CONNECTION_STRING" in result.stderr
 
-    bad = _cli("hub", "info", "-t", "no", env={**env, "DURABLE_AZSTORAGE_CONNECTION_STRING":
-               "AccountName=a;AccountKey=SUPERSECRETKEY"})
+    bad = _cli(
+        "hub",
+        "info",
+        "-t",
+        "no",
+        env={
+            **env,
+            "DURABLE_AZSTORAGE_CONNECTION_STRING": "AccountName=a;AccountKey=SUPERSECRETKEY",
+        },
+    )
     assert bad.returncode == 2
     assert "task_hub" in bad.stderr and "SUPERSECRETKEY" not in bad.stderr

@@ -20,7 +20,9 @@ def counter(ctx: EntityContext, amount: Any) -> None:
 
 
 @pytest.fixture
-def entity_worker(azure_settings: AzureStorageSettings, client: TaskHubClient) -> Iterator[TaskHubWorker]:
+def entity_worker(
+    azure_settings: AzureStorageSettings, client: TaskHubClient
+) -> Iterator[TaskHubWorker]:
     client.create_task_hub()
     worker = TaskHubWorker(azure_settings)
     worker.add_entity(counter)
@@ -36,13 +38,18 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def test_list_show_and_clean(entity_worker: TaskHubWorker, client: TaskHubClient, cli_env: dict[str, str]) -> None:
+def test_list_show_and_clean(
+    entity_worker: TaskHubWorker, client: TaskHubClient, cli_env: dict[str, str]
+) -> None:
     one, two = EntityInstanceId("counter", "one"), EntityInstanceId("counter", "two")
     client.signal_entity(one, "add", 5)
     client.signal_entity(two, "add", 7)
     for entity, value in ((one, 5), (two, 7)):
-        eventually(lambda: client.get_entity(entity), until=lambda e: e is not None and e.get_state() == value,
-                   timeout=60)
+        eventually(
+            lambda entity=entity: client.get_entity(entity),
+            until=lambda e, value=value: e is not None and e.get_state() == value,
+            timeout=60,
+        )
     listed = json.loads(ok(run_cli("entities", "list", "--json", env=cli_env)))
     assert {(e["id"], e["state"]) for e in listed} == {("@counter@one", 5), ("@counter@two", 7)}
     table = ok(run_cli("entities", "list", "--prefix", "@counter@o", env=cli_env))

@@ -44,15 +44,28 @@ def one_line_error_after_prompt(result: subprocess.CompletedProcess[str], code: 
 def test_start_show_history_list_and_purge(
     cli_worker: subprocess.Popen[bytes], cli_env: dict[str, str], client: TaskHubClient
 ) -> None:
-    assert ok(run_cli("instances", "start", "--name", "hello", "--input", '"Tokyo"',
-                      "--instance-id", "greet-1", "--tag", "team=ops", env=cli_env)).strip() == (
-        "greet-1"
+    assert ok(
+        run_cli(
+            "instances",
+            "start",
+            "--name",
+            "hello",
+            "--input",
+            '"Tokyo"',
+            "--instance-id",
+            "greet-1",
+            "--tag",
+            "team=ops",
+            env=cli_env,
+        )
+    ).strip() == ("greet-1")
+    started = json.loads(
+        ok(run_cli("instances", "start", "-n", "family", "-i", '["a", "b"]', "--json", env=cli_env))
     )
-    started = json.loads(ok(run_cli("instances", "start", "-n", "family", "-i", '["a", "b"]',
-                                    "--json", env=cli_env)))
     family_id = started["instance_id"]
-    waited = json.loads(ok(run_cli("instances", "wait", family_id, "--timeout", "120", "--json",
-                                   env=cli_env)))
+    waited = json.loads(
+        ok(run_cli("instances", "wait", family_id, "--timeout", "120", "--json", env=cli_env))
+    )
     assert waited["runtime_status"] == "Completed"
     assert waited["output"] == ["Hello, a!", "Hello, b!"]
     client.wait_for_orchestration_completion("greet-1", timeout=120).raise_if_failed()
@@ -79,8 +92,9 @@ def test_start_show_history_list_and_purge(
     assert listed["continuation_token"] is None
     assert {item["runtime_status"] for item in listed["items"]} == {"Completed"}
 
-    purged = json.loads(ok(run_cli("instances", "purge", family_id, "--yes", "--json",
-                                   env=cli_env)))
+    purged = json.loads(
+        ok(run_cli("instances", "purge", family_id, "--yes", "--json", env=cli_env))
+    )
     assert purged == {"deleted_instance_count": 3, "is_complete": True}  # recursive
     declined = run_cli_on_terminal("instances", "purge", "greet-1", env=cli_env, answer="n\n")
     assert "purge greet-1 (hello, Completed)" in declined.stderr  # the question, on stderr
@@ -97,29 +111,50 @@ def test_suspend_resume_raise_and_terminate(
     cli_worker: subprocess.Popen[bytes], cli_env: dict[str, str], client: TaskHubClient
 ) -> None:
     for instance_id in ("approve-1", "approve-2"):
-        ok(run_cli("instances", "start", "-n", "approval", "--instance-id", instance_id,
-                   env=cli_env))
+        ok(
+            run_cli(
+                "instances", "start", "-n", "approval", "--instance-id", instance_id, env=cli_env
+            )
+        )
         client.wait_for_orchestration_start(instance_id, timeout=120)
 
     ok(run_cli("instances", "suspend", "approve-1", "--reason", "on hold", env=cli_env))
     _wait_status(client, "approve-1", OrchestrationStatus.SUSPENDED)
     shown = json.loads(ok(run_cli("instances", "show", "approve-1", "--json", env=cli_env)))
     assert shown["runtime_status"] == "Suspended"
-    suspended = json.loads(ok(run_cli("instances", "history", "approve-1", "--json",
-                                      env=cli_env)))
+    suspended = json.loads(ok(run_cli("instances", "history", "approve-1", "--json", env=cli_env)))
     assert any(e["type"] == "ExecutionSuspended" and e["reason"] == "on hold" for e in suspended)
 
     ok(run_cli("instances", "resume", "approve-1", "--reason", "go", env=cli_env))
     _wait_status(client, "approve-1", OrchestrationStatus.RUNNING)
-    out = ok(run_cli("instances", "raise", "approve-1", "--event", "approve",
-                     "--data", '{"ok": true, "by": "ops"}', env=cli_env))
+    out = ok(
+        run_cli(
+            "instances",
+            "raise",
+            "approve-1",
+            "--event",
+            "approve",
+            "--data",
+            '{"ok": true, "by": "ops"}',
+            env=cli_env,
+        )
+    )
     assert "approve" in out
     state = client.wait_for_orchestration_completion("approve-1", timeout=120)
     assert state.runtime_status is OrchestrationStatus.COMPLETED
     assert state.get_output() == {"ok": True, "by": "ops"}
 
-    ok(run_cli("instances", "terminate", "approve-2", "--reason", "no longer needed", "--yes",
-               env=cli_env))
+    ok(
+        run_cli(
+            "instances",
+            "terminate",
+            "approve-2",
+            "--reason",
+            "no longer needed",
+            "--yes",
+            env=cli_env,
+        )
+    )
     state = client.wait_for_orchestration_completion("approve-2", timeout=120)
     assert state.runtime_status is OrchestrationStatus.TERMINATED
     shown = json.loads(ok(run_cli("instances", "show", "approve-2", "--json", env=cli_env)))
@@ -145,7 +180,9 @@ def _wait_status(client: TaskHubClient, instance_id: str, status: OrchestrationS
     eventually(
         lambda: client.get_orchestration_state(instance_id, fetch_payloads=False),
         until=lambda state: state is not None and state.runtime_status is status,
-        timeout=120, interval=0.2, what=f"{instance_id} to become {status.value}",
+        timeout=120,
+        interval=0.2,
+        what=f"{instance_id} to become {status.value}",
     )
 
 
@@ -161,8 +198,9 @@ def pending_instances(cli_env: dict[str, str], client: TaskHubClient) -> list[st
 
 def test_list_filters_and_pages(pending_instances: list[str], cli_env: dict[str, str]) -> None:
     def listed(*args: str) -> dict[str, Any]:
-        page: dict[str, Any] = json.loads(ok(run_cli("instances", "list", "--json", *args,
-                                                     env=cli_env)))
+        page: dict[str, Any] = json.loads(
+            ok(run_cli("instances", "list", "--json", *args, env=cli_env))
+        )
         return page
 
     seen: list[str] = []
@@ -190,8 +228,17 @@ def test_list_filters_and_pages(pending_instances: list[str], cli_env: dict[str,
     now = datetime.now(timezone.utc)
     assert listed("--created-from", (now + timedelta(hours=1)).isoformat())["items"] == []
     assert listed("--created-to", "2020-01-01T00:00:00Z")["items"] == []
-    assert len(listed("--created-from", (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
-                      "--prefix", "other-")["items"]) == 2
+    assert (
+        len(
+            listed(
+                "--created-from",
+                (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                "--prefix",
+                "other-",
+            )["items"]
+        )
+        == 2
+    )
     with_payloads = listed("--prefix", "other-0", "--payloads")
     assert with_payloads["items"][0]["input"] == "other-0"
 
@@ -283,13 +330,24 @@ def test_connection_string_option_wins_and_is_never_echoed(
     pending_instances: list[str], azurite: Azurite, hub_name: str
 ) -> None:
     env = {**clean_env(), "DURABLE_AZSTORAGE_CONNECTION_STRING": "AccountName=x;AccountKey=eA=="}
-    listed = run_cli("instances", "list", "--json", "--prefix", "other-", "-t", hub_name,
-                     "--connection-string", azurite.connection_string, env=env)
+    listed = run_cli(
+        "instances",
+        "list",
+        "--json",
+        "--prefix",
+        "other-",
+        "-t",
+        hub_name,
+        "--connection-string",
+        azurite.connection_string,
+        env=env,
+    )
     assert len(json.loads(ok(listed))["items"]) == 2
     assert "Azurite" not in listed.stderr  # nothing started: the option named the account
 
-    bad = run_cli("instances", "list", "-c", "AccountName=a;SUPERSECRET", "-t", hub_name,
-                  env=clean_env())
+    bad = run_cli(
+        "instances", "list", "-c", "AccountName=a;SUPERSECRET", "-t", hub_name, env=clean_env()
+    )
     line = one_line_error(bad, 2)
     assert "connection_string" in line and "SUPERSECRET" not in bad.stderr
 
@@ -298,10 +356,22 @@ def test_show_returns_large_payloads_not_blob_references(
     pending_instances: list[str], cli_env: dict[str, str]
 ) -> None:
     big = "x" * 70_000  # above the 60 KiB table-property threshold: stored in a blob
-    ok(run_cli("instances", "start", "-n", "hello", "--input", json.dumps(big),
-               "--instance-id", "big-1", env=cli_env))
+    ok(
+        run_cli(
+            "instances",
+            "start",
+            "-n",
+            "hello",
+            "--input",
+            json.dumps(big),
+            "--instance-id",
+            "big-1",
+            env=cli_env,
+        )
+    )
     shown = json.loads(ok(run_cli("instances", "show", "big-1", "--json", env=cli_env)))
     assert shown["input"] == big
-    listed = json.loads(ok(run_cli("instances", "list", "--prefix", "big-", "--payloads",
-                                   "--json", env=cli_env)))
+    listed = json.loads(
+        ok(run_cli("instances", "list", "--prefix", "big-", "--payloads", "--json", env=cli_env))
+    )
     assert listed["items"][0]["input"] == big

@@ -51,15 +51,23 @@ def test_counts_and_purge_by_filter(
     client.wait_for_orchestration_start("a-0", timeout=120)
 
     counts = cli_json("instances", "counts", env=cli_env)
-    assert (counts["Completed"], counts["Failed"], counts["Running"], counts["total"]) == (3, 1, 1, 5)
+    assert (counts["Completed"], counts["Failed"], counts["Running"], counts["total"]) == (
+        3,
+        1,
+        1,
+        5,
+    )
     assert cli_json("instances", "counts", "--status", "failed,running", env=cli_env) == {
-        "Failed": 1, "Running": 1, "total": 2,
+        "Failed": 1,
+        "Running": 1,
+        "total": 2,
     }
     table = ok(run_cli("instances", "counts", env=cli_env))
     assert "Completed" in table and "total" in table
 
-    refused = error(run_cli("instances", "purge", "--status", "Completed,Running", "--yes",
-                            env=cli_env), 2)
+    refused = error(
+        run_cli("instances", "purge", "--status", "Completed,Running", "--yes", env=cli_env), 2
+    )
     assert "Running" in refused and "only ended statuses" in refused
     assert "needs runtime_status" in error(
         run_cli("instances", "purge", "--created-from", "2020-01-01", "--yes", env=cli_env), 2
@@ -70,12 +78,22 @@ def test_counts_and_purge_by_filter(
     )
 
     # --timeout 0: nothing purged, exit 1 saying to run again; running again finishes.
-    unfinished = run_cli("instances", "purge", "--status", "Completed", "--timeout", "0",
-                         "--yes", "--json", env=cli_env)
+    unfinished = run_cli(
+        "instances",
+        "purge",
+        "--status",
+        "Completed",
+        "--timeout",
+        "0",
+        "--yes",
+        "--json",
+        env=cli_env,
+    )
     assert json.loads(unfinished.stdout) == {"deleted_instance_count": 0, "is_complete": False}
     assert "run the same command again" in error(unfinished, 1)
-    done = cli_json("instances", "purge", "--status", "Completed", "--status", "Failed",
-                    "--yes", env=cli_env)
+    done = cli_json(
+        "instances", "purge", "--status", "Completed", "--status", "Failed", "--yes", env=cli_env
+    )
     assert done == {"deleted_instance_count": 4, "is_complete": True}
     again = ok(run_cli("instances", "purge", "-s", "Completed", "--yes", env=cli_env))
     assert again.strip() == "purged 0 instance(s)"
@@ -94,10 +112,14 @@ def test_restart_and_rewind(
     client.wait_for_orchestration_start("r-live", timeout=120)
 
     assert cli_json("instances", "restart", "r-1", env=cli_env) == {"instance_id": "r-1"}
-    assert client.wait_for_orchestration_completion("r-1", timeout=120).get_output() == "Hello, Oslo!"
+    assert (
+        client.wait_for_orchestration_completion("r-1", timeout=120).get_output() == "Hello, Oslo!"
+    )
     other = ok(run_cli("instances", "restart", "r-1", "--new-id", env=cli_env)).strip()
     assert other != "r-1"
-    assert client.wait_for_orchestration_completion(other, timeout=120).get_output() == "Hello, Oslo!"
+    assert (
+        client.wait_for_orchestration_completion(other, timeout=120).get_output() == "Hello, Oslo!"
+    )
     assert "nope" in error(run_cli("instances", "restart", "nope", env=cli_env), 3)
     assert "only ended" in error(run_cli("instances", "restart", "r-live", env=cli_env), 1)
 
@@ -122,8 +144,10 @@ def test_stale_listing_and_repair(
     conn = cli_env["DURABLE_AZSTORAGE_CONNECTION_STRING"]
     names = TaskHubNames(cli_env["DURABLE_AZSTORAGE_TASK_HUB"], 4)
     with TableClient.from_connection_string(conn, names.instances_table) as table:
-        table.update_entity({"PartitionKey": escape_key("s-1"), "RowKey": "",
-                             "RuntimeStatus": "Running"}, mode=UpdateMode.MERGE)
+        table.update_entity(
+            {"PartitionKey": escape_key("s-1"), "RowKey": "", "RuntimeStatus": "Running"},
+            mode=UpdateMode.MERGE,
+        )
 
     listed = cli_json("instances", "stale", env=cli_env)
     assert [(s["instance_id"], s["problem"], s["repairable"]) for s in listed["stale"]] == [
@@ -163,7 +187,9 @@ def test_poison_list_show_replay_delete(
         f"deleted {new_key}"
     )
     assert cli_json("poison", "list", env=cli_env) == []
-    assert "no poison message" in error(run_cli("poison", "delete", new_key, "--yes", env=cli_env), 3)
+    assert "no poison message" in error(
+        run_cli("poison", "delete", new_key, "--yes", env=cli_env), 3
+    )
     assert "no poison message" in error(run_cli("poison", "show", "q/none", env=cli_env), 3)
     assert "no poison message" in error(run_cli("poison", "replay", "q/none", env=cli_env), 3)
 
@@ -172,6 +198,8 @@ def poll_poison(env: dict[str, str], count: int, *, other_than: str | None = Non
     records: list[Any] = eventually(
         lambda: [r for r in cli_json("poison", "list", env=env) if r["key"] != other_than],
         until=lambda records: len(records) >= count,
-        timeout=120, interval=1, what=f"{count} poison message(s) listed",
+        timeout=120,
+        interval=1,
+        what=f"{count} poison message(s) listed",
     )
     return records

@@ -26,12 +26,20 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
     log = tmp_path / "worker.log"
     port = _free_port()
     with running_worker(
-        cli_env, log, "--create-hub", "--log-format", "json", "--log-level", "DEBUG",
-        "--metrics-port", str(port),
+        cli_env,
+        log,
+        "--create-hub",
+        "--log-format",
+        "json",
+        "--log-level",
+        "DEBUG",
+        "--metrics-port",
+        str(port),
     ) as process:
         wait_for_output(process, log, "worker started")
-        started = run_cli("instances", "start", "-n", "hello", "-i", '"Oslo"', "--instance-id", "obs",
-                          env=cli_env)
+        started = run_cli(
+            "instances", "start", "-n", "hello", "-i", '"Oslo"', "--instance-id", "obs", env=cli_env
+        )
         assert started.returncode == 0, started.stderr
         state = client.wait_for_orchestration_completion("obs", timeout=120)
         assert state.runtime_status is OrchestrationStatus.COMPLETED
@@ -41,17 +49,21 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
                 return str(response.read().decode())
 
         text = eventually(
-            scrape, until=lambda t: "durable_azstorage_control_queue_backlog" in t,
-            timeout=60, what="the hub gauges sampled",
+            scrape,
+            until=lambda t: "durable_azstorage_control_queue_backlog" in t,
+            timeout=60,
+            what="the hub gauges sampled",
         )
-    assert 'durable_azstorage_activity_executions_total{' in text
+    assert "durable_azstorage_activity_executions_total{" in text
     [activity_line] = [
-        line for line in text.splitlines()
-        if line.startswith("durable_azstorage_activity_executions_total{") and 'name="greet"' in line
+        line
+        for line in text.splitlines()
+        if line.startswith("durable_azstorage_activity_executions_total{")
+        and 'name="greet"' in line
     ]
     assert 'outcome="completed"' in activity_line and activity_line.endswith(" 1.0")
-    assert 'durable_azstorage_storage_requests_total{' in text and 'operation="PutMessage"' in text
-    assert 'durable_azstorage_partitions_owned{' in text
+    assert "durable_azstorage_storage_requests_total{" in text and 'operation="PutMessage"' in text
+    assert "durable_azstorage_partitions_owned{" in text
 
     records = []
     for line in log.read_text().splitlines():
@@ -59,8 +71,12 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
             records.append(json.loads(line))  # every JSON line parses
     assert records, log.read_text()[:2000]
     hub = cli_env["DURABLE_AZSTORAGE_TASK_HUB"]
-    assert all(r["task_hub"] == hub for r in records if r["logger"].startswith("durable_azstorage.worker"))
-    committed = [r for r in records if "episode committed" in r["message"] and r.get("instance_id") == "obs"]
+    assert all(
+        r["task_hub"] == hub for r in records if r["logger"].startswith("durable_azstorage.worker")
+    )
+    committed = [
+        r for r in records if "episode committed" in r["message"] and r.get("instance_id") == "obs"
+    ]
     assert committed and all(r["execution_id"] for r in committed)
     activity = [r for r in records if r["message"].startswith("activity 'greet'")]
     assert activity and activity[0]["instance_id"] == "obs"
@@ -71,4 +87,7 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
 def test_bad_log_format_is_a_usage_error(cli_env: dict[str, str], tmp_path: Path) -> None:
     with running_worker(cli_env, tmp_path / "worker.log", "--log-format", "xml") as process:
         assert process.wait(timeout=120) == 2
-    assert "--log-format: expected one of text, json, got 'xml'" in (tmp_path / "worker.log").read_text()
+    assert (
+        "--log-format: expected one of text, json, got 'xml'"
+        in (tmp_path / "worker.log").read_text()
+    )

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import durable_azstorage
-
 from cli_support import clean_env, run_cli
+
+import durable_azstorage
 
 
 def test_version_flag_prints_the_package_version() -> None:
@@ -28,8 +28,12 @@ def test_installed_metadata_matches_and_declares_the_license() -> None:
 def test_shell_completion_is_offered() -> None:
     script = Path(sys.executable).parent / "durable-azstorage"  # the console script users run
     result = subprocess.run(
-        [str(script), "--show-completion", "bash"], env=clean_env(), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=60,
+        [str(script), "--show-completion", "bash"],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "complete -o default -F _durable_azstorage_completion durable-azstorage" in result.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,17 @@ def test_worker_runs_the_app_and_stops_gracefully(
     log = tmp_path / "worker.log"
     with running_worker(cli_env, log, "--create-hub", ref=ref) as process:
         wait_for_output(process, log, "worker started: 4 orchestrator")
-        started = run_cli("instances", "start", "-n", "family", "-i", '["Oslo", "Lima"]',
-                          "--instance-id", "fam", env=cli_env)
+        started = run_cli(
+            "instances",
+            "start",
+            "-n",
+            "family",
+            "-i",
+            '["Oslo", "Lima"]',
+            "--instance-id",
+            "fam",
+            env=cli_env,
+        )
         assert started.returncode == 0, started.stderr
         state = client.wait_for_orchestration_completion("fam", timeout=120)
         assert state.runtime_status is OrchestrationStatus.COMPLETED, state.failure_details
@@ -50,7 +58,10 @@ def test_worker_runs_the_app_and_stops_gracefully(
         ("no_such_module_xyz:worker", "--app: cannot import module 'no_such_module_xyz'"),
         ("worker_app:missing", "--app: module 'worker_app' has no attribute 'missing'"),
         ("worker_app:NOT_A_WORKER", "is a int, not a TaskHubWorker"),
-        ("worker_app:greet", "--app: worker_app:greet needs arguments (ctx"),  # a function that needs arguments: a usage error
+        (
+            "worker_app:greet",
+            "--app: worker_app:greet needs arguments (ctx",
+        ),  # a function that needs arguments: a usage error
     ],
 )
 def test_bad_app_references_are_usage_errors(
@@ -103,9 +114,7 @@ def test_help_documents_exit_codes() -> None:
     assert "AzureStorageSettings.from_env()" in worker_help
 
 
-def test_worker_reports_a_partition_count_mismatch(
-    cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_worker_reports_a_partition_count_mismatch(cli_env: dict[str, str], tmp_path: Path) -> None:
     created = run_cli("hub", "create", "--partition-count", "2", env=cli_env)
     assert created.returncode == 0, created.stderr
     log = tmp_path / "worker.log"

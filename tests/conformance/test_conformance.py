@@ -18,7 +18,11 @@ from durable_azstorage.azure.provider import AzureStorageBackend, OwnAllPartitio
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.backend.clock import FakeClock
 from durable_azstorage.backend.memory import InMemoryBackend
-from durable_azstorage.testing.conformance import BackendConformance, BackendHarness, CrashRecoveryConformance
+from durable_azstorage.testing.conformance import (
+    BackendConformance,
+    BackendHarness,
+    CrashRecoveryConformance,
+)
 
 
 class TestInMemoryBackend(BackendConformance, CrashRecoveryConformance):
@@ -35,9 +39,15 @@ class TestInMemoryBackend(BackendConformance, CrashRecoveryConformance):
         await backend.start()
         try:
             yield BackendHarness(
-                name="memory", backend=backend, peer=backend,  # its state lives in one process
-                lock_timeout=backend.lock_timeout, delay=timedelta(seconds=30),
-                receive_timeout=2.0, empty_timeout=0.01, now=clock.now, sleep=jump,
+                name="memory",
+                backend=backend,
+                peer=backend,  # its state lives in one process
+                lock_timeout=backend.lock_timeout,
+                delay=timedelta(seconds=30),
+                receive_timeout=2.0,
+                empty_timeout=0.01,
+                now=clock.now,
+                sleep=jump,
             )
         finally:
             await backend.stop()
@@ -64,9 +74,14 @@ class TestAzureStorageBackend(BackendConformance, CrashRecoveryConformance):
         await peer.start()
         try:
             yield BackendHarness(
-                name="azurite", backend=backend, peer=peer,
-                lock_timeout=settings.control_queue_visibility_timeout, delay=timedelta(seconds=4),
-                receive_timeout=10.0, empty_timeout=1.0, now=lambda: datetime.now(timezone.utc),
+                name="azurite",
+                backend=backend,
+                peer=peer,
+                lock_timeout=settings.control_queue_visibility_timeout,
+                delay=timedelta(seconds=4),
+                receive_timeout=10.0,
+                empty_timeout=1.0,
+                now=lambda: datetime.now(timezone.utc),
                 sleep=asyncio.sleep,
             )
         finally:

@@ -26,8 +26,14 @@ from durable_azstorage import ActivityContext, OrchestrationContext
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TIMEOUT = 60.0
 
@@ -100,7 +106,9 @@ def browser_page() -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                profile,
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
                 viewport={"width": 1280, "height": 860},
                 # The pages' Content-Security-Policy would stop an injected script even if
                 # escaping failed; bypassing it makes the hostile-id test check escaping.

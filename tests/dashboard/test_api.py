@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from dashboard_support import ACTIVITIES, ORCHESTRATORS, tour
 
 from durable_azstorage import TaskHubWorker
-
 from durable_azstorage.backend.memory import InMemoryBackend
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.dashboard import create_app
@@ -32,7 +31,9 @@ async def hub(memory_backend: InMemoryBackend) -> AsyncTaskHubClient:
 
 
 @pytest.fixture
-async def api(memory_backend: InMemoryBackend, hub: AsyncTaskHubClient) -> AsyncIterator[TestClient[Any, Any]]:
+async def api(
+    memory_backend: InMemoryBackend, hub: AsyncTaskHubClient
+) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(create_app(memory_backend))) as client:
         yield client
 
@@ -76,7 +77,12 @@ async def test_paging_follows_the_backends_tokens(api: TestClient[Any, Any]) -> 
 
 @pytest.mark.parametrize(
     ("pending", "running"),
-    [("Pending", "Running"), ("PENDING", "RUNNING"), ("pending", "running"), ("pEnDiNg", "rUNNING")],
+    [
+        ("Pending", "Running"),
+        ("PENDING", "RUNNING"),
+        ("pending", "running"),
+        ("pEnDiNg", "rUNNING"),
+    ],
 )
 async def test_status_names_in_any_letter_case(
     api: TestClient[Any, Any], pending: str, running: str
@@ -158,8 +164,16 @@ async def test_history_lists_events_with_type_index_and_decoded_payloads(
         await running
     doc = await get_json(api, f"/api/instances/{iid}/history")
     types = [e["type"] for e in doc["items"]]
-    assert {"ExecutionStarted", "ExecutionCompleted", "TaskScheduled", "TaskCompleted", "TimerCreated", "TimerFired",
-            "SubOrchestrationInstanceCreated", "SubOrchestrationInstanceCompleted"} <= set(types)
+    assert {
+        "ExecutionStarted",
+        "ExecutionCompleted",
+        "TaskScheduled",
+        "TaskCompleted",
+        "TimerCreated",
+        "TimerFired",
+        "SubOrchestrationInstanceCreated",
+        "SubOrchestrationInstanceCompleted",
+    } <= set(types)
     assert [e["index"] for e in doc["items"]] == list(range(len(types)))
     by_type = {e["type"]: e for e in doc["items"]}
     assert by_type["ExecutionStarted"]["input"] == "Oslo"  # decoded payload

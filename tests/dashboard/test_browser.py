@@ -63,8 +63,10 @@ def start_tours(client: TaskHubClient, count: int) -> list[str]:
 
 
 def start_approvals(client: TaskHubClient, count: int, prefix: str = "approval-") -> list[str]:
-    ids = [client.schedule_new_orchestration(approval, instance_id=f"{prefix}{i}")
-           for i in range(count)]
+    ids = [
+        client.schedule_new_orchestration(approval, instance_id=f"{prefix}{i}")
+        for i in range(count)
+    ]
     for iid in ids:
         client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
     return ids
@@ -129,14 +131,24 @@ def test_detail_shows_history_timeline_and_child_link(
         assert page.inner_text("#status") == "Completed"
         assert "Hello, City 0!" in page.inner_text("#output")
         events = page.locator("#history td.event-type").all_inner_texts()
-        for kind in ("ExecutionStarted", "TaskScheduled", "TaskCompleted", "TimerCreated",
-                     "TimerFired", "SubOrchestrationInstanceCreated", "ExecutionCompleted"):
+        for kind in (
+            "ExecutionStarted",
+            "TaskScheduled",
+            "TaskCompleted",
+            "TimerCreated",
+            "TimerFired",
+            "SubOrchestrationInstanceCreated",
+            "ExecutionCompleted",
+        ):
             assert kind in events
         bars = page.locator("#timeline rect.bar")
         assert bars.count() == 3
         classes = [bars.nth(i).get_attribute("class") for i in range(3)]
-        assert classes == ["bar activity completed", "bar timer completed",
-                           "bar suborchestration completed"]
+        assert classes == [
+            "bar activity completed",
+            "bar timer completed",
+            "bar suborchestration completed",
+        ]
         screenshot(page, "instance")
         page.click("#timeline .lane-label a")
         page.wait_for_url("**/instances/*%3A*")

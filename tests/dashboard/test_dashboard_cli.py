@@ -58,7 +58,10 @@ def test_serves_the_hub_and_stops_on_sigterm(
     azurite: Azurite, azure_settings: AzureStorageSettings
 ) -> None:
     env = environment(azurite, azure_settings.task_hub)
-    with running(["dashboard", "--port", "0", "--create-hub", "--read-only"], env) as (process, url):
+    with running(["dashboard", "--port", "0", "--create-hub", "--read-only"], env) as (
+        process,
+        url,
+    ):
         assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
         with urllib.request.urlopen(url + "api/overview", timeout=30) as response:
             overview = json.load(response)
@@ -75,8 +78,11 @@ def test_serves_the_hub_and_stops_on_sigterm(
 @pytest.mark.azurite
 def test_a_missing_hub_is_reported_at_start(azurite: Azurite, hub_name: str) -> None:
     result = subprocess.run(
-        CLI + ["dashboard", "--port", "0"], env=environment(azurite, hub_name),
-        capture_output=True, text=True, timeout=60,
+        CLI + ["dashboard", "--port", "0"],
+        env=environment(azurite, hub_name),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 3
     assert f"task hub {hub_name!r} does not exist" in result.stderr
@@ -86,7 +92,10 @@ def test_a_missing_hub_is_reported_at_start(azurite: Azurite, hub_name: str) -> 
 def test_a_non_loopback_bind_without_a_token_is_refused() -> None:
     result = subprocess.run(
         CLI + ["dashboard", "--host", "0.0.0.0", "--port", "0"],
-        env=environment(), capture_output=True, text=True, timeout=60,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "without a token" in result.stderr and "--token" in result.stderr
@@ -101,7 +110,10 @@ def test_the_missing_extra_is_named() -> None:
         "sys.argv = ['durable-azstorage', 'dashboard']; main()"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], env=environment(), capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        env=environment(),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 1
@@ -114,7 +126,8 @@ def test_importing_the_package_needs_no_extra() -> None:
         "import sys; sys.modules['jinja2'] = None; import durable_azstorage, "
         "durable_azstorage.dashboard as d; print(d.__all__)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "create_app" in result.stdout

@@ -45,8 +45,9 @@ async def test_a_name_filter_reads_at_most_max_scan_pages_and_hands_on_the_token
         assert len(page.items) <= 5
         if page.continuation_token is None:
             break
-        wanted = InstanceFilter(name="needle", page_size=5,
-                                continuation_token=page.continuation_token)
+        wanted = InstanceFilter(
+            name="needle", page_size=5, continuation_token=page.continuation_token
+        )
     assert found == [f"i-{i:03d}" for i in range(0, 60, 10)]  # every match, once, in order
     assert max(requests) <= MAX_SCAN_PAGES
     await backend.stop()
@@ -71,13 +72,26 @@ def test_the_filter_round_trips_through_its_query_string() -> None:
         def get(self, key: str, default: str) -> str:
             return next((v for k, v in self.pairs if k == key), default)
 
-    original = parse_filter(Params([
-        ("status", "running,FAILED"), ("name", "x"), ("prefix", "p-"),
-        ("created_from", "2026-12-01T10:00:00Z"), ("page_size", "20"), ("sort", "-created"),
-    ]))
+    original = parse_filter(
+        Params(
+            [
+                ("status", "running,FAILED"),
+                ("name", "x"),
+                ("prefix", "p-"),
+                ("created_from", "2026-12-01T10:00:00Z"),
+                ("page_size", "20"),
+                ("sort", "-created"),
+            ]
+        )
+    )
     again = parse_filter(Params(parse_qsl(original.query_string(continuation_token="t"))))
     assert again.continuation_token == "t"
     assert again == InstanceFilter(
-        statuses=original.statuses, name="x", prefix="p-", created_from=original.created_from,
-        page_size=20, continuation_token="t", sort="-created",
+        statuses=original.statuses,
+        name="x",
+        prefix="p-",
+        created_from=original.created_from,
+        page_size=20,
+        continuation_token="t",
+        sort="-created",
     )

@@ -92,7 +92,8 @@ async def test_cross_site_posts_are_refused(memory_backend: InMemoryBackend) -> 
         form = await client.post("/api/instances/x/terminate", data={"a": "b"})
         assert form.status == 415  # a cross-site form cannot send application/json
         same = await client.post(
-            "/api/instances/x/terminate", json={},
+            "/api/instances/x/terminate",
+            json={},
             headers={"Origin": str(client.make_url("")).rstrip("/")},
         )
         assert same.status == 404  # past every check: the instance does not exist
@@ -162,8 +163,13 @@ def test_loopback_binds_need_no_token(host: str) -> None:
 
 @pytest.mark.parametrize(
     ("target", "expected"),
-    [("/instances?x=1", "/instances?x=1"), ("//evil.example/", "/"), ("https://evil.example", "/"),
-     ("/\\evil.example", "/"), ("", "/")],
+    [
+        ("/instances?x=1", "/instances?x=1"),
+        ("//evil.example/", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+    ],
 )
 def test_login_redirects_only_to_local_paths(target: str, expected: str) -> None:
     assert safe_next(target) == expected

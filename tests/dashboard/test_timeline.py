@@ -33,11 +33,15 @@ def history() -> list[HistoryEvent]:
         TaskScheduled(event_id=1, timestamp=at(0), name="flaky"),
         TimerCreated(event_id=2, timestamp=at(1), fire_at=at(6)),
         TaskCompleted(timestamp=at(2), task_scheduled_id=0, result='"ok"'),
-        TaskFailed(timestamp=at(4), task_scheduled_id=1,
-                   failure_details=FailureDetails(message="boom", error_type="builtins.OSError")),
+        TaskFailed(
+            timestamp=at(4),
+            task_scheduled_id=1,
+            failure_details=FailureDetails(message="boom", error_type="builtins.OSError"),
+        ),
         TimerFired(timestamp=at(6), timer_id=2, fire_at=at(6)),
-        SubOrchestrationInstanceCreated(event_id=3, timestamp=at(8), name="child",
-                                        instance_id="i:0003"),
+        SubOrchestrationInstanceCreated(
+            event_id=3, timestamp=at(8), name="child", instance_id="i:0003"
+        ),
     ]
 
 

@@ -32,7 +32,9 @@ def storage(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def azure_hub(storage: str, request: pytest.FixtureRequest) -> Iterator[AzureStorageSettings | None]:
+def azure_hub(
+    storage: str, request: pytest.FixtureRequest
+) -> Iterator[AzureStorageSettings | None]:
     """Settings of a created task hub on the session Azurite, or None for the memory backend."""
     if storage == "memory":
         yield None
@@ -55,8 +57,9 @@ def worker(
     azure_hub: AzureStorageSettings | None, request: pytest.FixtureRequest
 ) -> Iterator[TaskHubWorker]:
     if azure_hub is None:
-        w = TaskHubWorker(backend=request.getfixturevalue("backend"),
-                          lock_renew_interval=timedelta(seconds=1))
+        w = TaskHubWorker(
+            backend=request.getfixturevalue("backend"), lock_renew_interval=timedelta(seconds=1)
+        )
     else:  # the worker builds its own backend on its own thread
         w = TaskHubWorker(azure_hub)
     try:

@@ -15,7 +15,12 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from durable_azstorage import ActivityContext, AsyncTaskHubClient, OrchestrationContext, OrchestrationStatus
+from durable_azstorage import (
+    ActivityContext,
+    AsyncTaskHubClient,
+    OrchestrationContext,
+    OrchestrationStatus,
+)
 from durable_azstorage.model.history import ExecutionStarted, SubOrchestrationInstanceCreated
 from durable_azstorage.model.outbound import Outbound
 

@@ -135,7 +135,9 @@ def test_when_any_timer_wins_without_approval(worker: TaskHubWorker, client: Tas
     worker.add_orchestrator(_approval, name="approval")
     worker.start()
     iid = client.schedule_new_orchestration("approval", input=0.2)
-    assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == "timed out"
+    assert (
+        client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == "timed out"
+    )
 
 
 def test_when_any_event_wins_before_timeout(worker: TaskHubWorker, client: TaskHubClient) -> None:
@@ -239,7 +241,10 @@ def test_timers_by_delay_and_by_datetime(worker: TaskHubWorker, client: TaskHubC
         yield ctx.create_timer(timedelta(milliseconds=100))
         after_delay = ctx.current_utc_datetime
         yield ctx.create_timer(after_delay + timedelta(milliseconds=100))
-        return [(after_delay - start).total_seconds(), (ctx.current_utc_datetime - after_delay).total_seconds()]
+        return [
+            (after_delay - start).total_seconds(),
+            (ctx.current_utc_datetime - after_delay).total_seconds(),
+        ]
 
     worker.add_orchestrator(sleeper)
     worker.start()
@@ -250,7 +255,9 @@ def test_timers_by_delay_and_by_datetime(worker: TaskHubWorker, client: TaskHubC
     assert second >= 0.1
 
 
-def test_continue_as_new_restarts_with_new_input(worker: TaskHubWorker, client: TaskHubClient) -> None:
+def test_continue_as_new_restarts_with_new_input(
+    worker: TaskHubWorker, client: TaskHubClient
+) -> None:
     def counter(ctx: OrchestrationContext, n: int) -> int:
         if n < 5:
             ctx.continue_as_new(n + 1)
@@ -483,7 +490,11 @@ def test_async_activities_are_awaited(worker: TaskHubWorker, client: TaskHubClie
     worker.add_activity(fetch)
     worker.start()
     iid = client.schedule_new_orchestration(uses_async)
-    assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == ["A", "B", "C"]
+    assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).get_output() == [
+        "A",
+        "B",
+        "C",
+    ]
 
 
 def test_activity_context_fields(worker: TaskHubWorker, client: TaskHubClient) -> None:

@@ -63,7 +63,9 @@ def status_of(client: TaskHubClient, iid: str) -> OrchestrationStatus | None:
     return state.runtime_status if state else None
 
 
-def test_schedule_with_id_version_tags_and_get_state(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_schedule_with_id_version_tags_and_get_state(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     iid = client.schedule_new_orchestration(
         quick, input={"n": 1}, instance_id="order-1", version="2.0", tags={"team": "billing"}
     )
@@ -80,7 +82,9 @@ def test_schedule_with_id_version_tags_and_get_state(running: TaskHubWorker, cli
     state.raise_if_failed()  # completed: no error
 
 
-def test_default_instance_id_is_a_fresh_uuid_hex(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_default_instance_id_is_a_fresh_uuid_hex(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     a = client.schedule_new_orchestration(quick)
     b = client.schedule_new_orchestration(quick)
     assert a != b and len(a) == 32 and int(a, 16) >= 0
@@ -174,7 +178,9 @@ def test_events_to_a_completed_instance_are_dropped(
     assert status_of(client, iid) is OrchestrationStatus.COMPLETED
 
 
-def test_terminate_running_instance_with_output(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_terminate_running_instance_with_output(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     iid = client.schedule_new_orchestration(waiter)
     client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
     client.terminate_orchestration(iid, output={"reason": "operator"})
@@ -183,9 +189,7 @@ def test_terminate_running_instance_with_output(running: TaskHubWorker, client: 
     assert state.get_output() == {"reason": "operator"}
 
 
-def test_terminate_a_suspended_instance(
-    running: TaskHubWorker, client: TaskHubClient
-) -> None:
+def test_terminate_a_suspended_instance(running: TaskHubWorker, client: TaskHubClient) -> None:
     iid = client.schedule_new_orchestration(waiter)
     client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
     client.suspend_orchestration(iid, reason="maintenance")
@@ -201,7 +205,9 @@ def test_terminate_recursive_into_children(
 ) -> None:
     iid = client.schedule_new_orchestration(parent_of_waiter, instance_id=f"p-{recursive}")
     child = f"{iid}-child"
-    eventually(lambda: status_of(client, child) is OrchestrationStatus.RUNNING, what="child running")
+    eventually(
+        lambda: status_of(client, child) is OrchestrationStatus.RUNNING, what="child running"
+    )
     client.terminate_orchestration(iid, recursive=recursive)
     assert client.wait_for_orchestration_completion(iid, timeout=TIMEOUT).runtime_status is (
         OrchestrationStatus.TERMINATED
@@ -216,9 +222,7 @@ def test_terminate_recursive_into_children(
         assert state.get_output() == "orphan finishes"
 
 
-def test_suspend_holds_events_until_resume(
-    running: TaskHubWorker, client: TaskHubClient
-) -> None:
+def test_suspend_holds_events_until_resume(running: TaskHubWorker, client: TaskHubClient) -> None:
     iid = client.schedule_new_orchestration(waiter)
     client.wait_for_orchestration_start(iid, timeout=TIMEOUT)
     client.suspend_orchestration(iid, reason="hold")
@@ -279,11 +283,17 @@ def test_reuse_policy(running: TaskHubWorker, client: TaskHubClient) -> None:
         client.schedule_new_orchestration(quick, instance_id="same")
     # ... IGNORE leaves the running instance alone ...
     ignore = OrchestrationIdReusePolicy(action=CreateOrchestrationAction.IGNORE)
-    assert client.schedule_new_orchestration(quick, instance_id="same", reuse_id_policy=ignore) == "same"
+    assert (
+        client.schedule_new_orchestration(quick, instance_id="same", reuse_id_policy=ignore)
+        == "same"
+    )
     assert status_of(client, "same") is OrchestrationStatus.RUNNING
     # ... and an ended instance is replaced by a new execution.
     client.raise_orchestration_event("same", "go", data="first run")
-    assert client.wait_for_orchestration_completion("same", timeout=TIMEOUT).get_output() == "first run"
+    assert (
+        client.wait_for_orchestration_completion("same", timeout=TIMEOUT).get_output()
+        == "first run"
+    )
     client.schedule_new_orchestration(quick, instance_id="same", input="second run")
     state = client.wait_for_orchestration_completion("same", timeout=TIMEOUT)
     assert state.name == "quick" and state.get_output() == "second run"
@@ -295,7 +305,9 @@ def test_reuse_policy_terminate_replaces_a_running_instance(
     client.schedule_new_orchestration(waiter, instance_id="replace-me")
     client.wait_for_orchestration_start("replace-me", timeout=TIMEOUT)
     policy = OrchestrationIdReusePolicy(action=CreateOrchestrationAction.TERMINATE)
-    client.schedule_new_orchestration(quick, instance_id="replace-me", input=7, reuse_id_policy=policy)
+    client.schedule_new_orchestration(
+        quick, instance_id="replace-me", input=7, reuse_id_policy=policy
+    )
     state = client.wait_for_orchestration_completion("replace-me", timeout=TIMEOUT)
     assert state.name == "quick" and state.get_output() == 7
 

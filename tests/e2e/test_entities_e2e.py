@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from e2e_backends import BACKENDS
 
 from durable_azstorage import (
     DurableEntity,
@@ -27,8 +28,6 @@ from durable_azstorage import (
 )
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.eventually import eventually
-
-from e2e_backends import BACKENDS
 
 pytestmark = pytest.mark.parametrize("storage", BACKENDS, indirect=True)
 
@@ -116,7 +115,14 @@ def call_unlocked(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyp
 def register(worker: TaskHubWorker) -> None:
     worker.add_entity(log_entity)
     worker.add_entity(Account)
-    for fn in (signal_in_order, call_then_fail, transfer, lock_and_fail, lock_and_wait, call_unlocked):
+    for fn in (
+        signal_in_order,
+        call_then_fail,
+        transfer,
+        lock_and_fail,
+        lock_and_wait,
+        call_unlocked,
+    ):
         worker.add_orchestrator(fn)
     worker.start()
 
@@ -133,15 +139,20 @@ def wait_done(client: TaskHubClient, instance_id: str) -> Any:
     return state.get_output()
 
 
-def test_operations_from_one_sender_run_in_the_order_sent(worker: TaskHubWorker, client: TaskHubClient) -> None:
+def test_operations_from_one_sender_run_in_the_order_sent(
+    worker: TaskHubWorker, client: TaskHubClient
+) -> None:
     register(worker)
     instance = client.schedule_new_orchestration(signal_in_order, input=15)
     assert wait_done(client, instance) == list(range(15))
     direct = EntityInstanceId("log_entity", "from-client")
     for i in range(10):
         client.signal_entity(direct, "append", i)
-    assert eventually(lambda: entity_state(client, direct), until=lambda s: s is not None and len(s) == 10,
-                      timeout=TIMEOUT) == list(range(10))
+    assert eventually(
+        lambda: entity_state(client, direct),
+        until=lambda s: s is not None and len(s) == 10,
+        timeout=TIMEOUT,
+    ) == list(range(10))
 
 
 def test_a_failed_call_raises_in_the_orchestrator_and_rolls_the_state_back(
@@ -168,7 +179,9 @@ def test_class_based_entity_and_delete(worker: TaskHubWorker, client: TaskHubCli
     assert client.get_all_entities(EntityQuery(instance_id_starts_with="@account@")) == []
 
 
-def test_a_delayed_signal_is_delivered_at_its_time(worker: TaskHubWorker, client: TaskHubClient) -> None:
+def test_a_delayed_signal_is_delivered_at_its_time(
+    worker: TaskHubWorker, client: TaskHubClient
+) -> None:
     register(worker)
     target = EntityInstanceId("log_entity", "later")
     when = datetime.now(timezone.utc) + timedelta(seconds=3)
@@ -179,7 +192,9 @@ def test_a_delayed_signal_is_delivered_at_its_time(worker: TaskHubWorker, client
 
 
 def test_state_survives_a_worker_restart(
-    worker: TaskHubWorker, client: TaskHubClient, azure_hub: AzureStorageSettings | None,
+    worker: TaskHubWorker,
+    client: TaskHubClient,
+    azure_hub: AzureStorageSettings | None,
     request: pytest.FixtureRequest,
 ) -> None:
     register(worker)
@@ -188,8 +203,11 @@ def test_state_survives_a_worker_restart(
     eventually(lambda: entity_state(client, target), until=lambda s: s == 5, timeout=TIMEOUT)
     worker.stop()
     client.signal_entity(target, "deposit", 6)  # queued while no worker runs
-    second = (TaskHubWorker(azure_hub) if azure_hub is not None
-              else TaskHubWorker(backend=request.getfixturevalue("backend")))
+    second = (
+        TaskHubWorker(azure_hub)
+        if azure_hub is not None
+        else TaskHubWorker(backend=request.getfixturevalue("backend"))
+    )
     second.add_entity(Account)
     second.start()
     try:
@@ -204,10 +222,15 @@ def test_critical_sections_in_opposite_orders_do_not_deadlock(
     register(worker)
     for key in ("a", "b"):
         client.signal_entity(EntityInstanceId("account", key), "deposit", 10)
-    eventually(lambda: entity_state(client, EntityInstanceId("account", "b")), until=lambda s: s == 10,
-               timeout=TIMEOUT)
-    ids = [client.schedule_new_orchestration(transfer, input=["a", "b"] if i % 2 else ["b", "a"])
-           for i in range(6)]
+    eventually(
+        lambda: entity_state(client, EntityInstanceId("account", "b")),
+        until=lambda s: s == 10,
+        timeout=TIMEOUT,
+    )
+    ids = [
+        client.schedule_new_orchestration(transfer, input=["a", "b"] if i % 2 else ["b", "a"])
+        for i in range(6)
+    ]
     for instance in ids:
         assert wait_done(client, instance) == "done"
     balances = [entity_state(client, EntityInstanceId("account", k)) for k in ("a", "b")]
@@ -216,7 +239,8 @@ def test_critical_sections_in_opposite_orders_do_not_deadlock(
     for key in ("a", "b"):  # the last release is a message: the entity applies it after
         found = eventually(
             lambda key=key: client.get_entity(EntityInstanceId("account", key)),
-            until=lambda e: e is not None and e.locked_by is None, timeout=TIMEOUT,
+            until=lambda e: e is not None and e.locked_by is None,
+            timeout=TIMEOUT,
         )
         assert found is not None and found.locked_by is None
 
@@ -237,7 +261,9 @@ def test_failing_or_terminated_inside_a_critical_section_releases_the_locks(
     state = client.wait_for_orchestration_completion(failed, timeout=TIMEOUT)
     assert state is not None and state.runtime_status is OrchestrationStatus.FAILED
     waiting = client.schedule_new_orchestration(lock_and_wait, input="f")
-    eventually(lambda: _locked_by(client, "f"), until=lambda owner: owner == waiting, timeout=TIMEOUT)
+    eventually(
+        lambda: _locked_by(client, "f"), until=lambda owner: owner == waiting, timeout=TIMEOUT
+    )
     client.terminate_orchestration(waiting)
     client.wait_for_orchestration_completion(waiting, timeout=TIMEOUT)
     eventually(lambda: _locked_by(client, "f"), until=lambda owner: owner is None, timeout=TIMEOUT)
@@ -248,7 +274,9 @@ def test_clean_entity_storage_releases_orphaned_locks_and_removes_empty_entities
 ) -> None:
     register(worker)
     holder = client.schedule_new_orchestration(lock_and_wait, input="o")
-    eventually(lambda: _locked_by(client, "o"), until=lambda owner: owner == holder, timeout=TIMEOUT)
+    eventually(
+        lambda: _locked_by(client, "o"), until=lambda owner: owner == holder, timeout=TIMEOUT
+    )
     # A second orchestration queues for the lock and is terminated while it waits: the lock
     # is granted to it after the holder leaves, when it no longer exists to release it.
     orphan = client.schedule_new_orchestration(lock_and_wait, input="o")
@@ -257,7 +285,9 @@ def test_clean_entity_storage_releases_orphaned_locks_and_removes_empty_entities
     client.wait_for_orchestration_completion(orphan, timeout=TIMEOUT)
     client.raise_orchestration_event(holder, "go")
     wait_done(client, holder)
-    eventually(lambda: _locked_by(client, "o"), until=lambda owner: owner == orphan, timeout=TIMEOUT)
+    eventually(
+        lambda: _locked_by(client, "o"), until=lambda owner: owner == orphan, timeout=TIMEOUT
+    )
     emptied = EntityInstanceId("log_entity", "emptied")
     client.signal_entity(emptied, "append", 1)
     eventually(lambda: entity_state(client, emptied), until=lambda s: s == [1], timeout=TIMEOUT)
@@ -273,7 +303,10 @@ def test_clean_entity_storage_releases_orphaned_locks_and_removes_empty_entities
 
 def _transient(client: TaskHubClient, key: str) -> EntityMetadata | None:
     wanted = EntityInstanceId("account", key)
-    return next((e for e in client.get_all_entities(EntityQuery(include_transient=True)) if e.id == wanted), None)
+    return next(
+        (e for e in client.get_all_entities(EntityQuery(include_transient=True)) if e.id == wanted),
+        None,
+    )
 
 
 def _locked_by(client: TaskHubClient, key: str) -> str | None:

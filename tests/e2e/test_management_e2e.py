@@ -60,7 +60,9 @@ def execution_of(client: TaskHubClient, instance_id: str) -> str | None:
 def test_purge_by_filter_deletes_only_ended_matching_instances(
     running: TaskHubWorker, client: TaskHubClient
 ) -> None:
-    done = [client.schedule_new_orchestration(quick, input=i, instance_id=f"ok-{i}") for i in range(7)]
+    done = [
+        client.schedule_new_orchestration(quick, input=i, instance_id=f"ok-{i}") for i in range(7)
+    ]
     failed = [client.schedule_new_orchestration(boom, instance_id=f"bad-{i}") for i in range(3)]
     live = client.schedule_new_orchestration(waiter, instance_id="live")
     assert {finish(client, i) for i in done} == {S.COMPLETED}
@@ -134,7 +136,9 @@ def test_purge_with_timeout_is_incomplete_and_resumes_to_completion(
     total, calls, result = 0, 0, first
     while not result.is_complete and calls < 500:
         result = client.purge_orchestrations_by(
-            runtime_status=[S.COMPLETED], timeout=0.2, concurrency=2,
+            runtime_status=[S.COMPLETED],
+            timeout=0.2,
+            concurrency=2,
             progress=lambda _: time.sleep(0.05),
         )
         total += result.deleted_instance_count
@@ -167,7 +171,9 @@ def test_count_by_status(running: TaskHubWorker, client: TaskHubClient) -> None:
 
 # --- restart ---------------------------------------------------------------------------------
 def test_restart_same_and_new_instance_id(running: TaskHubWorker, client: TaskHubClient) -> None:
-    iid = client.schedule_new_orchestration(quick, input={"n": 1}, instance_id="r-1", tags={"t": "1"})
+    iid = client.schedule_new_orchestration(
+        quick, input={"n": 1}, instance_id="r-1", tags={"t": "1"}
+    )
     finish(client, iid)
     first_execution = execution_of(client, iid)
 

@@ -172,7 +172,9 @@ def test_compensation_then_rewound(running: TaskHubWorker, client: TaskHubClient
     assert CALLS == {"a": 1, "b": 2, "undo-a": 1}  # no second compensation: b succeeded
 
 
-def test_fan_out_reruns_only_the_failed_branches(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_fan_out_reruns_only_the_failed_branches(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     BROKEN.update({"f1", "f3"})
     iid = client.schedule_new_orchestration(fan_out, input=5, instance_id="rw-fan")
     fail_then_fix(client, iid, "f1", "f3")
@@ -189,7 +191,9 @@ def test_failed_child_is_rewound_with_its_parent(
     running: TaskHubWorker, client: TaskHubClient, retry_child: bool
 ) -> None:
     BROKEN.add("c-flaky")
-    iid = client.schedule_new_orchestration(parent, input=retry_child, instance_id=f"rw-p{retry_child:d}")
+    iid = client.schedule_new_orchestration(
+        parent, input=retry_child, instance_id=f"rw-p{retry_child:d}"
+    )
     failed = fail_then_fix(client, iid, "c-flaky")
     kid = next(e.instance_id for e in failed if isinstance(e, SubOrchestrationInstanceCreated))
     assert kid == f"{iid}:0001"  # the default child id: parent id and sequence number
@@ -208,10 +212,14 @@ def test_failed_child_is_rewound_with_its_parent(
     else:
         assert CALLS == {"p": 1, "c-ok": 1, "c-flaky": 4}  # rewound in place
     history = client.get_orchestration_history(iid)
-    assert [e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)] == [kid]
+    assert [e.instance_id for e in history if isinstance(e, SubOrchestrationInstanceCreated)] == [
+        kid
+    ]
 
 
-def test_purged_failed_child_is_created_and_run_again(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_purged_failed_child_is_created_and_run_again(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     """As the portable SDK's reference backend: purge the failed child, rewind the parent."""
     BROKEN.add("c-flaky")
     iid = client.schedule_new_orchestration(parent, input=False, instance_id="rw-purged")
@@ -232,8 +240,11 @@ def test_events_raised_before_and_after_the_failure_survive(
     BROKEN.add("e")
     iid = client.schedule_new_orchestration(events, instance_id="rw-events")
     client.raise_orchestration_event(iid, "before", data=1)
-    eventually(lambda: any(isinstance(e, TaskFailed) for e in client.get_orchestration_history(iid)),
-               timeout=TIMEOUT, what="the first attempt to fail")
+    eventually(
+        lambda: any(isinstance(e, TaskFailed) for e in client.get_orchestration_history(iid)),
+        timeout=TIMEOUT,
+        what="the first attempt to fail",
+    )
     client.raise_orchestration_event(iid, "after", data=2)  # during the retry delay
     failed = fail_then_fix(client, iid, "e")
     first_failure = next(i for i, e in enumerate(failed) if isinstance(e, TaskFailed))

@@ -72,7 +72,9 @@ def run(client: TaskHubClient, fn: Any, instance_id: str, input: Any = None) -> 
 
 
 # --- purge -----------------------------------------------------------------------------------
-def test_purge_by_positional_sdk_arguments_and_recursive(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_purge_by_positional_sdk_arguments_and_recursive(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     run(client, with_kid, "p")
     assert client.get_orchestration_state("p:0000") is not None
     kept = client.purge_orchestrations_by(None, None, [S.COMPLETED], False, 60)  # the SDK's order
@@ -84,47 +86,61 @@ def test_purge_by_positional_sdk_arguments_and_recursive(running: TaskHubWorker,
     assert child_state is not None
     # created after the child: only the parent matches, recursive takes the child along
     result = client.purge_orchestrations_by(
-        created_time_from=child_state.created_at - timedelta(seconds=60), runtime_status=[S.COMPLETED],
+        created_time_from=child_state.created_at - timedelta(seconds=60),
+        runtime_status=[S.COMPLETED],
         recursive=True,
     )
     assert result.deleted_instance_count == 2 and result.is_complete
     assert client.get_orchestration_state("q:0000") is None
 
 
-def test_purge_orchestration_takes_recursive_positionally(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_purge_orchestration_takes_recursive_positionally(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     run(client, with_kid, "r")
     assert client.purge_orchestration("r", False).deleted_instance_count == 1
     assert client.get_orchestration_state("r:0000") is not None
 
 
-def test_earlier_purge_argument_names_warn_and_still_work(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_earlier_purge_argument_names_warn_and_still_work(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     run(client, quick, "old")
-    with pytest.warns(DeprecationWarning, match=r"created_to=\.\.\.\) is deprecated; use created_time_to="):
+    with pytest.warns(
+        DeprecationWarning, match=r"created_to=\.\.\.\) is deprecated; use created_time_to="
+    ):
         result = client.purge_orchestrations_by(
             created_to=datetime.now(timezone.utc), runtime_status=[S.COMPLETED]
         )
     assert result.deleted_instance_count == 1
     with pytest.raises(TypeError, match="both created_from= and created_time_from="):
         client.purge_orchestrations_by(
-            created_from=datetime.now(timezone.utc), created_time_from=datetime.now(timezone.utc),
+            created_from=datetime.now(timezone.utc),
+            created_time_from=datetime.now(timezone.utc),
             runtime_status=[S.COMPLETED],
         )
 
 
 def test_purge_result_old_name_warns() -> None:
-    with pytest.warns(DeprecationWarning, match="PurgeResult is deprecated; use PurgeInstancesResult"):
+    with pytest.warns(
+        DeprecationWarning, match="PurgeResult is deprecated; use PurgeInstancesResult"
+    ):
         old = durable_azstorage.PurgeResult  # type: ignore[attr-defined]
     assert old is PurgeInstancesResult
     with pytest.warns(DeprecationWarning):
-        from durable_azstorage.model.query import PurgeResult  # type: ignore[attr-defined]  # noqa: F401
+        from durable_azstorage.model.query import PurgeResult  # type: ignore[attr-defined]  # noqa: F401 - importing warns
 
 
 # --- list_instance_ids -----------------------------------------------------------------------
-def test_list_instance_ids_pages_to_a_none_token(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_list_instance_ids_pages_to_a_none_token(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     for i in range(5):
         run(client, quick, f"ok-{i}")
     run(client, fails, "bad")
-    client.schedule_new_orchestration(quick, instance_id="later", start_at=datetime.now(timezone.utc) + timedelta(days=1))
+    client.schedule_new_orchestration(
+        quick, instance_id="later", start_at=datetime.now(timezone.utc) + timedelta(days=1)
+    )
 
     seen: list[str] = []
     token: str | None = None
@@ -137,7 +153,9 @@ def test_list_instance_ids_pages_to_a_none_token(running: TaskHubWorker, client:
         token = page.continuation_token
         if token is None:
             break
-    assert sorted(seen) == sorted([f"ok-{i}" for i in range(5)] + ["bad"]) and pages >= 3  # not "later"
+    assert (
+        sorted(seen) == sorted([f"ok-{i}" for i in range(5)] + ["bad"]) and pages >= 3
+    )  # not "later"
     assert client.list_instance_ids(runtime_status=[S.FAILED]).items == ["bad"]
 
 
@@ -161,7 +179,9 @@ def test_list_instance_ids_by_completed_time(running: TaskHubWorker, client: Tas
     after = first.completed_at + timedelta(microseconds=1)
     assert client.list_instance_ids(completed_time_from=after).items == ["second"]
     assert client.list_instance_ids(completed_time_to=first.completed_at).items == ["first"]
-    empty = client.list_instance_ids(completed_time_from=datetime.now(timezone.utc) + timedelta(days=1), page_size=1)
+    empty = client.list_instance_ids(
+        completed_time_from=datetime.now(timezone.utc) + timedelta(days=1), page_size=1
+    )
     assert (empty.items, empty.continuation_token) == ([], None)
 
 
@@ -170,30 +190,43 @@ async def test_async_client_has_the_same_calls(running: TaskHubWorker, async_cli
     await async_client.wait_for_orchestration_completion("a", timeout=TIMEOUT)
     assert (await async_client.list_instance_ids()).items == ["a"]
     with pytest.warns(DeprecationWarning, match="created_from"):
-        await async_client.purge_orchestrations_by(created_from=datetime(2000, 1, 1), runtime_status=["Completed"])
+        await async_client.purge_orchestrations_by(
+            created_from=datetime(2000, 1, 1), runtime_status=["Completed"]
+        )
 
 
 # --- query and history -----------------------------------------------------------------------
-def test_get_all_orchestration_states_takes_the_sdk_argument_name(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_get_all_orchestration_states_takes_the_sdk_argument_name(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     run(client, quick, "one")
     query = OrchestrationQuery(runtime_status=(S.COMPLETED,))
-    assert [s.instance_id for s in client.get_all_orchestration_states(orchestration_query=query)] == ["one"]
-    with pytest.warns(DeprecationWarning, match=r"get_all_orchestration_states\(query=\.\.\.\) is deprecated"):
+    assert [
+        s.instance_id for s in client.get_all_orchestration_states(orchestration_query=query)
+    ] == ["one"]
+    with pytest.warns(
+        DeprecationWarning, match=r"get_all_orchestration_states\(query=\.\.\.\) is deprecated"
+    ):
         assert len(client.get_all_orchestration_states(query=query)) == 1
 
 
-def test_set_custom_status_takes_the_sdk_argument_name(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_set_custom_status_takes_the_sdk_argument_name(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     run(client, statuses, "cs")
     state = client.get_orchestration_state("cs")
     assert state is not None and state.runtime_status is S.COMPLETED, state
     assert state.get_custom_status() == {"step": 2}
 
 
-
 def test_orchestration_query_takes_the_sdk_field_names() -> None:
     query = OrchestrationQuery(
-        created_time_from=None, created_time_to=None, runtime_status=[S.RUNNING, "Completed"],  # type: ignore[arg-type]
-        max_instance_count=(1 << 31) - 1, fetch_inputs_and_outputs=True, instance_id_prefix="x",
+        created_time_from=None,
+        created_time_to=None,
+        runtime_status=[S.RUNNING, "Completed"],  # type: ignore[arg-type]
+        max_instance_count=(1 << 31) - 1,
+        fetch_inputs_and_outputs=True,
+        instance_id_prefix="x",
     )
     assert query.runtime_status == (S.RUNNING, S.COMPLETED)
     assert query.page_size == 1000
@@ -202,7 +235,9 @@ def test_orchestration_query_takes_the_sdk_field_names() -> None:
         OrchestrationQuery(max_instance_count=0)
 
 
-def test_history_of_the_current_execution_by_id(running: TaskHubWorker, client: TaskHubClient) -> None:
+def test_history_of_the_current_execution_by_id(
+    running: TaskHubWorker, client: TaskHubClient
+) -> None:
     client.schedule_new_orchestration(again, instance_id="loop", input=0)
     client.wait_for_orchestration_completion("loop", timeout=TIMEOUT)
     history = client.get_orchestration_history("loop")
@@ -217,15 +252,22 @@ def test_history_of_the_current_execution_by_id(running: TaskHubWorker, client: 
 # --- ConcurrencyOptions ----------------------------------------------------------------------
 def test_concurrency_options_configure_the_worker() -> None:
     options = ConcurrencyOptions(
-        maximum_concurrent_activity_work_items=3, maximum_concurrent_orchestration_work_items=7,
+        maximum_concurrent_activity_work_items=3,
+        maximum_concurrent_orchestration_work_items=7,
         maximum_thread_pool_workers=2,
     )
     worker = TaskHubWorker(backend=InMemoryBackend(), concurrency_options=options)
-    assert (worker._max_orchestrations, worker._max_activities, worker._activity_threads) == (7, 3, 2)
+    assert (worker._max_orchestrations, worker._max_activities, worker._activity_threads) == (
+        7,
+        3,
+        2,
+    )
     defaults = TaskHubWorker(backend=InMemoryBackend(), concurrency_options=ConcurrencyOptions())
     assert (defaults._max_orchestrations, defaults._max_activities) == (100, 10)
     with pytest.raises(ValueError, match="either concurrency_options= or max_concurrent"):
-        TaskHubWorker(backend=InMemoryBackend(), concurrency_options=options, max_concurrent_activities=2)
+        TaskHubWorker(
+            backend=InMemoryBackend(), concurrency_options=options, max_concurrent_activities=2
+        )
     with pytest.raises(ValueError, match="maximum_thread_pool_workers must be a positive integer"):
         ConcurrencyOptions(maximum_thread_pool_workers=0)
     with warnings.catch_warnings():

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import uuid
 
-from durable_azstorage import AsyncTaskHubClient, TaskHubWorker
-
 from stale_child_start import chained_child, count_run, parent_of_chain, resend_child_start
+
+from durable_azstorage import AsyncTaskHubClient, TaskHubWorker
 
 
 async def test_a_re_sent_start_does_not_re_run_a_continued_as_new_child(

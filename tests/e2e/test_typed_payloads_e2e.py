@@ -64,8 +64,12 @@ def parent(ctx: OrchestrationContext, order: Order) -> Generator[Task[Any], Any,
     approval = yield ctx.wait_for_external_event("approval", data_type=Approval)
     ctx.set_custom_status(approval)
     return {
-        "types": [type(by_name).__name__, type(untyped).__name__, type(from_child).__name__,
-                  type(approval).__name__],
+        "types": [
+            type(by_name).__name__,
+            type(untyped).__name__,
+            type(from_child).__name__,
+            type(approval).__name__,
+        ],
         "receipt": from_child,
     }
 
@@ -86,11 +90,15 @@ def flaky_price(ctx: ActivityContext, order: Order) -> Receipt:
 
 def retried(ctx: OrchestrationContext, order: Order) -> Generator[Task[Any], Any, str]:
     policy = RetryPolicy(first_retry_interval=timedelta(milliseconds=10), max_number_of_attempts=3)
-    receipt = yield ctx.call_activity("flaky_price", input=order, retry_policy=policy, return_type=Receipt)
+    receipt = yield ctx.call_activity(
+        "flaky_price", input=order, retry_policy=policy, return_type=Receipt
+    )
     return type(receipt).__name__
 
 
-def test_dataclasses_and_pydantic_models_round_trip(worker: TaskHubWorker, client: TaskHubClient) -> None:
+def test_dataclasses_and_pydantic_models_round_trip(
+    worker: TaskHubWorker, client: TaskHubClient
+) -> None:
     for fn in (parent, child):
         worker.add_orchestrator(fn)
     worker.add_activity(price)
@@ -111,7 +119,9 @@ def test_an_unknown_field_fails_the_instance_naming_type_and_field(
 ) -> None:
     worker.add_orchestrator(strict)
     worker.start()
-    iid = client.schedule_new_orchestration(strict, input={"customer": "x", "items": [], "coupon": "FREE"})
+    iid = client.schedule_new_orchestration(
+        strict, input={"customer": "x", "items": [], "coupon": "FREE"}
+    )
     state = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
     assert state is not None and state.failure_details is not None
     assert state.failure_details.error_type == "durable_azstorage.model.errors.PayloadTypeError"

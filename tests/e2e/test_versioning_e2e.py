@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from e2e_backends import BACKENDS
 
 from durable_azstorage import (
     OrchestrationContext,
@@ -29,8 +30,6 @@ from durable_azstorage import (
 from durable_azstorage.authoring.versioning import VERSION_MISMATCH_ERROR_TYPE
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.worker import processor
-
-from e2e_backends import BACKENDS
 
 pytestmark = pytest.mark.parametrize("storage", BACKENDS, indirect=True)
 
@@ -59,10 +58,14 @@ def _worker(
         return TaskHubWorker(
             backend=client.backend, lock_renew_interval=timedelta(seconds=1), max_dequeue_count=2
         )
-    return TaskHubWorker(dataclasses.replace(azure_hub, shared_partitions=shared), max_dequeue_count=2)
+    return TaskHubWorker(
+        dataclasses.replace(azure_hub, shared_partitions=shared), max_dequeue_count=2
+    )
 
 
-def _versioned_client(azure_hub: AzureStorageSettings | None, client: TaskHubClient) -> TaskHubClient:
+def _versioned_client(
+    azure_hub: AzureStorageSettings | None, client: TaskHubClient
+) -> TaskHubClient:
     if azure_hub is None:
         return TaskHubClient(backend=client.backend, default_version="2.0")
     return TaskHubClient(azure_hub, default_version="2.0")
@@ -72,10 +75,13 @@ def test_strict_fail_fails_other_versions_with_version_mismatch(
     worker: TaskHubWorker, client: TaskHubClient
 ) -> None:
     worker.add_orchestrator(which)
-    worker.use_versioning(VersioningOptions(
-        version="2.0", match_strategy=VersionMatchStrategy.STRICT,
-        failure_strategy=VersionFailureStrategy.FAIL,
-    ))
+    worker.use_versioning(
+        VersioningOptions(
+            version="2.0",
+            match_strategy=VersionMatchStrategy.STRICT,
+            failure_strategy=VersionFailureStrategy.FAIL,
+        )
+    )
     worker.start()
     good = client.schedule_new_orchestration(which, version="2.0")
     old = client.schedule_new_orchestration(which, version="1.0")
@@ -94,10 +100,13 @@ def test_current_or_older_runs_older_versions_and_fails_newer(
     worker: TaskHubWorker, client: TaskHubClient
 ) -> None:
     worker.add_orchestrator(which)
-    worker.use_versioning(VersioningOptions(
-        version="1.10", match_strategy=VersionMatchStrategy.CURRENT_OR_OLDER,
-        failure_strategy=VersionFailureStrategy.FAIL,
-    ))
+    worker.use_versioning(
+        VersioningOptions(
+            version="1.10",
+            match_strategy=VersionMatchStrategy.CURRENT_OR_OLDER,
+            failure_strategy=VersionFailureStrategy.FAIL,
+        )
+    )
     worker.start()
     ids = {v: client.schedule_new_orchestration(which, version=v) for v in ("1.9", "1.10", "2.0")}
     unversioned = client.schedule_new_orchestration(which)
@@ -105,7 +114,10 @@ def test_current_or_older_runs_older_versions_and_fails_newer(
     for version in ("1.9", "1.10"):
         state = client.wait_for_orchestration_completion(ids[version], timeout=TIMEOUT)
         assert (state.runtime_status, state.get_output()) == (S.COMPLETED, version)
-    assert client.wait_for_orchestration_completion(unversioned, timeout=TIMEOUT).runtime_status is S.COMPLETED
+    assert (
+        client.wait_for_orchestration_completion(unversioned, timeout=TIMEOUT).runtime_status
+        is S.COMPLETED
+    )
     newer = client.wait_for_orchestration_completion(ids["2.0"], timeout=TIMEOUT)
     assert newer.runtime_status is S.FAILED
     assert newer.failure_details is not None and "newer" in newer.failure_details.message
@@ -119,22 +131,30 @@ def test_rolling_deployment_rejects_without_poison_until_the_new_worker_runs_it(
     monkeypatch.setattr(processor, "DEFERRAL_DELAY", timedelta(milliseconds=100))
     old_worker = _worker(azure_hub, client)
     old_worker.add_orchestrator(which)
-    old_worker.use_versioning(VersioningOptions(
-        version="1.0", match_strategy=VersionMatchStrategy.STRICT,
-        failure_strategy=VersionFailureStrategy.REJECT,
-    ))
+    old_worker.use_versioning(
+        VersioningOptions(
+            version="1.0",
+            match_strategy=VersionMatchStrategy.STRICT,
+            failure_strategy=VersionFailureStrategy.REJECT,
+        )
+    )
     new_worker = _worker(azure_hub, client)
     new_worker.add_orchestrator(which)
-    new_worker.use_versioning(VersioningOptions(
-        version="2.0", match_strategy=VersionMatchStrategy.STRICT,
-        failure_strategy=VersionFailureStrategy.REJECT,
-    ))
+    new_worker.use_versioning(
+        VersioningOptions(
+            version="2.0",
+            match_strategy=VersionMatchStrategy.STRICT,
+            failure_strategy=VersionFailureStrategy.REJECT,
+        )
+    )
     old_worker.start()
     new_client = _versioned_client(azure_hub, client)
     try:
         old_id = client.schedule_new_orchestration(which, version="1.0")
         new_id = new_client.schedule_new_orchestration(which)
-        assert client.wait_for_orchestration_completion(old_id, timeout=TIMEOUT).get_output() == "1.0"
+        assert (
+            client.wait_for_orchestration_completion(old_id, timeout=TIMEOUT).get_output() == "1.0"
+        )
         # Many deferrals (100 ms each) pass: far more than max_dequeue_count, yet untouched.
         time.sleep(3)
         state = client.get_orchestration_state(new_id)
@@ -161,12 +181,15 @@ def test_two_versions_run_side_by_side_when_partitions_are_shared(
     monkeypatch.setattr(processor, "DEFERRAL_DELAY", timedelta(milliseconds=100))
     workers = [_worker(azure_hub, client, shared=True) for _ in ("1.0", "2.0")]
     try:
-        for version, w in zip(("1.0", "2.0"), workers):
+        for version, w in zip(("1.0", "2.0"), workers, strict=False):
             w.add_orchestrator(which)
-            w.use_versioning(VersioningOptions(
-                version=version, match_strategy=VersionMatchStrategy.STRICT,
-                failure_strategy=VersionFailureStrategy.REJECT,
-            ))
+            w.use_versioning(
+                VersioningOptions(
+                    version=version,
+                    match_strategy=VersionMatchStrategy.STRICT,
+                    failure_strategy=VersionFailureStrategy.REJECT,
+                )
+            )
             w.start()
         ids = {client.schedule_new_orchestration(which, version=v): v for v in ("1.0", "2.0") * 4}
         for instance_id, version in ids.items():

@@ -23,7 +23,10 @@ TIMEOUT = 300
 def _run(script: str, env: dict[str, str]) -> str:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
-        env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -52,7 +55,10 @@ def account_env(azurite: Azurite) -> dict[str, str]:
         ("human_interaction.py", "approved by alice"),
         ("human_interaction.py", "timed out: escalated to a manager"),
         ("monitor.py", "job finished after 4 checks"),
-        ("sub_orchestrations.py", "['thermostat-key:active', 'doorbell-key:active', 'camera-key:active']"),
+        (
+            "sub_orchestrations.py",
+            "['thermostat-key:active', 'doorbell-key:active', 'camera-key:active']",
+        ),
         ("error_handling.py", "'compensation': 'cancelled flight to Lisbon'"),
         ("large_payloads.py", "10000 rows"),
         ("entities.py", "@account@alice: balance 80"),

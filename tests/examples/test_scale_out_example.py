@@ -32,7 +32,7 @@ def _table(lines: list[str], heading: str) -> dict[int, str]:
     """partition -> owner, from the table printed after the line containing ``heading``."""
     start = next(i for i, line in enumerate(lines) if heading in line)
     rows = {}
-    for line in lines[start + 2:]:  # the heading line, then the column titles
+    for line in lines[start + 2 :]:  # the heading line, then the column titles
         match = ROW.match(line)
         if match is None:
             break
@@ -53,14 +53,30 @@ def output(azurite: Azurite, across_workers: Any) -> str:
 
 
 def _run_example(azurite: Azurite) -> str:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DURABLE_AZSTORAGE_") and k != "AZURE_STORAGE_CONNECTION_STRING"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DURABLE_AZSTORAGE_") and k != "AZURE_STORAGE_CONNECTION_STRING"
+    }
     env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--workers", str(WORKERS),
-         "--orchestrations", str(ORCHESTRATIONS), "--partitions", str(PARTITIONS),
-         "--timeout", "60"],
-        env=env, capture_output=True, text=True, timeout=240, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--workers",
+            str(WORKERS),
+            "--orchestrations",
+            str(ORCHESTRATIONS),
+            "--partitions",
+            str(PARTITIONS),
+            "--timeout",
+            "60",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert result.returncode == 0, f"scale_out.py failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -102,8 +118,10 @@ def test_activity_counts_add_up(output: str) -> None:
     """The per-process table counts every activity of both batches (pids reported by them)."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "activities run per worker" in line)
-    per_worker = [re.match(r"^\s+worker \d+ \(pid \d+\)\s+(\d+)\s+(\d+)$", line)
-                  for line in lines[start + 2:start + 2 + WORKERS]]
+    per_worker = [
+        re.match(r"^\s+worker \d+ \(pid \d+\)\s+(\d+)\s+(\d+)$", line)
+        for line in lines[start + 2 : start + 2 + WORKERS]
+    ]
     assert all(per_worker), output
     batch1 = sum(int(m.group(1)) for m in per_worker if m)
     batch2 = sum(int(m.group(2)) for m in per_worker if m)

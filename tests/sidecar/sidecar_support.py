@@ -26,7 +26,9 @@ def sidecar_settings(azurite: Azurite, prefix: str = "sc") -> AzureStorageSettin
 class RunningSidecar:
     """A ``SidecarServer`` on its own event loop thread (start/stop block until done)."""
 
-    def __init__(self, settings: AzureStorageSettings, *, create_hub: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: AzureStorageSettings, *, create_hub: bool = True, **kwargs: Any
+    ) -> None:
         self.settings = settings
         self._create_hub = create_hub
         self._kwargs = {"port": 0, **kwargs}

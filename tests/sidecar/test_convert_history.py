@@ -60,17 +60,30 @@ def _failure() -> FailureDetails:
 def _every_event() -> list[HistoryEvent]:
     me = OrchestrationInstance(instance_id="i-1", execution_id="e-1")
     parent = ParentInstance(
-        name="parent", instance=OrchestrationInstance(instance_id="p", execution_id="pe"),
-        task_scheduled_id=4, version="2.0",
+        name="parent",
+        instance=OrchestrationInstance(instance_id="p", execution_id="pe"),
+        task_scheduled_id=4,
+        version="2.0",
     )
     return [
         ExecutionStarted(
-            event_id=-1, timestamp=T, name="orch", instance=me, input='{"a": 1}', version="1.0",
-            parent=parent, scheduled_start_time=FIRE, tags={"team": "x", "env": "test"},
+            event_id=-1,
+            timestamp=T,
+            name="orch",
+            instance=me,
+            input='{"a": 1}',
+            version="1.0",
+            parent=parent,
+            scheduled_start_time=FIRE,
+            tags={"team": "x", "env": "test"},
         ),
-        ExecutionStarted(timestamp=T, name="bare", instance=OrchestrationInstance(instance_id="i-2")),
+        ExecutionStarted(
+            timestamp=T, name="bare", instance=OrchestrationInstance(instance_id="i-2")
+        ),
         ExecutionCompleted(timestamp=T, status=OrchestrationStatus.COMPLETED, result='"done"'),
-        ExecutionCompleted(timestamp=T, status=OrchestrationStatus.FAILED, failure_details=_failure()),
+        ExecutionCompleted(
+            timestamp=T, status=OrchestrationStatus.FAILED, failure_details=_failure()
+        ),
         ExecutionTerminated(timestamp=T, input='"stop"', recurse=False),
         ExecutionTerminated(timestamp=T),
         ExecutionSuspended(timestamp=T, reason="pause"),
@@ -79,14 +92,20 @@ def _every_event() -> list[HistoryEvent]:
         ContinueAsNew(timestamp=T, result="7"),
         OrchestratorStarted(timestamp=T),
         OrchestratorCompleted(timestamp=T),
-        TaskScheduled(event_id=0, timestamp=T, name="act", input='""', version="3", tags={"k": "v"}),
+        TaskScheduled(
+            event_id=0, timestamp=T, name="act", input='""', version="3", tags={"k": "v"}
+        ),
         TaskScheduled(event_id=1, timestamp=T, name="act"),
         TaskCompleted(timestamp=T, task_scheduled_id=0, result="null"),
         TaskCompleted(timestamp=T, task_scheduled_id=1),
         TaskFailed(timestamp=T, task_scheduled_id=1, failure_details=_failure()),
-        SubOrchestrationInstanceCreated(event_id=2, timestamp=T, name="child", instance_id="c", input="1", version="v"),
+        SubOrchestrationInstanceCreated(
+            event_id=2, timestamp=T, name="child", instance_id="c", input="1", version="v"
+        ),
         SubOrchestrationInstanceCompleted(timestamp=T, task_scheduled_id=2, result="2"),
-        SubOrchestrationInstanceFailed(timestamp=T, task_scheduled_id=2, failure_details=_failure()),
+        SubOrchestrationInstanceFailed(
+            timestamp=T, task_scheduled_id=2, failure_details=_failure()
+        ),
         TimerCreated(event_id=3, timestamp=T, fire_at=FIRE),
         TimerFired(timestamp=FIRE, timer_id=3, fire_at=FIRE),
         EventRaised(timestamp=T, name="Approval", input='{"ok": true}'),
@@ -125,12 +144,21 @@ def test_fields_the_sdk_reads_are_where_it_looks() -> None:
     assert dict(started.tags) == {"team": "x", "env": "test"}
     # Absent optional values stay absent (the SDK tests HasField, not emptiness).
     bare = history_event_to_pb(_every_event()[1]).executionStarted
-    assert not bare.HasField("input") and not bare.HasField("parentInstance") and not bare.HasField("version")
-    assert history_event_to_pb(OrchestratorStarted(timestamp=T)).WhichOneof("eventType") == "orchestratorStarted"
+    assert (
+        not bare.HasField("input")
+        and not bare.HasField("parentInstance")
+        and not bare.HasField("version")
+    )
+    assert (
+        history_event_to_pb(OrchestratorStarted(timestamp=T)).WhichOneof("eventType")
+        == "orchestratorStarted"
+    )
 
 
 def test_generation_has_no_protobuf_field_and_reads_back_as_zero() -> None:
-    event = ExecutionStarted(timestamp=T, name="o", instance=OrchestrationInstance(instance_id="i"), generation=3)
+    event = ExecutionStarted(
+        timestamp=T, name="o", instance=OrchestrationInstance(instance_id="i"), generation=3
+    )
     assert history_event_from_pb(history_event_to_pb(event)) == ExecutionStarted(
         timestamp=T, name="o", instance=OrchestrationInstance(instance_id="i"), generation=0
     )
@@ -155,7 +183,9 @@ def test_unknown_event_types_are_refused_by_name() -> None:
 
     with pytest.raises(TypeError, match="Strange"):
         history_event_to_pb(Strange())
-    entity = pb.HistoryEvent(eventId=1, entityOperationCalled=pb.EntityOperationCalledEvent(operation="add"))
+    entity = pb.HistoryEvent(
+        eventId=1, entityOperationCalled=pb.EntityOperationCalledEvent(operation="add")
+    )
     with pytest.raises(ValueError, match="entityOperationCalled"):
         history_event_from_pb(entity)
     with pytest.raises(ValueError, match="no event type"):
@@ -195,14 +225,21 @@ def test_sdk_failure_details_read_as_ours() -> None:
     sdk.stackTrace.value = "Traceback ..."
     sdk.innerFailure.errorType = "OSError"
     assert failure_from_pb(sdk) == FailureDetails(
-        message="division by zero", error_type="ZeroDivisionError", stack_trace="Traceback ...",
+        message="division by zero",
+        error_type="ZeroDivisionError",
+        stack_trace="Traceback ...",
         inner_failure=FailureDetails(message="", error_type="OSError"),
     )
     assert failure_from_pb(pb.TaskFailureDetails(errorMessage="x")).error_type == "Exception"
 
 
 def test_failure_properties_cross_the_boundary_both_ways() -> None:
-    properties: dict[str, object] = {"code": "E42", "retryable": False, "limits": {"max": 3.0}, "none": None}
+    properties: dict[str, object] = {
+        "code": "E42",
+        "retryable": False,
+        "limits": {"max": 3.0},
+        "none": None,
+    }
     sdk = pb.TaskFailureDetails(errorType="CardDeclined", errorMessage="no")
     for name, value in properties.items():
         sdk.properties[name].CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))

@@ -29,8 +29,12 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 
 def _state(status: OrchestrationStatus, **kw: object) -> InstanceState:
     return InstanceState(
-        instance_id="i1", name="flow", runtime_status=status, created_at=T0,
-        last_updated_at=T0 + timedelta(seconds=1), **kw,  # type: ignore[arg-type]
+        instance_id="i1",
+        name="flow",
+        runtime_status=status,
+        created_at=T0,
+        last_updated_at=T0 + timedelta(seconds=1),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -51,13 +55,22 @@ def test_canceled_matches_nothing() -> None:
 
 def test_state_fields_round_trip_through_the_sdk_parser() -> None:
     failure = FailureDetails(
-        message="boom", error_type="ValueError", stack_trace="at x",
+        message="boom",
+        error_type="ValueError",
+        stack_trace="at x",
         inner_failure=FailureDetails(message="root", error_type="KeyError"),
     )
     state = _state(
-        OrchestrationStatus.FAILED, completed_at=T0 + timedelta(seconds=2), input='"in"',
-        output=None, custom_status='{"p": 1}', failure_details=failure, version="1.0",
-        tags={"a": "b"}, parent_instance_id="papa", execution_id="e1",
+        OrchestrationStatus.FAILED,
+        completed_at=T0 + timedelta(seconds=2),
+        input='"in"',
+        output=None,
+        custom_status='{"p": 1}',
+        failure_details=failure,
+        version="1.0",
+        tags={"a": "b"},
+        parent_instance_id="papa",
+        execution_id="e1",
         scheduled_start_time=T0,
     )
     message = state_to_pb(state)
@@ -92,10 +105,13 @@ def test_reuse_policy_replaces_listed_statuses_and_refuses_the_rest() -> None:
 
 
 def test_query_and_purge_filters() -> None:
-    query = query_from_pb(pb.InstanceQuery(
-        runtimeStatus=[pb.ORCHESTRATION_STATUS_RUNNING, pb.ORCHESTRATION_STATUS_CANCELED],
-        maxInstanceCount=(1 << 31) - 1, fetchInputsAndOutputs=True,
-    ))
+    query = query_from_pb(
+        pb.InstanceQuery(
+            runtimeStatus=[pb.ORCHESTRATION_STATUS_RUNNING, pb.ORCHESTRATION_STATUS_CANCELED],
+            maxInstanceCount=(1 << 31) - 1,
+            fetchInputsAndOutputs=True,
+        )
+    )
     assert query is not None
     assert query.runtime_status == (OrchestrationStatus.RUNNING,)
     assert query.page_size == 1000 and query.fetch_inputs_and_outputs
@@ -104,7 +120,9 @@ def test_query_and_purge_filters() -> None:
 
     anything = purge_filter_from_pb(pb.PurgeInstanceFilter())
     assert set(anything.runtime_status) == {
-        OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED, OrchestrationStatus.TERMINATED
+        OrchestrationStatus.COMPLETED,
+        OrchestrationStatus.FAILED,
+        OrchestrationStatus.TERMINATED,
     }
     assert anything.timeout is None and anything.created_from is None
     named = pb.PurgeInstanceFilter(runtimeStatus=[pb.ORCHESTRATION_STATUS_PENDING])

@@ -7,7 +7,9 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durable_azstorage.sidecar.filters import WorkItemFilter
 
 
-def _filter(**kinds: list[pb.OrchestrationFilter] | list[pb.ActivityFilter] | list[pb.EntityFilter]) -> WorkItemFilter:
+def _filter(
+    **kinds: list[pb.OrchestrationFilter] | list[pb.ActivityFilter] | list[pb.EntityFilter],
+) -> WorkItemFilter:
     request = pb.GetWorkItemsRequest()
     request.workItemFilters.CopyFrom(pb.WorkItemFilters(**kinds))
     parsed = WorkItemFilter.from_request(request)

@@ -84,7 +84,9 @@ def retrying(ctx: task.OrchestrationContext, _: Any):  # type: ignore[no-untyped
     policy = task.RetryPolicy(first_retry_interval=timedelta(seconds=0.2), max_number_of_attempts=3)
     first = yield ctx.call_activity(flaky, input=2, retry_policy=policy)
     ctx.set_custom_status(first)
-    yield ctx.call_activity(flaky, input=99, retry_policy=policy)  # fails 3 times: the instance fails
+    yield ctx.call_activity(
+        flaky, input=99, retry_policy=policy
+    )  # fails 3 times: the instance fails
     return "unreachable"
 
 
@@ -119,7 +121,16 @@ def resilient(ctx: task.OrchestrationContext, _: Any):  # type: ignore[no-untype
 
 def _sdk_worker(address: str) -> TaskHubGrpcWorker:
     w = TaskHubGrpcWorker(host_address=address)
-    for orchestrator in (sequence, fan_out, child, parent, approval, retrying, collector, resilient):
+    for orchestrator in (
+        sequence,
+        fan_out,
+        child,
+        parent,
+        approval,
+        retrying,
+        collector,
+        resilient,
+    ):
         w.add_orchestrator(orchestrator)
     for activity in (greet, square, flaky, blocking):
         w.add_activity(activity)
@@ -236,7 +247,9 @@ def test_events_before_start_carried_over_by_continue_as_new_and_a_worker_discon
         assert our_client.get_orchestration_state(collect).runtime_status.value == "Pending"  # type: ignore[union-attr]
         RELEASE.clear()
         STARTED.clear()
-        keep = sdk_client.schedule_new_orchestration(resilient, instance_id=f"resilient-{uuid.uuid4().hex[:8]}")
+        keep = sdk_client.schedule_new_orchestration(
+            resilient, instance_id=f"resilient-{uuid.uuid4().hex[:8]}"
+        )
         first.start()
 
         state = sdk_client.wait_for_orchestration_completion(collect, timeout=TIMEOUT)
@@ -244,15 +257,23 @@ def test_events_before_start_carried_over_by_continue_as_new_and_a_worker_discon
         history = our_client.get_orchestration_history(collect)
         generations = [e for e in history if isinstance(e, ExecutionStarted)]
         carried = [e.input for e in history if isinstance(e, EventRaised)]
-        assert len(generations) == 1 and json.loads(generations[0].input or "") == ["a", "b"]  # the last one
-        assert [json.loads(c or "") for c in carried] == ["c"]  # carried over: unread by earlier generations
+        assert len(generations) == 1 and json.loads(generations[0].input or "") == [
+            "a",
+            "b",
+        ]  # the last one
+        assert [json.loads(c or "") for c in carried] == [
+            "c"
+        ]  # carried over: unread by earlier generations
 
         assert STARTED.wait(TIMEOUT), "the blocking activity never started"
         stopper = threading.Thread(target=first.stop)  # blocks until the activity returns
         stopper.start()
-        eventually(lambda: running.server is not None and running.server.work_items.connected_workers,
-                   until=lambda connected: connected == 0, timeout=TIMEOUT,
-                   what="the first worker's stream to close (value: connected workers)")
+        eventually(
+            lambda: running.server is not None and running.server.work_items.connected_workers,
+            until=lambda connected: connected == 0,
+            timeout=TIMEOUT,
+            what="the first worker's stream to close (value: connected workers)",
+        )
         second.start()
         state = sdk_client.wait_for_orchestration_completion(keep, timeout=TIMEOUT)
         assert state is not None and state.runtime_status == OrchestrationStatus.COMPLETED, state

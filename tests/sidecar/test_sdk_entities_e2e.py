@@ -63,12 +63,18 @@ def sdk_worker(sidecar: RunningSidecar) -> Iterator[TaskHubGrpcWorker]:
 def test_signals_calls_and_critical_sections_through_the_sidecar(
     sdk_worker: TaskHubGrpcWorker, sdk_client: TaskHubGrpcClient, sidecar: RunningSidecar
 ) -> None:
-    alice, bob = entities.EntityInstanceId("account", "alice"), entities.EntityInstanceId("account", "bob")
+    alice, bob = (
+        entities.EntityInstanceId("account", "alice"),
+        entities.EntityInstanceId("account", "bob"),
+    )
     sdk_client.signal_entity(alice, "deposit", input=100)
     sdk_client.signal_entity(bob, "deposit", input=5)
     eventually(lambda: sdk_client.get_entity(bob), until=lambda e: e is not None, timeout=TIMEOUT)
-    orders = [{"from": "alice", "to": "bob", "amount": 30}, {"from": "bob", "to": "alice", "amount": 10},
-              {"from": "bob", "to": "alice", "amount": 999}]
+    orders = [
+        {"from": "alice", "to": "bob", "amount": 30},
+        {"from": "bob", "to": "alice", "amount": 10},
+        {"from": "bob", "to": "alice", "amount": 999},
+    ]
     outputs = []
     for order in orders:
         iid = sdk_client.schedule_new_orchestration(transfer, input=order)

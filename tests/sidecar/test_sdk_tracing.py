@@ -88,8 +88,12 @@ def test_the_sdk_trace_stays_one_tree_through_the_sidecar(
         return names
 
     chains = sorted(ancestors(r) for r in runs)
-    assert any("orchestration:leaf/SERVER" in c and "orchestration:root/SERVER" in c for c in chains), chains
-    assert any("orchestration:leaf/SERVER" not in c and "orchestration:root/SERVER" in c for c in chains), chains
+    assert any(
+        "orchestration:leaf/SERVER" in c and "orchestration:root/SERVER" in c for c in chains
+    ), chains
+    assert any(
+        "orchestration:leaf/SERVER" not in c and "orchestration:root/SERVER" in c for c in chains
+    ), chains
     assert "orchestration:root/SERVER" in ancestors(sub)
 
     # What the sidecar stored: the client's context on the start, the SDK's on the task.

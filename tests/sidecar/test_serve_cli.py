@@ -19,9 +19,9 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from durabletask import task
+from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
 from durabletask.internal import orchestrator_service_pb2 as pb
 from durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
-from durabletask.client import OrchestrationStatus, TaskHubGrpcClient
 from durabletask.worker import TaskHubGrpcWorker
 from typer.testing import CliRunner
 
@@ -43,14 +43,19 @@ def hello(ctx: task.OrchestrationContext, name: str) -> str:
 
 
 def _env(azurite: Azurite, hub: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(PREFIX) and k != "AZURE_STORAGE_CONNECTION_STRING"}
-    env.update({
-        PREFIX + "CONNECTION_STRING": azurite.connection_string,
-        PREFIX + "TASK_HUB": hub,
-        PREFIX + "PARTITION_COUNT": "2",
-        PREFIX + "MAX_POLL_INTERVAL": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(PREFIX) and k != "AZURE_STORAGE_CONNECTION_STRING"
+    }
+    env.update(
+        {
+            PREFIX + "CONNECTION_STRING": azurite.connection_string,
+            PREFIX + "TASK_HUB": hub,
+            PREFIX + "PARTITION_COUNT": "2",
+            PREFIX + "MAX_POLL_INTERVAL": "1",
+        }
+    )
     return env
 
 
@@ -60,7 +65,10 @@ def _serving(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "durable_azstorage", "serve", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield process
@@ -74,7 +82,9 @@ def _serving(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.
                     process.wait(timeout=30)
 
 
-def _wait_for(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str]) -> re.Match[str]:
+def _wait_for(
+    process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str]
+) -> re.Match[str]:
 
     def output() -> str:
         text = log.read_text(errors="replace")
@@ -82,8 +92,13 @@ def _wait_for(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[s
             assert process.poll() is None, f"serve exited {process.returncode}:\n{text}"
         return text
 
-    text = eventually(output, until=pattern.search, timeout=120, interval=0.1,
-                      what=f"the startup line in {log.name}")
+    text = eventually(
+        output,
+        until=pattern.search,
+        timeout=120,
+        interval=0.1,
+        what=f"the startup line in {log.name}",
+    )
     match = pattern.search(text)
     assert match is not None
     return match
@@ -103,7 +118,9 @@ def test_serve_serves_the_sdk_and_releases_partitions_on_sigterm(
 ) -> None:
     hub = f"serve{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
-    with _serving(_env(azurite, hub), log, "--port", "0", "--create-hub", "--grace", "5") as process:
+    with _serving(
+        _env(azurite, hub), log, "--port", "0", "--create-hub", "--grace", "5"
+    ) as process:
         match = _wait_for(process, log, STARTUP)
         port, named_hub, owned = int(match.group(1)), match.group(2), match.group(3)
         assert named_hub == hub and owned == "0, 1"
@@ -140,7 +157,9 @@ def test_serve_serves_the_sdk_and_releases_partitions_on_sigterm(
     assert _lease_owners(azurite, hub) == ["", ""]  # released for the next sidecar at once
 
 
-def test_serve_allow_hub_management_serves_delete_task_hub(azurite: Azurite, tmp_path: Path) -> None:
+def test_serve_allow_hub_management_serves_delete_task_hub(
+    azurite: Azurite, tmp_path: Path
+) -> None:
     hub = f"serve{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
     args = ("--port", "0", "--create-hub", "--grace", "1", "--allow-hub-management")
@@ -148,7 +167,9 @@ def test_serve_allow_hub_management_serves_delete_task_hub(azurite: Azurite, tmp
         port = int(_wait_for(process, log, STARTUP).group(1))
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             pb_grpc.TaskHubSidecarServiceStub(channel).DeleteTaskHub(pb.DeleteTaskHubRequest())
-        names = AzureStorageSettings(connection_string=azurite.connection_string, task_hub=hub).names
+        names = AzureStorageSettings(
+            connection_string=azurite.connection_string, task_hub=hub
+        ).names
         with TableClient.from_connection_string(
             azurite.connection_string, table_name=names.partitions_table
         ) as table:
@@ -166,7 +187,9 @@ def test_serve_on_a_missing_hub_says_how_to_create_it(azurite: Azurite, tmp_path
     assert "Traceback" not in output
 
 
-def test_serve_on_a_port_in_use_fails_before_taking_leases(azurite: Azurite, tmp_path: Path) -> None:
+def test_serve_on_a_port_in_use_fails_before_taking_leases(
+    azurite: Azurite, tmp_path: Path
+) -> None:
     hub = f"busy{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
     with socket.socket() as taken:
@@ -184,7 +207,9 @@ def test_serve_on_a_port_in_use_fails_before_taking_leases(azurite: Azurite, tmp
 def test_serve_without_the_sidecar_extra_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in [m for m in sys.modules if m.startswith(("durabletask", "durable_azstorage.sidecar"))]:
+    for name in [
+        m for m in sys.modules if m.startswith(("durabletask", "durable_azstorage.sidecar"))
+    ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "durabletask", None)  # importing it now fails
     result = CliRunner().invoke(app, ["serve", "--port", "0"])

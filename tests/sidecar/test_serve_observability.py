@@ -34,8 +34,17 @@ def test_serve_exposes_metrics_and_writes_json_logs(azurite: Azurite, tmp_path: 
         s.bind(("127.0.0.1", 0))
         metrics_port = int(s.getsockname()[1])
     with _serving(
-        _env(azurite, hub), log, "--port", "0", "--create-hub", "--grace", "5",
-        "--metrics-port", str(metrics_port), "--log-format", "json",
+        _env(azurite, hub),
+        log,
+        "--port",
+        "0",
+        "--create-hub",
+        "--grace",
+        "5",
+        "--metrics-port",
+        str(metrics_port),
+        "--log-format",
+        "json",
     ) as process:
         address = f"127.0.0.1:{int(_wait_for(process, log, STARTUP).group(1))}"
         client = TaskHubGrpcClient(host_address=address)
@@ -52,19 +61,31 @@ def test_serve_exposes_metrics_and_writes_json_logs(azurite: Azurite, tmp_path: 
             client.close()
 
         def scrape() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
+            ) as r:
                 return str(r.read().decode())
 
-        text = eventually(scrape, until=lambda t: "durable_azstorage_partitions_owned{" in t,
-                          timeout=60, what="the hub gauges sampled")
+        text = eventually(
+            scrape,
+            until=lambda t: "durable_azstorage_partitions_owned{" in t,
+            timeout=60,
+            what="the hub gauges sampled",
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     completed = [
-        line for line in text.splitlines()
-        if line.startswith("durable_azstorage_activity_executions_total{") and 'name="shout"' in line
+        line
+        for line in text.splitlines()
+        if line.startswith("durable_azstorage_activity_executions_total{")
+        and 'name="shout"' in line
     ]
-    assert len(completed) == 1 and 'outcome="completed"' in completed[0] and completed[0].endswith(" 1.0")
-    assert 'durable_azstorage_orchestration_episodes_total{' in text
+    assert (
+        len(completed) == 1
+        and 'outcome="completed"' in completed[0]
+        and completed[0].endswith(" 1.0")
+    )
+    assert "durable_azstorage_orchestration_episodes_total{" in text
     assert 'owner="' in text and "durable_azstorage_control_queue_backlog{" in text
     records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)

@@ -107,12 +107,18 @@ def _details(exc: pytest.ExceptionInfo[grpc.RpcError]) -> str:
 
 
 # --- without a worker: scheduling, reading, errors ------------------------------------------------
-def test_start_and_get_carry_every_field(sdk_client: TaskHubGrpcClient, stub: Any, ids: Any) -> None:
+def test_start_and_get_carry_every_field(
+    sdk_client: TaskHubGrpcClient, stub: Any, ids: Any
+) -> None:
     assert stub.Hello(empty_pb2.Empty()) == empty_pb2.Empty()
     iid = ids.new("later")
     returned = sdk_client.schedule_new_orchestration(
-        "echo", input={"n": 1, "s": "ä"}, instance_id=iid, start_at=FAR_FUTURE,
-        tags={"team": "a"}, version="2.0",
+        "echo",
+        input={"n": 1, "s": "ä"},
+        instance_id=iid,
+        start_at=FAR_FUTURE,
+        tags={"team": "a"},
+        version="2.0",
     )
     assert returned == iid
     state = sdk_client.get_orchestration_state(iid)
@@ -121,7 +127,14 @@ def test_start_and_get_carry_every_field(sdk_client: TaskHubGrpcClient, stub: An
     assert state.name == "echo" and state.instance_id == iid
     assert state.get_input() == {"n": 1, "s": "ä"}  # the SDK's own JSON, stored as sent
     assert state.serialized_output is None and state.failure_details is None
-    assert abs((datetime.now(timezone.utc) - state.created_at.replace(tzinfo=timezone.utc)).total_seconds()) < 120
+    assert (
+        abs(
+            (
+                datetime.now(timezone.utc) - state.created_at.replace(tzinfo=timezone.utc)
+            ).total_seconds()
+        )
+        < 120
+    )
 
     light = sdk_client.get_orchestration_state(iid, fetch_payloads=False)
     assert light is not None and light.serialized_input is None
@@ -138,7 +151,9 @@ def test_start_and_get_carry_every_field(sdk_client: TaskHubGrpcClient, stub: An
 
 
 def test_generated_instance_id(sdk_client: TaskHubGrpcClient, stub: Any) -> None:
-    response = stub.StartInstance(pb.CreateInstanceRequest(name="echo", scheduledStartTimestamp=None))
+    response = stub.StartInstance(
+        pb.CreateInstanceRequest(name="echo", scheduledStartTimestamp=None)
+    )
     assert len(response.instanceId) == 32  # a uuid4 hex, made by the sidecar
     assert sdk_client.get_orchestration_state(response.instanceId) is not None
 
@@ -173,12 +188,18 @@ def test_existing_id_and_reuse_policy(sdk_client: TaskHubGrpcClient, ids: Any) -
     assert _code(exc) is grpc.StatusCode.ALREADY_EXISTS
     assert "already exists with status Pending" in _details(exc)
 
-    refuse_all = pb.OrchestrationIdReusePolicy(replaceableStatus=[pb.ORCHESTRATION_STATUS_COMPLETED])
+    refuse_all = pb.OrchestrationIdReusePolicy(
+        replaceableStatus=[pb.ORCHESTRATION_STATUS_COMPLETED]
+    )
     with pytest.raises(grpc.RpcError) as exc:
-        sdk_client.schedule_new_orchestration("echo", input=3, instance_id=iid, reuse_id_policy=refuse_all)
+        sdk_client.schedule_new_orchestration(
+            "echo", input=3, instance_id=iid, reuse_id_policy=refuse_all
+        )
     assert _code(exc) is grpc.StatusCode.ALREADY_EXISTS
 
-    replace_pending = pb.OrchestrationIdReusePolicy(replaceableStatus=[pb.ORCHESTRATION_STATUS_PENDING])
+    replace_pending = pb.OrchestrationIdReusePolicy(
+        replaceableStatus=[pb.ORCHESTRATION_STATUS_PENDING]
+    )
     sdk_client.schedule_new_orchestration(
         "echo", input=4, instance_id=iid, start_at=FAR_FUTURE, reuse_id_policy=replace_pending
     )
@@ -205,14 +226,18 @@ def test_bad_requests_name_the_field(stub: Any) -> None:
     assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
     assert _details(exc).startswith("instanceId:")
     with pytest.raises(grpc.RpcError) as exc:
-        stub.QueryInstances(pb.QueryInstancesRequest(
-            query=pb.InstanceQuery(continuationToken=wrappers_pb2.StringValue(value="garbage!"))
-        ))
+        stub.QueryInstances(
+            pb.QueryInstancesRequest(
+                query=pb.InstanceQuery(continuationToken=wrappers_pb2.StringValue(value="garbage!"))
+            )
+        )
     assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
     assert _details(exc).startswith("query.continuationToken:")
 
 
-def test_entity_rpcs_refuse_bad_ids_and_read_missing_entities(sdk_client: TaskHubGrpcClient, stub: Any) -> None:
+def test_entity_rpcs_refuse_bad_ids_and_read_missing_entities(
+    sdk_client: TaskHubGrpcClient, stub: Any
+) -> None:
     assert sdk_client.get_entity(EntityInstanceId("counter", "nobody")) is None
     with pytest.raises(grpc.RpcError) as exc:
         stub.GetEntity(pb.GetEntityRequest(instanceId="counter-without-at"))
@@ -224,20 +249,28 @@ def test_entity_rpcs_refuse_bad_ids_and_read_missing_entities(sdk_client: TaskHu
     assert _details(exc).startswith("name:")
 
 
-def test_query_pages_visit_each_instance_once(sdk_client: TaskHubGrpcClient, stub: Any, ids: Any) -> None:
+def test_query_pages_visit_each_instance_once(
+    sdk_client: TaskHubGrpcClient, stub: Any, ids: Any
+) -> None:
     made = {ids.new(f"q{i}") for i in range(7)}
     for iid in sorted(made):
-        sdk_client.schedule_new_orchestration("echo", input=iid, instance_id=iid, start_at=FAR_FUTURE)
+        sdk_client.schedule_new_orchestration(
+            "echo", input=iid, instance_id=iid, start_at=FAR_FUTURE
+        )
 
     states = sdk_client.get_all_orchestration_states(
-        OrchestrationQuery(instance_id_prefix=ids.prefix, max_instance_count=3, fetch_inputs_and_outputs=True)
+        OrchestrationQuery(
+            instance_id_prefix=ids.prefix, max_instance_count=3, fetch_inputs_and_outputs=True
+        )
     )
     assert sorted(s.instance_id for s in states) == sorted(made)  # each exactly once
     assert all(s.get_input() == s.instance_id for s in states)
 
     pages, token, seen = 0, None, []
     while True:
-        query = pb.InstanceQuery(instanceIdPrefix=wrappers_pb2.StringValue(value=ids.prefix), maxInstanceCount=3)
+        query = pb.InstanceQuery(
+            instanceIdPrefix=wrappers_pb2.StringValue(value=ids.prefix), maxInstanceCount=3
+        )
         if token is not None:
             query.continuationToken.value = token
         response = stub.QueryInstances(pb.QueryInstancesRequest(query=query))
@@ -251,7 +284,9 @@ def test_query_pages_visit_each_instance_once(sdk_client: TaskHubGrpcClient, stu
     assert sorted(seen) == sorted(made) and pages >= 3
 
     pending = sdk_client.get_all_orchestration_states(
-        OrchestrationQuery(instance_id_prefix=ids.prefix, runtime_status=[OrchestrationStatus.RUNNING])
+        OrchestrationQuery(
+            instance_id_prefix=ids.prefix, runtime_status=[OrchestrationStatus.RUNNING]
+        )
     )
     assert pending == []
 
@@ -287,15 +322,23 @@ def test_run_raise_and_history(
     assert "ExecutionStartedEvent" in kinds and "EventRaisedEvent" in kinds
     assert "ExecutionCompletedEvent" in kinds
 
-    execution = stub.GetInstance(pb.GetInstanceRequest(instanceId=waiting)).orchestrationState.executionId
-    chunks = list(stub.StreamInstanceHistory(
-        pb.StreamInstanceHistoryRequest(instanceId=waiting, executionId=execution)
-    ))
+    execution = stub.GetInstance(
+        pb.GetInstanceRequest(instanceId=waiting)
+    ).orchestrationState.executionId
+    chunks = list(
+        stub.StreamInstanceHistory(
+            pb.StreamInstanceHistoryRequest(instanceId=waiting, executionId=execution)
+        )
+    )
     assert sum(len(c.events) for c in chunks) == len(history)
     with pytest.raises(grpc.RpcError) as exc:
-        list(stub.StreamInstanceHistory(pb.StreamInstanceHistoryRequest(
-            instanceId=waiting, executionId=wrappers_pb2.StringValue(value="old-execution")
-        )))
+        list(
+            stub.StreamInstanceHistory(
+                pb.StreamInstanceHistoryRequest(
+                    instanceId=waiting, executionId=wrappers_pb2.StringValue(value="old-execution")
+                )
+            )
+        )
     assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
     assert _details(exc).startswith("executionId: 'old-execution' is not the current execution")
 
@@ -359,8 +402,10 @@ def test_restart_rewind_list_and_purge(
     token = None
     while True:
         page = sdk_client.list_instance_ids(
-            runtime_status=[OrchestrationStatus.COMPLETED], completed_time_from=before,
-            page_size=2, continuation_token=token,
+            runtime_status=[OrchestrationStatus.COMPLETED],
+            completed_time_from=before,
+            page_size=2,
+            continuation_token=token,
         )
         listed += page.items
         if page.continuation_token is None:
@@ -395,7 +440,9 @@ def _wait_for_status(client: TaskHubGrpcClient, iid: str, status: OrchestrationS
     return eventually(
         lambda: client.get_orchestration_state(iid),
         until=lambda state: state is not None and state.runtime_status is status,
-        timeout=60, interval=0.1, what=f"{iid} to become {status}",
+        timeout=60,
+        interval=0.1,
+        what=f"{iid} to become {status}",
     )
 
 
@@ -407,13 +454,17 @@ def test_hub_wiping_rpcs_are_refused_without_allow_hub_management(
         hub_stub = pb_grpc.TaskHubSidecarServiceStub(channel)
         for call, rpc in (
             (lambda: hub_stub.DeleteTaskHub(pb.DeleteTaskHubRequest()), "DeleteTaskHub"),
-            (lambda: hub_stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=True)),
-             "CreateTaskHub(recreateIfExists=true)"),
+            (
+                lambda: hub_stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=True)),
+                "CreateTaskHub(recreateIfExists=true)",
+            ),
         ):
             with pytest.raises(grpc.RpcError) as refused:
                 call()
             assert _code(refused) is grpc.StatusCode.PERMISSION_DENIED
-            assert _details(refused).startswith(rpc) and "--allow-hub-management" in _details(refused)
+            assert _details(refused).startswith(rpc) and "--allow-hub-management" in _details(
+                refused
+            )
         hub_stub.CreateTaskHub(pb.CreateTaskHubRequest())  # creates what is missing: harmless
 
     async def hub_intact() -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from durabletask import task
@@ -35,9 +35,11 @@ def _sdk_app(
     worker = TaskHubGrpcWorker(host_address=address)
     worker.add_orchestrator(orchestrator)
     if filtered:
-        worker.use_work_item_filters(WorkItemFilters(
-            orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
-        ))
+        worker.use_work_item_filters(
+            WorkItemFilters(
+                orchestrations=[OrchestrationWorkItemFilter(name=task.get_name(orchestrator))]
+            )
+        )
     worker.start()
     client = TaskHubGrpcClient(host_address=address)
     try:
@@ -78,22 +80,34 @@ def test_two_sidecars_split_the_partitions_and_hand_them_over_on_stop(
     first = new_sidecar(dataclasses.replace(base, worker_id="pod-a"))
     assert _owned(first) == {0, 1, 2, 3}
     second = new_sidecar(dataclasses.replace(base, worker_id="pod-b"), create_hub=False)
-    eventually(lambda: (_owned(first), _owned(second)), until=lambda o: len(o[0]) == len(o[1]) == 2,
-               timeout=30, interval=0.1, what="a 2/2 split (owned by first, second)")
+    eventually(
+        lambda: (_owned(first), _owned(second)),
+        until=lambda o: len(o[0]) == len(o[1]) == 2,
+        timeout=30,
+        interval=0.1,
+        what="a 2/2 split (owned by first, second)",
+    )
     assert _owned(first).isdisjoint(_owned(second))
 
     with _sdk_app(first.address) as client_a, _sdk_app(second.address) as client_b:
         ids = _two_per_partition(base.partition_count)  # both sidecars must do work
         for i, iid in enumerate(ids):
-            (client_a if i % 2 else client_b).schedule_new_orchestration(double, input=i, instance_id=iid)
+            (client_a if i % 2 else client_b).schedule_new_orchestration(
+                double, input=i, instance_id=iid
+            )
         for i, iid in enumerate(ids):
             state = client_a.wait_for_orchestration_completion(iid, timeout=60)
             assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
             assert state.get_output() == i * 2
 
     second.stop()  # graceful: releases its partitions, the first sidecar takes them at once
-    eventually(lambda: _owned(first), until=lambda owned: owned == {0, 1, 2, 3}, timeout=30,
-               interval=0.1, what="the hand-over to the first sidecar (owned by first)")
+    eventually(
+        lambda: _owned(first),
+        until=lambda owned: owned == {0, 1, 2, 3},
+        timeout=30,
+        interval=0.1,
+        what="the hand-over to the first sidecar (owned by first)",
+    )
     with _sdk_app(first.address) as client_a:
         late = [f"late{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
         for i, iid in enumerate(late):
@@ -123,11 +137,16 @@ def test_sidecars_with_different_filters_share_a_hub_with_shared_partitions(
     second = new_sidecar(dataclasses.replace(base, worker_id="pod-right"), create_hub=False)
     assert _owned(first) == _owned(second) == {0, 1, 2, 3}  # no leases: both receive every queue
 
-    with _sdk_app(first.address, left, filtered=True) as client, _sdk_app(second.address, right, filtered=True):
+    with (
+        _sdk_app(first.address, left, filtered=True) as client,
+        _sdk_app(second.address, right, filtered=True),
+    ):
         ids = _two_per_partition(base.partition_count)
         for i, iid in enumerate(ids):
             client.schedule_new_orchestration(right if i % 2 else left, input=i, instance_id=iid)
         for i, iid in enumerate(ids):
             state = client.wait_for_orchestration_completion(iid, timeout=90)
-            assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, state
+            assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, (
+                state
+            )
             assert state.get_output() == f"{'right' if i % 2 else 'left'}:{i}"

@@ -86,15 +86,20 @@ class RawStream:
 
 
 class Harness:
-    def __init__(self, backend: InMemoryBackend, work: WorkItemService, stub: Any, client: AsyncTaskHubClient) -> None:
+    def __init__(
+        self, backend: InMemoryBackend, work: WorkItemService, stub: Any, client: AsyncTaskHubClient
+    ) -> None:
         self.backend, self.work, self.stub, self.client = backend, work, stub, client
 
     def connect(self, *, orchestrations: int = 0, activities: int = 0) -> Any:
-        return RawStream(self.stub.GetWorkItems(
-            pb.GetWorkItemsRequest(
-                maxConcurrentOrchestrationWorkItems=orchestrations, maxConcurrentActivityWorkItems=activities
+        return RawStream(
+            self.stub.GetWorkItems(
+                pb.GetWorkItemsRequest(
+                    maxConcurrentOrchestrationWorkItems=orchestrations,
+                    maxConcurrentActivityWorkItems=activities,
+                )
             )
-        ))
+        )
 
     async def status(self, iid: str) -> OrchestrationStatus | None:
         state = await self.client.get_orchestration_state(iid)
@@ -139,7 +144,9 @@ async def _next_work(stream: RawStream, timeout: float = WAIT) -> pb.WorkItem:
             return item
 
 
-def _schedule_activity(orchestration: pb.WorkItem, name: str, task_id: int) -> pb.OrchestratorResponse:
+def _schedule_activity(
+    orchestration: pb.WorkItem, name: str, task_id: int
+) -> pb.OrchestratorResponse:
     action = pb.OrchestratorAction(id=task_id, scheduleTask=pb.ScheduleTaskAction(name=name))
     action.scheduleTask.input.value = json.dumps(task_id)
     return pb.OrchestratorResponse(
@@ -151,7 +158,10 @@ def _schedule_activity(orchestration: pb.WorkItem, name: str, task_id: int) -> p
 
 def _complete(orchestration: pb.WorkItem, result: str) -> pb.OrchestratorResponse:
     action = pb.OrchestratorAction(
-        id=99, completeOrchestration=pb.CompleteOrchestrationAction(orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED)
+        id=99,
+        completeOrchestration=pb.CompleteOrchestrationAction(
+            orchestrationStatus=pb.ORCHESTRATION_STATUS_COMPLETED
+        ),
     )
     action.completeOrchestration.result.value = result
     return pb.OrchestratorResponse(
@@ -161,7 +171,9 @@ def _complete(orchestration: pb.WorkItem, result: str) -> pb.OrchestratorRespons
     )
 
 
-async def test_nothing_is_locked_until_a_worker_connects_then_the_full_history_is_sent(harness: Harness) -> None:
+async def test_nothing_is_locked_until_a_worker_connects_then_the_full_history_is_sent(
+    harness: Harness,
+) -> None:
     iid = await harness.client.schedule_new_orchestration("orch", input={"x": 1})
     await asyncio.sleep(0.5)  # many poll intervals: with no stream, the engine fetches nothing
     assert harness.work.connected_workers == 0
@@ -172,25 +184,37 @@ async def test_nothing_is_locked_until_a_worker_connects_then_the_full_history_i
     request = first.orchestratorRequest
     assert request.instanceId == iid and first.completionToken
     assert [e.WhichOneof("eventType") for e in request.pastEvents] == []
-    assert [e.WhichOneof("eventType") for e in request.newEvents] == ["orchestratorStarted", "executionStarted"]
+    assert [e.WhichOneof("eventType") for e in request.newEvents] == [
+        "orchestratorStarted",
+        "executionStarted",
+    ]
     assert json.loads(request.newEvents[1].executionStarted.input.value) == {"x": 1}
     await harness.stub.CompleteOrchestratorTask(_schedule_activity(first, "act", 1))
 
     activity = await _next_work(stream)
     assert activity.activityRequest.name == "act" and activity.activityRequest.taskId == 1
     assert activity.activityRequest.orchestrationInstance.instanceId == iid
-    response = pb.ActivityResponse(instanceId=iid, taskId=1, completionToken=activity.completionToken)
+    response = pb.ActivityResponse(
+        instanceId=iid, taskId=1, completionToken=activity.completionToken
+    )
     response.result.value = '"done"'
     await harness.stub.CompleteActivityTask(response)
 
     second = await _next_work(stream)
     past = [e.WhichOneof("eventType") for e in second.orchestratorRequest.pastEvents]
     new = [e.WhichOneof("eventType") for e in second.orchestratorRequest.newEvents]
-    assert past == ["orchestratorStarted", "executionStarted", "taskScheduled", "orchestratorCompleted"]
+    assert past == [
+        "orchestratorStarted",
+        "executionStarted",
+        "taskScheduled",
+        "orchestratorCompleted",
+    ]
     assert new == ["orchestratorStarted", "taskCompleted"]
     await harness.stub.CompleteOrchestratorTask(_complete(second, '"finished"'))
     state = await harness.client.wait_for_orchestration_completion(iid, timeout=WAIT)
-    assert state.runtime_status is OrchestrationStatus.COMPLETED and state.get_output() == "finished"
+    assert (
+        state.runtime_status is OrchestrationStatus.COMPLETED and state.get_output() == "finished"
+    )
     stream.cancel()
 
 
@@ -199,7 +223,9 @@ async def test_per_stream_limit_abandon_and_disconnect_redeliver(harness: Harnes
     orchestrator = harness.connect(orchestrations=5, activities=1)
     first = await _next_work(orchestrator)
     response = _schedule_activity(first, "a", 1)
-    response.actions.append(pb.OrchestratorAction(id=2, scheduleTask=pb.ScheduleTaskAction(name="b")))
+    response.actions.append(
+        pb.OrchestratorAction(id=2, scheduleTask=pb.ScheduleTaskAction(name="b"))
+    )
     await harness.stub.CompleteOrchestratorTask(response)
 
     held = await _next_work(orchestrator)
@@ -208,7 +234,9 @@ async def test_per_stream_limit_abandon_and_disconnect_redeliver(harness: Harnes
         await _next_work(orchestrator, timeout=1.0)
 
     # The SDK gives it back: it comes again (to the only stream with room).
-    await harness.stub.AbandonTaskActivityWorkItem(pb.AbandonActivityTaskRequest(completionToken=held.completionToken))
+    await harness.stub.AbandonTaskActivityWorkItem(
+        pb.AbandonActivityTaskRequest(completionToken=held.completionToken)
+    )
     again = await _next_work(orchestrator)
     assert again.activityRequest.taskId in (1, 2) and again.completionToken != held.completionToken
 
@@ -223,25 +251,35 @@ async def test_per_stream_limit_abandon_and_disconnect_redeliver(harness: Harnes
 
 async def test_unknown_and_mismatched_tokens_are_refused_by_name(harness: Harness) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
-        await harness.stub.CompleteActivityTask(pb.ActivityResponse(instanceId="x", completionToken="no-such-token"))
+        await harness.stub.CompleteActivityTask(
+            pb.ActivityResponse(instanceId="x", completionToken="no-such-token")
+        )
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no-such-token" in (unknown.value.details() or "")
     with pytest.raises(grpc.aio.AioRpcError) as abandon:
-        await harness.stub.AbandonTaskOrchestratorWorkItem(pb.AbandonOrchestrationTaskRequest(completionToken="gone"))
-    assert abandon.value.code() == grpc.StatusCode.NOT_FOUND and "'gone'" in (abandon.value.details() or "")
+        await harness.stub.AbandonTaskOrchestratorWorkItem(
+            pb.AbandonOrchestrationTaskRequest(completionToken="gone")
+        )
+    assert abandon.value.code() == grpc.StatusCode.NOT_FOUND and "'gone'" in (
+        abandon.value.details() or ""
+    )
 
     iid = await harness.client.schedule_new_orchestration("orch")
     stream = harness.connect()
     item = await _next_work(stream)
     with pytest.raises(grpc.aio.AioRpcError) as kind:  # an orchestration token used for an activity
-        await harness.stub.CompleteActivityTask(pb.ActivityResponse(instanceId=iid, completionToken=item.completionToken))
+        await harness.stub.CompleteActivityTask(
+            pb.ActivityResponse(instanceId=iid, completionToken=item.completionToken)
+        )
     assert kind.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert item.completionToken in (kind.value.details() or "")
     wrong = _complete(item, "1")
     wrong.instanceId = "someone-else"
     with pytest.raises(grpc.aio.AioRpcError) as other:
         await harness.stub.CompleteOrchestratorTask(wrong)
-    assert other.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "someone-else" in (other.value.details() or "")
+    assert other.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "someone-else" in (
+        other.value.details() or ""
+    )
     # The item is still pending: the right answer completes it.
     await harness.stub.CompleteOrchestratorTask(_complete(item, "1"))
     state = await harness.client.wait_for_orchestration_completion(iid, timeout=WAIT)
@@ -262,7 +300,9 @@ async def test_unsupported_actions_fail_the_instance_with_a_clear_reason(harness
     item = await _next_work(stream)
     entity = pb.OrchestratorAction(id=1, sendEntityMessage=pb.SendEntityMessageAction())
     await harness.stub.CompleteOrchestratorTask(
-        pb.OrchestratorResponse(instanceId=iid, completionToken=item.completionToken, actions=[entity])
+        pb.OrchestratorResponse(
+            instanceId=iid, completionToken=item.completionToken, actions=[entity]
+        )
     )
     state = await harness.client.wait_for_orchestration_completion(iid, timeout=WAIT)
     assert state.runtime_status is OrchestrationStatus.FAILED and state.failure_details is not None
@@ -284,7 +324,9 @@ async def test_stop_gives_back_what_a_worker_still_holds() -> None:
     try:
         client = AsyncTaskHubClient(backend=backend)
         iid = await client.schedule_new_orchestration("orch")
-        stream = RawStream(pb_grpc.TaskHubSidecarServiceStub(channel).GetWorkItems(pb.GetWorkItemsRequest()))
+        stream = RawStream(
+            pb_grpc.TaskHubSidecarServiceStub(channel).GetWorkItems(pb.GetWorkItemsRequest())
+        )
         item = await _next_work(stream)
         await work.stop(grace=0.2)  # the worker never answers
         assert await stream.read() is grpc.aio.EOF  # the stream was ended
@@ -298,9 +340,15 @@ async def test_stop_gives_back_what_a_worker_still_holds() -> None:
         await server2.start()
         channel2 = grpc.aio.insecure_channel(f"127.0.0.1:{port2}")
         try:
-            stream2 = RawStream(pb_grpc.TaskHubSidecarServiceStub(channel2).GetWorkItems(pb.GetWorkItemsRequest()))
+            stream2 = RawStream(
+                pb_grpc.TaskHubSidecarServiceStub(channel2).GetWorkItems(pb.GetWorkItemsRequest())
+            )
             redelivered = await _next_work(stream2)
-            assert redelivered.orchestratorRequest.instanceId == iid == item.orchestratorRequest.instanceId
+            assert (
+                redelivered.orchestratorRequest.instanceId
+                == iid
+                == item.orchestratorRequest.instanceId
+            )
             stream2.cancel()
         finally:
             await again_service.stop(grace=0.2)
@@ -322,7 +370,14 @@ class _CannedStreams:
         self.answer = answer
 
     async def dispatch(
-        self, kind: str, item: pb.WorkItem, *, instance_id: str, what: str, name: str, version: str | None = None
+        self,
+        kind: str,
+        item: pb.WorkItem,
+        *,
+        instance_id: str,
+        what: str,
+        name: str,
+        version: str | None = None,
     ) -> Any:
         self.sent.append(item)
         if self.answer is None:
@@ -334,7 +389,11 @@ async def test_remote_executor_replays_for_state_and_gives_up_after_its_timeout(
     when = datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)
     history = [
         OrchestratorStarted(timestamp=when),
-        ExecutionStarted(timestamp=when, name="o", instance=OrchestrationInstance(instance_id="i", execution_id="x")),
+        ExecutionStarted(
+            timestamp=when,
+            name="o",
+            instance=OrchestrationInstance(instance_id="i", execution_id="x"),
+        ),
     ]
     loop = asyncio.get_running_loop()
     answer = pb.OrchestratorResponse(instanceId="i")
@@ -357,9 +416,14 @@ async def test_remote_executor_replays_for_state_and_gives_up_after_its_timeout(
 
 def _filtered(orchestrations: dict[str, list[str]]) -> pb.GetWorkItemsRequest:
     request = pb.GetWorkItemsRequest()
-    request.workItemFilters.CopyFrom(pb.WorkItemFilters(orchestrations=[
-        pb.OrchestrationFilter(name=name, versions=versions) for name, versions in orchestrations.items()
-    ]))
+    request.workItemFilters.CopyFrom(
+        pb.WorkItemFilters(
+            orchestrations=[
+                pb.OrchestrationFilter(name=name, versions=versions)
+                for name, versions in orchestrations.items()
+            ]
+        )
+    )
     return request
 
 

@@ -43,7 +43,9 @@ def fails(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
     yield ctx.call_activity(refuse)
 
 
-def test_work_counters_after_a_known_workload(hub: AzureStorageSettings, metric_reader: InMemoryMetricReader) -> None:
+def test_work_counters_after_a_known_workload(
+    hub: AzureStorageSettings, metric_reader: InMemoryMetricReader
+) -> None:
     before = metric_points(metric_reader)
     worker = TaskHubWorker(hub)
     worker.add_orchestrator(two_steps)
@@ -55,25 +57,65 @@ def test_work_counters_after_a_known_workload(hub: AzureStorageSettings, metric_
         ids = [client.schedule_new_orchestration(two_steps, input=i) for i in range(ORCHESTRATIONS)]
         ids.append(client.schedule_new_orchestration(fails))
         states = [client.wait_for_orchestration_completion(i, timeout=TIMEOUT) for i in ids]
-    assert [s.runtime_status for s in states] == [OrchestrationStatus.COMPLETED] * ORCHESTRATIONS + [
-        OrchestrationStatus.FAILED
-    ]
+    assert [s.runtime_status for s in states] == [
+        OrchestrationStatus.COMPLETED
+    ] * ORCHESTRATIONS + [OrchestrationStatus.FAILED]
     after = metric_points(metric_reader)
 
-    assert grown(before, after, "durable_azstorage.activity.executions", name="add_one", outcome="completed") == 2 * ORCHESTRATIONS
-    assert grown(before, after, "durable_azstorage.activity.executions", name="refuse", outcome="failed") == 1
-    assert grown(before, after, "durable_azstorage.activity.duration", name="add_one") == 2 * ORCHESTRATIONS
+    assert (
+        grown(
+            before,
+            after,
+            "durable_azstorage.activity.executions",
+            name="add_one",
+            outcome="completed",
+        )
+        == 2 * ORCHESTRATIONS
+    )
+    assert (
+        grown(
+            before, after, "durable_azstorage.activity.executions", name="refuse", outcome="failed"
+        )
+        == 1
+    )
+    assert (
+        grown(before, after, "durable_azstorage.activity.duration", name="add_one")
+        == 2 * ORCHESTRATIONS
+    )
     # Each orchestration commits at least start, one episode per answer: 3 + 2 episodes here.
-    committed = grown(before, after, "durable_azstorage.orchestration.episodes", outcome="committed")
+    committed = grown(
+        before, after, "durable_azstorage.orchestration.episodes", outcome="committed"
+    )
     assert committed >= 3 * ORCHESTRATIONS + 2
-    assert grown(before, after, "durable_azstorage.orchestration.episode.duration", outcome="committed") == committed
+    assert (
+        grown(
+            before, after, "durable_azstorage.orchestration.episode.duration", outcome="committed"
+        )
+        == committed
+    )
     # Storage requests by service and operation: every activity request was put on a queue.
-    assert grown(before, after, "durable_azstorage.storage.requests", service="queue", operation="PutMessage") >= 2 * ORCHESTRATIONS + 1
-    assert grown(before, after, "durable_azstorage.storage.requests", service="table", operation="Batch") >= committed
+    assert (
+        grown(
+            before,
+            after,
+            "durable_azstorage.storage.requests",
+            service="queue",
+            operation="PutMessage",
+        )
+        >= 2 * ORCHESTRATIONS + 1
+    )
+    assert (
+        grown(
+            before, after, "durable_azstorage.storage.requests", service="table", operation="Batch"
+        )
+        >= committed
+    )
     assert grown(before, after, "durable_azstorage.poison_messages") == 0
 
 
-def test_hub_gauges_show_backlog_age_and_owners(hub: AzureStorageSettings, metric_reader: InMemoryMetricReader) -> None:
+def test_hub_gauges_show_backlog_age_and_owners(
+    hub: AzureStorageSettings, metric_reader: InMemoryMetricReader
+) -> None:
     with TaskHubClient(hub) as client:
         for i in range(ORCHESTRATIONS):
             client.schedule_new_orchestration(two_steps, input=i)
@@ -106,7 +148,9 @@ def test_hub_gauges_show_backlog_age_and_owners(hub: AzureStorageSettings, metri
 class CommitFails(InMemoryBackend):
     """Every commit that would not fail the instance fails (a storage outage)."""
 
-    async def complete_orchestration(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
+    async def complete_orchestration(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> None:
         if commit.state.runtime_status is not OrchestrationStatus.FAILED:
             raise OSError("simulated storage outage")
         await super().complete_orchestration(item, commit)
@@ -116,7 +160,9 @@ def trivial(ctx: OrchestrationContext, _: Any) -> str:
     return "never committed"
 
 
-def test_a_poisoned_work_item_is_counted_and_failed_commits_too(metric_reader: InMemoryMetricReader) -> None:
+def test_a_poisoned_work_item_is_counted_and_failed_commits_too(
+    metric_reader: InMemoryMetricReader,
+) -> None:
     before = metric_points(metric_reader)
     backend = CommitFails()
     worker = TaskHubWorker(backend=backend, max_dequeue_count=2)

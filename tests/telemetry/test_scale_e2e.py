@@ -31,7 +31,9 @@ def test_a_backlogged_hub_asks_for_workers_up_to_its_partitions(hub: AzureStorag
         # Samples are kept: after them, each call adds one. Messages wait longer than 300 ms.
         more = client.get_scale_recommendation(1, sample_interval=0.2)
         latest = client.scale_advisor.latest
-        assert latest is not None and all(p.messages > 0 for p in latest.partitions)  # both partitions busy
+        assert latest is not None and all(
+            p.messages > 0 for p in latest.partitions
+        )  # both partitions busy
         assert more.action is ScaleAction.ADD_WORKER, more
         assert "2 busy partitions, 1 workers" in more.reason
         assert more.keep_workers_alive
@@ -55,9 +57,22 @@ def test_hub_scale_cli_prints_the_advice_as_json(hub: AzureStorageSettings) -> N
         "DURABLE_AZSTORAGE_TASK_HUB": hub.task_hub,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "durable_azstorage", "hub", "scale", "--workers", "0",
-         "--sample-interval", "0.1", "--json"],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "durable_azstorage",
+            "hub",
+            "scale",
+            "--workers",
+            "0",
+            "--sample-interval",
+            "0.1",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
@@ -67,7 +82,10 @@ def test_hub_scale_cli_prints_the_advice_as_json(hub: AzureStorageSettings) -> N
     assert all(len(h) == 5 for h in doc["control_queue_latencies_ms"])
     bad = subprocess.run(
         [sys.executable, "-m", "durable_azstorage", "hub", "scale", "--workers", "-1"],
-        env=env, capture_output=True, text=True, timeout=180,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert bad.returncode == 2 and "--workers" in bad.stderr
 

@@ -23,7 +23,10 @@ def storage_tracing() -> Iterator[None]:
 
 
 def _list_hubs(settings: AzureStorageSettings) -> None:
-    with trace.get_tracer("test").start_as_current_span("around"), TaskHubClient(settings) as client:
+    with (
+        trace.get_tracer("test").start_as_current_span("around"),
+        TaskHubClient(settings) as client,
+    ):
         client.list_task_hubs()
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from otel_capture import TraceTree
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_capture import TraceTree
 
 from durable_azstorage import (
     ActivityContext,
@@ -69,9 +69,12 @@ def test_one_trace_from_schedule_to_every_activity_across_a_worker_restart(
             first.start()
             iid = client.schedule_new_orchestration(parent, input=1)
             eventually(
-                lambda: (s := client.get_orchestration_state(iid)) is not None
-                and s.serialized_custom_status is not None,
-                what="the orchestration waiting for its event", timeout=TIMEOUT,
+                lambda: (
+                    (s := client.get_orchestration_state(iid)) is not None
+                    and s.serialized_custom_status is not None
+                ),
+                what="the orchestration waiting for its event",
+                timeout=TIMEOUT,
             )
         # A new worker, with nothing in memory from the first, finishes the orchestration.
         with _worker(hub) as second:
@@ -102,7 +105,10 @@ def test_one_trace_from_schedule_to_every_activity_across_a_worker_restart(
     runs = tree.named("activity:double", SpanKind.SERVER)
     assert len(calls) == 2 and len(runs) == 2
     parent_call = next(c for c in calls if tree.is_child(c, orchestration))
-    assert parent_call.attributes is not None and parent_call.attributes["durabletask.task.task_id"] == "0"
+    assert (
+        parent_call.attributes is not None
+        and parent_call.attributes["durabletask.task.task_id"] == "0"
+    )
     assert any(tree.is_child(r, parent_call) for r in runs)
 
     timer = tree.one("orchestration:parent:timer", SpanKind.INTERNAL)
@@ -140,13 +146,14 @@ def test_failures_set_the_span_status_and_record_the_exception(spans: InMemorySp
         tree.one("orchestration:failing", SpanKind.SERVER),
     ):
         assert span.status.status_code is StatusCode.ERROR, span.name
-        assert span.attributes is not None and span.attributes["durabletask.task.status"] == "Failed"
+        assert (
+            span.attributes is not None and span.attributes["durabletask.task.status"] == "Failed"
+        )
     run = tree.one("activity:explode", SpanKind.SERVER)
     [exception] = [e for e in run.events if e.name == "exception"]
     assert exception.attributes is not None
     assert exception.attributes["exception.message"] == "boom"
     assert "ValueError" in str(exception.attributes["exception.type"])
-
 
 
 def counter(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
@@ -157,7 +164,9 @@ def counter(ctx: OrchestrationContext, n: int):  # type: ignore[no-untyped-def]
     return n
 
 
-def test_each_generation_of_continue_as_new_gets_its_span_in_the_one_trace(spans: InMemorySpanExporter) -> None:
+def test_each_generation_of_continue_as_new_gets_its_span_in_the_one_trace(
+    spans: InMemorySpanExporter,
+) -> None:
     backend = InMemoryBackend()
     worker = TaskHubWorker(backend=backend)
     worker.add_orchestrator(counter)

@@ -53,7 +53,9 @@ SCRIPT = textwrap.dedent(
 
 
 def test_everything_runs_and_nothing_imports_opentelemetry_without_the_extra() -> None:
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     assert lines["output"] == "42"

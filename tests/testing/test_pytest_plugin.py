@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from durable_azstorage import ActivityContext, OrchestrationContext, OrchestrationStatus, Task, TaskHubClient, TaskHubWorker
+from durable_azstorage import (
+    ActivityContext,
+    OrchestrationContext,
+    OrchestrationStatus,
+    Task,
+    TaskHubClient,
+    TaskHubWorker,
+)
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.eventually import EventuallyTimeout
 from durable_azstorage.testing.runtime import DurableRuntime
@@ -32,7 +39,9 @@ def test_the_readme_example(durable_runtime: DurableRuntime) -> None:
     durable_runtime.add_activity(greet)
     iid = durable_runtime.client.schedule_new_orchestration(remind_in_3_days, input="ada")
     durable_runtime.skip_timer(iid)
-    assert durable_runtime.client.wait_for_orchestration_completion(iid).get_output() == "reminded ada"
+    assert (
+        durable_runtime.client.wait_for_orchestration_completion(iid).get_output() == "reminded ada"
+    )
 
 
 def test_durable_time_moves_only_when_told(durable_runtime: DurableRuntime) -> None:
@@ -55,7 +64,9 @@ def greet_now(ctx: OrchestrationContext, who: str) -> Generator[Task[Any], Any, 
 
 
 @pytest.mark.azurite
-def test_durable_azure_settings_run_on_the_session_azurite(durable_azure_settings: AzureStorageSettings) -> None:
+def test_durable_azure_settings_run_on_the_session_azurite(
+    durable_azure_settings: AzureStorageSettings,
+) -> None:
     worker = TaskHubWorker(durable_azure_settings)
     worker.add_orchestrator(greet_now)
     worker.add_activity(greet)

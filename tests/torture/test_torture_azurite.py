@@ -18,11 +18,14 @@ from durable_azstorage.testing.torture.azurite import azure_options
 
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
+
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_torture_seed_on_azurite(
     seed: int, azure_settings: AzureStorageSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.CRITICAL, logger="durable_azstorage")
-    short = dataclasses.replace(azure_options(Options(), azure_settings), min_steps=20, max_steps=35)
+    short = dataclasses.replace(
+        azure_options(Options(), azure_settings), min_steps=20, max_steps=35
+    )
     result = await run_seed(seed, short)
     assert result.ok, result.describe()

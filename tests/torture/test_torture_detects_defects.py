@@ -27,7 +27,9 @@ def quiet(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="durable_azstorage")
 
 
-async def test_a_recovery_that_forgets_the_outbox_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_recovery_that_forgets_the_outbox_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     original = Checkpoints.recover
 
     def recover_without_sending(self: Checkpoints, instance_id: str, lock: Lock) -> bool:
@@ -54,6 +56,8 @@ async def test_an_unordered_state_write_is_caught(monkeypatch: pytest.MonkeyPatc
     assert "monotonic" in await _violations(range(0, 10))
 
 
-async def test_a_recovery_that_applies_the_message_again_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_recovery_that_applies_the_message_again_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(Checkpoints, "recover", lambda self, instance_id, lock: False)
     assert await _violations(range(40)) & {"event-twice", "monotonic", "outcome", "activity-runs"}

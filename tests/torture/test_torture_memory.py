@@ -21,7 +21,9 @@ OPTIONS = Options()
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-async def test_torture_seeds_hold_every_invariant(chunk: int, caplog: pytest.LogCaptureFixture) -> None:
+async def test_torture_seeds_hold_every_invariant(
+    chunk: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.CRITICAL, logger="durable_azstorage")
     first = 10_000 + chunk * SEEDS_PER_CHUNK
     failed = []

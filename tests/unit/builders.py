@@ -55,20 +55,39 @@ def me(execution_id: str | None = EXEC, instance_id: str = IID) -> Orchestration
 
 
 def started(
-    name: str, input: Any = None, *, instance_id: str = IID, execution_id: str = EXEC,
-    parent: ParentInstance | None = None, version: str | None = None, ts: datetime = T0,
-    generation: int = 0, tags: dict[str, str] | None = None,
+    name: str,
+    input: Any = None,
+    *,
+    instance_id: str = IID,
+    execution_id: str = EXEC,
+    parent: ParentInstance | None = None,
+    version: str | None = None,
+    ts: datetime = T0,
+    generation: int = 0,
+    tags: dict[str, str] | None = None,
 ) -> ExecutionStarted:
     return ExecutionStarted(
-        timestamp=ts, name=name, instance=me(execution_id, instance_id), input=js(input),
-        parent=parent, version=version, generation=generation, tags=tags,
+        timestamp=ts,
+        name=name,
+        instance=me(execution_id, instance_id),
+        input=js(input),
+        parent=parent,
+        version=version,
+        generation=generation,
+        tags=tags,
     )
 
 
-def parent_of(task_id: int, *, name: str = "parent", instance_id: str = "parent-1",
-              execution_id: str = "pexec") -> ParentInstance:
+def parent_of(
+    task_id: int,
+    *,
+    name: str = "parent",
+    instance_id: str = "parent-1",
+    execution_id: str = "pexec",
+) -> ParentInstance:
     return ParentInstance(
-        name=name, instance=OrchestrationInstance(instance_id=instance_id, execution_id=execution_id),
+        name=name,
+        instance=OrchestrationInstance(instance_id=instance_id, execution_id=execution_id),
         task_scheduled_id=task_id,
     )
 
@@ -94,7 +113,9 @@ def failure(message: str = "boom", error_type: str = "builtins.ValueError") -> F
 
 
 def failed(seq: int, message: str = "boom", error_type: str = "builtins.ValueError") -> TaskFailed:
-    return TaskFailed(task_scheduled_id=seq, failure_details=failure(message, error_type), timestamp=T0)
+    return TaskFailed(
+        task_scheduled_id=seq, failure_details=failure(message, error_type), timestamp=T0
+    )
 
 
 def timer_created(seq: int, fire_at: datetime) -> TimerCreated:
@@ -105,9 +126,15 @@ def timer_fired(seq: int, fire_at: datetime) -> TimerFired:
     return TimerFired(timer_id=seq, fire_at=fire_at, timestamp=fire_at)
 
 
-def sub_created(seq: int, name: str, instance_id: str | None = None, input: Any = None) -> SubOrchestrationInstanceCreated:
+def sub_created(
+    seq: int, name: str, instance_id: str | None = None, input: Any = None
+) -> SubOrchestrationInstanceCreated:
     return SubOrchestrationInstanceCreated(
-        event_id=seq, name=name, instance_id=instance_id or f"{IID}:{seq:04x}", input=js(input), timestamp=T0
+        event_id=seq,
+        name=name,
+        instance_id=instance_id or f"{IID}:{seq:04x}",
+        input=js(input),
+        timestamp=T0,
     )
 
 
@@ -116,7 +143,9 @@ def sub_completed(seq: int, result: Any = None) -> SubOrchestrationInstanceCompl
 
 
 def sub_failed(seq: int, message: str = "boom") -> SubOrchestrationInstanceFailed:
-    return SubOrchestrationInstanceFailed(task_scheduled_id=seq, failure_details=failure(message), timestamp=T0)
+    return SubOrchestrationInstanceFailed(
+        task_scheduled_id=seq, failure_details=failure(message), timestamp=T0
+    )
 
 
 def raised(name: str, data: Any = None, ts: datetime = T0) -> EventRaised:
@@ -139,8 +168,9 @@ def resumed(reason: str | None = None) -> ExecutionResumed:
     return ExecutionResumed(reason=reason, timestamp=T0)
 
 
-def execution_completed(seq: int, result: Any = None,
-                        status: OrchestrationStatus = OrchestrationStatus.COMPLETED) -> ExecutionCompleted:
+def execution_completed(
+    seq: int, result: Any = None, status: OrchestrationStatus = OrchestrationStatus.COMPLETED
+) -> ExecutionCompleted:
     return ExecutionCompleted(event_id=seq, status=status, result=js(result), timestamp=T0)
 
 

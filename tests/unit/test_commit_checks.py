@@ -14,8 +14,12 @@ from .builders import IID, T0, me, scheduled, timer_created
 
 def _state(instance_id: str = IID) -> InstanceState:
     return InstanceState(
-        instance_id=instance_id, execution_id="exec-1", name="o", runtime_status=OrchestrationStatus.RUNNING,
-        created_at=T0, last_updated_at=T0,
+        instance_id=instance_id,
+        execution_id="exec-1",
+        name="o",
+        runtime_status=OrchestrationStatus.RUNNING,
+        created_at=T0,
+        last_updated_at=T0,
     )
 
 

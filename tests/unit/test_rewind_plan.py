@@ -110,64 +110,194 @@ def kinds(events: tuple[HistoryEvent, ...]) -> list[str]:
 
 # --- table-driven ---------------------------------------------------------------------------
 RETRY = [  # a(0) fails, retry timer 1, attempt 2 as task 2 fails, instance fails
-    *head(), sched(0), OC,
-    os_(1), failed(0), timer(1), OC,
-    os_(2), fired(1), sched(2), OC,
-    os_(3), failed(2), END, OC,
+    *head(),
+    sched(0),
+    OC,
+    os_(1),
+    failed(0),
+    timer(1),
+    OC,
+    os_(2),
+    fired(1),
+    sched(2),
+    OC,
+    os_(3),
+    failed(2),
+    END,
+    OC,
 ]
 COMPENSATION = [  # ok(0) done, b(1) fails, compensation c(2) done, re-raised
-    *head(), sched(0, "ok"), OC,
-    os_(1), done(0), sched(1, "b"), OC,
-    os_(2), failed(1), sched(2, "c"), OC,
-    os_(3), done(2), END, OC,
+    *head(),
+    sched(0, "ok"),
+    OC,
+    os_(1),
+    done(0),
+    sched(1, "b"),
+    OC,
+    os_(2),
+    failed(1),
+    sched(2, "c"),
+    OC,
+    os_(3),
+    done(2),
+    END,
+    OC,
 ]
 FAN_FAIL_FAST = [  # 4 tasks; 1 fails with 0 done in the same batch, 2 and 3 answer after the end
-    *head(), sched(0), sched(1), sched(2), sched(3), OC,
-    os_(1), done(0), failed(1), END, OC,
+    *head(),
+    sched(0),
+    sched(1),
+    sched(2),
+    sched(3),
+    OC,
+    os_(1),
+    done(0),
+    failed(1),
+    END,
+    OC,
 ]
 EVENTS = [  # event before the cut, event during the retry delay, dangling suspension
-    *head(), EventRaised(name="first"), sched(0), OC,
-    os_(1), failed(0), timer(1), OC,
-    os_(2), EventRaised(name="second"), OC,
-    os_(3), fired(1), sched(2), OC,
-    os_(4), failed(2), ExecutionSuspended(), END, OC,
+    *head(),
+    EventRaised(name="first"),
+    sched(0),
+    OC,
+    os_(1),
+    failed(0),
+    timer(1),
+    OC,
+    os_(2),
+    EventRaised(name="second"),
+    OC,
+    os_(3),
+    fired(1),
+    sched(2),
+    OC,
+    os_(4),
+    failed(2),
+    ExecutionSuspended(),
+    END,
+    OC,
 ]
 PENDING_TIMER = [  # a timer still pending when the code raised by itself
-    *head(), timer(0), sched(1), OC,
-    os_(1), done(1), END, OC,
+    *head(),
+    timer(0),
+    sched(1),
+    OC,
+    os_(1),
+    done(1),
+    END,
+    OC,
 ]
 LATE_RESULT_AFTER_CUT = [  # 1 completes after the cut: kept, with its episode's framing
-    *head(), sched(0), sched(1), OC,
-    os_(1), failed(0), timer(2), OC,
-    os_(2), done(1), OC,
-    os_(3), fired(2), sched(3), OC,
-    os_(4), failed(3), END, OC,
+    *head(),
+    sched(0),
+    sched(1),
+    OC,
+    os_(1),
+    failed(0),
+    timer(2),
+    OC,
+    os_(2),
+    done(1),
+    OC,
+    os_(3),
+    fired(2),
+    sched(3),
+    OC,
+    os_(4),
+    failed(3),
+    END,
+    OC,
 ]
 
 
 @pytest.mark.parametrize(
     ("history", "expected", "rerun"),
     [
-        (RETRY, ["OrchestratorStarted", "ExecutionStarted",
-                 "OrchestratorCompleted", "OrchestratorStarted", "OrchestratorCompleted"], ["a"]),
-        (COMPENSATION, ["OrchestratorStarted", "ExecutionStarted", "TaskScheduled(0)",
-                        "OrchestratorCompleted", "OrchestratorStarted", "TaskCompleted(0)",
-                        "OrchestratorCompleted", "OrchestratorStarted", "OrchestratorCompleted"],
-         ["b"]),
-        (FAN_FAIL_FAST, ["OrchestratorStarted", "ExecutionStarted", "TaskScheduled(0)",
-                         "OrchestratorCompleted", "OrchestratorStarted", "TaskCompleted(0)",
-                         "OrchestratorCompleted"], ["a", "a", "a"]),
-        (EVENTS, ["OrchestratorStarted", "ExecutionStarted", "EventRaised", "OrchestratorCompleted",
-                  "OrchestratorStarted", "OrchestratorCompleted", "OrchestratorStarted",
-                  "EventRaised", "OrchestratorCompleted", "OrchestratorStarted",
-                  "OrchestratorCompleted"], ["a"]),
-        (PENDING_TIMER, ["OrchestratorStarted", "ExecutionStarted", "TaskScheduled(1)",
-                         "OrchestratorCompleted", "OrchestratorStarted", "TaskCompleted(1)",
-                         "OrchestratorCompleted"], []),
-        (LATE_RESULT_AFTER_CUT, ["OrchestratorStarted", "ExecutionStarted", "TaskScheduled(1)",
-                                 "OrchestratorCompleted", "OrchestratorStarted",
-                                 "OrchestratorCompleted", "OrchestratorStarted",
-                                 "TaskCompleted(1)", "OrchestratorCompleted"], ["a"]),
+        (
+            RETRY,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "OrchestratorCompleted",
+            ],
+            ["a"],
+        ),
+        (
+            COMPENSATION,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "TaskScheduled(0)",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "TaskCompleted(0)",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "OrchestratorCompleted",
+            ],
+            ["b"],
+        ),
+        (
+            FAN_FAIL_FAST,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "TaskScheduled(0)",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "TaskCompleted(0)",
+                "OrchestratorCompleted",
+            ],
+            ["a", "a", "a"],
+        ),
+        (
+            EVENTS,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "EventRaised",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "EventRaised",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "OrchestratorCompleted",
+            ],
+            ["a"],
+        ),
+        (
+            PENDING_TIMER,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "TaskScheduled(1)",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "TaskCompleted(1)",
+                "OrchestratorCompleted",
+            ],
+            [],
+        ),
+        (
+            LATE_RESULT_AFTER_CUT,
+            [
+                "OrchestratorStarted",
+                "ExecutionStarted",
+                "TaskScheduled(1)",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "OrchestratorCompleted",
+                "OrchestratorStarted",
+                "TaskCompleted(1)",
+                "OrchestratorCompleted",
+            ],
+            ["a"],
+        ),
     ],
     ids=["retry", "compensation", "fan-fail-fast", "events", "pending-timer", "late-result"],
 )
@@ -191,26 +321,44 @@ def test_rewind_marker_data() -> None:
 
 
 # --- children -------------------------------------------------------------------------------
-def with_child(answer: HistoryEvent | None, later: tuple[HistoryEvent, ...] = ()) -> list[HistoryEvent]:
+def with_child(
+    answer: HistoryEvent | None, later: tuple[HistoryEvent, ...] = ()
+) -> list[HistoryEvent]:
     """Child 0 created, then activity 9 fails first (the cut); the child's answer after it."""
     events: list[HistoryEvent] = [
-        *head(), SubOrchestrationInstanceCreated(event_id=0, name="c", instance_id="p:0000"),
-        sched(9), OC, os_(1), failed(9),
+        *head(),
+        SubOrchestrationInstanceCreated(event_id=0, name="c", instance_id="p:0000"),
+        sched(9),
+        OC,
+        os_(1),
+        failed(9),
     ]
     if answer is not None:
         events.append(answer)
     return [*events, OC, *later, END]
 
 
-def view(status: OrchestrationStatus, *, task: int = 0, execution: str | None = "e1",
-         owner: str = "p", output: str | None = None) -> ChildView:
-    return ChildView(status=status, output=output, completed_at=T0,
-                     parent=OrchestrationInstance(instance_id=owner, execution_id=execution),
-                     parent_task_id=task)
+def view(
+    status: OrchestrationStatus,
+    *,
+    task: int = 0,
+    execution: str | None = "e1",
+    owner: str = "p",
+    output: str | None = None,
+) -> ChildView:
+    return ChildView(
+        status=status,
+        output=output,
+        completed_at=T0,
+        parent=OrchestrationInstance(instance_id=owner, execution_id=execution),
+        parent_task_id=task,
+    )
 
 
 def test_failed_child_is_rewound_in_place() -> None:
-    plan = plan_rewind(with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL)))
+    plan = plan_rewind(
+        with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL))
+    )
     settled = settle_children(plan, ME, {"p:0000": view(S.FAILED)}, now=T0)
     assert settled.rewind_children == ("p:0000",) and settled.orphans == ()
     assert any(isinstance(e, SubOrchestrationInstanceCreated) for e in settled.history)
@@ -233,24 +381,39 @@ def test_running_child_is_awaited(status: OrchestrationStatus) -> None:
 
 
 def test_child_recreated_by_a_dropped_retry_is_created_again() -> None:
-    later = (os_(2), SubOrchestrationInstanceCreated(event_id=5, name="c", instance_id="p:0000"), OC)
-    plan = plan_rewind(with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL),
-                                  later=later))
+    later = (
+        os_(2),
+        SubOrchestrationInstanceCreated(event_id=5, name="c", instance_id="p:0000"),
+        OC,
+    )
+    plan = plan_rewind(
+        with_child(
+            SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL), later=later
+        )
+    )
     settled = settle_children(plan, ME, {"p:0000": view(S.FAILED, task=5)}, now=T0)
     assert not any(isinstance(e, SubOrchestrationInstanceCreated) for e in settled.history)
     assert settled.orphans == ("p:0000",) and settled.rewind_children == ()
 
 
 def test_purged_child_is_created_again() -> None:
-    plan = plan_rewind(with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL)))
+    plan = plan_rewind(
+        with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL))
+    )
     settled = settle_children(plan, ME, {"p:0000": None}, now=T0)
     assert not any(isinstance(e, SubOrchestrationInstanceCreated) for e in settled.history)
     assert settled.orphans == () and settled.rewind_children == ()
 
 
 def test_children_created_after_the_cut_are_orphans() -> None:
-    later = (os_(2), SubOrchestrationInstanceCreated(event_id=5, name="comp", instance_id="p:0005"), OC)
-    plan = plan_rewind(with_child(SubOrchestrationInstanceCompleted(task_scheduled_id=0), later=later))
+    later = (
+        os_(2),
+        SubOrchestrationInstanceCreated(event_id=5, name="comp", instance_id="p:0005"),
+        OC,
+    )
+    plan = plan_rewind(
+        with_child(SubOrchestrationInstanceCompleted(task_scheduled_id=0), later=later)
+    )
     assert plan.dropped_children == ("p:0005",) and plan.open_children == ()
     assert settle_children(plan, ME, {}, now=T0).orphans == ("p:0005",)
 
@@ -263,7 +426,9 @@ def test_children_created_after_the_cut_are_orphans() -> None:
     ],
 )
 def test_children_that_block_the_rewind(child: ChildView | None, message: str) -> None:
-    plan = plan_rewind(with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL)))
+    plan = plan_rewind(
+        with_child(SubOrchestrationInstanceFailed(task_scheduled_id=0, failure_details=FAIL))
+    )
     with pytest.raises(InvalidOperationError, match=message):
         settle_children(plan, ME, {"p:0000": child}, now=T0)
 
@@ -283,15 +448,19 @@ def assert_prefix_consistent(original: list[HistoryEvent], plan: RewindPlan) -> 
         index.append(next(i for i in positions if original[i] is event))
     cut = len(original) if plan.cut is None else plan.cut
     scheduled: set[int] = set()
-    for event, i in zip(kept, index):
-        assert not isinstance(event, (TaskFailed, SubOrchestrationInstanceFailed, ExecutionCompleted))
+    for event, i in zip(kept, index, strict=False):
+        assert not isinstance(
+            event, (TaskFailed, SubOrchestrationInstanceFailed, ExecutionCompleted)
+        )
         if isinstance(event, SCHEDULING):
             assert i < cut, f"scheduling event {event} kept after the cut"
             scheduled.add(event.event_id)
         ref = getattr(event, "task_scheduled_id", getattr(event, "timer_id", None))
         if ref is not None:
             assert ref in scheduled, f"{event} answers nothing kept before it"
-    assert [e for e in original if isinstance(e, EventRaised)] == [e for e in kept if isinstance(e, EventRaised)]
+    assert [e for e in original if isinstance(e, EventRaised)] == [
+        e for e in kept if isinstance(e, EventRaised)
+    ]
     dropped_before_cut = [e for i, e in enumerate(original[:cut]) if i not in set(index)]
     assert all(isinstance(e, (TaskScheduled, TimerCreated)) for e in dropped_before_cut)
 
@@ -319,7 +488,9 @@ def program_runner(ctx: OrchestrationContext, steps: list[list[Any]]) -> Generat
     return out
 
 
-def _run_step(ctx: OrchestrationContext, key: str, kind: str, args: list[Any]) -> Generator[Any, Any, Any]:
+def _run_step(
+    ctx: OrchestrationContext, key: str, kind: str, args: list[Any]
+) -> Generator[Any, Any, Any]:
     if kind == "act":
         try:
             return (yield ctx.call_activity("work", input=key))
@@ -346,7 +517,11 @@ def _run_step(ctx: OrchestrationContext, key: str, kind: str, args: list[Any]) -
             raise errors[0]
         return results
     if kind == "sub":
-        return (yield ctx.call_sub_orchestrator("child", input=key, retry_policy=QUICK if args[0] else None))
+        return (
+            yield ctx.call_sub_orchestrator(
+                "child", input=key, retry_policy=QUICK if args[0] else None
+            )
+        )
     if kind == "event":
         return (yield ctx.wait_for_external_event("go"))
     if kind == "timer":
@@ -412,13 +587,25 @@ def driver_rewind(driver: Driver, instance_id: str) -> dict[str, tuple[HistoryEv
         views: dict[str, ChildView | None] = {}
         for ref in plan.open_children:
             child_state = driver.states.get(ref.instance_id)
-            started = next(e for e in driver.histories.get(ref.instance_id, []) if isinstance(e, ExecutionStarted)) \
-                if child_state else None
-            views[ref.instance_id] = None if child_state is None or started is None else ChildView(
-                status=child_state.runtime_status, output=child_state.output,
-                completed_at=child_state.completed_at,
-                parent=started.parent.instance if started.parent else None,
-                parent_task_id=started.parent.task_scheduled_id if started.parent else None,
+            started = (
+                next(
+                    e
+                    for e in driver.histories.get(ref.instance_id, [])
+                    if isinstance(e, ExecutionStarted)
+                )
+                if child_state
+                else None
+            )
+            views[ref.instance_id] = (
+                None
+                if child_state is None or started is None
+                else ChildView(
+                    status=child_state.runtime_status,
+                    output=child_state.output,
+                    completed_at=child_state.completed_at,
+                    parent=started.parent.instance if started.parent else None,
+                    parent_task_id=started.parent.task_scheduled_id if started.parent else None,
+                )
             )
         me = OrchestrationInstance(instance_id=iid, execution_id=state.execution_id)
         settled = settle_children(plan, me, views, now=driver.now)
@@ -459,7 +646,9 @@ def scenario(draw: st.DrawFn) -> tuple[list[list[Any]], set[str]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=scenario())
-def test_rewound_instance_completes_as_if_nothing_had_failed(case: tuple[list[list[Any]], set[str]]) -> None:
+def test_rewound_instance_completes_as_if_nothing_had_failed(
+    case: tuple[list[list[Any]], set[str]],
+) -> None:
     steps, broken = case
     clean = simulate(steps, set())
     expected = clean.states["p"]
@@ -470,7 +659,10 @@ def test_rewound_instance_completes_as_if_nothing_had_failed(case: tuple[list[li
         return  # every failure was recovered from: nothing to rewind
     kept = driver_rewind(driver, "p")
     kept_results = {
-        (iid, e.task_scheduled_id) for iid, h in kept.items() for e in h if isinstance(e, TaskCompleted)
+        (iid, e.task_scheduled_id)
+        for iid, h in kept.items()
+        for e in h
+        if isinstance(e, TaskCompleted)
     }
     BROKEN.clear()
     driver.run()
@@ -481,5 +673,5 @@ def test_rewound_instance_completes_as_if_nothing_had_failed(case: tuple[list[li
     for iid, history in kept.items():
         now = driver.histories[iid]
         assert now[: len(history)] == list(history), f"{iid} did not continue from the kept history"
-        rescheduled = [e.event_id for e in now[len(history):] if isinstance(e, TaskScheduled)]
+        rescheduled = [e.event_id for e in now[len(history) :] if isinstance(e, TaskScheduled)]
         assert not {(iid, t) for t in rescheduled} & kept_results, "a kept result was re-run"

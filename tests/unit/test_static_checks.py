@@ -1,4 +1,5 @@
-"""The package's static guarantees: import layering (ARCHITECTURE.md §2) and strict typing.
+"""The package's static guarantees: import layering (ARCHITECTURE.md §2), strict typing, lint
+and formatting (ruff).
 
 They run as tests so that the one test command of the README enforces them.
 """
@@ -30,3 +31,13 @@ def test_import_layers_point_down() -> None:
 def test_package_is_mypy_strict_clean() -> None:
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_lint_and_format_are_clean() -> None:
+    exe = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    assert exe, "ruff is missing: install the dev extra"
+    targets = ("durable_azstorage", "tests", "examples")
+    lint = _run(exe, "check", *targets)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    layout = _run(exe, "format", "--check", *targets)
+    assert layout.returncode == 0, "run `ruff format`:\n" + layout.stdout + layout.stderr

@@ -117,7 +117,11 @@ class MessageBuffer:
         for instance_id, batch in self._messages.items():
             for message_id, message in list(batch.items()):
                 visible = message.next_visible_on
-                if message.carried_for is not None and visible is not None and visible < renew_before:
+                if (
+                    message.carried_for is not None
+                    and visible is not None
+                    and visible < renew_before
+                ):
                     taken.append((instance_id, batch.pop(message_id)))
                     self._count -= 1
         for instance_id in [i for i, batch in self._messages.items() if not batch]:
@@ -240,8 +244,9 @@ class ControlQueueReceiver:
             self._wake.set()
             await asyncio.wait({task}, timeout=0.5)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("control queue %s: receive loop ended with %r", self.queue.name,
-                        task.exception())
+            log.warning(
+                "control queue %s: receive loop ended with %r", self.queue.name, task.exception()
+            )
 
     def wake(self) -> None:
         """Poll now: this process just enqueued to the queue."""

@@ -152,7 +152,9 @@ class MessageQueue:
 
         async def one_page() -> list[Any]:
             pager = self.client.receive_messages(
-                messages_per_page=max_messages, visibility_timeout=seconds, max_messages=max_messages
+                messages_per_page=max_messages,
+                visibility_timeout=seconds,
+                max_messages=max_messages,
             )
             async for page in pager.by_page():
                 return [m async for m in page]
@@ -164,13 +166,16 @@ class MessageQueue:
             *(self._decode(m, hidden_until) for m in raw), return_exceptions=True
         )
         batch: list[ReceivedMessage] = []
-        for message, result in zip(raw, decoded):
+        for message, result in zip(raw, decoded, strict=False):
             if isinstance(result, ReceivedMessage):
                 batch.append(result)
             elif isinstance(result, Exception):
                 log.warning(
                     "queue %s: message %s could not be read now (%r); it is retried after "
-                    "its visibility timeout", self.name, message.id, result,
+                    "its visibility timeout",
+                    self.name,
+                    message.id,
+                    result,
                 )
             else:
                 raise result  # cancellation
@@ -228,7 +233,10 @@ class MessageQueue:
         content = with_deferral(received.raw)
         await self._retry.call(
             lambda: self.client.update_message(
-                received.message_id, received.pop_receipt, visibility_timeout=seconds, content=content
+                received.message_id,
+                received.pop_receipt,
+                visibility_timeout=seconds,
+                content=content,
             )
         )
 
@@ -247,7 +255,9 @@ class MessageQueue:
                 body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
             message, sequence, answers = (
-                envelope.message, envelope.sequence_number, envelope.answers
+                envelope.message,
+                envelope.sequence_number,
+                envelope.answers,
             )
         except _UNDECODABLE as exc:
             error = f"{type(exc).__name__}: {exc}"

@@ -64,7 +64,9 @@ class WakeupSignal:
             await self._retry.call(lambda: self._blob.upload_blob(b"", overwrite=True))
             self.touches += 1
         except Exception as exc:
-            log.info("wake-up signal: touch failed (workers notice the work at their next poll): %r", exc)
+            log.info(
+                "wake-up signal: touch failed (workers notice the work at their next poll): %r", exc
+            )
 
     async def version(self) -> str | None:
         """The blob's ETag; None while nobody has touched it yet."""

@@ -115,8 +115,12 @@ def may_dequeue(row: LeaseRow, me: str, now: datetime, policy: LeasePolicy) -> b
 
 def claimed(row: LeaseRow, me: str, now: datetime, policy: LeasePolicy) -> LeaseRow:
     return row.but(
-        current_owner=me, next_owner=None, owned_since=now, last_renewal=now,
-        expires_at=now + policy.lease_interval, is_draining=False,
+        current_owner=me,
+        next_owner=None,
+        owned_since=now,
+        last_renewal=now,
+        expires_at=now + policy.lease_interval,
+        is_draining=False,
     )
 
 
@@ -129,7 +133,10 @@ def released(row: LeaseRow, now: datetime, policy: LeasePolicy) -> LeaseRow:
     interval (then free for anybody)."""
     reserved_until = now + policy.lease_interval if row.next_owner else None
     return row.but(
-        current_owner=None, owned_since=None, is_draining=False, last_renewal=now,
+        current_owner=None,
+        owned_since=None,
+        is_draining=False,
+        last_renewal=now,
         expires_at=reserved_until,
     )
 
@@ -161,7 +168,9 @@ def decide(
     for p, row in rows.items():
         if row.current_owner == me:
             if p not in draining and (stopping or row.is_draining or _requested(row, me)):
-                actions[p] = Action(ActionKind.DRAIN, renewed(row, now, policy).but(is_draining=True))
+                actions[p] = Action(
+                    ActionKind.DRAIN, renewed(row, now, policy).but(is_draining=True)
+                )
             elif renew or is_expired(row, now):
                 # a row being drained stays marked draining even if the first mark was lost
                 again = renewed(row, now, policy).but(
@@ -178,7 +187,9 @@ def decide(
             actions[p] = Action(ActionKind.CLAIM, claimed(row, me, now, policy))
 
     if stopping:
-        return Decision(tuple(actions[p] for p in sorted(actions)), fast=False, members=view.members)
+        return Decision(
+            tuple(actions[p] for p in sorted(actions)), fast=False, members=view.members
+        )
 
     counts = view.counts()
     cap = math.ceil(len(rows) / max(1, len(view.members)))
@@ -196,8 +207,7 @@ def decide(
         _request_hand_overs(rows, view, counts, actions, me, backlog or {})
 
     fast = any(
-        (row.next_owner == me and row.current_owner != me and p not in actions)
-        or view.leaving(row)
+        (row.next_owner == me and row.current_owner != me and p not in actions) or view.leaving(row)
         for p, row in rows.items()
     ) or any(a.kind is ActionKind.REQUEST for a in actions.values())
     return Decision(tuple(actions[p] for p in sorted(actions)), fast=fast, members=view.members)
@@ -208,8 +218,12 @@ def _requested(row: LeaseRow, me: str) -> bool:
 
 
 def _request_hand_overs(
-    rows: Mapping[int, LeaseRow], view: _View, counts: dict[str, int],
-    actions: dict[int, Action], me: str, backlog: Mapping[int, int],
+    rows: Mapping[int, LeaseRow],
+    view: _View,
+    counts: dict[str, int],
+    actions: dict[int, Action],
+    me: str,
+    backlog: Mapping[int, int],
 ) -> None:
     """Ask the busiest members for rows until no member has 2+ more than ``me``."""
     while True:
@@ -220,9 +234,12 @@ def _request_hand_overs(
         if counts[victim] - counts[me] < 2:
             return
         candidates = [
-            p for p in sorted(rows)
-            if p not in actions and view.live_owner(rows[p]) == victim
-            and rows[p].next_owner is None and not rows[p].is_draining
+            p
+            for p in sorted(rows)
+            if p not in actions
+            and view.live_owner(rows[p]) == victim
+            and rows[p].next_owner is None
+            and not rows[p].is_draining
         ]
         if not candidates:
             return
@@ -249,11 +266,13 @@ class _View:
         self.me = me
         self.now = now
         active = {
-            r.current_owner for r in rows.values()
+            r.current_owner
+            for r in rows.values()
             if self.live_owner(r) is not None and not r.is_draining
         }
         requesters = {
-            r.next_owner for r in rows.values()
+            r.next_owner
+            for r in rows.values()
             if r.next_owner is not None and not is_expired(r, now)
         }
         self.members = frozenset({me} | {m for m in active | requesters if m is not None})
@@ -265,7 +284,11 @@ class _View:
 
     def reserved_for(self, row: LeaseRow) -> str | None:
         """The requester a row was released to, while the reservation lasts."""
-        if row.current_owner is None and row.next_owner is not None and not is_expired(row, self.now):
+        if (
+            row.current_owner is None
+            and row.next_owner is not None
+            and not is_expired(row, self.now)
+        ):
             return row.next_owner
         return None
 

@@ -90,6 +90,7 @@ class LeaseTable:
 
     async def read_all(self) -> dict[int, LeaseRow]:
         """Every lease row that exists, by partition (one query; other rows are ignored)."""
+
         async def query() -> list[dict[str, Any]]:
             found = self._table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": LEASE_PARTITION_KEY}
@@ -111,7 +112,9 @@ class LeaseTable:
         """One lease row, or None if it does not exist."""
         queue = self._names.control_queues[partition]
         try:
-            entity = await self._retry.call(lambda: self._table.get_entity(LEASE_PARTITION_KEY, queue))
+            entity = await self._retry.call(
+                lambda: self._table.get_entity(LEASE_PARTITION_KEY, queue)
+            )
         except ResourceNotFoundError:
             return None
         return _from_entity(partition, dict(entity, __etag=entity.metadata["etag"]))
@@ -142,7 +145,9 @@ class LeaseTable:
 
         async def replace() -> Mapping[str, Any]:
             return await self._table.update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag,
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
 
@@ -160,8 +165,11 @@ class LeaseTable:
         return row.but(etag=str(metadata["etag"]))
 
     async def _insert_empty(self, partition: int) -> None:
-        entity = {"PartitionKey": LEASE_PARTITION_KEY, "RowKey": self._names.control_queues[partition],
-                  "IsDraining": False}
+        entity = {
+            "PartitionKey": LEASE_PARTITION_KEY,
+            "RowKey": self._names.control_queues[partition],
+            "IsDraining": False,
+        }
         try:
             await self._retry.call(lambda: self._table.create_entity(entity))
         except ResourceExistsError:
@@ -213,13 +221,21 @@ async def describe_partitions(
     rows = await table.read_all()
     stats = await asyncio.gather(*(queue_backlog(clients, q, now) for q in names.control_queues))
     infos = []
-    for p, (queue, (count, age)) in enumerate(zip(names.control_queues, stats)):
+    for p, (queue, (count, age)) in enumerate(zip(names.control_queues, stats, strict=False)):
         row = rows.get(p, LeaseRow(partition=p, queue=queue))
-        infos.append(PartitionInfo(
-            partition=p, queue=queue, owner=row.current_owner, next_owner=row.next_owner,
-            owned_since=row.owned_since, expires_at=row.expires_at, is_draining=row.is_draining,
-            approximate_messages=count, oldest_message_age=age,
-        ))
+        infos.append(
+            PartitionInfo(
+                partition=p,
+                queue=queue,
+                owner=row.current_owner,
+                next_owner=row.next_owner,
+                owned_since=row.owned_since,
+                expires_at=row.expires_at,
+                is_draining=row.is_draining,
+                approximate_messages=count,
+                oldest_message_age=age,
+            )
+        )
     return infos
 
 

@@ -46,7 +46,6 @@ from durable_azstorage.azure.partitioning.balancer import (
     may_dequeue,
     released,
 )
-from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.partitioning.lease_table import (
     LeaseConflict,
     LeaseRow,
@@ -55,6 +54,7 @@ from durable_azstorage.azure.partitioning.lease_table import (
     describe_partitions,
 )
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ class PartitionManager:
         self._clock = clock or _utcnow
         self._drainer = drainer
         self._clients = clients
-        self._table = LeaseTable(clients.table(self.names.partitions_table), self.names, clients.retry)
+        self._table = LeaseTable(
+            clients.table(self.names.partitions_table), self.names, clients.retry
+        )
         if skew_margin is None:
             skew_margin = min(
                 timedelta(seconds=5), (settings.lease_interval - settings.lease_renew_interval) / 2
@@ -144,7 +146,9 @@ class PartitionManager:
         self.policy = LeasePolicy(settings.lease_interval, skew_margin)
         self._renew_every = settings.lease_renew_interval.total_seconds()
         self._acquire_every = settings.lease_acquire_interval.total_seconds()
-        self._fast = (fast_interval or min(timedelta(seconds=1), settings.lease_acquire_interval)).total_seconds()
+        self._fast = (
+            fast_interval or min(timedelta(seconds=1), settings.lease_acquire_interval)
+        ).total_seconds()
         self._op_timeout = max(self._renew_every, 1.0)
         self._drain_timeout = drain_timeout.total_seconds()
         self._rows: dict[int, LeaseRow] = {}
@@ -187,7 +191,9 @@ class PartitionManager:
             log.warning(
                 "another worker of this process owns partitions of task hub %r as %r; this one "
                 "uses %r (set worker_id to name them yourself)",
-                self.names.task_hub, self._base_name, self.me,
+                self.names.task_hub,
+                self._base_name,
+                self.me,
             )
         self._apply_read(await self._table.ensure_rows(), started=self._seq)
         self._tasks = [
@@ -212,8 +218,10 @@ class PartitionManager:
         if graceful:
             self._stopping = True
             self._wake.set()
-            deadline = asyncio.get_running_loop().time() + self._drain_timeout + (
-                self.policy.lease_interval.total_seconds()
+            deadline = (
+                asyncio.get_running_loop().time()
+                + self._drain_timeout
+                + (self.policy.lease_interval.total_seconds())
             )
             while asyncio.get_running_loop().time() < deadline and self._still_involved():
                 await asyncio.sleep(min(self._fast, 0.1))
@@ -277,12 +285,22 @@ class PartitionManager:
             await self._sleep(delay)
 
     def _decide(
-        self, rows: dict[int, LeaseRow], acquire: bool, renew: bool,
+        self,
+        rows: dict[int, LeaseRow],
+        acquire: bool,
+        renew: bool,
         backlog: dict[int, int] | None = None,
     ) -> Decision:
         return decide(
-            rows, self.me, self._clock(), self.policy, draining=frozenset(self._drains),
-            acquire=acquire, renew=renew, stopping=self._stopping, backlog=backlog,
+            rows,
+            self.me,
+            self._clock(),
+            self.policy,
+            draining=frozenset(self._drains),
+            acquire=acquire,
+            renew=renew,
+            stopping=self._stopping,
+            backlog=backlog,
         )
 
     async def _backlog(self, actions: tuple[Action, ...]) -> dict[int, int]:
@@ -299,7 +317,7 @@ class PartitionManager:
             asyncio.gather(*(length(p) for p in partitions), return_exceptions=True),
             self._op_timeout,
         )
-        return {p: n for p, n in zip(partitions, lengths) if isinstance(n, int)}
+        return {p: n for p, n in zip(partitions, lengths, strict=False) if isinstance(n, int)}
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -361,7 +379,9 @@ class PartitionManager:
                 "partition manager %s: this clock differs from the storage service's by about "
                 "%.1f s, more than the lease skew margin (%.1f s); two workers could dequeue one "
                 "partition. Synchronise the clock (NTP) or raise the margin.",
-                self.me, skew.total_seconds(), self.policy.skew_margin.total_seconds(),
+                self.me,
+                skew.total_seconds(),
+                self.policy.skew_margin.total_seconds(),
             )
 
     # ------------------------------------------------------------------ draining
@@ -371,8 +391,10 @@ class PartitionManager:
             return
         row = self._rows.get(partition)
         log.info(
-            "partition manager %s: draining %s (requested by %s)", self.me,
-            row.queue if row else partition, (row.next_owner if row else None) or "shutdown",
+            "partition manager %s: draining %s (requested by %s)",
+            self.me,
+            row.queue if row else partition,
+            (row.next_owner if row else None) or "shutdown",
         )
         self._drains[partition] = asyncio.ensure_future(self._drain_and_release(partition))
         self._refresh_owned()  # stop dequeuing before anything else happens
@@ -385,7 +407,9 @@ class PartitionManager:
                 log.warning(
                     "partition manager %s: draining partition %d took over %.0f s; releasing it "
                     "anyway (a late commit is rejected by the history ETag)",
-                    self.me, partition, self._drain_timeout,
+                    self.me,
+                    partition,
+                    self._drain_timeout,
                 )
             except Exception as exc:
                 log.warning("partition manager %s: drain of %d failed: %r", self.me, partition, exc)
@@ -403,14 +427,20 @@ class PartitionManager:
                 return
             try:
                 if await self._write(released(row, self._clock(), self.policy), ActionKind.DRAIN):
-                    log.info("partition manager %s: released %s to %s", self.me, row.queue,
-                             row.next_owner or "anybody")
+                    log.info(
+                        "partition manager %s: released %s to %s",
+                        self.me,
+                        row.queue,
+                        row.next_owner or "anybody",
+                    )
                     return
                 fresh = await asyncio.wait_for(self._table.read(partition), self._op_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("partition manager %s: release of %d failed: %r", self.me, partition, exc)
+                log.warning(
+                    "partition manager %s: release of %d failed: %r", self.me, partition, exc
+                )
                 await asyncio.sleep(self._fast)
                 continue
             if fresh is None:
@@ -424,16 +454,25 @@ class PartitionManager:
     def _refresh_owned(self) -> None:
         now = self._clock()
         owned = frozenset(
-            p for p, row in self._rows.items()
-            if self._tasks and not self._stopping and not self._halted and p not in self._drains
+            p
+            for p, row in self._rows.items()
+            if self._tasks
+            and not self._stopping
+            and not self._halted
+            and p not in self._drains
             and may_dequeue(row, self.me, now, self.policy)
         )
         if owned == self._owned:
             return
         lost, gained = self._owned - owned, owned - self._owned
         self._owned = owned
-        log.info("partition manager %s: owns %s (+%s -%s)", self.me, sorted(owned),
-                 sorted(gained), sorted(lost))
+        log.info(
+            "partition manager %s: owns %s (+%s -%s)",
+            self.me,
+            sorted(owned),
+            sorted(gained),
+            sorted(lost),
+        )
         for callback in list(self._callbacks):
             try:
                 callback(owned)

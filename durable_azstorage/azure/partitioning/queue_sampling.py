@@ -12,15 +12,19 @@ from durable_azstorage.azure.storage.naming import TaskHubNames
 from durable_azstorage.model.scale import HubSample, PartitionSample
 
 
-async def sample_hub(clients: StorageClients, names: TaskHubNames, max_poll_interval: timedelta) -> HubSample:
+async def sample_hub(
+    clients: StorageClients, names: TaskHubNames, max_poll_interval: timedelta
+) -> HubSample:
     partitions, (work_items, work_item_age) = await asyncio.gather(
         describe_partitions(clients, names), queue_backlog(clients, names.work_item_queue)
     )
     return HubSample(
         partitions=tuple(
             PartitionSample(
-                partition=p.partition, messages=p.approximate_messages,
-                oldest_message_age=_seconds(p.oldest_message_age), owner=p.owner,
+                partition=p.partition,
+                messages=p.approximate_messages,
+                oldest_message_age=_seconds(p.oldest_message_age),
+                owner=p.owner,
             )
             for p in partitions
         ),

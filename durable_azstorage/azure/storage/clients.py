@@ -27,16 +27,16 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-from durable_azstorage.azure.storage.metrics import RequestCounter, RequestCountingPolicy
-from durable_azstorage.azure.storage.proxies import proxies_for
-from durable_azstorage.azure.storage.retry import TransientRetry
-from durable_azstorage.azure.storage.sync_credential import AsyncFromSyncCredential
 from durable_azstorage.azure.settings import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
     AzureStorageSettings,
     parse_connection_string,
 )
+from durable_azstorage.azure.storage.metrics import RequestCounter, RequestCountingPolicy
+from durable_azstorage.azure.storage.proxies import proxies_for
+from durable_azstorage.azure.storage.retry import TransientRetry
+from durable_azstorage.azure.storage.sync_credential import AsyncFromSyncCredential
 
 CONNECTION_TIMEOUT = timedelta(seconds=10)  # TCP connect; a longer wait is an outage, retry it
 READ_TIMEOUT = timedelta(seconds=60)  # per response read; big history pages stay well below
@@ -174,7 +174,9 @@ class StorageClients:
             if service == "table":
                 return cls.from_connection_string(conn_str=conn, **kwargs)
             return cls.from_connection_string(conn, **kwargs)
-        return cls(endpoint_for(self.settings, service), credential=_credential(self.settings), **kwargs)
+        return cls(
+            endpoint_for(self.settings, service), credential=_credential(self.settings), **kwargs
+        )
 
 
 def _count_derived_table_clients(service: TableServiceClient, counter: RequestCounter) -> None:

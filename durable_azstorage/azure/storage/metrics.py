@@ -53,7 +53,9 @@ class RequestCounts:
         )
 
 
-def _minus(a: dict[tuple[str, str], int], b: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+def _minus(
+    a: dict[tuple[str, str], int], b: dict[tuple[str, str], int]
+) -> dict[tuple[str, str], int]:
     return {k: v - b.get(k, 0) for k, v in a.items() if v - b.get(k, 0)}
 
 
@@ -95,7 +97,9 @@ class RequestCountingPolicy(SansIOHTTPPolicy[Any, Any]):
         self._counter = counter
         self._service = service
 
-    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
+    def on_response(
+        self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
+    ) -> None:
         self._counter.record(self._service, self._operation(request))
 
     def on_exception(self, request: PipelineRequest[Any]) -> None:

@@ -40,7 +40,9 @@ class PayloadNotFoundError(DurableTaskError, LookupError):
     """A row or message references a payload blob that does not exist (purged meanwhile?)."""
 
     def __init__(self, container: str, blob_name: str) -> None:
-        super().__init__(f"large payload blob {blob_name!r} is missing from container {container!r}")
+        super().__init__(
+            f"large payload blob {blob_name!r} is missing from container {container!r}"
+        )
         self.blob_name = blob_name
 
 

@@ -66,7 +66,7 @@ def parse_episode_log(
             consumed.append([])
         else:
             consumed[-1].append(value)
-    return [replace(r, message_ids=tuple(i)) for r, i in zip(marks, consumed)]
+    return [replace(r, message_ids=tuple(i)) for r, i in zip(marks, consumed, strict=False)]
 
 
 def encode_episode_log(records: Iterable[EpisodeRecord]) -> list[str]:
@@ -114,7 +114,7 @@ def episode_of(records: Sequence[EpisodeRecord], message_id: str) -> EpisodeReco
 
 def _parse_mark(value: str) -> EpisodeRecord:
     try:
-        number, first, end, continued, at, execution_id = value[len(MARK):].split(":", 5)
+        number, first, end, continued, at, execution_id = value[len(MARK) :].split(":", 5)
         return EpisodeRecord(
             episode=int(number),
             first=int(first),
@@ -132,7 +132,7 @@ def _legacy(ids: Sequence[str], *, episode: int, execution_id: str) -> EpisodeRe
     first, continued = 0, False
     for value in ids:
         if value.startswith(MARK):
-            head, _, flag = value[len(MARK):].partition(":")
+            head, _, flag = value[len(MARK) :].partition(":")
             first, continued = int(head), flag == "1"
     return EpisodeRecord(
         episode=episode,

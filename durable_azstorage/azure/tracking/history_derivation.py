@@ -36,6 +36,7 @@ from durable_azstorage.model.outbound import WAKE_UP, Outbound
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 
+
 def started_event(events: Sequence[HistoryEvent]) -> ExecutionStarted | None:
     for event in events:
         if isinstance(event, ExecutionStarted):
@@ -63,12 +64,18 @@ def derive_outbound(
         # A continue-as-new generation recorded but not run yet (replay defers after many
         # back-to-back generations): it is woken by a message to itself.
         wake = GenericEvent(timestamp=started.timestamp, data=WAKE_UP)
-        out.orchestrator.append(TaskMessage(instance=started.instance, event=wake, sender=started.instance))
+        out.orchestrator.append(
+            TaskMessage(instance=started.instance, event=wake, sender=started.instance)
+        )
     return out
 
 
 _DECISIONS = (
-    TaskScheduled, TimerCreated, SubOrchestrationInstanceCreated, EventSent, ExecutionCompleted
+    TaskScheduled,
+    TimerCreated,
+    SubOrchestrationInstanceCreated,
+    EventSent,
+    ExecutionCompleted,
 )
 
 

@@ -43,6 +43,15 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.payloads import (
+    BlobLedger,
+    PayloadNotFoundError,
+    PayloadStore,
+    history_blob_name,
+    instance_prefix,
+)
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.history_rows import (
     EMPTY_SENTINEL,
     PendingBlob,
@@ -55,15 +64,6 @@ from durable_azstorage.azure.tracking.history_rows import (
     parse_sentinel,
     sentinel_columns,
 )
-from durable_azstorage.azure.storage.naming import escape_key
-from durable_azstorage.azure.storage.payloads import (
-    BlobLedger,
-    PayloadNotFoundError,
-    PayloadStore,
-    history_blob_name,
-    instance_prefix,
-)
-from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import ConcurrencyConflictError, DurableTaskError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus
@@ -183,9 +183,7 @@ class HistoryStore:
             async with gate:
                 row[prop] = await self._payloads.get(blob)
 
-        await asyncio.gather(
-            *(fetch(r, p, b) for r in rows for p, b in blob_references(r).items())
-        )
+        await asyncio.gather(*(fetch(r, p, b) for r in rows for p, b in blob_references(r).items()))
 
     # ------------------------------------------------------------------ commit
 
@@ -324,7 +322,11 @@ class HistoryStore:
                     (
                         "update",
                         sentinel,
-                        {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                        {
+                            "mode": mode,
+                            "etag": etag,
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
                     )
                 )
             etag = await self._submit(instance_id, pk, ops, sentinel["CheckpointId"])

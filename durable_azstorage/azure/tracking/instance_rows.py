@@ -22,9 +22,7 @@ from durable_azstorage.serialization.codec import decode_failure, encode_failure
 ROW_KEY = ""
 PAYLOAD_COLUMNS = ("Input", "Output")  # left out by fetch_payloads=False / $select
 OFFLOADABLE = ("Input", "Output", "CustomStatus", "Tags", "FailureDetails")
-NEVER_OFFLOADED = frozenset(
-    {"Name", "Version", "RuntimeStatus", "ExecutionId", "ParentInstanceId"}
-)
+NEVER_OFFLOADED = frozenset({"Name", "Version", "RuntimeStatus", "ExecutionId", "ParentInstanceId"})
 LEAN_SELECT = [
     "PartitionKey",
     "Name",
@@ -197,8 +195,12 @@ def decode_token(token: str) -> dict[str, str | None]:
     if not isinstance(doc, dict) or doc.get("v") != _TOKEN_VERSION:
         raise ValueError(f"invalid continuation token {token[:40]!r}: unknown format")
     position = doc.get("next")
-    if not isinstance(position, dict) or not position or not all(
-        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in position.items()
+    if (
+        not isinstance(position, dict)
+        or not position
+        or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in position.items()
+        )
     ):
         raise ValueError(f"invalid continuation token {token[:40]!r}: no position")
     return position

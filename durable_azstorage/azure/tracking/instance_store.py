@@ -30,6 +30,15 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from durable_azstorage.azure.storage.naming import escape_key, unescape_key
+from durable_azstorage.azure.storage.payloads import (
+    BlobLedger,
+    PayloadNotFoundError,
+    PayloadStore,
+    instance_blob_name,
+    instance_prefix,
+)
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.history_rows import blob_references, offload_properties
 from durable_azstorage.azure.tracking.instance_rows import (
     LEAN_SELECT,
@@ -43,15 +52,6 @@ from durable_azstorage.azure.tracking.instance_rows import (
     to_entity,
     to_state,
 )
-from durable_azstorage.azure.storage.naming import escape_key, unescape_key
-from durable_azstorage.azure.storage.payloads import (
-    BlobLedger,
-    PayloadNotFoundError,
-    PayloadStore,
-    instance_blob_name,
-    instance_prefix,
-)
-from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     OrchestrationAlreadyExistsError,
@@ -158,9 +158,7 @@ class InstanceStore:
             for _ in range(WRITE_EPISODE_ATTEMPTS):
                 if known is None:
                     current = await self._row_version(state.instance_id)
-                    if current is not None and not _older(
-                        current[0], state, episode, predecessors
-                    ):
+                    if current is not None and not _older(current[0], state, episode, predecessors):
                         written.append(None)
                         return
                     known = current[1] if current is not None else None
@@ -169,8 +167,10 @@ class InstanceStore:
                         meta = await self._retry.call(lambda: self._table.create_entity(entity))
                     else:
                         meta = await self._retry.call(
-                            lambda: self._table.update_entity(
-                                entity, mode=UpdateMode.REPLACE, etag=known,
+                            lambda known=known: self._table.update_entity(  # type: ignore[misc]
+                                entity,
+                                mode=UpdateMode.REPLACE,
+                                etag=known,
                                 match_condition=MatchConditions.IfNotModified,
                             )
                         )
@@ -194,7 +194,8 @@ class InstanceStore:
         try:
             entity = await self._retry.call(
                 lambda: self._table.get_entity(
-                    escape_key(instance_id), ROW_KEY,
+                    escape_key(instance_id),
+                    ROW_KEY,
                     select=["ExecutionId", EPISODE_COLUMN, "RuntimeStatus"],
                 )
             )
@@ -305,7 +306,9 @@ class InstanceStore:
         while True:
             remaining = query.page_size - len(rows)
             page, token = await self._retry.call(
-                lambda: self._page(where, params, select, remaining, token)
+                lambda remaining=remaining, token=token: self._page(  # type: ignore[misc]
+                    where, params, select, remaining, token
+                )
             )
             rows += page
             if token is None or len(rows) >= query.page_size:
@@ -372,7 +375,7 @@ class InstanceStore:
             if with_payloads or c not in PAYLOAD_COLUMNS
         }
         texts = await asyncio.gather(*(self._payloads.get(b) for b in refs.values()))
-        row.update(zip(refs, texts))
+        row.update(zip(refs, texts, strict=False))
         for c in blob_references(row):
             del row[c + "BlobName"]
 

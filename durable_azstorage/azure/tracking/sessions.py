@@ -62,7 +62,10 @@ class SessionCache:
         if self.capacity <= 0:
             return
         self._entries[instance_id] = Session(
-            events=events, sentinel=sentinel, state=state, touched=time.monotonic(),
+            events=events,
+            sentinel=sentinel,
+            state=state,
+            touched=time.monotonic(),
             row_etag=row_etag,
         )
         self._entries.move_to_end(instance_id)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -53,7 +52,10 @@ class TaskHubResources:
     """
 
     def __init__(
-        self, clients: StorageClients, task_hub: str | None = None, partition_count: int | None = None
+        self,
+        clients: StorageClients,
+        task_hub: str | None = None,
+        partition_count: int | None = None,
     ) -> None:
         settings = clients.settings
         self._clients = clients
@@ -85,8 +87,11 @@ class TaskHubResources:
             raise PartitionCountMismatchError(names.task_hub, stored, names.partition_count)
         creations: list[Callable[[], Awaitable[Any]]] = [
             *(self._clients.queue(q).create_queue for q in names.queues),
-            *(self._clients.table(t).create_table for t in names.tables
-              if t != names.partitions_table),
+            *(
+                self._clients.table(t).create_table
+                for t in names.tables
+                if t != names.partitions_table
+            ),
             *(self._clients.container(c).create_container for c in names.containers),
         ]
         await asyncio.gather(*(self._create(op) for op in creations))
@@ -128,7 +133,10 @@ class TaskHubResources:
         prefix = names.task_hub.lower() + "-"
 
         async def queues() -> set[str]:
-            return {q.name async for q in self._clients.queue_service.list_queues(name_starts_with=prefix)}
+            return {
+                q.name
+                async for q in self._clients.queue_service.list_queues(name_starts_with=prefix)
+            }
 
         async def tables() -> set[str]:
             query = " or ".join(f"TableName eq '{t}'" for t in names.tables)
@@ -153,8 +161,11 @@ class TaskHubResources:
         names = TaskHubNames(self.task_hub, int(row["PartitionCount"])) if row else self.names
         deletions: list[Callable[[], Awaitable[Any]]] = [
             *(self._clients.queue(q).delete_queue for q in names.queues),
-            *(self._clients.table(t).delete_table for t in names.tables
-              if t != names.partitions_table),
+            *(
+                self._clients.table(t).delete_table
+                for t in names.tables
+                if t != names.partitions_table
+            ),
             *(self._clients.container(c).delete_container for c in names.containers),
         ]
         await asyncio.gather(*(self._delete(op) for op in deletions))
@@ -175,7 +186,8 @@ class TaskHubResources:
 
         async def variants() -> list[str]:
             return [
-                t.name async for t in self._clients.table_service.list_tables()
+                t.name
+                async for t in self._clients.table_service.list_tables()
                 if t.name.lower() == wanted.lower() and t.name != wanted
             ]
 
@@ -239,11 +251,13 @@ async def list_task_hubs(clients: StorageClients) -> list[TaskHubInfo]:
 
     Costs one table listing plus one read per candidate table.
     """
+
     async def partition_tables() -> list[str]:
         return [t.name async for t in clients.table_service.list_tables()]
 
     candidates = [
-        name for name in await clients.retry.call(partition_tables)
+        name
+        for name in await clients.retry.call(partition_tables)
         if name.endswith(_PARTITIONS_SUFFIX) and len(name) > len(_PARTITIONS_SUFFIX)
     ]
     hubs: list[TaskHubInfo] = []

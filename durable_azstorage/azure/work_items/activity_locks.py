@@ -80,7 +80,10 @@ class ActivityLocks:
 
     def _own(self, item: ActivityWorkItem) -> _ActivityLock:
         lock = item.lock_token
-        if not isinstance(lock, _ActivityLock) or self._locks.get(lock.received.message_id) is not lock:
+        if (
+            not isinstance(lock, _ActivityLock)
+            or self._locks.get(lock.received.message_id) is not lock
+        ):
             raise LockLostError(
                 f"the lock on activity {item.name!r} (task {item.task_id} of "
                 f"{item.instance.instance_id!r}) is not held by this backend"
@@ -109,7 +112,9 @@ class ActivityLocks:
         if not isinstance(lock, _ActivityLock):
             raise LockLostError(f"lock token {lock!r} was not issued by this backend")
         request = lock.received
-        if self._locks.get(request.message_id) is lock and self._deliver_in_process(request, result):
+        if self._locks.get(request.message_id) is lock and self._deliver_in_process(
+            request, result
+        ):
             del self._locks[request.message_id]
             self.delivered_in_process += 1
             return

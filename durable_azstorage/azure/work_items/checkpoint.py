@@ -34,6 +34,9 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from durable_azstorage.azure.hub import HubLifecycle
+from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.storage.retry import is_transient
 from durable_azstorage.azure.tracking.episode_log import (
     EpisodeRecord,
     encode_episode_log,
@@ -41,16 +44,13 @@ from durable_azstorage.azure.tracking.episode_log import (
     parse_episode_log,
     remember,
 )
-from durable_azstorage.azure.hub import HubLifecycle
-from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.tracking.history_derivation import (
     derive_outbound,
     started_event,
     state_from_history,
     visible_fields,
 )
-from durable_azstorage.azure.messaging.queues import ReceivedMessage
-from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
@@ -158,7 +158,8 @@ class Checkpoint:
         sentinel = loaded.sentinel
         started = started_event(commit.new_events) if new_execution else None
         execution_id = (
-            started.instance.execution_id if started is not None
+            started.instance.execution_id
+            if started is not None
             else sentinel.execution_id or commit.state.execution_id
         ) or ""
         first = 0 if new_execution else sentinel.event_count
@@ -180,9 +181,11 @@ class Checkpoint:
             for old in records[1:]:
                 if old.execution_id != sentinel.execution_id:
                     continue
-                kept = await entry_messages(outbox.entries[old.episode], payloads) if (
-                    old.episode in outbox
-                ) else []
+                kept = (
+                    await entry_messages(outbox.entries[old.episode], payloads)
+                    if (old.episode in outbox)
+                    else []
+                )
                 derived = derive_episode(loaded.events, old)
                 if derived or kept:
                     entry = await make_entry(instance_id, [*derived, *kept], payloads)
@@ -233,12 +236,17 @@ class Checkpoint:
                 log.error(
                     "orchestration %r: episode %d of execution %s was replaced and its "
                     "messages were not kept; they cannot be re-sent",
-                    instance_id, record.episode, record.execution_id,
+                    instance_id,
+                    record.episode,
+                    record.execution_id,
                 )
         log.warning(
             "orchestration %r: %d consumed message(s) of episode(s) %s redelivered; re-sending "
             "%d outbound message(s) and repairing the Instances row",
-            instance_id, len(redelivered), sorted(episodes), len(outbound),
+            instance_id,
+            len(redelivered),
+            sorted(episodes),
+            len(outbound),
         )
         if outbound:
             await self._retrying(lambda: self._send_all(outbound))
@@ -255,7 +263,10 @@ class Checkpoint:
         previous = found[0] if found is not None else None
         status = sentinel.runtime_status or OrchestrationStatus.RUNNING
         repaired = state_from_history(
-            instance_id, loaded.events, status=status, completed_at=sentinel.completed_at,
+            instance_id,
+            loaded.events,
+            status=status,
+            completed_at=sentinel.completed_at,
             previous=previous,
         )
         if repaired is not None and (
@@ -313,7 +324,8 @@ def _from_earlier_generations(commit: OrchestrationCommit, execution_id: str) ->
     if not commit.new_execution:
         return []
     return [
-        m for m in commit.outbound_messages
+        m
+        for m in commit.outbound_messages
         if m.sender is not None and m.sender.execution_id != execution_id
     ]
 

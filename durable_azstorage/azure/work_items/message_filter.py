@@ -88,7 +88,11 @@ async def filter_messages(
             if execution_of(candidate) == current:
                 continue
             event = event_of(candidate)
-            if running is not None and isinstance(event, ExecutionStarted) and running.already_ran(event):
+            if (
+                running is not None
+                and isinstance(event, ExecutionStarted)
+                and running.already_ran(event)
+            ):
                 continue  # stale: the start of this chain, or of an earlier attempt
             row = await instance_row()
             if row is not None and row.execution_id == execution_of(candidate):

@@ -73,7 +73,11 @@ class _OrchLock:
 
 
 async def hide(
-    queue: QueueLookup, messages: Sequence[ReceivedMessage], delay: timedelta, *, deferred: bool = False
+    queue: QueueLookup,
+    messages: Sequence[ReceivedMessage],
+    delay: timedelta,
+    *,
+    deferred: bool = False,
 ) -> None:
     """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
 
@@ -186,7 +190,10 @@ class OrchestrationLocks:
                     delay = PREPARE_RETRY_DELAY * 2 ** min(delivered - 1, 6)
                     log.exception(
                         "orchestration %r: preparing a work item failed (delivery %d); "
-                        "retrying in %.0f s", instance_id, failed, delay.total_seconds(),
+                        "retrying in %.0f s",
+                        instance_id,
+                        failed,
+                        delay.total_seconds(),
                     )
                     await hide(self._hub.queue, messages, delay)
                     self._buffer.release(instance_id)
@@ -200,9 +207,7 @@ class OrchestrationLocks:
             await self._buffer.wait(remaining)
         return None
 
-    async def _load(
-        self, instance_id: str
-    ) -> tuple[LoadedHistory, InstanceState | None, bool]:
+    async def _load(self, instance_id: str) -> tuple[LoadedHistory, InstanceState | None, bool]:
         """The instance's committed history, the Instances row last written by this process
         (None when unknown) and whether both came from the session cache."""
         session = self._sessions.get(instance_id)
@@ -243,7 +248,10 @@ class OrchestrationLocks:
         for received, reason in filtered.discard:
             log.warning(
                 "discarding %s message %s for instance %r: %s",
-                kind_of(received), received.message_id, instance_id, reason,
+                kind_of(received),
+                received.message_id,
+                instance_id,
+                reason,
             )
         discarded = (self._hub.queue(m.queue_name).delete(m) for m, _ in filtered.discard)
         await asyncio.gather(*discarded)
@@ -298,8 +306,11 @@ class OrchestrationLocks:
         recovered = [m for m in messages if not consumed.isdisjoint(m.consumed_as)]
         rest = [m for m in messages if consumed.isdisjoint(m.consumed_as)]
         filtered = await filter_messages(
-            loaded.sentinel, rest, instance_row=instance_row,
-            max_delay=self.settings.max_timer_delay, history=loaded.events,
+            loaded.sentinel,
+            rest,
+            instance_row=instance_row,
+            max_delay=self.settings.max_timer_delay,
+            history=loaded.events,
             entity=is_entity_id(instance_id),
         )
         return recovered, filtered
@@ -417,8 +428,12 @@ class OrchestrationLocks:
         lock = self._own(item)
         await self._raise_if_expired(lock)
         await self._checkpoint.commit(
-            item.instance_id, commit, loaded=lock.loaded, fresh=lock.fresh,
-            known_state=lock.known_state, messages=lock.messages,
+            item.instance_id,
+            commit,
+            loaded=lock.loaded,
+            fresh=lock.fresh,
+            known_state=lock.known_state,
+            messages=lock.messages,
         )
         self._release(lock)
 

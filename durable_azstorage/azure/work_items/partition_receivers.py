@@ -73,7 +73,9 @@ class PartitionReceivers:
             due = self._buffer.take_carried(datetime.now(timezone.utc) + timeout * 2 / 3)
             for instance_id, waiting in due:
                 try:
-                    renewed = await self._hub.queue(waiting.queue_name).set_visibility(waiting, timeout)
+                    renewed = await self._hub.queue(waiting.queue_name).set_visibility(
+                        waiting, timeout
+                    )
                 except Exception as exc:  # received again: the activity runs again
                     log.info("result carried by %s dropped: %r", waiting.message_id, exc)
                     continue
@@ -159,7 +161,8 @@ class PartitionReceivers:
             if dropped:
                 log.info(
                     "partition %d lost: %d buffered message(s) made visible again",
-                    partition, len(dropped),
+                    partition,
+                    len(dropped),
                 )
                 await hide(self._hub.queue, dropped, timedelta(0))
         finally:
@@ -181,7 +184,8 @@ class PartitionReceivers:
         try:
             while not self._hub.closing:
                 busy = [
-                    i for i in self._buffer.locked_instances()
+                    i
+                    for i in self._buffer.locked_instances()
                     if partition_of(i, count) == partition
                 ]
                 if not busy:
@@ -190,7 +194,9 @@ class PartitionReceivers:
                     warn_at = loop.time() + DRAIN_WARN_AFTER
                     log.warning(
                         "draining partition %d: still waiting for %d work item(s) in flight: %s",
-                        partition, len(busy), ", ".join(sorted(busy)[:5]),
+                        partition,
+                        len(busy),
+                        ", ".join(sorted(busy)[:5]),
                     )
                 await asyncio.sleep(DRAIN_POLL)
         finally:  # also when the drain timed out (cancelled): episodes in flight re-cached

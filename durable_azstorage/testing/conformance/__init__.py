@@ -42,6 +42,8 @@ pytest.register_assert_rewrite(
     "durable_azstorage.testing.conformance.task_hub",
 )
 
+# E402 below: the suites are imported only after pytest was told to rewrite their asserts.
+
 from durable_azstorage.testing.conformance.activities import ActivityConformance  # noqa: E402
 from durable_azstorage.testing.conformance.checkpoint import CheckpointConformance  # noqa: E402
 from durable_azstorage.testing.conformance.crash_recovery import CrashRecoveryConformance  # noqa: E402

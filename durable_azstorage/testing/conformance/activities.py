@@ -34,11 +34,15 @@ def _result(request: ActivityWorkItem, value: str = '"ok"') -> TaskMessage:
 class ActivityConformance:
     """Activity work items: lock, complete, abandon (with delay), renew, expiry."""
 
-    async def test_lock_next_activity_returns_none_when_empty(self, harness: BackendHarness) -> None:
+    async def test_lock_next_activity_returns_none_when_empty(
+        self, harness: BackendHarness
+    ) -> None:
         assert await harness.no_activity()
         assert await harness.backend.lock_next_activity(0) is None
 
-    async def test_activity_request_carries_the_scheduling_details(self, harness: BackendHarness) -> None:
+    async def test_activity_request_carries_the_scheduling_details(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("act-1"))
         item = await harness.lock_orchestration()
         await harness.backend.complete_orchestration(
@@ -83,7 +87,9 @@ class ActivityConformance:
         assert again.name == "A"
         assert again.dequeue_count == 2
 
-    async def test_deferred_activity_abandons_never_count_toward_poison(self, harness: BackendHarness) -> None:
+    async def test_deferred_activity_abandons_never_count_toward_poison(
+        self, harness: BackendHarness
+    ) -> None:
         await _schedule(harness, "act-defer", "A")
         for _ in range(3):
             request = await harness.lock_activity()

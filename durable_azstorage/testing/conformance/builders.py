@@ -122,7 +122,9 @@ def episode(
     )
 
 
-def activity_result(item_instance: h.OrchestrationInstance, task_id: int, result: str) -> TaskMessage:
+def activity_result(
+    item_instance: h.OrchestrationInstance, task_id: int, result: str
+) -> TaskMessage:
     return TaskMessage(
         instance=item_instance,
         event=h.TaskCompleted(task_scheduled_id=task_id, result=result),

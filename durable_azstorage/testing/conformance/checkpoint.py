@@ -11,7 +11,15 @@ from durable_azstorage.model import history as h
 from durable_azstorage.model.errors import ConcurrencyConflictError, LockLostError
 from durable_azstorage.model.status import OrchestrationStatus
 
-from .builders import episode, event_message, event_types, execution_id_of, instance, start_message, state
+from .builders import (
+    episode,
+    event_message,
+    event_types,
+    execution_id_of,
+    instance,
+    start_message,
+    state,
+)
 from .harness import BackendHarness
 
 
@@ -23,7 +31,9 @@ async def _started(harness: BackendHarness, instance_id: str) -> OrchestrationWo
 class CheckpointConformance:
     """Commits: ETag races, stale and foreign locks, continue-as-new, outbound routing."""
 
-    async def test_etag_race_rejects_the_loser_and_sends_nothing(self, harness: BackendHarness) -> None:
+    async def test_etag_race_rejects_the_loser_and_sends_nothing(
+        self, harness: BackendHarness
+    ) -> None:
         loser = await _started(harness, "race-1")
         await harness.expire_locks()
         winner = await harness.lock_orchestration(harness.peer)
@@ -78,11 +88,15 @@ class CheckpointConformance:
 
         await harness.backend.complete_orchestration(item, commit)
 
-    async def test_lock_of_one_instance_does_not_unlock_another(self, harness: BackendHarness) -> None:
+    async def test_lock_of_one_instance_does_not_unlock_another(
+        self, harness: BackendHarness
+    ) -> None:
         a = await _started(harness, "mix-a")
         await harness.backend.create_instance(start_message("mix-b"))
         b = await harness.lock_orchestration()
-        swapped = dataclasses.replace(a, instance_id=b.instance_id, history=b.history, messages=b.messages)
+        swapped = dataclasses.replace(
+            a, instance_id=b.instance_id, history=b.history, messages=b.messages
+        )
 
         with pytest.raises(LockLostError):
             await harness.backend.complete_orchestration(swapped, episode(b, now=harness.now()))
@@ -100,7 +114,9 @@ class CheckpointConformance:
             await harness.backend.renew_orchestration(item)
         assert len(await harness.backend.get_history("twice-1")) == 3
 
-    async def test_commit_without_events_still_consumes_the_messages(self, harness: BackendHarness) -> None:
+    async def test_commit_without_events_still_consumes_the_messages(
+        self, harness: BackendHarness
+    ) -> None:
         first = await _started(harness, "noop-1")
         await harness.backend.complete_orchestration(first, episode(first, now=harness.now()))
         await harness.backend.send_message(event_message("noop-1"))
@@ -147,7 +163,9 @@ class CheckpointConformance:
         assert third.history == new_events
         assert execution_id_of(third) == new_start.instance.execution_id
 
-    async def test_orchestrator_messages_reach_the_target_instance(self, harness: BackendHarness) -> None:
+    async def test_orchestrator_messages_reach_the_target_instance(
+        self, harness: BackendHarness
+    ) -> None:
         parent = await _started(harness, "parent-1")
         child_start = start_message("parent-1:child", name="Child")
         await harness.backend.complete_orchestration(
@@ -170,7 +188,8 @@ class CheckpointConformance:
         result = h.TaskCompleted(task_scheduled_id=request.task_id, result='"Hello!"')
 
         await harness.backend.complete_activity(
-            request, dataclasses.replace(event_message("act-flow"), instance=request.instance, event=result)
+            request,
+            dataclasses.replace(event_message("act-flow"), instance=request.instance, event=result),
         )
 
         nxt = await harness.lock_orchestration()
@@ -181,7 +200,8 @@ class CheckpointConformance:
         item = await _started(harness, "bad-commit")
         good = episode(item, now=harness.now(), activities=("A",))
         bad = dataclasses.replace(
-            good, new_events=(*good.new_events, h.EventRaised(name=object()))  # type: ignore[arg-type]
+            good,
+            new_events=(*good.new_events, h.EventRaised(name=object())),  # type: ignore[arg-type]
         )
 
         with pytest.raises((ValueError, TypeError)):

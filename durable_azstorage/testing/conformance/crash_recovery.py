@@ -80,13 +80,19 @@ async def _activity_names(harness: BackendHarness, backend: Backend) -> list[str
         names.append(request.name)
         result = h.TaskCompleted(task_scheduled_id=request.task_id, result='"ok"')
         await backend.complete_activity(
-            request, dataclasses.replace(event_message(request.instance.instance_id), instance=request.instance, event=result)
+            request,
+            dataclasses.replace(
+                event_message(request.instance.instance_id), instance=request.instance, event=result
+            ),
         )
     return sorted(names)
 
 
 async def _event_episode_failing_after(
-    harness: BackendHarness, instance_id: str, event: str, step: str,
+    harness: BackendHarness,
+    instance_id: str,
+    event: str,
+    step: str,
     status: OrchestrationStatus = OrchestrationStatus.RUNNING,
 ) -> None:
     """Start ``instance_id``; its episode for ``event`` (ending with ``status``) fails after
@@ -116,8 +122,7 @@ class CrashRecoveryConformance:
 
     @pytest.mark.parametrize("step", STEPS)
     async def test_a_crash_after_each_step_is_finished_by_the_next_delivery(
-        self,
-        crashing: BackendHarness, step: str
+        self, crashing: BackendHarness, step: str
     ) -> None:
         harness = crashing
         await harness.backend.create_instance(start_message("crash-1"))
@@ -126,7 +131,9 @@ class CrashRecoveryConformance:
 
         await harness.expire_locks()
 
-        assert await harness.no_orchestration(harness.peer), "a consumed start must not be redelivered"
+        assert await harness.no_orchestration(harness.peer), (
+            "a consumed start must not be redelivered"
+        )
         history = await harness.peer.get_history("crash-1")
         assert event_types(history).count("ExecutionStarted") == 1
         assert sorted(set(await _activity_names(harness, harness.peer))) == ["A", "B"]
@@ -138,8 +145,7 @@ class CrashRecoveryConformance:
 
     @pytest.mark.parametrize("step", STEPS)
     async def test_recovery_finishes_the_episode_that_consumed_the_message(
-        self,
-        crashing: BackendHarness, step: str
+        self, crashing: BackendHarness, step: str
     ) -> None:
         """Episode 2 crashes; a later message arrives; its episode 3 must not hide episode 2's
         activity request."""
@@ -160,10 +166,16 @@ class CrashRecoveryConformance:
             third, episode(third, now=harness.now(), activities=("FromE2",))
         )
         assert sorted(set(await _activity_names(harness, harness.peer))) == ["FromE1", "FromE2"]
-        raised = [e.name for e in await harness.peer.get_history("crash-2") if isinstance(e, h.EventRaised)]
+        raised = [
+            e.name
+            for e in await harness.peer.get_history("crash-2")
+            if isinstance(e, h.EventRaised)
+        ]
         assert raised == ["E1", "E2"], "each event is applied exactly once"
 
-    async def test_a_failed_step_then_abandon_is_finished_at_once(self, crashing: BackendHarness) -> None:
+    async def test_a_failed_step_then_abandon_is_finished_at_once(
+        self, crashing: BackendHarness
+    ) -> None:
         """A storage error after step 1 (the process lives): the worker abandons, and the
         redelivery finishes the episode without waiting for a lock timeout."""
         harness = crashing
@@ -171,7 +183,9 @@ class CrashRecoveryConformance:
         item = await harness.lock_orchestration()
         _set_hook(harness, fail_at("history"))
         with pytest.raises(OSError):
-            await harness.backend.complete_orchestration(item, episode(item, now=harness.now(), activities=("A",)))
+            await harness.backend.complete_orchestration(
+                item, episode(item, now=harness.now(), activities=("A",))
+            )
         _set_hook(harness, None)
         await harness.backend.abandon_orchestration(item)
 
@@ -203,7 +217,9 @@ class CrashRecoveryConformance:
             assert [type(m.event).__name__ for m in second.messages] == ["EventRaised"]
             await harness.peer.complete_orchestration(
                 second,
-                episode(second, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"'),
+                episode(
+                    second, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"'
+                ),
             )
 
         _set_hook(harness, stall)
@@ -215,26 +231,34 @@ class CrashRecoveryConformance:
         await harness.expire_locks()
         assert await harness.no_orchestration(harness.peer)
 
-    async def test_an_empty_commit_does_not_freeze_a_stale_state(self, crashing: BackendHarness) -> None:
+    async def test_an_empty_commit_does_not_freeze_a_stale_state(
+        self, crashing: BackendHarness
+    ) -> None:
         """Episode 2 completes the instance but fails after step 1 and is abandoned with a delay;
         a discarded-only episode meanwhile commits no events with the state it read (still
         Running). Finishing episode 2 must still leave the instance Completed (torture seed 10066)."""
         harness = crashing
-        await _event_episode_failing_after(harness, "empty-1", "Finish", "history", OrchestrationStatus.COMPLETED)
+        await _event_episode_failing_after(
+            harness, "empty-1", "Finish", "history", OrchestrationStatus.COMPLETED
+        )
         await harness.backend.send_message(event_message("empty-1", name="Late"))
         late = await harness.backend.lock_next_orchestration(harness.empty_timeout)
         if late is not None:  # a backend may discard it itself, seeing the execution ended
             assert [m.event.name for m in late.messages] == ["Late"]  # type: ignore[attr-defined]
             stale = await harness.backend.get_instance("empty-1")
             assert stale is not None
-            await harness.backend.complete_orchestration(late, OrchestrationCommit(new_events=(), state=stale))
+            await harness.backend.complete_orchestration(
+                late, OrchestrationCommit(new_events=(), state=stale)
+            )
 
         await harness.advance(harness.delay)
         assert await harness.no_orchestration()
         state = await harness.backend.get_instance("empty-1")
         assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
 
-    async def test_a_late_redelivery_is_recognised_after_many_newer_messages(self, crashing: BackendHarness) -> None:
+    async def test_a_late_redelivery_is_recognised_after_many_newer_messages(
+        self, crashing: BackendHarness
+    ) -> None:
         """Consumed ids are remembered for as long as the message can come back, not for a fixed
         count (a fixed window of 64 ids let a late redelivery be applied twice)."""
         harness = crashing
@@ -250,11 +274,19 @@ class CrashRecoveryConformance:
             await harness.backend.complete_orchestration(item, episode(item, now=harness.now()))
 
         await harness.advance(harness.delay)
-        assert await harness.no_orchestration(), "the late redelivery must be recognised as consumed"
-        raised = [e.name for e in await harness.backend.get_history("late-id") if isinstance(e, h.EventRaised)]
+        assert await harness.no_orchestration(), (
+            "the late redelivery must be recognised as consumed"
+        )
+        raised = [
+            e.name
+            for e in await harness.backend.get_history("late-id")
+            if isinstance(e, h.EventRaised)
+        ]
         assert raised.count("Early") == 1 and len(raised) == 71
 
-    async def test_a_newer_episode_does_not_hide_an_older_unsent_one(self, crashing: BackendHarness) -> None:
+    async def test_a_newer_episode_does_not_hide_an_older_unsent_one(
+        self, crashing: BackendHarness
+    ) -> None:
         """Episode 2 commits its history (scheduling FromE1) and fails before sending; while its
         message is hidden, episode 3 commits (scheduling FromE2). When episode 2's message comes
         back, episode 2's messages must be sent, not episode 3's again."""

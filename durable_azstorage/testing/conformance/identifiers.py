@@ -39,8 +39,7 @@ class IdentifierConformance:
 
     @pytest.mark.parametrize(("bad", "rule"), BAD_IDS)
     async def test_create_instance_refuses_an_invalid_id(
-        self,
-        harness: BackendHarness, bad: str, rule: str
+        self, harness: BackendHarness, bad: str, rule: str
     ) -> None:
         with pytest.raises(InvalidIdentifierError, match=rule):
             await harness.backend.create_instance(start_message(bad))
@@ -49,14 +48,15 @@ class IdentifierConformance:
 
     @pytest.mark.parametrize(("bad", "rule"), BAD_IDS)
     async def test_send_message_refuses_an_invalid_id(
-        self,
-        harness: BackendHarness, bad: str, rule: str
+        self, harness: BackendHarness, bad: str, rule: str
     ) -> None:
         with pytest.raises(InvalidIdentifierError, match=rule):
             await harness.backend.send_message(event_message(bad))
 
     @pytest.mark.parametrize("longest", LONGEST_IDS)
-    async def test_the_longest_valid_ids_round_trip(self, harness: BackendHarness, longest: str) -> None:
+    async def test_the_longest_valid_ids_round_trip(
+        self, harness: BackendHarness, longest: str
+    ) -> None:
         big_output = '"' + "o" * 70_000 + '"'  # above the table-property limit: a payload blob
         assert await harness.backend.create_instance(start_message(longest, input='"in"'))
 
@@ -64,7 +64,9 @@ class IdentifierConformance:
         assert item.instance_id == longest
         await harness.backend.complete_orchestration(
             item,
-            episode(item, now=harness.now(), status=OrchestrationStatus.COMPLETED, output=big_output),
+            episode(
+                item, now=harness.now(), status=OrchestrationStatus.COMPLETED, output=big_output
+            ),
         )
 
         state = await harness.backend.get_instance(longest)

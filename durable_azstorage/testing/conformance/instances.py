@@ -50,7 +50,9 @@ class InstanceConformance:
         assert state.tags == {"team": "billing"}
         assert await harness.backend.get_history("new-1") == []
 
-    async def test_unknown_instance_has_no_state_and_no_history(self, harness: BackendHarness) -> None:
+    async def test_unknown_instance_has_no_state_and_no_history(
+        self, harness: BackendHarness
+    ) -> None:
         assert await harness.backend.get_instance("nobody") is None
         assert await harness.backend.get_history("nobody") == []
 
@@ -63,14 +65,15 @@ class InstanceConformance:
         full = await harness.backend.get_instance("payloads-1")
         lean = await harness.backend.get_instance("payloads-1", fetch_payloads=False)
 
-        assert full is not None and full.input == '"payloads-1"' and full.output == '"out-payloads-1"'
+        assert (
+            full is not None and full.input == '"payloads-1"' and full.output == '"out-payloads-1"'
+        )
         assert lean is not None and lean.input is None and lean.output is None
         assert lean.runtime_status is S.COMPLETED
 
     @pytest.mark.parametrize("status", [S.PENDING, S.RUNNING])
     async def test_default_policy_refuses_a_live_instance(
-        self,
-        harness: BackendHarness, status: OrchestrationStatus
+        self, harness: BackendHarness, status: OrchestrationStatus
     ) -> None:
         if status is S.PENDING:
             await harness.backend.create_instance(start_message("live-1"))
@@ -82,8 +85,7 @@ class InstanceConformance:
 
     @pytest.mark.parametrize("status", [S.COMPLETED, S.FAILED, S.TERMINATED])
     async def test_default_policy_replaces_an_ended_instance(
-        self,
-        harness: BackendHarness, status: OrchestrationStatus
+        self, harness: BackendHarness, status: OrchestrationStatus
     ) -> None:
         await _run_to(harness, "ended-1", status)
         again = start_message("ended-1", input='"again"')
@@ -103,7 +105,10 @@ class InstanceConformance:
         await harness.backend.create_instance(first)
         policy = OrchestrationIdReusePolicy(action=CreateOrchestrationAction.IGNORE)
 
-        assert await harness.backend.create_instance(start_message("ignore-1"), reuse_policy=policy) is False
+        assert (
+            await harness.backend.create_instance(start_message("ignore-1"), reuse_policy=policy)
+            is False
+        )
 
         state = await harness.backend.get_instance("ignore-1")
         assert state is not None and state.execution_id == first.instance.execution_id
@@ -129,7 +134,9 @@ class InstanceConformance:
         state = await harness.backend.get_instance("other-1")
         assert state is not None and state.runtime_status is S.PENDING
 
-    async def test_terminate_policy_replaces_a_running_instance(self, harness: BackendHarness) -> None:
+    async def test_terminate_policy_replaces_a_running_instance(
+        self, harness: BackendHarness
+    ) -> None:
         await _run_to(harness, "term-1", S.RUNNING)
         policy = OrchestrationIdReusePolicy(action=CreateOrchestrationAction.TERMINATE)
         fresh = start_message("term-1", input='"fresh"')
@@ -142,7 +149,9 @@ class InstanceConformance:
         assert item.history == ()
         assert execution_id_of(item) == fresh.instance.execution_id
 
-    async def test_event_to_an_unknown_instance_is_never_delivered(self, harness: BackendHarness) -> None:
+    async def test_event_to_an_unknown_instance_is_never_delivered(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.send_message(event_message("ghost-1"))
 
         assert await harness.no_orchestration()
@@ -150,7 +159,9 @@ class InstanceConformance:
         assert await harness.no_orchestration()
         assert await harness.backend.get_instance("ghost-1") is None
 
-    async def test_purge_deletes_history_and_state_and_is_idempotent(self, harness: BackendHarness) -> None:
+    async def test_purge_deletes_history_and_state_and_is_idempotent(
+        self, harness: BackendHarness
+    ) -> None:
         await _run_to(harness, "purge-1", S.COMPLETED)
         await _run_to(harness, "keep-1", S.COMPLETED)
 
@@ -160,7 +171,9 @@ class InstanceConformance:
         assert await harness.backend.get_history("purge-1") == []
         assert await harness.backend.purge_instance("purge-1") is False
         assert await harness.backend.get_instance("keep-1") is not None
-        page = await harness.backend.query_instances(OrchestrationQuery(instance_id_prefix="purge-"))
+        page = await harness.backend.query_instances(
+            OrchestrationQuery(instance_id_prefix="purge-")
+        )
         assert page.items == []
 
     async def test_purged_id_can_be_scheduled_again(self, harness: BackendHarness) -> None:
@@ -171,7 +184,9 @@ class InstanceConformance:
         item = await _lock(harness, "reborn-1")
         assert item.history == ()
 
-    async def test_query_pages_visit_every_instance_exactly_once(self, harness: BackendHarness) -> None:
+    async def test_query_pages_visit_every_instance_exactly_once(
+        self, harness: BackendHarness
+    ) -> None:
         ids = {f"page-{i:03d}" for i in range(250)}
         for instance_id in sorted(ids):
             await harness.backend.create_instance(start_message(instance_id))
@@ -195,7 +210,9 @@ class InstanceConformance:
         assert len(seen) == len(set(seen))
         assert pages >= 3
 
-    async def test_query_filters_by_status_prefix_and_created_time(self, harness: BackendHarness) -> None:
+    async def test_query_filters_by_status_prefix_and_created_time(
+        self, harness: BackendHarness
+    ) -> None:
         await _run_to(harness, "q-run", S.RUNNING)
         await _run_to(harness, "q-done", S.COMPLETED)
         await _run_to(harness, "q-fail", S.FAILED)

@@ -18,11 +18,15 @@ from .harness import BackendHarness
 class OrchestrationItemConformance:
     """Orchestration work items: lock, complete, abandon, renew, expiry, visibility."""
 
-    async def test_lock_next_returns_none_when_nothing_is_queued(self, harness: BackendHarness) -> None:
+    async def test_lock_next_returns_none_when_nothing_is_queued(
+        self, harness: BackendHarness
+    ) -> None:
         assert await harness.backend.lock_next_orchestration(harness.empty_timeout) is None
         assert await harness.backend.lock_next_orchestration(0) is None
 
-    async def test_new_instance_is_delivered_with_empty_history(self, harness: BackendHarness) -> None:
+    async def test_new_instance_is_delivered_with_empty_history(
+        self, harness: BackendHarness
+    ) -> None:
         start = start_message("lock-1")
         assert await harness.backend.create_instance(start) is True
 
@@ -39,7 +43,9 @@ class OrchestrationItemConformance:
     ) -> None:
         await harness.backend.create_instance(start_message("done-1"))
         item = await harness.lock_orchestration()
-        commit = episode(item, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"hi"')
+        commit = episode(
+            item, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"hi"'
+        )
 
         await harness.backend.complete_orchestration(item, commit)
 
@@ -52,7 +58,9 @@ class OrchestrationItemConformance:
         await harness.expire_locks()
         assert await harness.no_orchestration(), "consumed messages must not come back"
 
-    async def test_second_episode_sees_the_first_ones_history(self, harness: BackendHarness) -> None:
+    async def test_second_episode_sees_the_first_ones_history(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("two-eps"))
         first = await harness.lock_orchestration()
         commit = episode(first, now=harness.now())
@@ -65,7 +73,9 @@ class OrchestrationItemConformance:
         assert second.history == commit.new_events
         assert second.messages == (event,)
 
-    async def test_abandon_redelivers_with_incremented_dequeue_count(self, harness: BackendHarness) -> None:
+    async def test_abandon_redelivers_with_incremented_dequeue_count(
+        self, harness: BackendHarness
+    ) -> None:
         start = start_message("abandon-1")
         await harness.backend.create_instance(start)
         item = await harness.lock_orchestration()
@@ -76,7 +86,9 @@ class OrchestrationItemConformance:
         assert again.messages == (start,)
         assert again.dequeue_count == 2
 
-    async def test_deferred_abandons_never_count_toward_poison(self, harness: BackendHarness) -> None:
+    async def test_deferred_abandons_never_count_toward_poison(
+        self, harness: BackendHarness
+    ) -> None:
         """A worker that gives an item back by choice (a version it rejects, no SDK worker with
         matching filters) must not push it toward poison, however often it does so."""
         start = start_message("defer-1")
@@ -92,7 +104,9 @@ class OrchestrationItemConformance:
         await harness.backend.abandon_orchestration(item)  # a failure counts again
         assert (await harness.lock_orchestration()).dequeue_count == 2
 
-    async def test_deferred_abandon_does_not_hold_back_other_instances(self, harness: BackendHarness) -> None:
+    async def test_deferred_abandon_does_not_hold_back_other_instances(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("defer-held"))
         held = await harness.lock_orchestration()
         await harness.backend.abandon_orchestration(held, delay=harness.delay, deferred=True)
@@ -103,10 +117,15 @@ class OrchestrationItemConformance:
         assert other.instance_id == "defer-other"
         await harness.backend.abandon_orchestration(other)
         await harness.advance(harness.delay + timedelta(seconds=1))
-        ids = {(await harness.lock_orchestration()).instance_id, (await harness.lock_orchestration()).instance_id}
+        ids = {
+            (await harness.lock_orchestration()).instance_id,
+            (await harness.lock_orchestration()).instance_id,
+        }
         assert ids == {"defer-held", "defer-other"}
 
-    async def test_abandon_with_delay_hides_messages_until_it_passes(self, harness: BackendHarness) -> None:
+    async def test_abandon_with_delay_hides_messages_until_it_passes(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("abandon-delay"))
         item = await harness.lock_orchestration()
 
@@ -118,7 +137,9 @@ class OrchestrationItemConformance:
         assert again.instance_id == "abandon-delay"
         assert again.dequeue_count == 2
 
-    async def test_expired_lock_redelivers_and_old_holder_loses(self, harness: BackendHarness) -> None:
+    async def test_expired_lock_redelivers_and_old_holder_loses(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("expire-1"))
         first = await harness.lock_orchestration()
 
@@ -133,7 +154,9 @@ class OrchestrationItemConformance:
             await harness.backend.abandon_orchestration(first)
         await harness.peer.complete_orchestration(second, episode(second, now=harness.now()))
 
-    async def test_renew_keeps_the_lock_past_its_original_expiry(self, harness: BackendHarness) -> None:
+    async def test_renew_keeps_the_lock_past_its_original_expiry(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("renew-1"))
         item = await harness.lock_orchestration()
         step = harness.lock_timeout * 0.6
@@ -146,7 +169,9 @@ class OrchestrationItemConformance:
         await harness.backend.complete_orchestration(item, episode(item, now=harness.now()))
         assert len(await harness.backend.get_history("renew-1")) == 3
 
-    async def test_completion_after_lock_expiry_raises_lock_lost(self, harness: BackendHarness) -> None:
+    async def test_completion_after_lock_expiry_raises_lock_lost(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("late-1"))
         item = await harness.lock_orchestration()
         await harness.expire_locks()
@@ -168,16 +193,22 @@ class OrchestrationItemConformance:
         await harness.backend.complete_orchestration(item, episode(item, now=harness.now()))
 
         nxt = await harness.lock_orchestration(harness.peer)
-        assert nxt.messages == (event,), "a message that arrived during the lock waits for the next item"
+        assert nxt.messages == (event,), (
+            "a message that arrived during the lock waits for the next item"
+        )
 
-    async def test_other_instances_are_delivered_while_one_is_locked(self, harness: BackendHarness) -> None:
+    async def test_other_instances_are_delivered_while_one_is_locked(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("busy-a"))
         await harness.backend.create_instance(start_message("busy-b"))
         a = await harness.lock_orchestration()
         b = await harness.lock_orchestration(harness.peer)
         assert {a.instance_id, b.instance_id} == {"busy-a", "busy-b"}
 
-    async def test_several_queued_messages_come_in_one_item_in_order(self, harness: BackendHarness) -> None:
+    async def test_several_queued_messages_come_in_one_item_in_order(
+        self, harness: BackendHarness
+    ) -> None:
         start = start_message("batch-1")
         events = [event_message("batch-1", name=f"e{i}", data=str(i)) for i in range(3)]
         await harness.backend.create_instance(start)
@@ -205,7 +236,9 @@ class OrchestrationItemConformance:
             await harness.backend.complete_orchestration(item, episode(item, now=harness.now()))
         assert delivered == [event, event], "at-least-once: the backend never drops a duplicate"
 
-    async def test_timer_message_is_not_delivered_before_it_fires(self, harness: BackendHarness) -> None:
+    async def test_timer_message_is_not_delivered_before_it_fires(
+        self, harness: BackendHarness
+    ) -> None:
         await harness.backend.create_instance(start_message("timer-1"))
         item = await harness.lock_orchestration()
         fire_at = harness.now() + harness.delay
@@ -223,7 +256,9 @@ class OrchestrationItemConformance:
 
     async def test_scheduled_start_is_not_delivered_early(self, harness: BackendHarness) -> None:
         start_at = harness.now() + harness.delay
-        await harness.backend.create_instance(start_message("later-1", scheduled_start_time=start_at))
+        await harness.backend.create_instance(
+            start_message("later-1", scheduled_start_time=start_at)
+        )
         state = await harness.backend.get_instance("later-1")
         assert state is not None and state.runtime_status is OrchestrationStatus.PENDING
         assert state.scheduled_start_time == start_at
@@ -234,7 +269,9 @@ class OrchestrationItemConformance:
         item = await harness.lock_orchestration()
         assert item.instance_id == "later-1"
 
-    async def test_event_for_a_pending_instance_waits_for_its_start(self, harness: BackendHarness) -> None:
+    async def test_event_for_a_pending_instance_waits_for_its_start(
+        self, harness: BackendHarness
+    ) -> None:
         start_at = harness.now() + harness.delay
         start = start_message("early-event", scheduled_start_time=start_at)
         await harness.backend.create_instance(start)

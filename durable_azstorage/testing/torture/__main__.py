@@ -17,16 +17,21 @@ from durable_azstorage.testing.torture import Options, Totals, run_seed
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m durable_azstorage.testing.torture", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m durable_azstorage.testing.torture", description=__doc__
+    )
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds to run (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--backend", choices=("memory", "azurite"), default="memory")
     parser.add_argument("--no-faults", action="store_true", help="the fault-free reference run")
     parser.add_argument(
-        "--no-stale-starts", action="store_true",
+        "--no-stale-starts",
+        action="store_true",
         help="do not duplicate ExecutionStarted messages",
     )
-    parser.add_argument("--verbose", action="store_true", help="print the full trace of failing seeds")
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the full trace of failing seeds"
+    )
     parser.add_argument("--show", type=int, default=5, help="failing seeds to describe (default 5)")
     return parser
 

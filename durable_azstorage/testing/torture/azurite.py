@@ -40,7 +40,9 @@ class AzureStorage:
         self.resends_on_recovery = True
 
     def _receiver(self) -> AzureStorageBackend:
-        return AzureStorageBackend(self._settings, ownership=OwnAllPartitions(self._settings.partition_count))
+        return AzureStorageBackend(
+            self._settings, ownership=OwnAllPartitions(self._settings.partition_count)
+        )
 
     async def open(self) -> None:
         await self.client.create_task_hub()
@@ -78,8 +80,12 @@ def azure_options(options: Options, settings: AzureStorageSettings) -> Options:
 
     factory: StorageFactory = storage
     return dataclasses.replace(
-        options, storage=factory, time=lambda: RealTime(LOCK_TIMEOUT), timers=(1, 2),
-        min_steps=30, max_steps=70,
+        options,
+        storage=factory,
+        time=lambda: RealTime(LOCK_TIMEOUT),
+        timers=(1, 2),
+        min_steps=30,
+        max_steps=70,
     )
 
 
@@ -87,5 +93,7 @@ def azure_options(options: Options, settings: AzureStorageSettings) -> Options:
 def azurite_options(options: Options) -> Iterator[Options]:
     """Start a local Azurite (stopped by PID on exit) and yield ``options`` for it."""
     with Azurite() as azurite:
-        settings = AzureStorageSettings(connection_string=azurite.connection_string, task_hub="torture")
+        settings = AzureStorageSettings(
+            connection_string=azurite.connection_string, task_hub="torture"
+        )
         yield azure_options(options, settings)

@@ -27,8 +27,13 @@ class TortureClient:
     """What the client still has to do for the run's top-level ``instances``."""
 
     def __init__(
-        self, backend: Backend, instances: list[programs.Instance], *, rng: random.Random,
-        invariants: Invariants, trace: Callable[[str], None],
+        self,
+        backend: Backend,
+        instances: list[programs.Instance],
+        *,
+        rng: random.Random,
+        invariants: Invariants,
+        trace: Callable[[str], None],
     ) -> None:
         self._backend = backend
         self._client = AsyncTaskHubClient(backend=backend)
@@ -65,7 +70,9 @@ class TortureClient:
         self.pending_events.remove((target, name))
         if target in self._inv.purged:
             return  # a terminated instance's events may outlive it
-        await self._client.raise_orchestration_event(target, name, data=programs.event_payload(target, name))
+        await self._client.raise_orchestration_event(
+            target, name, data=programs.event_payload(target, name)
+        )
         self._trace(f"client raises {name} on {target}")
 
     async def act(self) -> None:
@@ -125,13 +132,16 @@ class TortureClient:
 
     def suspended(self) -> list[str]:
         return [
-            i for i, s in self._inv.seen.items()
+            i
+            for i, s in self._inv.seen.items()
             if s.runtime_status is OrchestrationStatus.SUSPENDED and i not in self._inv.purged
         ]
 
     def _purgeable(self) -> list[str]:
         return [
-            i.instance_id for i in self._instances
-            if i.instance_id in self._inv.final and i.instance_id not in self._inv.purged | self.restartable
+            i.instance_id
+            for i in self._instances
+            if i.instance_id in self._inv.final
+            and i.instance_id not in self._inv.purged | self.restartable
             and not programs.children(i.instance_id, i.steps)
         ]

@@ -73,7 +73,9 @@ class FaultyBackend:
         self.inner = backend
         self._armed: dict[str, bool] = {}
         self.completing: tuple[OrchestrationWorkItem, OrchestrationCommit] | None = None
-        self.observe_commit: Callable[[OrchestrationWorkItem, OrchestrationCommit], None] | None = None
+        self.observe_commit: Callable[[OrchestrationWorkItem, OrchestrationCommit], None] | None = (
+            None
+        )
 
     def arm(self, operation: str, *, after: bool) -> None:
         self._armed[operation] = after
@@ -99,13 +101,17 @@ class FaultyBackend:
     async def lock_next_activity(self, timeout: float) -> ActivityWorkItem | None:
         return await self.inner.lock_next_activity(timeout)
 
-    async def get_instance(self, instance_id: str, *, fetch_payloads: bool = True) -> InstanceState | None:
+    async def get_instance(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> InstanceState | None:
         return await self.inner.get_instance(instance_id, fetch_payloads=fetch_payloads)
 
     async def renew_orchestration(self, item: OrchestrationWorkItem) -> None:
         await self._call("renew_orchestration", lambda: self.inner.renew_orchestration(item))
 
-    async def complete_orchestration(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
+    async def complete_orchestration(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> None:
         """Remembers what is being committed (the checkpoint hook reports step 1 of it) and
         reports a commit that returned (for backends without the hook)."""
         self.completing = (item, commit)
@@ -137,5 +143,6 @@ class FaultyBackend:
         self, item: ActivityWorkItem, *, delay: timedelta | None = None, deferred: bool = False
     ) -> None:
         await self._call(
-            "abandon_activity", lambda: self.inner.abandon_activity(item, delay=delay, deferred=deferred)
+            "abandon_activity",
+            lambda: self.inner.abandon_activity(item, delay=delay, deferred=deferred),
         )

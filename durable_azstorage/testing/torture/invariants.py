@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
 from durable_azstorage.backend.protocol import OrchestrationCommit, OrchestrationWorkItem
@@ -106,21 +106,35 @@ class Invariants:
         """The backend deleted a control message (``InMemoryBackend.delete_audit``)."""
         if reason == "dropped":
             if instance_id not in self.purged:
-                self.violate("deleted-unconsumed", instance_id, f"message dropped although the instance was never purged: {text[:120]}")
+                self.violate(
+                    "deleted-unconsumed",
+                    instance_id,
+                    f"message dropped although the instance was never purged: {text[:120]}",
+                )
             return
         if reason == "void":  # a carried result whose request runs again: its next result counts
             return
         consumed = self._committed.get(id(token)) if token is not None else None
         if consumed is None:
-            self.violate("deleted-unconsumed", instance_id, f"{reason}: deleted by a work item that never committed: {text[:120]}")
+            self.violate(
+                "deleted-unconsumed",
+                instance_id,
+                f"{reason}: deleted by a work item that never committed: {text[:120]}",
+            )
         elif reason != "answered" and text not in consumed:
-            self.violate("deleted-unconsumed", instance_id, f"{reason}: not among its episode's messages: {text[:120]}")
+            self.violate(
+                "deleted-unconsumed",
+                instance_id,
+                f"{reason}: not among its episode's messages: {text[:120]}",
+            )
 
     def observe(self, instance_id: str, state: InstanceState | None) -> None:
         before = self.seen.get(instance_id)
         if state is None:
             if before is not None and instance_id not in self.purged:
-                self.violate("monotonic", instance_id, f"vanished (was {before.runtime_status.value})")
+                self.violate(
+                    "monotonic", instance_id, f"vanished (was {before.runtime_status.value})"
+                )
             return
         if state.runtime_status.is_terminal:
             self.final.setdefault(instance_id, state)
@@ -129,14 +143,24 @@ class Invariants:
         if before is not None:
             if _rank(state) < _rank(before):
                 self.violate(
-                    "monotonic", instance_id,
+                    "monotonic",
+                    instance_id,
                     f"went back from {before.runtime_status.value} (generation {before.generation}) "
                     f"to {state.runtime_status.value} (generation {state.generation})",
                 )
-            elif before.runtime_status.is_terminal and _rank(state) == _rank(before) and (
-                state.runtime_status is not before.runtime_status or state.output != before.output
+            elif (
+                before.runtime_status.is_terminal
+                and _rank(state) == _rank(before)
+                and (
+                    state.runtime_status is not before.runtime_status
+                    or state.output != before.output
+                )
             ):
-                self.violate("monotonic", instance_id, f"ended twice: {before.runtime_status.value} then {state.runtime_status.value}")
+                self.violate(
+                    "monotonic",
+                    instance_id,
+                    f"ended twice: {before.runtime_status.value} then {state.runtime_status.value}",
+                )
         self.seen[instance_id] = state
 
     def _check_episode_order(self, instance_id: str, state: InstanceState) -> None:
@@ -149,7 +173,11 @@ class Invariants:
         index = max((i for i, w in enumerate(written) if w == text), default=-1)
         previous = self._state_index.get(instance_id, -1)
         if index < previous:
-            self.violate("monotonic", instance_id, f"state of committed episode #{index + 1} replaced the one of #{previous + 1}")
+            self.violate(
+                "monotonic",
+                instance_id,
+                f"state of committed episode #{index + 1} replaced the one of #{previous + 1}",
+            )
         self._state_index[instance_id] = max(index, previous)
 
     # --- after quiescence -----------------------------------------------------------------
@@ -161,7 +189,11 @@ class Invariants:
         got = json.loads(state.output) if state.output is not None else None
         if state.runtime_status is not status:
             why = state.failure_details.message[:200] if state.failure_details else ""
-            self.violate("outcome", instance_id, f"ended {state.runtime_status.value}, expected {status.value} {why}")
+            self.violate(
+                "outcome",
+                instance_id,
+                f"ended {state.runtime_status.value}, expected {status.value} {why}",
+            )
         elif got != output:
             self.violate("outcome", instance_id, f"output {got!r}, expected {output!r}")
 
@@ -184,7 +216,9 @@ class Invariants:
                 asked.pop(("task", event.task_scheduled_id), None)
             elif isinstance(event, TimerFired):
                 asked.pop(("timer", event.timer_id), None)
-            elif isinstance(event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)):
+            elif isinstance(
+                event, (SubOrchestrationInstanceCompleted, SubOrchestrationInstanceFailed)
+            ):
                 asked.pop(("sub", event.task_scheduled_id), None)
         for what in asked.values():
             self.violate("lost-outbound", instance_id, f"{what} committed but never answered")
@@ -194,13 +228,23 @@ class Invariants:
         mine = [encode_event(e) for e in gens[-1]] if gens else []
         theirs = [encode_event(e) for e in stored]
         if mine != theirs:
-            self.violate("history-view", instance_id, f"backend holds {len(theirs)} events, the commits made {len(mine)}")
+            self.violate(
+                "history-view",
+                instance_id,
+                f"backend holds {len(theirs)} events, the commits made {len(mine)}",
+            )
 
-    def check_activity_runs(self, executions: dict[tuple[str, str, int], int], explained: Counter[tuple[str, int]]) -> None:
+    def check_activity_runs(
+        self, executions: dict[tuple[str, str, int], int], explained: Counter[tuple[str, int]]
+    ) -> None:
         for (instance_id, key, task_id), runs in executions.items():
             allowed = 1 + explained[(key, task_id)]
             if runs > allowed:
-                self.violate("activity-runs", instance_id, f"{key} (task {task_id}) ran {runs} times, faults explain {allowed}")
+                self.violate(
+                    "activity-runs",
+                    instance_id,
+                    f"{key} (task {task_id}) ran {runs} times, faults explain {allowed}",
+                )
 
 
 def _order_key(state: InstanceState) -> str:
@@ -208,9 +252,14 @@ def _order_key(state: InstanceState) -> str:
     repairs a row after a crash rebuilds it from history (Azure), so what history does not
     hold — the last-update time, the custom status, the creation time — may differ from the
     state the episode committed without the row going backwards."""
-    return encode_state(dataclasses.replace(
-        state, created_at=_EPOCH, last_updated_at=_EPOCH, custom_status=None,
-    ))
+    return encode_state(
+        dataclasses.replace(
+            state,
+            created_at=_EPOCH,
+            last_updated_at=_EPOCH,
+            custom_status=None,
+        )
+    )
 
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)

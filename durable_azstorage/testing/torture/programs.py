@@ -61,27 +61,53 @@ def orchestrator(ctx: OrchestrationContext, state: dict[str, Any]) -> Generator[
         kind = step[0]
         if kind == "act":
             fail, attempts = step[1], step[2]
-            policy = RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=attempts) if attempts > 1 else None
+            policy = (
+                RetryPolicy(
+                    first_retry_interval=timedelta(seconds=1), max_number_of_attempts=attempts
+                )
+                if attempts > 1
+                else None
+            )
             try:
-                acc.append((yield ctx.call_activity(ACTIVITY, input={"key": key, "fail": fail}, retry_policy=policy)))
+                acc.append(
+                    (
+                        yield ctx.call_activity(
+                            ACTIVITY, input={"key": key, "fail": fail}, retry_policy=policy
+                        )
+                    )
+                )
             except TaskFailedError:
                 acc.append(f"x:{key}")
         elif kind == "fan":
-            tasks = [ctx.call_activity(ACTIVITY, input={"key": f"{key}.{j}", "fail": 0}) for j in range(step[1])]
+            tasks = [
+                ctx.call_activity(ACTIVITY, input={"key": f"{key}.{j}", "fail": 0})
+                for j in range(step[1])
+            ]
             acc.append((yield when_all(tasks)))
         elif kind == "timer":
             yield ctx.create_timer(timedelta(seconds=step[1]))
             acc.append("t")
         elif kind == "sub":
             child = {"steps": step[1], "acc": [], "gen": 0}
-            acc.append((yield ctx.call_sub_orchestrator(ORCHESTRATOR, input=child, instance_id=sub_instance_id(me, gen, index))))
+            acc.append(
+                (
+                    yield ctx.call_sub_orchestrator(
+                        ORCHESTRATOR, input=child, instance_id=sub_instance_id(me, gen, index)
+                    )
+                )
+            )
         elif kind == "wait":
             acc.append((yield ctx.wait_for_external_event(step[1])))
         elif kind == "send":
             ctx.send_event(step[1], step[2], data=event_payload(step[1], step[2]))
             acc.append("sent")
         elif kind == "can":
-            rest = {"steps": steps[offset + 1:], "acc": acc + ["can"], "gen": gen + 1, "base": index + 1}
+            rest = {
+                "steps": steps[offset + 1 :],
+                "acc": acc + ["can"],
+                "gen": gen + 1,
+                "base": index + 1,
+            }
             ctx.continue_as_new(rest, save_events=True)
             return None
         elif kind == "forever":
@@ -147,7 +173,9 @@ class Instance:
     client_events: tuple[str, ...] = ()
 
 
-def generate(rng: random.Random, count: int, *, timers: tuple[int, ...] = (1, 5, 30, 90)) -> list[Instance]:
+def generate(
+    rng: random.Random, count: int, *, timers: tuple[int, ...] = (1, 5, 30, 90)
+) -> list[Instance]:
     """``count`` top-level instances. Instance i only waits for events from the client or from
     instances j < i (and sends only to j > i), so no two instances wait for each other."""
     ids = [f"i{n}" for n in range(count)]
@@ -178,14 +206,21 @@ def generate(rng: random.Random, count: int, *, timers: tuple[int, ...] = (1, 5,
                 steps.insert(at + 1, ["can"])
         if terminable[i]:
             steps.append(["forever"])
-        result.append(Instance(
-            instance_id, steps, terminate=terminable[i], suspend=rng.random() < 0.2,
-            client_events=tuple(client[i]),
-        ))
+        result.append(
+            Instance(
+                instance_id,
+                steps,
+                terminate=terminable[i],
+                suspend=rng.random() < 0.2,
+                client_events=tuple(client[i]),
+            )
+        )
     return result
 
 
-def _steps(rng: random.Random, *, depth: int, budget: int, plain: bool, timers: tuple[int, ...]) -> Program:
+def _steps(
+    rng: random.Random, *, depth: int, budget: int, plain: bool, timers: tuple[int, ...]
+) -> Program:
     steps: Program = []
     for _ in range(budget):
         roll = rng.random()
@@ -197,7 +232,14 @@ def _steps(rng: random.Random, *, depth: int, budget: int, plain: bool, timers: 
         elif roll < 0.65:
             steps.append(["timer", rng.choice(timers)])
         elif roll < 0.8 and depth < 2 and not plain:
-            steps.append(["sub", _steps(rng, depth=depth + 1, budget=rng.randint(1, 4), plain=False, timers=timers)])
+            steps.append(
+                [
+                    "sub",
+                    _steps(
+                        rng, depth=depth + 1, budget=rng.randint(1, 4), plain=False, timers=timers
+                    ),
+                ]
+            )
         elif roll < 0.9 and not plain:
             steps.append(["can"])
         else:

@@ -51,8 +51,12 @@ class SeedResult:
         head = f"seed {self.seed}: {len(self.violations)} violation(s) after {self.steps} steps"
         body = [f"  {v}" for v in self.violations[:10]]
         trace = [f"    {line}" for line in self.minimal_trace()]
-        rerun = f"  reproduce: python -m durable_azstorage.testing.torture --seed {self.seed} --verbose"
-        return "\n".join([head, *body, "  trace (steps touching that instance, and clock moves):", *trace, rerun])
+        rerun = (
+            f"  reproduce: python -m durable_azstorage.testing.torture --seed {self.seed} --verbose"
+        )
+        return "\n".join(
+            [head, *body, "  trace (steps touching that instance, and clock moves):", *trace, rerun]
+        )
 
 
 @dataclass
@@ -84,6 +88,10 @@ class Totals:
         if self.failed:
             lines.append("violations by invariant (seeds):")
             for invariant, count in self.by_invariant.most_common():
-                seeds = [r.seed for r in self.failed if any(v.invariant == invariant for v in r.violations)]
+                seeds = [
+                    r.seed
+                    for r in self.failed
+                    if any(v.invariant == invariant for v in r.violations)
+                ]
                 lines.append(f"  {count:6d}  {invariant}: seeds {seeds[:12]}")
         return "\n".join(lines)

@@ -32,7 +32,9 @@ _log = logging.getLogger("durable_azstorage.testing.torture")
 class InlineExecutor(concurrent.futures.Executor):
     """Runs each submitted call at once, in the caller's thread (deterministic episodes)."""
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -55,7 +57,12 @@ class SimulatedWorker:
     """One worker process with its own faulty view of the shared backend."""
 
     def __init__(
-        self, name: str, backend: Backend, registry: Registry, *, now: Callable[[], Any],
+        self,
+        name: str,
+        backend: Backend,
+        registry: Registry,
+        *,
+        now: Callable[[], Any],
         episode_pool: concurrent.futures.Executor,
     ) -> None:
         self.name = name
@@ -63,12 +70,19 @@ class SimulatedWorker:
         converter = JsonDataConverter()
         self._activity_code = LocalActivityExecutor(registry, converter, threads=1)
         self.orchestrations = OrchestrationProcessor(
-            self.faulty.as_backend(), LocalOrchestrationExecutor(registry, converter, _log),
-            episode_pool=episode_pool, max_dequeue_count=MAX_DEQUEUE_COUNT, logger=_log, clock=now,
+            self.faulty.as_backend(),
+            LocalOrchestrationExecutor(registry, converter, _log),
+            episode_pool=episode_pool,
+            max_dequeue_count=MAX_DEQUEUE_COUNT,
+            logger=_log,
+            clock=now,
         )
         self.activities = ActivityProcessor(
-            self.faulty.as_backend(), self._activity_code, max_dequeue_count=MAX_DEQUEUE_COUNT,
-            logger=_log, clock=now,
+            self.faulty.as_backend(),
+            self._activity_code,
+            max_dequeue_count=MAX_DEQUEUE_COUNT,
+            logger=_log,
+            clock=now,
         )
         self.held: list[OrchestrationWorkItem | ActivityWorkItem] = []
         self.restarts = 0

@@ -21,7 +21,6 @@ from datetime import timedelta
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
-    Backend,
     CheckpointHooks,
     OrchestrationCommit,
     OrchestrationWorkItem,
@@ -38,11 +37,22 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.testing.torture import programs
 from durable_azstorage.testing.torture.client import TERMINATED_OUTPUT, TortureClient
 from durable_azstorage.testing.torture.clock import SkewClock, Time
-from durable_azstorage.testing.torture.faults import CRASH_STEPS, Crash, Fault, TransientStorageError
+from durable_azstorage.testing.torture.faults import (
+    CRASH_STEPS,
+    Crash,
+    Fault,
+    TransientStorageError,
+)
 from durable_azstorage.testing.torture.invariants import Invariants
 from durable_azstorage.testing.torture.report import SeedResult
 from durable_azstorage.testing.torture.storage import StorageFactory, memory_storage
-from durable_azstorage.testing.torture.workers import InlineExecutor, SimulatedWorker, activity_key, program_key
+from durable_azstorage.testing.torture.workers import (
+    InlineExecutor,
+    SimulatedWorker,
+    activity_key,
+    program_key,
+)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -83,11 +93,17 @@ class World:
         registry.add_activity(self.ledger, programs.ACTIVITY)
         pool = InlineExecutor()
         self.workers = [
-            SimulatedWorker(f"w{n}", self.storage.workers, registry, now=self.time.now, episode_pool=pool)
+            SimulatedWorker(
+                f"w{n}", self.storage.workers, registry, now=self.time.now, episode_pool=pool
+            )
             for n in range(self.rng.choice((2, 3)))
         ]
-        self.instances = programs.generate(self.rng, self.rng.randint(3, 6), timers=self.options.timers)
-        self.client = TortureClient(self.backend, self.instances, rng=self.rng, invariants=self.inv, trace=self._trace)
+        self.instances = programs.generate(
+            self.rng, self.rng.randint(3, 6), timers=self.options.timers
+        )
+        self.client = TortureClient(
+            self.backend, self.instances, rng=self.rng, invariants=self.inv, trace=self._trace
+        )
         self.children: dict[str, programs.Program] = {}
         for top in self.instances:
             self.children.update(programs.children(top.instance_id, top.steps))
@@ -178,7 +194,9 @@ class World:
             await self._duplicate()
         elif action == "restart" and worker.held:
             self._fault(Fault.CRASH_HOLDING_EPISODE)
-            self._trace(f"{worker.name} restarts, dropping {[self._describe(i) for i in worker.held]}")
+            self._trace(
+                f"{worker.name} restarts, dropping {[self._describe(i) for i in worker.held]}"
+            )
             await self._crashed(worker)
 
     # --- work items -----------------------------------------------------------------------
@@ -233,7 +251,8 @@ class World:
         """A result handed over in process is carried by its request: when the episode holding
         it dies or outlives its lock, the request reappears and the activity runs again."""
         answered = Counter(
-            e.task_scheduled_id for e in (m.event for m in item.messages)
+            e.task_scheduled_id
+            for e in (m.event for m in item.messages)
             if isinstance(e, (TaskCompleted, TaskFailed))
         )
         # A result may answer a task of an earlier generation: explain each run of that task
@@ -279,7 +298,9 @@ class World:
         self._trace(what)
         await self._process(worker, item)
 
-    async def _process(self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem) -> None:
+    async def _process(
+        self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem
+    ) -> None:
         self._completing = worker
         try:
             if not await worker.process(item):
@@ -297,10 +318,17 @@ class World:
         plan = self._plan
         if plan is not None and plan[0] == step:
             self._plan = None
-            if step != "history" and self.storage.resends_on_recovery and worker and worker.faulty.completing:
+            if (
+                step != "history"
+                and self.storage.resends_on_recovery
+                and worker
+                and worker.faulty.completing
+            ):
                 for request in worker.faulty.completing[1].activity_messages:  # sent, and again
                     if isinstance(request.event, TaskScheduled):
-                        self.explained[(program_key(request.event.input), request.event.event_id)] += 1
+                        self.explained[
+                            (program_key(request.event.input), request.event.event_id)
+                        ] += 1
             raise plan[1](f"injected after checkpoint step {step!r} of {instance_id}")
 
     def _committed(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
@@ -319,7 +347,9 @@ class World:
         self._fault(Fault.DUPLICATE)
         event = message.event
         if isinstance(event, ExecutionStarted):
-            self.client.restartable.add(message.instance.instance_id)  # a purge would let it start anew
+            self.client.restartable.add(
+                message.instance.instance_id
+            )  # a purge would let it start anew
         if isinstance(event, TaskScheduled):
             self.explained[(program_key(event.input), event.event_id)] += 1
         await self.backend.send_message(message)
@@ -344,8 +374,18 @@ class World:
         for _ in range(self.time.drain_rounds):
             busy = False
             for worker in self.workers:
-                busy = await self._drain_one(worker, await worker.faulty.lock_next_orchestration(self.time.lock_wait)) or busy
-                busy = await self._drain_one(worker, await worker.faulty.lock_next_activity(self.time.lock_wait)) or busy
+                busy = (
+                    await self._drain_one(
+                        worker, await worker.faulty.lock_next_orchestration(self.time.lock_wait)
+                    )
+                    or busy
+                )
+                busy = (
+                    await self._drain_one(
+                        worker, await worker.faulty.lock_next_activity(self.time.lock_wait)
+                    )
+                    or busy
+                )
             busy = await self.client.finish(resumed) or busy
             await self._observe()
             if busy:
@@ -358,7 +398,9 @@ class World:
             resumed.clear()
         self._trace("drain: gave up")
 
-    async def _drain_one(self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem | None) -> bool:
+    async def _drain_one(
+        self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem | None
+    ) -> bool:
         if item is None:
             return False
         self._trace(f"{worker.name} drains {self._describe(item)}")
@@ -368,11 +410,19 @@ class World:
     async def _check(self) -> None:
         for top in self.instances:
             if top.terminate:
-                self.inv.check_outcome(top.instance_id, OrchestrationStatus.TERMINATED, TERMINATED_OUTPUT)
+                self.inv.check_outcome(
+                    top.instance_id, OrchestrationStatus.TERMINATED, TERMINATED_OUTPUT
+                )
             else:
-                self.inv.check_outcome(top.instance_id, OrchestrationStatus.COMPLETED, programs.expected_output(top.instance_id, top.steps))
+                self.inv.check_outcome(
+                    top.instance_id,
+                    OrchestrationStatus.COMPLETED,
+                    programs.expected_output(top.instance_id, top.steps),
+                )
         for child, steps in self.children.items():
-            self.inv.check_outcome(child, OrchestrationStatus.COMPLETED, programs.expected_output(child, steps))
+            self.inv.check_outcome(
+                child, OrchestrationStatus.COMPLETED, programs.expected_output(child, steps)
+            )
         for instance_id in self.known:
             self.inv.check_outbound(instance_id)
             if instance_id not in self.inv.purged:
@@ -390,5 +440,9 @@ class World:
 def _short(message: TaskMessage) -> str:
     event = message.event
     name = type(event).__name__
-    detail = getattr(event, "name", None) if isinstance(event, EventRaised) else getattr(event, "task_scheduled_id", getattr(event, "timer_id", None))
+    detail = (
+        getattr(event, "name", None)
+        if isinstance(event, EventRaised)
+        else getattr(event, "task_scheduled_id", getattr(event, "timer_id", None))
+    )
     return f"{name}:{detail}" if detail is not None else name

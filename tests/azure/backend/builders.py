@@ -13,7 +13,6 @@ from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
 
-
 MakeBackend = Callable[..., Awaitable[AzureStorageBackend]]
 """The ``make_backend`` fixture: ``await make_backend(start=True, settings=None, **kwargs)``."""
 
@@ -23,12 +22,18 @@ def now() -> datetime:
 
 
 def start_message(
-    instance_id: str, *, name: str = "Flow", input: str | None = '"in"',
+    instance_id: str,
+    *,
+    name: str = "Flow",
+    input: str | None = '"in"',
     scheduled_start_time: datetime | None = None,
 ) -> TaskMessage:
     target = h.OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
     event = h.ExecutionStarted(
-        name=name, instance=target, input=input, timestamp=now(),
+        name=name,
+        instance=target,
+        input=input,
+        timestamp=now(),
         scheduled_start_time=scheduled_start_time,
     )
     return TaskMessage(instance=target, event=event)
@@ -43,7 +48,8 @@ def event_message(instance_id: str, name: str = "Go", data: str = '"yes"') -> Ta
 
 def started_of(item: OrchestrationWorkItem) -> h.ExecutionStarted:
     return next(
-        e for e in (*item.history, *(m.event for m in item.messages))
+        e
+        for e in (*item.history, *(m.event for m in item.messages))
         if isinstance(e, h.ExecutionStarted)
     )
 
@@ -65,7 +71,9 @@ def episode(
     events += [m.event for m in item.messages]
     activity_messages = []
     for name in activities:
-        scheduled = h.TaskScheduled(event_id=next_id, name=name, input=f'"{name}-input"', timestamp=t)
+        scheduled = h.TaskScheduled(
+            event_id=next_id, name=name, input=f'"{name}-input"', timestamp=t
+        )
         events.append(scheduled)
         activity_messages.append(TaskMessage(instance=me, event=scheduled, sender=me))
         next_id += 1
@@ -79,18 +87,28 @@ def episode(
         events.append(h.ExecutionCompleted(status=status, result=output, timestamp=t))
     events.append(h.OrchestratorCompleted(timestamp=t))
     state = InstanceState(
-        instance_id=item.instance_id, execution_id=me.execution_id, name=started.name,
-        runtime_status=status, created_at=started.timestamp, last_updated_at=t,
-        completed_at=t if status.is_terminal else None, input=started.input, output=output,
+        instance_id=item.instance_id,
+        execution_id=me.execution_id,
+        name=started.name,
+        runtime_status=status,
+        created_at=started.timestamp,
+        last_updated_at=t,
+        completed_at=t if status.is_terminal else None,
+        input=started.input,
+        output=output,
         custom_status=custom_status,
     )
     return OrchestrationCommit(
-        new_events=tuple(events), state=state,
-        activity_messages=tuple(activity_messages), timer_messages=tuple(timer_messages),
+        new_events=tuple(events),
+        state=state,
+        activity_messages=tuple(activity_messages),
+        timer_messages=tuple(timer_messages),
     )
 
 
-def completed(task: h.TaskScheduled, me: h.OrchestrationInstance, result: str = '"done"') -> TaskMessage:
+def completed(
+    task: h.TaskScheduled, me: h.OrchestrationInstance, result: str = '"done"'
+) -> TaskMessage:
     return TaskMessage(
         instance=me,
         event=h.TaskCompleted(task_scheduled_id=task.event_id, result=result, timestamp=now()),

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import MakeBackend
 
 from durable_azstorage.azure.provider import AzureStorageBackend, OwnAllPartitions
 from durable_azstorage.azure.settings import AzureStorageSettings
-
-from builders import MakeBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 
@@ -40,7 +39,9 @@ def fast_settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
 async def make_backend(fast_settings: AzureStorageSettings) -> AsyncIterator[MakeBackend]:
     made: list[AzureStorageBackend] = []
 
-    async def make(start: bool = True, settings: AzureStorageSettings | None = None, **kw: Any) -> AzureStorageBackend:
+    async def make(
+        start: bool = True, settings: AzureStorageSettings | None = None, **kw: Any
+    ) -> AzureStorageBackend:
         chosen = settings or fast_settings
         # These tests are about competing workers on the same queues (crashes, races,
         # sessions), not about leases: every backend receives every partition unless told.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import time
 from datetime import timedelta
-from typing import Any
 
 from durable_azstorage import ActivityContext, OrchestrationContext, TaskHubWorker, when_all
 from durable_azstorage.azure.settings import AzureStorageSettings

@@ -96,10 +96,19 @@ async def test_cancelled_orchestration_fetch_gives_the_messages_back(
     # The receive answers, the batch is buffered, the fetch takes it and starts preparing
     # the work item (loading the history): cancel right then.
     # Checked at every turn of the loop (interval 0): the window is a few turns wide.
-    await eventually_async(lambda: backend.buffered_messages, timeout=WITHIN, interval=0,
-                           what="the message to be buffered")
-    await eventually_async(lambda: backend.buffered_messages, until=lambda n: n == 0,
-                           timeout=WITHIN, interval=0, what="the fetch to take the buffered message")
+    await eventually_async(
+        lambda: backend.buffered_messages,
+        timeout=WITHIN,
+        interval=0,
+        what="the message to be buffered",
+    )
+    await eventually_async(
+        lambda: backend.buffered_messages,
+        until=lambda n: n == 0,
+        timeout=WITHIN,
+        interval=0,
+        what="the fetch to take the buffered message",
+    )
     fetch.cancel()  # while the history is being loaded
     with pytest.raises(asyncio.CancelledError):
         await fetch

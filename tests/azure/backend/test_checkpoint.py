@@ -14,16 +14,15 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from builders import MakeBackend, episode, event_message, kinds, start_message, started_of
 
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.model import history as h
 from durable_azstorage.backend.protocol import ActivityWorkItem
+from durable_azstorage.model import history as h
 from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
-
-from builders import MakeBackend, episode, event_message, kinds, start_message, started_of
 
 pytestmark = pytest.mark.azurite
 
@@ -57,7 +56,9 @@ class MutableOwnership:
             callback(owned)
 
 
-async def activity_names(backend: AzureStorageBackend, expected: int, timeout: float = 10.0) -> list[str]:
+async def activity_names(
+    backend: AzureStorageBackend, expected: int, timeout: float = 10.0
+) -> list[str]:
     names = []
     for _ in range(expected):
         item = await backend.lock_next_activity(timeout)
@@ -93,7 +94,10 @@ async def test_crash_after_each_step_loses_nothing_and_applies_once(
     history = await survivor.get_history("crash-1")
     assert kinds(history).count("ExecutionStarted") == 1
     assert kinds(history) == [
-        "OrchestratorStarted", "ExecutionStarted", "TaskScheduled", "TaskScheduled",
+        "OrchestratorStarted",
+        "ExecutionStarted",
+        "TaskScheduled",
+        "TaskScheduled",
         "OrchestratorCompleted",
     ]
     # No committed episode loses its outbound messages (duplicates are allowed).
@@ -144,7 +148,10 @@ async def test_losing_writer_of_an_etag_race_sends_nothing(
     # The loser's message is applied later, once, by the winner.
     later = await winner.lock_next_orchestration(10)
     assert later is not None
-    assert sorted(type(m.event).__name__ for m in later.messages) == ["EventRaised", "TaskCompleted"]
+    assert sorted(type(m.event).__name__ for m in later.messages) == [
+        "EventRaised",
+        "TaskCompleted",
+    ]
     await winner.complete_orchestration(later, episode(later))
     history = await winner.get_history("race-1")
     assert sorted(e.name for e in history if isinstance(e, h.EventRaised)) == ["E1", "E2"]

@@ -14,17 +14,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from builders import MakeBackend, episode, event_message, kinds, now, start_message, started_of
+from test_checkpoint import Crash, activity_names, crash_at
 
-from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.backend.protocol import OrchestrationCommit, OrchestrationWorkItem
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
-
-from builders import MakeBackend, episode, event_message, kinds, now, start_message, started_of
-from test_checkpoint import Crash, activity_names, crash_at
 
 pytestmark = pytest.mark.azurite
 
@@ -37,8 +35,11 @@ def slow_settings(fast_settings: AzureStorageSettings) -> AzureStorageSettings:
 
 
 async def _crash_first_episode(
-    make_backend: MakeBackend, settings: AzureStorageSettings, instance_id: str,
-    *, activities: tuple[str, ...],
+    make_backend: MakeBackend,
+    settings: AzureStorageSettings,
+    instance_id: str,
+    *,
+    activities: tuple[str, ...],
 ) -> None:
     """Episode 1 of ``instance_id`` commits its history, then its process dies."""
     crashing = await make_backend(settings=settings, checkpoint_hook=crash_at("history"))
@@ -58,14 +59,22 @@ def _continue_as_new(
     me = h.OrchestrationInstance(instance_id=item.instance_id, execution_id=uuid.uuid4().hex)
     t = now()
     started = h.ExecutionStarted(
-        name=previous.name, instance=me, input='"next"', timestamp=t,
+        name=previous.name,
+        instance=me,
+        input='"next"',
+        timestamp=t,
         generation=previous.generation + 1,
     )
     events = (h.OrchestratorStarted(timestamp=t), started, h.OrchestratorCompleted(timestamp=t))
     state = InstanceState(
-        instance_id=item.instance_id, execution_id=me.execution_id, name=previous.name,
-        runtime_status=OrchestrationStatus.RUNNING, created_at=t, last_updated_at=t,
-        input='"next"', generation=started.generation,
+        instance_id=item.instance_id,
+        execution_id=me.execution_id,
+        name=previous.name,
+        runtime_status=OrchestrationStatus.RUNNING,
+        created_at=t,
+        last_updated_at=t,
+        input='"next"',
+        generation=started.generation,
     )
     return OrchestrationCommit(
         new_events=events, state=state, new_execution=True, orchestrator_messages=tuple(extra)
@@ -174,7 +183,7 @@ async def test_a_recovery_that_keeps_failing_becomes_poison(
         raise ValueError("refused by the test")
 
     # The fault: every send of the recovering checkpoint is refused (as a 400 would be).
-    survivor._orchestrations._checkpoint._send_all = refuse  # noqa: SLF001
+    survivor._orchestrations._checkpoint._send_all = refuse
     assert await survivor.lock_next_orchestration(25) is None
     records = await survivor.poison.list()
     assert [r.instance_id for r in records] == ["stuck-1"]
@@ -223,7 +232,7 @@ async def test_a_consumed_large_message_leaves_no_blob_behind(make_backend: Make
     await backend.complete_orchestration(item, episode(item))
     big = '"' + "x" * 60_000 + '"'
     await backend.send_message(event_message("big-1", "Big", data=big))
-    container = backend._clients.container(backend.names.large_messages_container)  # noqa: SLF001
+    container = backend._clients.container(backend.names.large_messages_container)
     before = [b.name async for b in container.list_blobs(name_starts_with="big-1/message-")]
     assert len(before) == 1, "the large event should travel as a blob"
     item = await backend.lock_next_orchestration(10)

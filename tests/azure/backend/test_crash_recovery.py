@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crash_worker import settings as worker_settings
 
 from durable_azstorage import AsyncTaskHubClient, OrchestrationStatus
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.model import history as h
 from durable_azstorage.testing.azurite import Azurite
 from durable_azstorage.testing.eventually import eventually_async
-
-from crash_worker import settings as worker_settings
 
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 SCRIPT = Path(__file__).with_name("crash_worker.py")
@@ -30,7 +29,8 @@ class Processes:
     def start(self, conn: str, hub: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), conn, hub],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         self.started.append(proc)
         assert proc.stdout is not None
@@ -65,12 +65,19 @@ async def test_kill_9_mid_fan_out_then_another_worker_completes_everything(
                 await client.schedule_new_orchestration("squares", input=n, instance_id=f"sq-{i}")
                 for i in range(3)
             ]
+
             # Wait until the fan-out is under way, then kill the worker without warning.
             async def completed_tasks() -> int:
-                return sum(isinstance(e, h.TaskCompleted) for e in await backend.get_history(ids[0]))
+                return sum(
+                    isinstance(e, h.TaskCompleted) for e in await backend.get_history(ids[0])
+                )
 
-            await eventually_async(completed_tasks, timeout=30, interval=0.05,
-                                   what=f"the first activity result of {ids[0]}")
+            await eventually_async(
+                completed_tasks,
+                timeout=30,
+                interval=0.05,
+                what=f"the first activity result of {ids[0]}",
+            )
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
             processes.start(azurite.connection_string, hub_name)

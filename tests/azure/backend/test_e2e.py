@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from e2e.stale_child_start import chained_child, count_run, parent_of_chain, resend_child_start
 
 from durable_azstorage import (
     ActivityContext,
@@ -31,8 +32,6 @@ from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.metrics import RequestCounter
 from durable_azstorage.testing.eventually import eventually_async
-
-from e2e.stale_child_start import chained_child, count_run, parent_of_chain, resend_child_start
 
 pytestmark = pytest.mark.azurite
 TIMEOUT = 60
@@ -117,9 +116,25 @@ def worker(e2e_settings: AzureStorageSettings, counter: RequestCounter) -> Itera
     backend = AzureStorageBackend(e2e_settings, counter=counter)
     w = TaskHubWorker(backend=backend, lock_renew_interval=timedelta(seconds=20))
     for fn in (
-        sequence, fan_out, child, parent, timer_or_event, short_timer, counter_loop, echo_big,
-        waiter, big_event, fail_big, collect_items, tick_generations, retried, retries_exhausted,
-        flaky_child, retried_child, chained_child, parent_of_chain,
+        sequence,
+        fan_out,
+        child,
+        parent,
+        timer_or_event,
+        short_timer,
+        counter_loop,
+        echo_big,
+        waiter,
+        big_event,
+        fail_big,
+        collect_items,
+        tick_generations,
+        retried,
+        retries_exhausted,
+        flaky_child,
+        retried_child,
+        chained_child,
+        parent_of_chain,
     ):
         w.add_orchestrator(fn)
     w.add_activity(count_run)
@@ -156,18 +171,28 @@ async def run(client: AsyncTaskHubClient, name: str, input: Any = None, **kw: An
     return state.get_output()
 
 
-async def test_sequence_and_request_count(client: AsyncTaskHubClient, counter: RequestCounter) -> None:
+async def test_sequence_and_request_count(
+    client: AsyncTaskHubClient, counter: RequestCounter
+) -> None:
     before = counter.snapshot()
-    assert await run(client, "sequence") == [f"Hello {c}" for c in ["Tokyo", "Seattle", "London", "Paris", "Cairo"]]
+    assert await run(client, "sequence") == [
+        f"Hello {c}" for c in ["Tokyo", "Seattle", "London", "Paris", "Cairo"]
+    ]
     used = counter.snapshot() - before
-    print(f"\n5-activity sequence: {used.total} requests ({used.total / 5:.1f} per activity): {sorted(used.counts.items())}")
+    print(
+        f"\n5-activity sequence: {used.total} requests ({used.total / 5:.1f} per activity): {sorted(used.counts.items())}"
+    )
 
 
-async def test_fan_out_100_and_request_count(client: AsyncTaskHubClient, counter: RequestCounter) -> None:
+async def test_fan_out_100_and_request_count(
+    client: AsyncTaskHubClient, counter: RequestCounter
+) -> None:
     before = counter.snapshot()
     assert await run(client, "fan_out", 100) == 100
     used = counter.snapshot() - before
-    print(f"\n100-activity fan-out: {used.total} requests ({used.total / 100:.1f} per activity): {sorted(used.counts.items())}")
+    print(
+        f"\n100-activity fan-out: {used.total} requests ({used.total / 100:.1f} per activity): {sorted(used.counts.items())}"
+    )
 
 
 async def test_sub_orchestrations(client: AsyncTaskHubClient) -> None:
@@ -179,7 +204,9 @@ async def test_a_re_sent_start_does_not_re_run_a_continued_as_new_child(
 ) -> None:
     # Before the fix message_filter took the parent's re-sent start (original execution id,
     # matching neither the child's current execution nor its row) as a new attempt.
-    outcome = await resend_child_start(client, f"child-{uuid.uuid4().hex[:8]}", settle=4.0, timeout=TIMEOUT)
+    outcome = await resend_child_start(
+        client, f"child-{uuid.uuid4().hex[:8]}", settle=4.0, timeout=TIMEOUT
+    )
 
     outcome.assert_not_re_run()
 
@@ -227,7 +254,9 @@ async def test_large_payloads_everywhere(client: AsyncTaskHubClient) -> None:
     state = await eventually_async(
         lambda: client.get_orchestration_state(iid),
         until=lambda s: s is not None and s.get_custom_status() is not None,
-        timeout=TIMEOUT, interval=0.1, what="the big event's custom status",
+        timeout=TIMEOUT,
+        interval=0.1,
+        what="the big event's custom status",
     )
     assert state is not None and state.get_custom_status() == big
     # termination reason
@@ -359,5 +388,6 @@ async def test_retries_are_durable_timers_then_succeed_or_give_up(
     kinds = [type(e).__name__ for e in await client.get_orchestration_history(iid)]
     assert kinds.count("TaskScheduled") == 3 and kinds.count("TimerCreated") == 2
     assert await run(client, "retries_exhausted", "b") == [
-        "builtins.ConnectionError", "call 2 for b failed",
+        "builtins.ConnectionError",
+        "call 2 for b failed",
     ]

@@ -11,6 +11,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from test_checkpoint import Crash
 
 from durable_azstorage import (
     AsyncTaskHubClient,
@@ -22,8 +23,6 @@ from durable_azstorage import (
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model.status import OrchestrationStatus
-
-from test_checkpoint import Crash
 
 pytestmark = pytest.mark.azurite
 

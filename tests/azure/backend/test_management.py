@@ -46,7 +46,9 @@ def settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
 
 @pytest.fixture
 def worker(settings: AzureStorageSettings) -> Iterator[TaskHubWorker]:
-    w = TaskHubWorker(backend=AzureStorageBackend(settings), lock_renew_interval=timedelta(seconds=20))
+    w = TaskHubWorker(
+        backend=AzureStorageBackend(settings), lock_renew_interval=timedelta(seconds=20)
+    )
     w.add_orchestrator(quick)
     try:
         yield w
@@ -110,7 +112,10 @@ async def test_purge_deletes_every_payload_blob_with_one_listing(
 async def test_stale_index_found_and_repaired(
     client: AsyncTaskHubClient, backend: AzureStorageBackend, settings: AzureStorageSettings
 ) -> None:
-    ids = [await client.schedule_new_orchestration("quick", input=i, instance_id=f"s-{i}") for i in range(3)]
+    ids = [
+        await client.schedule_new_orchestration("quick", input=i, instance_id=f"s-{i}")
+        for i in range(3)
+    ]
     for iid in ids:
         assert await finish(client, iid) is S.COMPLETED
     assert await client.find_stale_instances() == []
@@ -127,7 +132,10 @@ async def test_stale_index_found_and_repaired(
         await table.delete_entity(escape_key("s-1"), "")
 
     stale = await client.find_stale_instances()
-    assert [(s.instance_id, s.problem) for s in stale] == [("s-0", "status"), ("s-1", "missing-row")]
+    assert [(s.instance_id, s.problem) for s in stale] == [
+        ("s-0", "status"),
+        ("s-1", "missing-row"),
+    ]
     assert stale[0].row_status is S.RUNNING and stale[0].history_status is S.COMPLETED
 
     repaired = await client.repair_stale_instances()

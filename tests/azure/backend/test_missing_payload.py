@@ -12,14 +12,13 @@ import dataclasses
 import uuid
 
 import pytest
+from builders import MakeBackend, episode, event_message, now, start_message
+from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
-
-from builders import MakeBackend, episode, event_message, now, start_message
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
 
 pytestmark = pytest.mark.azurite
 
@@ -87,12 +86,16 @@ async def test_a_payload_unreadable_for_now_is_left_for_later_not_quarantined(
     make_backend: MakeBackend, fast_settings: AzureStorageSettings
 ) -> None:
     def payload_read(request: object) -> bool:
-        return getattr(request, "method", "") == "GET" and "/message-" in getattr(request, "path", "")
+        return getattr(request, "method", "") == "GET" and "/message-" in getattr(
+            request, "path", ""
+        )
 
     async with fault_proxy(fast_settings.connection_string or "") as proxy:
         settings = dataclasses.replace(
             fast_settings,
-            connection_string=proxied_connection_string(fast_settings.connection_string or "", proxy),
+            connection_string=proxied_connection_string(
+                fast_settings.connection_string or "", proxy
+            ),
             retry_attempts=1,
         )
         backend = await make_backend(start=False, settings=settings)

@@ -63,8 +63,12 @@ def start(name: str, iid: str, input: str, parent: h.ParentInstance | None = Non
 
 def episode(history: tuple[h.HistoryEvent, ...], *messages: TaskMessage) -> Episode:
     return run_episode(
-        registry(), messages[0].instance.instance_id, history, messages,
-        now=NOW, converter=JsonDataConverter(),
+        registry(),
+        messages[0].instance.instance_id,
+        history,
+        messages,
+        now=NOW,
+        converter=JsonDataConverter(),
     )
 
 
@@ -100,7 +104,8 @@ def test_first_episode_messages_are_derived() -> None:
 
 def test_child_completion_notice_is_derived() -> None:
     parent = h.ParentInstance(
-        name="busy", instance=h.OrchestrationInstance(instance_id="p-1", execution_id="e"),
+        name="busy",
+        instance=h.OrchestrationInstance(instance_id="p-1", execution_id="e"),
         task_scheduled_id=2,
     )
     ep = episode((), start("kid", "kid-1", "2", parent))
@@ -112,7 +117,8 @@ def test_child_completion_notice_is_derived() -> None:
 
 def test_recursive_terminate_and_failure_notice_are_derived() -> None:
     parent = h.ParentInstance(
-        name="x", instance=h.OrchestrationInstance(instance_id="gp", execution_id="e"),
+        name="x",
+        instance=h.OrchestrationInstance(instance_id="gp", execution_id="e"),
         task_scheduled_id=7,
     )
     s = start("busy", "p-2", "0", parent)
@@ -144,12 +150,18 @@ def test_state_is_rebuilt_from_history() -> None:
     s = start("kid", "kid-2", "5")
     ep = episode((), s)
     state = state_from_history(
-        "kid-2", ep.new_events, status=OrchestrationStatus.COMPLETED, completed_at=NOW,
+        "kid-2",
+        ep.new_events,
+        status=OrchestrationStatus.COMPLETED,
+        completed_at=NOW,
         previous=None,
     )
     assert state is not None and ep.state is not None
     assert (state.runtime_status, state.output, state.input, state.name) == (
-        ep.state.runtime_status, ep.state.output, ep.state.input, ep.state.name,
+        ep.state.runtime_status,
+        ep.state.output,
+        ep.state.input,
+        ep.state.name,
     )
 
 

@@ -12,14 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from test_checkpoint import Crash
 
 from durable_azstorage import AsyncTaskHubClient, OrchestrationContext, TaskHubWorker, when_any
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
 from durable_azstorage.model.status import OrchestrationStatus
-
-from test_checkpoint import Crash
 
 pytestmark = pytest.mark.azurite
 
@@ -56,7 +55,9 @@ async def test_an_event_sent_before_a_crash_is_applied_once(
             run = asyncio.ensure_future(worker.run_async())
             try:
                 await client.schedule_new_orchestration(receiver, instance_id="receiver-1")
-                await client.schedule_new_orchestration(pinger, input="receiver-1", instance_id="pinger-1")
+                await client.schedule_new_orchestration(
+                    pinger, input="receiver-1", instance_id="pinger-1"
+                )
                 state = await client.wait_for_orchestration_completion("receiver-1", timeout=60)
             finally:
                 await worker.stop_async()

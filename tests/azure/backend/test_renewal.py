@@ -6,11 +6,15 @@ import dataclasses
 import threading
 import time
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
-from durable_azstorage import ActivityContext, AsyncTaskHubClient, OrchestrationContext, TaskHubWorker
+from durable_azstorage import (
+    ActivityContext,
+    AsyncTaskHubClient,
+    OrchestrationContext,
+    TaskHubWorker,
+)
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 

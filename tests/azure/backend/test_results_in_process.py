@@ -15,15 +15,14 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from builders import MakeBackend, episode, kinds, start_message
+from test_checkpoint import Crash
 
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model import history as h
 from durable_azstorage.model.messages import TaskMessage
-
-from builders import MakeBackend, episode, kinds, start_message
-from test_checkpoint import Crash
 
 pytestmark = pytest.mark.azurite
 

@@ -13,10 +13,9 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from builders import MakeBackend, episode, event_message, now, start_message
 
 from durable_azstorage.azure.settings import AzureStorageSettings
-
-from builders import MakeBackend, episode, event_message, now, start_message
 
 pytestmark = pytest.mark.azurite
 
@@ -31,7 +30,8 @@ async def test_a_busy_worker_does_not_inflate_delivery_counts(
     they go back to the queue for competitors, and taking them again is not a failure."""
     settings = dataclasses.replace(fast_settings, partition_count=1, max_dequeue_count=2)
     backend = await (
-        make_backend(settings=settings, ownership=None) if managed
+        make_backend(settings=settings, ownership=None)
+        if managed
         else make_backend(settings=settings)
     )
     for i in range(INSTANCES):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from builders import MakeBackend, episode, event_message, kinds, start_message
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model.errors import ConcurrencyConflictError
-
-from builders import MakeBackend, episode, event_message, kinds, start_message
 
 pytestmark = pytest.mark.azurite
 
@@ -33,14 +32,17 @@ async def test_cached_instance_is_not_read_again(make_backend: MakeBackend) -> N
     assert backend.session_cache.hits >= 1
     await backend.complete_orchestration(item, episode(item))
     assert [type(e).__name__ for e in await backend.get_history("cached-1")] == [
-        *kinds(item.history), *kinds(episode(item).new_events)
+        *kinds(item.history),
+        *kinds(episode(item).new_events),
     ]
 
 
 async def test_disabled_sessions_read_history_every_time(
     make_backend: MakeBackend, fast_settings: AzureStorageSettings
 ) -> None:
-    backend = await make_backend(settings=dataclasses.replace(fast_settings, extended_sessions=False))
+    backend = await make_backend(
+        settings=dataclasses.replace(fast_settings, extended_sessions=False)
+    )
     assert await backend.create_instance(start_message("uncached-1"))
     item = await backend.lock_next_orchestration(10)
     assert item is not None

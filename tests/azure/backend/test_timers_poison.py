@@ -6,12 +6,11 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from builders import MakeBackend, episode, event_message, kinds, now, start_message
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
 from durable_azstorage.model.status import OrchestrationStatus
-
-from builders import MakeBackend, episode, event_message, kinds, now, start_message
 
 pytestmark = pytest.mark.azurite
 

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from durable_azstorage import ActivityContext, AsyncTaskHubClient, OrchestrationContext, TaskHubWorker
+from durable_azstorage import (
+    ActivityContext,
+    AsyncTaskHubClient,
+    OrchestrationContext,
+    TaskHubWorker,
+)
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.testing.eventually import eventually_async
@@ -31,7 +36,9 @@ def one_step(ctx: OrchestrationContext, name: str):  # type: ignore[no-untyped-d
 def settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
     # Pollers may back off to 10 minutes: only the wake-up can make this test finish in time.
     return dataclasses.replace(
-        azure_settings, partition_count=2, max_poll_interval=timedelta(minutes=10),
+        azure_settings,
+        partition_count=2,
+        max_poll_interval=timedelta(minutes=10),
         wakeup_interval=timedelta(milliseconds=200),
     )
 
@@ -71,6 +78,11 @@ async def test_a_start_from_another_backend_wakes_an_idle_worker(
 
 async def _until_backed_off(backend: AzureStorageBackend, timeout: float = 30) -> None:
     """Wait until every poller of the worker waits longer than the wake-up interval."""
-    slowest_poll: Any = getattr(backend, "_slowest_poll")
-    await eventually_async(slowest_poll, until=lambda seconds: seconds >= 1.0, timeout=timeout,
-                           interval=0.1, what="the worker's slowest poll interval to back off to 1 s")
+    slowest_poll: Any = backend._slowest_poll
+    await eventually_async(
+        slowest_poll,
+        until=lambda seconds: seconds >= 1.0,
+        timeout=timeout,
+        interval=0.1,
+        what="the worker's slowest poll interval to back off to 1 s",
+    )

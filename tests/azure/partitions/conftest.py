@@ -21,7 +21,7 @@ from durable_azstorage.azure.tracking.taskhub import TaskHubResources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 
-from sim_support import ACQUIRE, LEASE, PARTITIONS, RENEW  # noqa: E402
+from sim_support import ACQUIRE, LEASE, PARTITIONS, RENEW  # noqa: E402 - after sys.path
 
 
 @pytest.fixture

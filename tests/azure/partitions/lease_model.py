@@ -92,22 +92,35 @@ class LeaseModel:
                     worker.cache[p] = row
         worker.cache = dict(self.table)
         decision = decide(
-            self.table, worker.name, self.clock(worker), self.policy,
-            draining=frozenset(worker.draining), stopping=worker.stopping,
+            self.table,
+            worker.name,
+            self.clock(worker),
+            self.policy,
+            draining=frozenset(worker.draining),
+            stopping=worker.stopping,
         )
         for action in decision.actions:
             if action.kind is ActionKind.DRAIN:
                 worker.draining[action.partition] = self.drain_steps
             self.write(worker, action.row)
-        if worker.stopping and not worker.draining and not any(
-            r.current_owner == worker.name or r.next_owner == worker.name for r in self.table.values()
+        if (
+            worker.stopping
+            and not worker.draining
+            and not any(
+                r.current_owner == worker.name or r.next_owner == worker.name
+                for r in self.table.values()
+            )
         ):
             worker.gone = True
 
     def dequeuers(self, partition: int) -> set[str]:
         return {
-            w.name for w in self.workers.values()
-            if w.alive and not w.stopping and not w.gone and partition not in w.draining
+            w.name
+            for w in self.workers.values()
+            if w.alive
+            and not w.stopping
+            and not w.gone
+            and partition not in w.draining
             and partition in w.cache
             and may_dequeue(w.cache[partition], w.name, self.clock(w), self.policy)
         }
@@ -147,7 +160,9 @@ class LeaseModel:
             return False
         return (
             all(
-                r.current_owner in counts and r.next_owner is None and not r.is_draining
+                r.current_owner in counts
+                and r.next_owner is None
+                and not r.is_draining
                 and self.dequeuers(p) == {r.current_owner}
                 for p, r in self.table.items()
             )

@@ -30,19 +30,24 @@ class SleepyDrainer:
 
 async def main(connection_string: str, hub: str, partitions: int, log_path: str) -> None:
     settings = AzureStorageSettings(
-        connection_string=connection_string, task_hub=hub, partition_count=partitions,
-        lease_interval=timedelta(seconds=3), lease_renew_interval=timedelta(seconds=1),
+        connection_string=connection_string,
+        task_hub=hub,
+        partition_count=partitions,
+        lease_interval=timedelta(seconds=3),
+        lease_renew_interval=timedelta(seconds=1),
         lease_acquire_interval=timedelta(seconds=1),
     )
     with open(log_path, "a", encoding="utf-8") as log:
+
         def record(owned: frozenset[int]) -> None:
             line = {"t": time.time(), "worker": settings.worker_id, "owned": sorted(owned)}
             log.write(json.dumps(line) + "\n")
             log.flush()
 
         async with StorageClients(settings) as clients:
-            manager = PartitionManager(settings, clients, SleepyDrainer(),
-                                       fast_interval=timedelta(seconds=0.2))
+            manager = PartitionManager(
+                settings, clients, SleepyDrainer(), fast_interval=timedelta(seconds=0.2)
+            )
             manager.subscribe(record)
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

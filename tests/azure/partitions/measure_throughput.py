@@ -41,23 +41,39 @@ async def run(connection_string: str, workers: int, count: int, folder: Path) ->
             for i in range(workers):
                 log = folder / f"{hub}-{i}.jsonl"
                 with open(log.with_suffix(".err"), "w") as err:
-                    procs.append(subprocess.Popen(
-                        [sys.executable, str(SCRIPT), connection_string, hub, str(PARTITIONS),
-                         str(log)], stdout=subprocess.DEVNULL, stderr=err,
-                    ))
-            table = LeaseTable(clients.table(settings.names.partitions_table), settings.names,
-                               clients.retry)
+                    procs.append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                str(SCRIPT),
+                                connection_string,
+                                hub,
+                                str(PARTITIONS),
+                                str(log),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=err,
+                        )
+                    )
+            table = LeaseTable(
+                clients.table(settings.names.partitions_table), settings.names, clients.retry
+            )
             while True:  # every partition owned, each worker holding its share
                 rows = (await table.read_all()).values()
                 owners = [r.current_owner for r in rows]
-                if (None not in owners and len(set(owners)) == min(workers, PARTITIONS)
-                        and not any(r.next_owner for r in rows)):
+                if (
+                    None not in owners
+                    and len(set(owners)) == min(workers, PARTITIONS)
+                    and not any(r.next_owner for r in rows)
+                ):
                     break
                 await asyncio.sleep(0.1)
             async with AsyncTaskHubClient(settings) as client:
                 started = time.monotonic()
-                ids = [await client.schedule_new_orchestration("sequence", input=STEPS)
-                       for _ in range(count)]
+                ids = [
+                    await client.schedule_new_orchestration("sequence", input=STEPS)
+                    for _ in range(count)
+                ]
                 for iid in ids:
                     state = await client.wait_for_orchestration_completion(iid, timeout=600)
                     assert state.runtime_status is OrchestrationStatus.COMPLETED, state
@@ -84,8 +100,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             for workers in counts:
                 elapsed = asyncio.run(run(emulator.connection_string, workers, count, Path(folder)))
-                print(f"{workers} worker process(es): {count} x {STEPS}-activity sequences in "
-                      f"{elapsed:.1f} s = {count / elapsed:.1f} orchestrations/s", flush=True)
+                print(
+                    f"{workers} worker process(es): {count} x {STEPS}-activity sequences in "
+                    f"{elapsed:.1f} s = {count / elapsed:.1f} orchestrations/s",
+                    flush=True,
+                )
     finally:
         emulator.stop()
 

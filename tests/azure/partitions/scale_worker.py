@@ -41,9 +41,13 @@ def step(ctx: ActivityContext, number: int) -> str:
 
 def settings_for(connection_string: str, hub: str, partitions: int) -> AzureStorageSettings:
     return AzureStorageSettings(
-        connection_string=connection_string, task_hub=hub, partition_count=partitions,
-        lease_interval=timedelta(seconds=3), lease_renew_interval=timedelta(seconds=1),
-        lease_acquire_interval=timedelta(seconds=1), max_poll_interval=timedelta(seconds=1),
+        connection_string=connection_string,
+        task_hub=hub,
+        partition_count=partitions,
+        lease_interval=timedelta(seconds=3),
+        lease_renew_interval=timedelta(seconds=1),
+        lease_acquire_interval=timedelta(seconds=1),
+        max_poll_interval=timedelta(seconds=1),
         # What a SIGKILLed worker had received comes back after this, not after 5 minutes.
         control_queue_visibility_timeout=timedelta(seconds=8),
         work_item_visibility_timeout=timedelta(seconds=8),

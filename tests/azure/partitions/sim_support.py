@@ -54,7 +54,8 @@ class Timeline:
                     self.violations.append(f"{manager.me} gained {p} while {other} held it")
                 if self.draining.get(p, manager.me) != manager.me:
                     self.violations.append(
-                        f"{manager.me} gained {p} while {self.draining[p]} was draining it")
+                        f"{manager.me} gained {p} while {self.draining[p]} was draining it"
+                    )
                 self.holder[p] = manager.me
             state["owned"] = owned
 
@@ -110,7 +111,9 @@ class Fleet:
         return cls(make_settings, LeaseTable(hub.table(names.partitions_table), names, hub.retry))
 
     def __init__(
-        self, make_settings: Callable[..., AzureStorageSettings], table: LeaseTable,
+        self,
+        make_settings: Callable[..., AzureStorageSettings],
+        table: LeaseTable,
         partitions: int = PARTITIONS,
     ) -> None:
         self.make_settings = make_settings
@@ -119,8 +122,12 @@ class Fleet:
         self.timeline = Timeline()
         self.members: dict[str, Member] = {}
 
-    async def start(self, name: str, connection_string: str | None = None,
-                    clock: Callable[[], datetime] | None = None) -> PartitionManager:
+    async def start(
+        self,
+        name: str,
+        connection_string: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> PartitionManager:
         settings = self.make_settings(name, connection_string)
         clients = await StorageClients(settings).open()
         drainer = FakeDrainer(self.timeline)
@@ -175,7 +182,8 @@ class Fleet:
                     owner = rows[p].current_owner if p in rows else None
                     if owner != name:
                         self.timeline.violations.append(
-                            f"{name} dequeues {p} but the lease row names {owner}")
+                            f"{name} dequeues {p} but the lease row names {owner}"
+                        )
             samples += 1
             await asyncio.sleep(0.05)
         return samples
@@ -192,12 +200,17 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, w
     return time.monotonic() - start
 
 
-async def wait_balanced(table: LeaseTable, worker_ids: set[str], what: str, timeout: float) -> float:
+async def wait_balanced(
+    table: LeaseTable, worker_ids: set[str], what: str, timeout: float
+) -> float:
     """Wait until every lease row is owned by one of ``worker_ids`` with no hand-over
     pending and the counts within one; return the seconds it took (a measured figure)."""
 
     async def leases() -> dict[int, tuple[str | None, str | None, bool]]:
-        return {p: (r.current_owner, r.next_owner, r.is_draining) for p, r in (await table.read_all()).items()}
+        return {
+            p: (r.current_owner, r.next_owner, r.is_draining)
+            for p, r in (await table.read_all()).items()
+        }
 
     def settled(rows: dict[int, tuple[str | None, str | None, bool]]) -> bool:
         counts = dict.fromkeys(worker_ids, 0)
@@ -205,11 +218,18 @@ async def wait_balanced(table: LeaseTable, worker_ids: set[str], what: str, time
             if owner not in counts or next_owner or draining:
                 return False
             counts[owner] += 1
-        return sum(counts.values()) == PARTITIONS and max(counts.values()) - min(counts.values()) <= 1
+        return (
+            sum(counts.values()) == PARTITIONS and max(counts.values()) - min(counts.values()) <= 1
+        )
 
     start = time.monotonic()
-    await eventually_async(leases, until=settled, timeout=timeout, interval=0.05,
-                           what=f"leases balanced over {sorted(worker_ids)} {what} (partition: owner, next, draining)")
+    await eventually_async(
+        leases,
+        until=settled,
+        timeout=timeout,
+        interval=0.05,
+        what=f"leases balanced over {sorted(worker_ids)} {what} (partition: owner, next, draining)",
+    )
     return time.monotonic() - start
 
 

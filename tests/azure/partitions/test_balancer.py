@@ -31,8 +31,11 @@ S = timedelta(seconds=1)
 def rows_owned(owners: list[str | None], expires: timedelta = 10 * S) -> dict[int, LeaseRow]:
     return {
         p: LeaseRow(
-            partition=p, queue=f"hub-control-{p:02d}", current_owner=o,
-            expires_at=T0 + expires if o else None, etag=f"e{p}",
+            partition=p,
+            queue=f"hub-control-{p:02d}",
+            current_owner=o,
+            expires_at=T0 + expires if o else None,
+            etag=f"e{p}",
         )
         for p, o in enumerate(owners)
     }
@@ -68,7 +71,10 @@ def test_expired_lease_is_taken_only_at_expiry() -> None:
     before = decide(rows, "a", T0 + 5 * S - timedelta(milliseconds=1), POLICY)
     assert ActionKind.CLAIM not in {a.kind for a in before.actions}
     at = decide(rows, "a", T0 + 5 * S, POLICY)
-    assert [(a.kind, a.partition) for a in at.actions] == [(ActionKind.CLAIM, 0), (ActionKind.CLAIM, 1)]
+    assert [(a.kind, a.partition) for a in at.actions] == [
+        (ActionKind.CLAIM, 0),
+        (ActionKind.CLAIM, 1),
+    ]
 
 
 def test_owner_stops_dequeuing_a_skew_margin_before_expiry() -> None:
@@ -87,7 +93,8 @@ def test_skew_below_the_margin_never_overlaps_and_above_it_can() -> None:
         for ms in range(0, 6000, 10):
             real = T0 + timedelta(milliseconds=ms)
             claimer_may_take = any(
-                a.kind is ActionKind.CLAIM for a in decide({0: lease}, "thief", real, POLICY).actions
+                a.kind is ActionKind.CLAIM
+                for a in decide({0: lease}, "thief", real, POLICY).actions
             )
             owner_dequeues = may_dequeue(lease, "owner", real - behind, POLICY)
             overlap |= claimer_may_take and owner_dequeues
@@ -114,8 +121,10 @@ def test_hand_over_request_drain_release_claim() -> None:
     assert not [a for a in decide(rows, "c", T0 + S, POLICY).actions if a.partition in (2, 3)]
     # a keeps renewing the draining rows without starting a second drain
     again = decide(rows, "a", T0 + 2 * S, POLICY, draining=frozenset({2, 3}))
-    assert all(a.kind is ActionKind.RENEW and (a.row.is_draining == (a.partition >= 2))
-               for a in again.actions)
+    assert all(
+        a.kind is ActionKind.RENEW and (a.row.is_draining == (a.partition >= 2))
+        for a in again.actions
+    )
 
     rows[2] = released(rows[2], T0 + 2 * S, POLICY)
     assert (rows[2].current_owner, rows[2].next_owner) == (None, "b")
@@ -159,7 +168,9 @@ def test_shutdown_drains_everything_and_withdraws_requests() -> None:
     # the others request the leaving rows at once and poll fast for the release
     other = decide(rows, "b", T0, POLICY)
     assert [(a.kind, a.partition) for a in other.actions if a.partition < 2] == [
-        (ActionKind.REQUEST, 0), (ActionKind.REQUEST, 1)]
+        (ActionKind.REQUEST, 0),
+        (ActionKind.REQUEST, 1),
+    ]
     assert other.fast
 
 
@@ -234,15 +245,23 @@ _row = st.tuples(_owner, _owner, st.integers(-4, 4), st.booleans())
     skews=st.lists(st.floats(-0.45, 0.45), min_size=3, max_size=3),
 )
 def test_any_starting_state_converges_and_stays_exclusive(
-    start: list[tuple[str | None, str | None, int, bool]], workers: int, seed: int,
+    start: list[tuple[str | None, str | None, int, bool]],
+    workers: int,
+    seed: int,
     skews: list[float],
 ) -> None:
     model = LeaseModel(len(start))
     for p, (owner, next_owner, expires_in, draining) in enumerate(start):
-        model.put(LeaseRow(
-            partition=p, queue=f"hub-control-{p:02d}", current_owner=owner, next_owner=next_owner,
-            expires_at=T0 + timedelta(seconds=expires_in), is_draining=draining and owner is not None,
-        ))
+        model.put(
+            LeaseRow(
+                partition=p,
+                queue=f"hub-control-{p:02d}",
+                current_owner=owner,
+                next_owner=next_owner,
+                expires_at=T0 + timedelta(seconds=expires_in),
+                is_draining=draining and owner is not None,
+            )
+        )
     for i, name in enumerate("abc"[:workers]):
         model.add(name, skew=skews[i])
     rng = random.Random(seed)

@@ -6,6 +6,8 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from lease_model import POLICY
+from sim_support import PARTITIONS
 
 from durable_azstorage.azure.partitioning.balancer import claimed
 from durable_azstorage.azure.partitioning.lease_table import LeaseConflict, LeaseTable
@@ -14,8 +16,6 @@ from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.tracking.taskhub import INFO_PARTITION_KEY, INFO_ROW_KEY
 from durable_azstorage.model.errors import TaskHubNotFoundError
-from lease_model import POLICY
-from sim_support import PARTITIONS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -41,8 +41,10 @@ async def test_rows_are_created_once_even_by_racing_workers(hub8: StorageClients
     rows = results[0]
     assert sorted(rows) == list(range(PARTITIONS))
     assert [r.queue for r in rows.values()] == list(hub8.settings.names.control_queues)
-    assert all(r.current_owner is None and r.expires_at is None and not r.is_draining
-               for r in rows.values())
+    assert all(
+        r.current_owner is None and r.expires_at is None and not r.is_draining
+        for r in rows.values()
+    )
     assert all(result == rows for result in results)  # nobody overwrote anybody's row
 
     claim = await table.write(claimed(rows[3], "w1", NOW, POLICY))
@@ -74,13 +76,20 @@ async def test_conditional_write_has_exactly_one_winner(hub8: StorageClients) ->
 async def test_cleared_columns_are_removed_and_values_round_trip(hub8: StorageClients) -> None:
     table = lease_table(hub8)
     row = (await table.ensure_rows())[5]
-    busy = await table.write(row.but(
-        current_owner="a", next_owner="b", owned_since=NOW, last_renewal=NOW,
-        expires_at=NOW + timedelta(seconds=30), is_draining=True,
-    ))
+    busy = await table.write(
+        row.but(
+            current_owner="a",
+            next_owner="b",
+            owned_since=NOW,
+            last_renewal=NOW,
+            expires_at=NOW + timedelta(seconds=30),
+            is_draining=True,
+        )
+    )
     assert await table.read(5) == busy
-    free = await table.write(busy.but(current_owner=None, next_owner=None, expires_at=None,
-                                      is_draining=False))
+    free = await table.write(
+        busy.but(current_owner=None, next_owner=None, expires_at=None, is_draining=False)
+    )
     stored = await table.read(5)
     assert stored == free and stored.next_owner is None and stored.expires_at is None
 
@@ -118,7 +127,10 @@ async def test_describe_partitions_shows_owner_backlog_and_age(hub8: StorageClie
     assert [i.partition for i in infos] == list(range(PARTITIONS))
     one, two, zero = infos[1], infos[2], infos[0]
     assert (one.owner, one.expires_at, one.approximate_messages) == (
-        "worker-1", NOW + POLICY.lease_interval, 3)
+        "worker-1",
+        NOW + POLICY.lease_interval,
+        3,
+    )
     assert one.oldest_message_age is not None
     assert timedelta(seconds=4) <= one.oldest_message_age <= timedelta(seconds=30)
     assert (two.approximate_messages, two.oldest_message_age) == (1, None)  # invisible: no age

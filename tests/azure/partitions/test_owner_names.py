@@ -26,8 +26,11 @@ async def test_two_backends_with_the_same_worker_id_split_the_partitions(
         a, b = _manager(first), _manager(second)
         assert (a.me, b.me) == ("same-name", "same-name-2")
         await eventually_async(
-            lambda: (a.owned(), b.owned()), until=lambda o: len(o[0]) == len(o[1]) == PARTITIONS // 2,
-            timeout=30, interval=0.1, what="an even split (owned by first, second)",
+            lambda: (a.owned(), b.owned()),
+            until=lambda o: len(o[0]) == len(o[1]) == PARTITIONS // 2,
+            timeout=30,
+            interval=0.1,
+            what="an even split (owned by first, second)",
         )
         assert a.owned().isdisjoint(b.owned())
         assert {b.rows[p].current_owner for p in b.owned()} == {"same-name-2"}
@@ -47,4 +50,3 @@ async def test_two_backends_with_the_same_worker_id_split_the_partitions(
 def _manager(backend: AzureStorageBackend) -> PartitionManager:
     assert backend.partition_manager is not None
     return backend.partition_manager
-

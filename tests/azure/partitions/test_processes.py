@@ -55,9 +55,17 @@ class Processes:
         log = self.folder / f"worker{len(self.workers)}.jsonl"
         with open(log.with_suffix(".err"), "w") as err:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                [sys.executable, str(SCRIPT), self.connection_string, self.hub, str(PARTITIONS),
-                 str(log)],
-                stdout=subprocess.PIPE, stderr=err, text=True,
+                [
+                    sys.executable,
+                    str(SCRIPT),
+                    self.connection_string,
+                    self.hub,
+                    str(PARTITIONS),
+                    str(log),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
             )
         worker = Worker(process, log)
         self.workers.append(worker)
@@ -79,7 +87,8 @@ class Processes:
 
 @pytest.fixture
 def processes(
-    hub8: StorageClients, tmp_path: Path,
+    hub8: StorageClients,
+    tmp_path: Path,
 ) -> Iterator[Processes]:
     procs = Processes(hub8.settings.connection_string or "", hub8.settings.task_hub, tmp_path)
     try:
@@ -114,7 +123,8 @@ def intervals(workers: list[Worker]) -> dict[int, list[tuple[float, float, str]]
 
 
 async def test_kill_join_and_graceful_stop_across_processes(
-    processes: Processes, hub8: StorageClients,
+    processes: Processes,
+    hub8: StorageClients,
 ) -> None:
     names = hub8.settings.names
     table = LeaseTable(hub8.table(names.partitions_table), names, hub8.retry)
@@ -133,13 +143,17 @@ async def test_kill_join_and_graceful_stop_across_processes(
     try:
         await asyncio.gather(*(processes.spawn() for _ in range(3)))
         measured["3 processes balanced"] = await wait_balanced(table, processes.alive(), "start")
-        assert all(w.worker_id == f"{socket.gethostname()}-{w.process.pid}" for w in processes.workers)
+        assert all(
+            w.worker_id == f"{socket.gethostname()}-{w.process.pid}" for w in processes.workers
+        )
 
         victim = processes.workers[0]
         rows = await table.read_all()
         held = {p: r.expires_at for p, r in rows.items() if r.current_owner == victim.worker_id}
         processes.kill(victim, signal.SIGKILL)
-        measured["SIGKILL to resumed"] = await wait_balanced(table, processes.alive(), "after SIGKILL")
+        measured["SIGKILL to resumed"] = await wait_balanced(
+            table, processes.alive(), "after SIGKILL"
+        )
         rows = await table.read_all()
         for p, expiry in held.items():
             taken = rows[p].owned_since
@@ -155,9 +169,12 @@ async def test_kill_join_and_graceful_stop_across_processes(
         processes.kill(leaving, signal.SIGTERM)
         code = await asyncio.to_thread(leaving.process.wait, TIMEOUT)
         leaving.ended_at = time.time()
-        assert code == 0, (leaving.log.with_suffix(".err").read_text())
-        measured["SIGTERM to resumed"] = time.monotonic() - start + await wait_balanced(
-            table, processes.alive(), "after SIGTERM")
+        assert code == 0, leaving.log.with_suffix(".err").read_text()
+        measured["SIGTERM to resumed"] = (
+            time.monotonic()
+            - start
+            + await wait_balanced(table, processes.alive(), "after SIGTERM")
+        )
         rows = await table.read_all()
         for p, expiry in held.items():
             taken = rows[p].owned_since
@@ -173,12 +190,14 @@ async def test_kill_join_and_graceful_stop_across_processes(
     found = intervals(processes.workers)
     for p, spans in found.items():
         spans.sort()
-        for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        for (_, end, first), (start, _, second) in zip(spans, spans[1:], strict=False):
             assert start >= end, f"partition {p}: {second} from {start} while {first} until {end}"
     for before, after, rows in samples:  # a row never names X while Y dequeued throughout
         for p, row in rows.items():
             for start, end, holder in found[p]:
                 if holder != row.current_owner and start <= before and after <= end:
-                    raise AssertionError(f"partition {p}: row names {row.current_owner}, {holder} dequeues")
+                    raise AssertionError(
+                        f"partition {p}: row names {row.current_owner}, {holder} dequeues"
+                    )
     assert len(samples) > 5  # the cross-check did run
     print("\nmeasured (s):", {k: round(v, 2) for k, v in measured.items()})

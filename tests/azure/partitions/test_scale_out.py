@@ -67,9 +67,17 @@ class Fleet:
         log = self.folder / f"worker{len(self.workers)}.jsonl"
         with open(log.with_suffix(".err"), "w") as err:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                [sys.executable, str(SCRIPT), self.connection_string, self.hub, str(PARTITIONS),
-                 str(log)],
-                stdout=subprocess.PIPE, stderr=err, text=True,
+                [
+                    sys.executable,
+                    str(SCRIPT),
+                    self.connection_string,
+                    self.hub,
+                    str(PARTITIONS),
+                    str(log),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
             )
         worker = Worker(process, log)
         self.workers.append(worker)
@@ -132,8 +140,21 @@ def show_partitions(fleet: Fleet) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_AZSTORAGE_")}
     env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = fleet.connection_string
     done = subprocess.run(
-        [sys.executable, "-m", "durable_azstorage", "hub", "partitions", "--task-hub", fleet.hub,
-         "--json"], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "durable_azstorage",
+            "hub",
+            "partitions",
+            "--task-hub",
+            fleet.hub,
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     shown: list[dict[str, Any]] = json.loads(done.stdout)
@@ -141,12 +162,15 @@ def show_partitions(fleet: Fleet) -> list[dict[str, Any]]:
 
 
 async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
-    fleet: Fleet, hub8: StorageClients,
+    fleet: Fleet,
+    hub8: StorageClients,
 ) -> None:
     names = hub8.settings.names
     table = LeaseTable(hub8.table(names.partitions_table), names, hub8.retry)
     client_settings = AzureStorageSettings(
-        connection_string=fleet.connection_string, task_hub=fleet.hub, partition_count=PARTITIONS,
+        connection_string=fleet.connection_string,
+        task_hub=fleet.hub,
+        partition_count=PARTITIONS,
     )
     measured: dict[str, float] = {}
     instances: list[str] = []
@@ -167,12 +191,17 @@ async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
             await asyncio.sleep(2)  # mid-run: work items of every partition in flight
 
             victim = fleet.workers[0]
-            held = {p: r.expires_at for p, r in (await table.read_all()).items()
-                    if r.current_owner == victim.worker_id}
+            held = {
+                p: r.expires_at
+                for p, r in (await table.read_all()).items()
+                if r.current_owner == victim.worker_id
+            }
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait()
             victim.ended_at = time.time()
-            measured["SIGKILL to resumed"] = await wait_balanced(table, fleet.alive(), "after SIGKILL")
+            measured["SIGKILL to resumed"] = await wait_balanced(
+                table, fleet.alive(), "after SIGKILL"
+            )
             rows = await table.read_all()
             for p, expiry in held.items():  # taken only after the dead worker's lease expired
                 taken = rows[p].owned_since
@@ -186,13 +215,19 @@ async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
             assert all(p["expires_at"] and p["approximate_messages"] >= 0 for p in shown), shown
 
             leaving = fleet.workers[1]
-            held = {p: r.expires_at for p, r in (await table.read_all()).items()
-                    if r.current_owner == leaving.worker_id}
+            held = {
+                p: r.expires_at
+                for p, r in (await table.read_all()).items()
+                if r.current_owner == leaving.worker_id
+            }
             assert held, "the worker to stop owns no partition"
             start = time.monotonic()
             await fleet.terminate(leaving)
-            measured["SIGTERM to resumed"] = time.monotonic() - start + await wait_balanced(
-                table, fleet.alive(), "after SIGTERM")
+            measured["SIGTERM to resumed"] = (
+                time.monotonic()
+                - start
+                + await wait_balanced(table, fleet.alive(), "after SIGTERM")
+            )
             rows = await table.read_all()
             for p, expiry in held.items():  # handed over, not left to expire
                 taken = rows[p].owned_since
@@ -204,14 +239,14 @@ async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
 
         # Every orchestration completes with each step exactly once.
         assert len(instances) > 20
-        states = await asyncio.gather(*(
-            client.wait_for_orchestration_completion(i, timeout=TIMEOUT) for i in instances
-        ))
-        for iid, state in zip(instances, states):
+        states = await asyncio.gather(
+            *(client.wait_for_orchestration_completion(i, timeout=TIMEOUT) for i in instances)
+        )
+        for iid, state in zip(instances, states, strict=False):
             assert state.runtime_status is OrchestrationStatus.COMPLETED, (iid, state)
             assert state.get_output() == [f"{iid}:{s}" for s in range(STEPS)], iid
         histories = await asyncio.gather(*(client.get_orchestration_history(i) for i in instances))
-        for iid, history in zip(instances, histories):
+        for iid, history in zip(instances, histories, strict=False):
             scheduled = Counter(e.event_id for e in history if isinstance(e, TaskScheduled))
             assert sorted(scheduled) == list(range(STEPS)), (iid, scheduled)
             assert set(scheduled.values()) == {1}, (iid, scheduled)
@@ -224,8 +259,10 @@ async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
     spans = ownership_spans(fleet.workers)
     for p, found in spans.items():
         found.sort()
-        for (_, end, first), (begin, _, second) in zip(found, found[1:]):
-            assert begin >= end, f"partition {p}: {second} owned it from {begin}, {first} until {end}"
+        for (_, end, first), (begin, _, second) in zip(found, found[1:], strict=False):
+            assert begin >= end, (
+                f"partition {p}: {second} owned it from {begin}, {first} until {end}"
+            )
     dequeued = 0
     for worker in fleet.workers:
         for entry in worker.entries():
@@ -238,5 +275,8 @@ async def test_workers_share_move_and_hand_over_partitions_without_losing_steps(
                     f"partition {p}: {worker.worker_id} dequeued at {t} while {holder} owned it"
                 )
     assert dequeued >= len(instances) * (STEPS + 1)
-    print("\nmeasured (s):", {k: round(v, 2) for k, v in measured.items()},
-          f"{len(instances)} orchestrations")
+    print(
+        "\nmeasured (s):",
+        {k: round(v, 2) for k, v in measured.items()},
+        f"{len(instances)} orchestrations",
+    )

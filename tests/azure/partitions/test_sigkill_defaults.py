@@ -49,7 +49,9 @@ async def _spawn(
     with open(err, "w") as stream:
         process = subprocess.Popen(
             [sys.executable, str(SCRIPT), settings.connection_string or "", settings.task_hub],
-            stdout=subprocess.PIPE, stderr=stream, text=True,
+            stdout=subprocess.PIPE,
+            stderr=stream,
+            text=True,
         )
     processes.append(process)
     assert process.stdout is not None
@@ -69,8 +71,10 @@ async def client(azure_settings: AzureStorageSettings) -> AsyncIterator[AsyncTas
 
 
 async def test_a_sigkilled_workers_instances_move_on_within_a_minute(
-    azure_settings: AzureStorageSettings, client: AsyncTaskHubClient,
-    spawned: list[subprocess.Popen[str]], tmp_path: Path,
+    azure_settings: AzureStorageSettings,
+    client: AsyncTaskHubClient,
+    spawned: list[subprocess.Popen[str]],
+    tmp_path: Path,
 ) -> None:
     first = await _spawn(azure_settings, spawned, tmp_path / "first.err")
     ids = [
@@ -102,7 +106,9 @@ async def test_a_sigkilled_workers_instances_move_on_within_a_minute(
                 done[i] = time.monotonic() - killed_at
                 moved_on.setdefault(i, done[i])
         await asyncio.sleep(0.5)
-    assert len(done) == INSTANCES, f"not finished {DEADLINE} s after the kill: {set(ids) - set(done)}"
+    assert len(done) == INSTANCES, (
+        f"not finished {DEADLINE} s after the kill: {set(ids) - set(done)}"
+    )
     for i in ids:
         state = await client.get_orchestration_state(i)
         assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, (

@@ -64,7 +64,9 @@ def owners(rows: dict[int, LeaseRow]) -> dict[int, str | None]:
 async def test_balance_graceful_hand_over_join_and_crash(fleet: Fleet) -> None:
     measured: dict[str, float] = {}
     await asyncio.gather(*(fleet.start(n) for n in ("a", "b", "c")))
-    measured["initial balance"] = await wait_until(fleet.balanced, BALANCE_TIMEOUT, "3 managers balanced")
+    measured["initial balance"] = await wait_until(
+        fleet.balanced, BALANCE_TIMEOUT, "3 managers balanced"
+    )
     assert sorted(len(m.owned()) for m in fleet.running().values()) == [2, 3, 3]
 
     # graceful stop: drained, released and claimed long before the leases could expire
@@ -90,16 +92,22 @@ async def test_balance_graceful_hand_over_join_and_crash(fleet: Fleet) -> None:
     # a new manager receives its share, through hand-overs (drains by b or c)
     drains_before = fleet.timeline.count("drained")
     await fleet.start("d")
-    measured["join to balanced"] = await wait_until(fleet.balanced, BALANCE_TIMEOUT, "d gets its share")
+    measured["join to balanced"] = await wait_until(
+        fleet.balanced, BALANCE_TIMEOUT, "d gets its share"
+    )
     assert 2 <= len(fleet.members["d"].manager.owned()) <= 3
-    assert fleet.timeline.count("drained") - drains_before == len(fleet.members["d"].manager.owned())
+    assert fleet.timeline.count("drained") - drains_before == len(
+        fleet.members["d"].manager.owned()
+    )
 
     # crash (no release): the partitions move only after their leases expired
     before = await fleet.rows()
     crashed = {p: r.expires_at for p, r in before.items() if r.current_owner == "b"}
     drains_before = fleet.timeline.count("drained")
     await fleet.stop("b", graceful=False)
-    measured["crash to resumed"] = await wait_until(fleet.balanced, BALANCE_TIMEOUT, "b's partitions taken")
+    measured["crash to resumed"] = await wait_until(
+        fleet.balanced, BALANCE_TIMEOUT, "b's partitions taken"
+    )
     after = await fleet.rows()
     for p, expiry in crashed.items():
         taken = after[p].owned_since
@@ -122,8 +130,11 @@ async def test_cut_off_worker_stops_dequeuing_before_its_leases_expire(
         lag = timedelta(seconds=0.5)
         await fleet.start("a")
         await fleet.start("b")
-        c = await fleet.start("c", proxied_connection_string(azure_settings.connection_string or "", proxy),
-                              clock=utc(-lag))
+        c = await fleet.start(
+            "c",
+            proxied_connection_string(azure_settings.connection_string or "", proxy),
+            clock=utc(-lag),
+        )
         await wait_until(fleet.balanced, BALANCE_TIMEOUT, "3 managers balanced")
         held = set(c.owned())
         lost_at: dict[int, datetime] = {}
@@ -150,7 +161,9 @@ async def test_cut_off_worker_stops_dequeuing_before_its_leases_expire(
         proxy.faults.clear()  # connection back: c rejoins and gets its share again
         fleet.members["c"].running = True
         rejoin = await wait_until(fleet.balanced, BALANCE_TIMEOUT, "c rejoins")
-        print(f"measured (s): rejoin to balanced {rejoin:.2f} (cut off for {time.monotonic() - start:.1f})")
+        print(
+            f"measured (s): rejoin to balanced {rejoin:.2f} (cut off for {time.monotonic() - start:.1f})"
+        )
         await fleet.stop("c", graceful=False)  # before the proxy goes away
     assert fleet.timeline.violations == []
 
@@ -172,7 +185,8 @@ async def test_five_managers_starting_at_once_converge_and_hand_back(
 
 
 async def test_64_partitions_hold_up_once_the_limit_is_raised(
-    monkeypatch: pytest.MonkeyPatch, azure_settings: AzureStorageSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    azure_settings: AzureStorageSettings,
 ) -> None:
     """The manager itself has no 16-partition limit (``naming`` has). With the
     limit raised to 64, three managers converge, hand over and report their request cost."""
@@ -180,16 +194,23 @@ async def test_64_partitions_hold_up_once_the_limit_is_raised(
 
     def make(worker_id: str, connection_string: str | None = None) -> AzureStorageSettings:
         return dataclasses.replace(
-            azure_settings, partition_count=64, worker_id=worker_id, lease_interval=LEASE,
-            lease_renew_interval=RENEW, lease_acquire_interval=ACQUIRE,
+            azure_settings,
+            partition_count=64,
+            worker_id=worker_id,
+            lease_interval=LEASE,
+            lease_renew_interval=RENEW,
+            lease_acquire_interval=ACQUIRE,
         )
 
     async with StorageClients(make("creator")) as clients:
         hub = TaskHubResources(clients)
         await hub.create_if_not_exists()
         names = clients.settings.names
-        fleet = Fleet(make, LeaseTable(clients.table(names.partitions_table), names, clients.retry),
-                      partitions=64)
+        fleet = Fleet(
+            make,
+            LeaseTable(clients.table(names.partitions_table), names, clients.retry),
+            partitions=64,
+        )
         try:
             await asyncio.gather(*(fleet.start(n) for n in ("a", "b", "c")))
             took = await wait_until(fleet.balanced, 60, "3 managers balanced on 64 partitions")
@@ -204,8 +225,10 @@ async def test_64_partitions_hold_up_once_the_limit_is_raised(
             await fleet.stop("a")
             handover = await wait_until(fleet.balanced, 60, "b and c own all 64")
             handover += time.monotonic() - start
-            print(f"\nmeasured 64 partitions: balance {took:.2f} s, graceful hand-over "
-                  f"{handover:.2f} s, storage requests per second per manager {per_second}")
+            print(
+                f"\nmeasured 64 partitions: balance {took:.2f} s, graceful hand-over "
+                f"{handover:.2f} s, storage requests per second per manager {per_second}"
+            )
             assert fleet.timeline.violations == []
         finally:
             await fleet.close()
@@ -213,7 +236,8 @@ async def test_64_partitions_hold_up_once_the_limit_is_raised(
 
 
 async def test_a_clock_far_from_the_storage_clock_is_reported(
-    fleet: Fleet, caplog: pytest.LogCaptureFixture,
+    fleet: Fleet,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Lease safety assumes clocks within the skew margin; a worker 10 s off says so."""
     good = await fleet.start("good")
@@ -229,7 +253,8 @@ async def test_a_clock_far_from_the_storage_clock_is_reported(
 
 
 async def test_a_newcomer_takes_the_backlogged_partitions_first(
-    fleet: Fleet, hub8: StorageClients,
+    fleet: Fleet,
+    hub8: StorageClients,
 ) -> None:
     """a owns all 8 partitions and two of them have a backlog: b, joining, must ask for
     those two (plus two idle ones) rather than for four idle ones."""
@@ -261,13 +286,15 @@ class StuckDrainer:
 
 
 async def test_a_stuck_or_failing_drain_still_releases_after_the_drain_timeout(
-    hub8: StorageClients, fast_settings: Callable[..., AzureStorageSettings],
+    hub8: StorageClients,
+    fast_settings: Callable[..., AzureStorageSettings],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with StorageClients(fast_settings("solo")) as clients:
         drainer = StuckDrainer()
-        manager = PartitionManager(fast_settings("solo"), clients, drainer,
-                                   drain_timeout=timedelta(seconds=0.5))
+        manager = PartitionManager(
+            fast_settings("solo"), clients, drainer, drain_timeout=timedelta(seconds=0.5)
+        )
         await manager.start()
         try:
             await wait_until(lambda: _true(len(manager.owned()) == PARTITIONS), 10, "solo owns all")

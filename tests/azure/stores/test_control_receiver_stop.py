@@ -52,8 +52,12 @@ async def test_stop_during_a_receive_keeps_the_batch_for_the_hand_back(stores: S
             buffer.add(message.message_id, message)
 
     receiver = ControlQueueReceiver(
-        queue, buffer, batch_size=32, visibility_timeout=VISIBILITY,
-        max_poll_interval=timedelta(seconds=1), handle=handle,
+        queue,
+        buffer,
+        batch_size=32,
+        visibility_timeout=VISIBILITY,
+        max_poll_interval=timedelta(seconds=1),
+        handle=handle,
     )
     receiver.start()
     await asyncio.wait_for(queue.dequeued.wait(), 10)
@@ -78,8 +82,12 @@ async def test_stop_while_idle_ends_at_once(stores: Stores) -> None:
         raise AssertionError("the queue is empty")
 
     receiver = ControlQueueReceiver(
-        queue, buffer, batch_size=32, visibility_timeout=VISIBILITY,
-        max_poll_interval=timedelta(seconds=30), handle=handle,
+        queue,
+        buffer,
+        batch_size=32,
+        visibility_timeout=VISIBILITY,
+        max_poll_interval=timedelta(seconds=30),
+        handle=handle,
     )
     receiver.start()
     await asyncio.sleep(0.1)  # no demand: it waits for a caller

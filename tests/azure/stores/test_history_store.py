@@ -11,6 +11,8 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from stores_support import Stores
 
+from durable_azstorage.azure.storage.naming import escape_key
+from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.history_store import (
     EMPTY_SENTINEL,
     HistoryCorruptedError,
@@ -19,8 +21,6 @@ from durable_azstorage.azure.tracking.history_store import (
     Sentinel,
     row_key,
 )
-from durable_azstorage.azure.storage.naming import escape_key
-from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (
@@ -88,7 +88,9 @@ def every_event_type(instance_id: str, execution_id: str) -> list[HistoryEvent]:
             tags={"team": "a", "ünï": "cødé"},
             generation=3,
         ),
-        TaskScheduled(event_id=0, timestamp=T0, name="Act", input='"x"', version="v", tags={"k": "v"}),
+        TaskScheduled(
+            event_id=0, timestamp=T0, name="Act", input='"x"', version="v", tags={"k": "v"}
+        ),
         TimerCreated(event_id=1, timestamp=T0, fire_at=T0 + timedelta(days=9, microseconds=1)),
         SubOrchestrationInstanceCreated(event_id=2, name="Sub", instance_id="sub#1", input="1"),
         EventSent(event_id=3, instance_id="other", name="ping", input='"p"'),
@@ -138,9 +140,9 @@ async def commit(
 
 def same_history(a: LoadedHistory, b: LoadedHistory) -> bool:
     """Equal events and sentinel, ignoring the ETag (a stopped commit re-stamps it)."""
-    return a.events == b.events and dataclasses.replace(a.sentinel, etag=None) == dataclasses.replace(
-        b.sentinel, etag=None
-    )
+    return a.events == b.events and dataclasses.replace(
+        a.sentinel, etag=None
+    ) == dataclasses.replace(b.sentinel, etag=None)
 
 
 async def test_every_event_type_round_trips_with_dtfx_columns(stores: Stores) -> None:
@@ -154,8 +156,12 @@ async def test_every_event_type_round_trips_with_dtfx_columns(stores: Stores) ->
     assert loaded.sentinel == sentinel
 
     table = stores.clients.table(stores.names.history_table)
-    rows = {r["RowKey"]: r async for r in table.query_entities(
-        "PartitionKey eq @pk", parameters={"pk": escape_key(iid)})}
+    rows = {
+        r["RowKey"]: r
+        async for r in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": escape_key(iid)}
+        )
+    }
     assert list(rows) == [row_key(i) for i in range(len(events))] + ["sentinel"]
     first = rows["0000000000000001"]
     assert first["EventType"] == "ExecutionStarted"
@@ -171,15 +177,24 @@ async def test_every_event_type_round_trips_with_dtfx_columns(stores: Stores) ->
     assert '"inner_failure"' in rows["0000000000000009"]["FailureDetails"]
     assert rows["0000000000000013"]["OrchestrationStatus"] == "Failed"
     s = rows["sentinel"]
-    assert (s["ExecutionId"], s["EventCount"], s["IsCheckpointComplete"]) == ("e1", len(events), True)
+    assert (s["ExecutionId"], s["EventCount"], s["IsCheckpointComplete"]) == (
+        "e1",
+        len(events),
+        True,
+    )
 
 
 async def test_appends_across_episodes_and_records_the_sentinel(stores: Stores) -> None:
     first = await commit(stores, "i1", EMPTY_SENTINEL, [OrchestratorStarted(), started("i1", "e1")])
     done = T0 + timedelta(minutes=1)
     second = await commit(
-        stores, "i1", first, [TaskCompleted(task_scheduled_id=0, result="1")],
-        consumed=("m2", "m3"), status=OrchestrationStatus.COMPLETED, completed_at=done,
+        stores,
+        "i1",
+        first,
+        [TaskCompleted(task_scheduled_id=0, result="1")],
+        consumed=("m2", "m3"),
+        status=OrchestrationStatus.COMPLETED,
+        completed_at=done,
     )
     assert second.etag != first.etag
     assert (second.event_count, second.episode) == (3, 2)
@@ -229,7 +244,9 @@ async def test_fan_out_of_500_with_20_kib_results(stores: Stores) -> None:
     scheduled = [TaskScheduled(event_id=i, name="Act", input=str(i)) for i in range(500)]
     s1 = await commit(stores, iid, base, scheduled)
     payload = '"' + (string.ascii_letters * 400)[: 20 * 1024] + '"'
-    results = [TaskCompleted(task_scheduled_id=i, result=payload[:-4] + f'{i:03d}"') for i in range(500)]
+    results = [
+        TaskCompleted(task_scheduled_id=i, result=payload[:-4] + f'{i:03d}"') for i in range(500)
+    ]
     counter = stores.clients.counter
     before = counter.snapshot()
     s2 = await commit(stores, iid, s1, results)
@@ -250,9 +267,16 @@ async def test_batches_split_by_size_below_4_mib(stores: Stores) -> None:
     # exceed the 4 MiB Azurite enforces (RequestBodyTooLarge), so the size limit splits them.
     iid = "wide"
     base = await commit(stores, iid, EMPTY_SENTINEL, [started(iid, "e1")])
-    shapes = ['"' + "é" * 25_000 + '"', '"' + '\\"' * 10_000 + '"', "x\n\t" * 9_000,
-              "😀" * 15_000, "\u0001" * 25_000]
-    results = [TaskCompleted(task_scheduled_id=i, result=shapes[i % 5] + str(i)) for i in range(150)]
+    shapes = [
+        '"' + "é" * 25_000 + '"',
+        '"' + '\\"' * 10_000 + '"',
+        "x\n\t" * 9_000,
+        "😀" * 15_000,
+        "\u0001" * 25_000,
+    ]
+    results = [
+        TaskCompleted(task_scheduled_id=i, result=shapes[i % 5] + str(i)) for i in range(150)
+    ]
     before = stores.clients.counter.snapshot()
     s = await commit(stores, iid, base, results)
     batches = (stores.clients.counter.snapshot() - before).counts[("table", "Batch")]
@@ -297,7 +321,11 @@ async def test_a_first_commit_stopped_between_batches_leaves_no_history(stores: 
             raise RuntimeError("crash")
 
     store = stores.history_store(max_batch_operations=4, batch_hook=crash)
-    events = [OrchestratorStarted(), started("new", "e1"), *(EventRaised(name=f"n{i}") for i in range(8))]
+    events = [
+        OrchestratorStarted(),
+        started("new", "e1"),
+        *(EventRaised(name=f"n{i}") for i in range(8)),
+    ]
     with pytest.raises(RuntimeError):
         await commit(stores, "new", EMPTY_SENTINEL, events, store=store)
     loaded = await stores.history.load("new")
@@ -309,8 +337,11 @@ async def test_a_first_commit_stopped_between_batches_leaves_no_history(stores: 
 
 async def test_continue_as_new_replaces_the_previous_generation(stores: Stores) -> None:
     iid = "can"
-    gen1 = [OrchestratorStarted(), started(iid, "g1"),
-            *(TaskScheduled(event_id=i, name="A") for i in range(10))]
+    gen1 = [
+        OrchestratorStarted(),
+        started(iid, "g1"),
+        *(TaskScheduled(event_id=i, name="A") for i in range(10)),
+    ]
     s1 = await commit(stores, iid, EMPTY_SENTINEL, gen1, execution_id="g1")
     gen2 = [OrchestratorStarted(), started(iid, "g2", input='"carried"'), EventRaised(name="kept")]
     s2 = await commit(stores, iid, s1, gen2, execution_id="g2", new_execution=True)
@@ -357,7 +388,9 @@ async def test_large_properties_go_to_blobs_and_come_back(stores: Stores) -> Non
     iid = "big/1"
     big = '"' + "x" * (5 * 1024 * 1024) + '"'
     trace = "T" * (5 * 1024 * 1024)
-    failure = FailureDetails(message="m" * 70_000, error_type="builtins.ValueError", stack_trace=trace)
+    failure = FailureDetails(
+        message="m" * 70_000, error_type="builtins.ValueError", stack_trace=trace
+    )
     events = [
         OrchestratorStarted(),
         started(iid, "e1", input=big),
@@ -371,7 +404,9 @@ async def test_large_properties_go_to_blobs_and_come_back(stores: Stores) -> Non
     await commit(stores, iid, EMPTY_SENTINEL, events)
     table = stores.clients.table(stores.names.history_table)
     row = await table.get_entity(escape_key(iid), row_key(1))
-    assert row["Input"] == "" and row["InputBlobName"].startswith("big^01/history-0000000000000001-ExecutionStarted-")
+    assert row["Input"] == "" and row["InputBlobName"].startswith(
+        "big^01/history-0000000000000001-ExecutionStarted-"
+    )
     assert row["InputBlobName"].endswith("-Input.json.gz")
     blobs = await stores.blob_names("big^01/")
     assert len(blobs) == 7
@@ -442,7 +477,9 @@ async def test_retry_after_a_lost_answer_recognises_its_own_commit(
         base = await commit(stores, iid, EMPTY_SENTINEL, [started(iid, "e1")])
     flaky = _LosesFirstAnswer(stores.clients.table(stores.names.history_table))
     store = HistoryStore(
-        flaky, stores.payloads, retry=TransientRetry(attempts=3, initial_wait=0.01)  # type: ignore[arg-type]
+        flaky,
+        stores.payloads,
+        retry=TransientRetry(attempts=3, initial_wait=0.01),  # type: ignore[arg-type]
     )
     events = [EventRaised(name="once")] if existing else [started(iid, "e1")]
     s = await commit(stores, iid, base, events, store=store)
@@ -458,12 +495,15 @@ async def test_retry_after_a_lost_answer_recognises_its_own_commit(
 async def test_continue_as_new_deletes_the_replaced_generations_blobs(stores: Stores) -> None:
     iid = "eternal"
     big = '"' + "s" * 100_000 + '"'
-    s1 = await commit(stores, iid, EMPTY_SENTINEL, [started(iid, "g1", input=big)], execution_id="g1")
+    s1 = await commit(
+        stores, iid, EMPTY_SENTINEL, [started(iid, "g1", input=big)], execution_id="g1"
+    )
     s1 = await commit(stores, iid, s1, [EventRaised(name="e", input=big)], execution_id="g1")
     gen1_blobs = await stores.blob_names()
     assert len(gen1_blobs) == 2
-    s2 = await commit(stores, iid, s1, [started(iid, "g2", input=big)], execution_id="g2",
-                      new_execution=True)
+    s2 = await commit(
+        stores, iid, s1, [started(iid, "g2", input=big)], execution_id="g2", new_execution=True
+    )
     gen2_blobs = await stores.blob_names()
     assert len(gen2_blobs) == 1 and not set(gen2_blobs) & set(gen1_blobs)
     assert (await stores.history.load(iid)).events == (started(iid, "g2", input=big),)
@@ -471,8 +511,15 @@ async def test_continue_as_new_deletes_the_replaced_generations_blobs(stores: St
     # another process (no memory of the rows) learns the blobs by loading
     other = stores.history_store()
     loaded = await other.load(iid)
-    await commit(stores, iid, loaded.sentinel, [started(iid, "g3", input=big)], execution_id="g3",
-                 new_execution=True, store=other)
+    await commit(
+        stores,
+        iid,
+        loaded.sentinel,
+        [started(iid, "g3", input=big)],
+        execution_id="g3",
+        new_execution=True,
+        store=other,
+    )
     gen3_blobs = await stores.blob_names()
     assert len(gen3_blobs) == 1 and gen3_blobs != gen2_blobs
     assert loaded.sentinel == s2

@@ -45,7 +45,8 @@ async def test_full_state_round_trips_with_dtfx_column_names(stores: Stores) -> 
         runtime_status=S.FAILED,
         completed_at=T0 + timedelta(minutes=1),
         failure_details=FailureDetails(
-            message="x", error_type="builtins.ValueError",
+            message="x",
+            error_type="builtins.ValueError",
             inner_failure=FailureDetails(message="y", error_type="builtins.KeyError"),
         ),
         version="1.2",
@@ -60,10 +61,28 @@ async def test_full_state_round_trips_with_dtfx_column_names(stores: Stores) -> 
 
     table = stores.clients.table(stores.names.instances_table)
     row = await table.get_entity(escape_key("a/b#c"), "")
-    assert {k: row[k] for k in ("Name", "Version", "RuntimeStatus", "Input", "Output", "ExecutionId",
-                                 "Generation", "ParentInstanceId", "CustomStatus")} == {
-        "Name": "Orch", "Version": "1.2", "RuntimeStatus": "Failed", "Input": '"in"',
-        "Output": '"out"', "ExecutionId": "e1", "Generation": 4, "ParentInstanceId": "parent",
+    assert {
+        k: row[k]
+        for k in (
+            "Name",
+            "Version",
+            "RuntimeStatus",
+            "Input",
+            "Output",
+            "ExecutionId",
+            "Generation",
+            "ParentInstanceId",
+            "CustomStatus",
+        )
+    } == {
+        "Name": "Orch",
+        "Version": "1.2",
+        "RuntimeStatus": "Failed",
+        "Input": '"in"',
+        "Output": '"out"',
+        "ExecutionId": "e1",
+        "Generation": 4,
+        "ParentInstanceId": "parent",
         "CustomStatus": '{"step":1}',
     }
     assert row["CreatedTime"] == T0 and row["CompletedTime"] == T0 + timedelta(minutes=1)
@@ -82,7 +101,9 @@ async def test_full_state_round_trips_with_dtfx_column_names(stores: Stores) -> 
 
 async def test_5_mib_payloads_round_trip_through_blobs(stores: Stores) -> None:
     big = '"' + "é" * (5 * 1024 * 1024) + '"'
-    failure = FailureDetails(message="boom", error_type="builtins.ValueError", stack_trace="S" * 5_000_000)
+    failure = FailureDetails(
+        message="boom", error_type="builtins.ValueError", stack_trace="S" * 5_000_000
+    )
     huge = state(
         "big",
         input=big,
@@ -95,7 +116,10 @@ async def test_5_mib_payloads_round_trip_through_blobs(stores: Stores) -> None:
     row = await stores.clients.table(stores.names.instances_table).get_entity("big", "")
     assert row["Input"] == "" and row["InputBlobName"].startswith("big/instance-")
     assert {c for c in row if c.endswith("BlobName")} == {
-        "InputBlobName", "OutputBlobName", "CustomStatusBlobName", "FailureDetailsBlobName",
+        "InputBlobName",
+        "OutputBlobName",
+        "CustomStatusBlobName",
+        "FailureDetailsBlobName",
         "TagsBlobName",
     }
     found = await stores.instances.get("big")
@@ -144,7 +168,9 @@ async def test_paging_250_instances_visits_each_once(stores: Stores) -> None:
     token: str | None = None
     pages = 0
     while True:
-        page = await stores.instances.query(OrchestrationQuery(page_size=100, continuation_token=token))
+        page = await stores.instances.query(
+            OrchestrationQuery(page_size=100, continuation_token=token)
+        )
         pages += 1
         assert len(page.items) == (100 if page.continuation_token else 50)
         assert all(s.input is None and s.output is None for s in page.items)
@@ -175,28 +201,43 @@ async def test_filters_combine(stores: Stores) -> None:
     assert await ids(runtime_status=(S.COMPLETED, S.FAILED)) == ["job#4", "job/1", "job/2", "other"]
     assert await ids(instance_id_prefix="job/") == ["job/1", "job/2", "job/3"]
     assert await ids(instance_id_prefix="job") == ["job#4", "job/1", "job/2", "job/3", "jobs"]
-    assert await ids(created_time_from=T0 + timedelta(hours=1), created_time_to=T0 + timedelta(hours=3)) == [
-        "job#4", "job/2", "job/3",
+    assert await ids(
+        created_time_from=T0 + timedelta(hours=1), created_time_to=T0 + timedelta(hours=3)
+    ) == [
+        "job#4",
+        "job/2",
+        "job/3",
     ]
     assert await ids(created_time_from=T0 + timedelta(microseconds=1)) == [
-        "job#4", "job/2", "job/3", "jobs", "other",
+        "job#4",
+        "job/2",
+        "job/3",
+        "jobs",
+        "other",
     ]
     assert await ids(
-        instance_id_prefix="job", runtime_status=(S.COMPLETED, S.PENDING), created_time_to=T0 + timedelta(hours=3)
+        instance_id_prefix="job",
+        runtime_status=(S.COMPLETED, S.PENDING),
+        created_time_to=T0 + timedelta(hours=3),
     ) == ["job#4", "job/1"]
     assert await ids(instance_id_prefix="zzz") == []
     assert await ids(runtime_status=(S.COMPLETED,), instance_id_prefix="x' or 'a' eq 'a") == []
 
 
 async def test_filtered_paging_fills_pages(stores: Stores) -> None:
-    await _upsert_all(stores, [
-        state(f"f{i:02d}", runtime_status=S.COMPLETED if i % 3 == 0 else S.RUNNING) for i in range(30)
-    ])
+    await _upsert_all(
+        stores,
+        [
+            state(f"f{i:02d}", runtime_status=S.COMPLETED if i % 3 == 0 else S.RUNNING)
+            for i in range(30)
+        ],
+    )
     seen: list[str] = []
     token: str | None = None
     while True:
-        page = await stores.instances.query(OrchestrationQuery(
-            runtime_status=(S.COMPLETED,), page_size=4, continuation_token=token))
+        page = await stores.instances.query(
+            OrchestrationQuery(runtime_status=(S.COMPLETED,), page_size=4, continuation_token=token)
+        )
         seen += [s.instance_id for s in page.items]
         token = page.continuation_token
         if token is None:
@@ -230,7 +271,9 @@ async def test_rewriting_a_row_deletes_blobs_only_the_old_version_used(stores: S
 
     # a store that only read the row (e.g. another process) also cleans up after itself
     other = InstanceStore(
-        stores.clients.table(stores.names.instances_table), stores.payloads, retry=stores.clients.retry
+        stores.clients.table(stores.names.instances_table),
+        stores.payloads,
+        retry=stores.clients.retry,
     )
     assert await other.get("cs", fetch_payloads=False) is not None
     v3 = dataclasses.replace(v2, input='"small"', runtime_status=S.COMPLETED)

@@ -9,10 +9,10 @@ import pytest
 from stores_support import Stores
 
 from durable_azstorage.azure.storage.payloads import (
-    instance_of_blob,
     PayloadNotFoundError,
     history_blob_name,
     instance_blob_name,
+    instance_of_blob,
     message_blob_name,
     needs_message_offload,
     needs_property_offload,
@@ -33,7 +33,9 @@ def test_blob_names_follow_the_dtfx_scheme() -> None:
     assert message_blob_name("a/b", "TaskScheduled").startswith("a^0b/message-")
     assert message_blob_name("a/b", "TaskScheduled").endswith("-TaskScheduled.json.gz")
     name = history_blob_name("x", "000000000000000A", "TaskCompleted", "Result")
-    assert re.fullmatch(r"x/history-000000000000000A-TaskCompleted-[0-9A-F]{8}-Result\.json\.gz", name)
+    assert re.fullmatch(
+        r"x/history-000000000000000A-TaskCompleted-[0-9A-F]{8}-Result\.json\.gz", name
+    )
     assert instance_blob_name("x", "Output").startswith("x/instance-")
     assert instance_blob_name("x", "Output") != instance_blob_name("x", "Output")
 
@@ -44,8 +46,9 @@ async def test_put_get_delete_prefix(stores: Stores) -> None:
     await stores.payloads.put("i1/history-x.json.gz", "small")
     await stores.payloads.put("i10/history-y.json.gz", "other instance")
     assert await stores.payloads.get(name) == text
-    raw = await (await stores.clients.container(stores.names.large_messages_container)
-                 .download_blob(name)).readall()
+    raw = await (
+        await stores.clients.container(stores.names.large_messages_container).download_blob(name)
+    ).readall()
     assert gzip.decompress(raw).decode("utf-8") == text and len(raw) < len(text)
 
     assert await stores.payloads.delete_prefix("i1/") == 2

@@ -46,8 +46,12 @@ async def test_idle_watcher_wakes_on_a_touch(stores: Stores) -> None:
     watcher.start()
     try:
         # A baseline first: no wake for old touches.
-        await eventually_async(lambda: watcher.checks, until=lambda checks: checks >= 2,
-                               interval=0.02, what="two checks of the signal")
+        await eventually_async(
+            lambda: watcher.checks,
+            until=lambda checks: checks >= 2,
+            interval=0.02,
+            what="two checks of the signal",
+        )
         assert not woken.is_set()
         await _signal(stores).touch()
         await asyncio.wait_for(woken.wait(), timeout=10)
@@ -68,4 +72,3 @@ async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
         await watcher.stop()
     assert watcher.checks == 0
     assert (stores.clients.counter.snapshot() - before).by_service().get("blob", 0) == 0
-

@@ -20,16 +20,36 @@ SECOND = timedelta(seconds=1)
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"first_retry_interval": timedelta(0), "max_number_of_attempts": 1}, "first_retry_interval"),
+        (
+            {"first_retry_interval": timedelta(0), "max_number_of_attempts": 1},
+            "first_retry_interval",
+        ),
         ({"first_retry_interval": SECOND, "max_number_of_attempts": 0}, "max_number_of_attempts"),
-        ({"first_retry_interval": SECOND, "max_number_of_attempts": 2, "backoff_coefficient": 0.5},
-         "backoff_coefficient"),
-        ({"first_retry_interval": SECOND, "max_number_of_attempts": 2, "max_retry_interval": timedelta(0)},
-         "max_retry_interval"),
-        ({"first_retry_interval": SECOND, "max_number_of_attempts": 2, "retry_timeout": -SECOND}, "retry_timeout"),
+        (
+            {
+                "first_retry_interval": SECOND,
+                "max_number_of_attempts": 2,
+                "backoff_coefficient": 0.5,
+            },
+            "backoff_coefficient",
+        ),
+        (
+            {
+                "first_retry_interval": SECOND,
+                "max_number_of_attempts": 2,
+                "max_retry_interval": timedelta(0),
+            },
+            "max_retry_interval",
+        ),
+        (
+            {"first_retry_interval": SECOND, "max_number_of_attempts": 2, "retry_timeout": -SECOND},
+            "retry_timeout",
+        ),
     ],
 )
-def test_retry_policy_rejects_invalid_values_naming_the_field(kwargs: dict[str, Any], fragment: str) -> None:
+def test_retry_policy_rejects_invalid_values_naming_the_field(
+    kwargs: dict[str, Any], fragment: str
+) -> None:
     with pytest.raises(ValueError, match=fragment):
         RetryPolicy(**kwargs)
 
@@ -40,11 +60,20 @@ def test_retry_policy_arguments_are_keyword_only() -> None:
 
 
 def test_retry_policy_delays() -> None:
-    policy = RetryPolicy(first_retry_interval=SECOND, max_number_of_attempts=4, backoff_coefficient=3,
-                         max_retry_interval=5 * SECOND, retry_timeout=60 * SECOND)
+    policy = RetryPolicy(
+        first_retry_interval=SECOND,
+        max_number_of_attempts=4,
+        backoff_coefficient=3,
+        max_retry_interval=5 * SECOND,
+        retry_timeout=60 * SECOND,
+    )
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert [policy.next_delay(n, first_attempt_at=t0, now=t0) for n in (1, 2, 3, 4)] == [
-        SECOND, 3 * SECOND, 5 * SECOND, None]
+        SECOND,
+        3 * SECOND,
+        5 * SECOND,
+        None,
+    ]
     assert policy.next_delay(1, first_attempt_at=t0, now=t0 + 60 * SECOND) is None
 
 
@@ -67,10 +96,14 @@ def test_registry_names_default_to_the_function_name_and_reject_duplicates() -> 
 
 
 def _failure(message: str) -> TaskFailedError:
-    return TaskFailedError(message, FailureDetails(message=message, error_type="builtins.ValueError"))
+    return TaskFailedError(
+        message, FailureDetails(message=message, error_type="builtins.ValueError")
+    )
 
 
-def test_when_all_completes_only_after_every_child_and_raises_the_first_failure_in_task_order() -> None:
+def test_when_all_completes_only_after_every_child_and_raises_the_first_failure_in_task_order() -> (
+    None
+):
     a, b, c = CompletableTask[int](), CompletableTask[int](), CompletableTask[int]()
     combined = when_all([a, b, c])
     b.fail(_failure("b"))

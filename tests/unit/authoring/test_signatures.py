@@ -18,7 +18,7 @@ def typed(ctx: object, point: Point) -> list[Point]:
     return [point]
 
 
-async def typed_async(ctx: object, point: Optional[Point]) -> Point:
+async def typed_async(ctx: object, point: Point | None) -> Point:
     return Point(1)
 
 
@@ -42,7 +42,7 @@ class CallableActivity:
 def test_dataclass_annotations_are_found() -> None:
     assert input_type(typed) is Point
     assert result_type(typed) == list[Point]
-    assert input_type(typed_async) == Optional[Point]
+    assert input_type(typed_async) == Optional[Point]  # noqa: UP045 - the spelling under test
     assert result_type(typed_async) is Point
     assert input_type(CallableActivity()) is Point
 

@@ -37,12 +37,17 @@ def test_none_strategy_runs_every_version() -> None:
 
 
 def test_strict_names_both_versions_in_a_non_retriable_failure() -> None:
-    details = VersioningOptions(version="2.0", match_strategy=VersionMatchStrategy.STRICT).mismatch("1.0")
+    details = VersioningOptions(version="2.0", match_strategy=VersionMatchStrategy.STRICT).mismatch(
+        "1.0"
+    )
     assert details is not None
     assert details.error_type == VERSION_MISMATCH_ERROR_TYPE
     assert details.is_non_retriable
     assert "'1.0'" in details.message and "'2.0'" in details.message
-    assert VersioningOptions(version="2.0", match_strategy=VersionMatchStrategy.STRICT).mismatch("2") is None
+    assert (
+        VersioningOptions(version="2.0", match_strategy=VersionMatchStrategy.STRICT).mismatch("2")
+        is None
+    )
 
 
 def test_current_or_older_refuses_only_newer_versions() -> None:

@@ -123,7 +123,9 @@ async def test_waiter_is_woken_when_an_instance_lock_is_released(
     await backend.create_instance(_start("r"))
     item = await backend.lock_next_orchestration(0)
     assert item is not None
-    await backend.send_message(TaskMessage(instance=item.messages[0].instance, event=h.EventRaised(name="e")))
+    await backend.send_message(
+        TaskMessage(instance=item.messages[0].instance, event=h.EventRaised(name="e"))
+    )
     waiting = asyncio.create_task(backend.lock_next_orchestration(LONG_WAIT))
     await asyncio.sleep(0)
     assert not waiting.done()
@@ -200,7 +202,9 @@ async def test_deleted_hub_refuses_work_until_created_again(backend: InMemoryBac
 async def test_message_for_an_unknown_instance_is_dropped_with_a_log_line(
     backend: InMemoryBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    event = TaskMessage(instance=h.OrchestrationInstance(instance_id="ghost"), event=h.EventRaised(name="e"))
+    event = TaskMessage(
+        instance=h.OrchestrationInstance(instance_id="ghost"), event=h.EventRaised(name="e")
+    )
     with caplog.at_level(logging.WARNING):
         await backend.send_message(event)
         assert await backend.lock_next_orchestration(0) is None
@@ -227,7 +231,9 @@ async def test_replacing_a_locked_instance_makes_the_holder_lose(backend: InMemo
 async def test_create_instance_needs_an_execution_started(backend: InMemoryBackend) -> None:
     with pytest.raises(ValueError, match="needs an ExecutionStarted message, got EventRaised"):
         await backend.create_instance(
-            TaskMessage(instance=h.OrchestrationInstance(instance_id="x"), event=h.EventRaised(name="e"))
+            TaskMessage(
+                instance=h.OrchestrationInstance(instance_id="x"), event=h.EventRaised(name="e")
+            )
         )
     assert await backend.get_instance("x") is None
 
@@ -235,7 +241,9 @@ async def test_create_instance_needs_an_execution_started(backend: InMemoryBacke
 async def test_unserializable_message_is_refused_at_send_time(backend: InMemoryBackend) -> None:
     naive = h.TimerFired(timer_id=1, fire_at=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match=r"message\.event\.fire_at: naive datetime"):
-        await backend.send_message(TaskMessage(instance=h.OrchestrationInstance(instance_id="x"), event=naive))
+        await backend.send_message(
+            TaskMessage(instance=h.OrchestrationInstance(instance_id="x"), event=naive)
+        )
 
 
 async def test_commit_is_validated_before_anything_is_written(backend: InMemoryBackend) -> None:
@@ -255,7 +263,9 @@ async def test_commit_is_validated_before_anything_is_written(backend: InMemoryB
         await backend.complete_orchestration(
             item,
             OrchestrationCommit(
-                new_events=(h.OrchestratorStarted(),), state=state, activity_messages=(not_activity,)
+                new_events=(h.OrchestratorStarted(),),
+                state=state,
+                activity_messages=(not_activity,),
             ),
         )
 

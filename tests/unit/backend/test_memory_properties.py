@@ -65,7 +65,9 @@ class _Run:
     async def start(self) -> None:
         for instance_id in INSTANCES:
             target = h.OrchestrationInstance(instance_id=instance_id, execution_id="e")
-            start = TaskMessage(instance=target, event=h.ExecutionStarted(name="Orch", instance=target))
+            start = TaskMessage(
+                instance=target, event=h.ExecutionStarted(name="Orch", instance=target)
+            )
             await self.backend.create_instance(start)
             self.sent[_key(start)] += 1
 
@@ -134,12 +136,27 @@ class _Run:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
 @example(  # a stale holder completes after another worker re-locked with a newer message
-    ops=[("lock", None), ("send", "a"), ("advance", 11), ("lock", None), ("lock", None),
-         ("complete", 0), ("complete", 0)]
+    ops=[
+        ("lock", None),
+        ("send", "a"),
+        ("advance", 11),
+        ("lock", None),
+        ("lock", None),
+        ("complete", 0),
+        ("complete", 0),
+    ]
 )
 @example(  # abandon by a stale holder must not release the current holder's lock
-    ops=[("lock", None), ("advance", 11), ("lock", None), ("lock", None), ("abandon", 0),
-         ("lock", None), ("complete", 0), ("complete", 0)]
+    ops=[
+        ("lock", None),
+        ("advance", 11),
+        ("lock", None),
+        ("lock", None),
+        ("abandon", 0),
+        ("lock", None),
+        ("complete", 0),
+        ("complete", 0),
+    ]
 )
 def test_every_message_is_consumed_exactly_once(ops: list[tuple[str, object]]) -> None:
     async def scenario() -> None:

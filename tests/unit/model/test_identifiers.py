@@ -51,7 +51,9 @@ def test_ids_within_the_rules_are_returned(good: str) -> None:
 
 def test_names_over_the_column_limit_are_refused() -> None:
     assert validate_name("n" * MAX_NAME_LENGTH, what="activity name") == "n" * MAX_NAME_LENGTH
-    with pytest.raises(InvalidIdentifierError, match=r"activity name 'nnn.*16385 characters.*64 KiB"):
+    with pytest.raises(
+        InvalidIdentifierError, match=r"activity name 'nnn.*16385 characters.*64 KiB"
+    ):
         validate_name("n" * (MAX_NAME_LENGTH + 1), what="activity name")
     with pytest.raises(InvalidIdentifierError, match="event name .* UTF-8"):
         validate_name("\udfff", what="event name")

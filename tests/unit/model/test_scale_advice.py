@@ -58,7 +58,10 @@ def test_an_idle_hub_lets_every_worker_go() -> None:
 
 def test_high_work_item_latency_adds_a_worker() -> None:
     advice = advisor(*[sample(1.5, 0.0, 0.0)] * SAMPLES).recommend(4)
-    assert advice.action is ScaleAction.ADD_WORKER and "work-item queue latency 1500 ms" in advice.reason
+    assert (
+        advice.action is ScaleAction.ADD_WORKER
+        and "work-item queue latency 1500 ms" in advice.reason
+    )
 
 
 def test_after_an_idle_sample_only_a_full_poll_interval_counts_as_high() -> None:
@@ -75,13 +78,18 @@ def test_orchestration_work_never_gets_more_workers_than_partitions() -> None:
     assert "2 busy partitions, 1 workers" in busy_control.recommend(1).reason
     assert busy_control.recommend(2).action is ScaleAction.NONE
     advice = busy_control.recommend(3)
-    assert advice.action is ScaleAction.REMOVE_WORKER and "more workers than partitions" in advice.reason
+    assert (
+        advice.action is ScaleAction.REMOVE_WORKER
+        and "more workers than partitions" in advice.reason
+    )
 
 
 def test_idle_control_queues_and_work_items_shrink_to_the_busy_partitions() -> None:
     one_busy = advisor(*[sample(None, 0.05, None, None)] * SAMPLES)
     advice = one_busy.recommend(2)
-    assert advice.action is ScaleAction.REMOVE_WORKER and "2 of 3 control queues idle" in advice.reason
+    assert (
+        advice.action is ScaleAction.REMOVE_WORKER and "2 of 3 control queues idle" in advice.reason
+    )
     assert one_busy.recommend(1).action is ScaleAction.NONE
 
 

@@ -17,24 +17,38 @@ from durable_azstorage.model.history import (
 from durable_azstorage.model.outbound import Outbound
 from durable_azstorage.model.trace import TraceContext
 from durable_azstorage.replay.apply import apply_actions
-from durable_azstorage.serialization.codec import decode_event, decode_message, encode_event, encode_message
+from durable_azstorage.serialization.codec import (
+    decode_event,
+    decode_message,
+    encode_event,
+    encode_message,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-PARENT = TraceContext(trace_parent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", trace_state="k=v")
+PARENT = TraceContext(
+    trace_parent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", trace_state="k=v"
+)
 
 
 def _started(trace: TraceContext | None) -> ExecutionStarted:
     return ExecutionStarted(
-        timestamp=NOW, name="orch", instance=OrchestrationInstance(instance_id="i", execution_id="e1"),
+        timestamp=NOW,
+        name="orch",
+        instance=OrchestrationInstance(instance_id="i", execution_id="e1"),
         trace_context=trace,
     )
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",
-     "00-" + "0" * 32 + "-" + "2" * 16 + "-01", "00-" + "1" * 32 + "-" + "0" * 16 + "-01",
-     "00-" + "G" * 32 + "-" + "2" * 16 + "-01"],
+    [
+        "",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+        "ff-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        "00-" + "0" * 32 + "-" + "2" * 16 + "-01",
+        "00-" + "1" * 32 + "-" + "0" * 16 + "-01",
+        "00-" + "G" * 32 + "-" + "2" * 16 + "-01",
+    ],
 )
 def test_a_malformed_traceparent_is_refused_naming_the_field(bad: str) -> None:
     with pytest.raises(ValueError, match="trace_parent"):
@@ -67,7 +81,9 @@ def test_scheduled_work_carries_a_context_derived_the_same_on_every_derivation()
 
     def record() -> tuple[list[object], Outbound]:
         outbox = Outbound()
-        return list(apply_actions(actions, started=started, history=[started], now=NOW, outbox=outbox)), outbox
+        return list(
+            apply_actions(actions, started=started, history=[started], now=NOW, outbox=outbox)
+        ), outbox
 
     events, outbox = record()
     assert events == record()[0]  # recovery re-derives exactly the same contexts
@@ -85,12 +101,19 @@ def test_scheduled_work_carries_a_context_derived_the_same_on_every_derivation()
 def test_a_context_chosen_by_a_remote_sdk_is_kept_and_untraced_starts_stay_untraced() -> None:
     chosen = PARENT.derive("chosen")
     [kept] = apply_actions(
-        [ScheduleTask(id=0, name="act", trace_context=chosen)], started=_started(PARENT),
-        history=[], now=NOW, outbox=Outbound(),
+        [ScheduleTask(id=0, name="act", trace_context=chosen)],
+        started=_started(PARENT),
+        history=[],
+        now=NOW,
+        outbox=Outbound(),
     )
     assert isinstance(kept, TaskScheduled) and kept.trace_context == chosen
     [plain] = apply_actions(
-        [ScheduleTask(id=0, name="act")], started=_started(None), history=[], now=NOW, outbox=Outbound()
+        [ScheduleTask(id=0, name="act")],
+        started=_started(None),
+        history=[],
+        now=NOW,
+        outbox=Outbound(),
     )
     assert isinstance(plain, TaskScheduled) and plain.trace_context is None
 
@@ -99,11 +122,18 @@ def test_events_round_trip_with_a_context_and_old_ones_without_still_decode() ->
     for event in (
         _started(PARENT),
         TaskScheduled(event_id=1, timestamp=NOW, name="a", trace_context=PARENT),
-        SubOrchestrationInstanceCreated(event_id=2, timestamp=NOW, name="s", instance_id="c", trace_context=PARENT),
+        SubOrchestrationInstanceCreated(
+            event_id=2, timestamp=NOW, name="s", instance_id="c", trace_context=PARENT
+        ),
         EventSent(event_id=3, timestamp=NOW, instance_id="x", name="n", trace_context=PARENT),
     ):
         assert decode_event(encode_event(event)) == event
-    old = {"type": "TaskScheduled", "event_id": 1, "timestamp": "2026-01-02T03:04:05.000000Z", "name": "a"}
+    old = {
+        "type": "TaskScheduled",
+        "event_id": 1,
+        "timestamp": "2026-01-02T03:04:05.000000Z",
+        "name": "a",
+    }
     decoded = decode_event(old)
     assert isinstance(decoded, TaskScheduled) and decoded.trace_context is None
     from durable_azstorage.model.messages import TaskMessage

@@ -54,7 +54,9 @@ class Driver:
         return f"x{self._ids}"
 
     def start(self, name: str, input: Any = None, instance_id: str = "inst-1") -> str:
-        instance = OrchestrationInstance(instance_id=instance_id, execution_id=self.new_execution_id())
+        instance = OrchestrationInstance(
+            instance_id=instance_id, execution_id=self.new_execution_id()
+        )
         event = ExecutionStarted(
             timestamp=self.now, name=name, instance=instance, input=self.converter.serialize(input)
         )
@@ -63,10 +65,14 @@ class Driver:
 
     def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         event = EventRaised(timestamp=self.now, name=name, input=self.converter.serialize(data))
-        self.queue.append(TaskMessage(instance=OrchestrationInstance(instance_id=instance_id), event=event))
+        self.queue.append(
+            TaskMessage(instance=OrchestrationInstance(instance_id=instance_id), event=event)
+        )
 
     def send(self, instance_id: str, event: HistoryEvent) -> None:
-        self.queue.append(TaskMessage(instance=OrchestrationInstance(instance_id=instance_id), event=event))
+        self.queue.append(
+            TaskMessage(instance=OrchestrationInstance(instance_id=instance_id), event=event)
+        )
 
     def run(self, max_steps: int = 10_000) -> None:
         for _ in range(max_steps):
@@ -90,7 +96,12 @@ class Driver:
         self.now += timedelta(milliseconds=1)
         history = self.histories.get(target, [])
         episode = run_episode(
-            self.registry, target, history, batch, now=self.now, converter=self.converter,
+            self.registry,
+            target,
+            history,
+            batch,
+            now=self.now,
+            converter=self.converter,
             new_execution_id=self.new_execution_id,
         )
         self.episodes.append((target, episode))
@@ -112,7 +123,9 @@ class Driver:
         assert isinstance(event, TaskScheduled)
         fn = self.registry.get_activity(event.name)
         ctx = ActivityContext(
-            orchestration_id=request.instance.instance_id, task_id=event.event_id, task_name=event.name
+            orchestration_id=request.instance.instance_id,
+            task_id=event.event_id,
+            task_name=event.name,
         )
         result: HistoryEvent
         try:
@@ -120,11 +133,14 @@ class Driver:
                 raise LookupError(f"activity {event.name!r} is not registered")
             value = fn(ctx, self.converter.deserialize(event.input))
             result = TaskCompleted(
-                task_scheduled_id=event.event_id, result=self.converter.serialize(value), timestamp=self.now
+                task_scheduled_id=event.event_id,
+                result=self.converter.serialize(value),
+                timestamp=self.now,
             )
         except Exception as exc:  # noqa: BLE001 - reported as the activity's failure
             result = TaskFailed(
-                task_scheduled_id=event.event_id, failure_details=FailureDetails.from_exception(exc),
+                task_scheduled_id=event.event_id,
+                failure_details=FailureDetails.from_exception(exc),
                 timestamp=self.now,
             )
         return TaskMessage(instance=request.instance, event=result)

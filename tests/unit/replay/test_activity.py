@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from durable_azstorage.authoring.context import ActivityContext
-from durable_azstorage.authoring.errors import ActivityNotRegisteredError, NonSerializableResultError
+from durable_azstorage.authoring.errors import (
+    ActivityNotRegisteredError,
+    NonSerializableResultError,
+)
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.failure import qualified_type_name
 from durable_azstorage.model.history import TaskCompleted, TaskFailed
@@ -27,9 +30,17 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-async def _run(registry: Registry, name: str, input: Any, pool: ThreadPoolExecutor) -> TaskCompleted | TaskFailed:
-    return await run_activity(registry, CTX, name, JsonDataConverter().serialize(input),
-                              converter=JsonDataConverter(), executor=pool)
+async def _run(
+    registry: Registry, name: str, input: Any, pool: ThreadPoolExecutor
+) -> TaskCompleted | TaskFailed:
+    return await run_activity(
+        registry,
+        CTX,
+        name,
+        JsonDataConverter().serialize(input),
+        converter=JsonDataConverter(),
+        executor=pool,
+    )
 
 
 async def test_sync_activities_run_in_the_thread_pool(pool: ThreadPoolExecutor) -> None:
@@ -72,7 +83,10 @@ async def test_exceptions_become_task_failed_with_details(pool: ThreadPoolExecut
     result = await _run(r, "work", None, pool)
     assert isinstance(result, TaskFailed) and result.task_scheduled_id == 4
     details = result.failure_details
-    assert details.error_type == "builtins.PermissionError" and details.message == "no access to the ledger"
+    assert (
+        details.error_type == "builtins.PermissionError"
+        and details.message == "no access to the ledger"
+    )
     assert details.stack_trace and "raise PermissionError" in details.stack_trace
 
 

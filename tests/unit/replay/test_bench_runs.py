@@ -14,7 +14,9 @@ def test_the_benchmark_builds_real_histories_of_the_requested_size() -> None:
     assert isinstance(history[-2], ExecutionCompleted)
 
 
-def test_the_benchmark_entry_point_prints_a_cost_per_event(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_benchmark_entry_point_prints_a_cost_per_event(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     main(["--events", "40", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "us/event" in out and "sequence" in out and "fan_out" in out

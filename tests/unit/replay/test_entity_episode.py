@@ -54,11 +54,26 @@ def registry() -> Registry:
     return r
 
 
-def request(kind: RequestKind = RequestKind.SIGNAL, *, op: str = "append", input: str | None = None,
-            sender: str | None = None, sequence: int | None = None, parent: str | None = None,
-            id: str = "r") -> TaskMessage:
-    body = EntityRequest(kind=kind, id=id, operation=op, input=input, sender=sender, sequence=sequence,
-                         parent=parent, lock_set=(ME,) if kind is RequestKind.LOCK else ())
+def request(
+    kind: RequestKind = RequestKind.SIGNAL,
+    *,
+    op: str = "append",
+    input: str | None = None,
+    sender: str | None = None,
+    sequence: int | None = None,
+    parent: str | None = None,
+    id: str = "r",
+) -> TaskMessage:
+    body = EntityRequest(
+        kind=kind,
+        id=id,
+        operation=op,
+        input=input,
+        sender=sender,
+        sequence=sequence,
+        parent=parent,
+        lock_set=(ME,) if kind is RequestKind.LOCK else (),
+    )
     event = EventRaised(name=ENTITY_REQUEST, input=encode_request(body))
     return TaskMessage(instance=OrchestrationInstance(instance_id=ME), event=event)
 
@@ -83,18 +98,29 @@ def test_a_batch_commits_one_new_generation_holding_the_state() -> None:
 
 
 def test_requests_of_one_sender_run_in_sequence_order_and_duplicates_are_dropped() -> None:
-    first = run([], request(input='"b"', sender="o:1", sequence=1), request(input='"c"', sender="o:1", sequence=2))
+    first = run(
+        [],
+        request(input='"b"', sender="o:1", sequence=1),
+        request(input='"c"', sender="o:1", sequence=2),
+    )
     record = state_of(first)
     assert record.state is None and len(record.held) == 2  # waiting for sequence 0
-    second = run(list(first.new_events), request(input='"a"', sender="o:1", sequence=0),
-                 request(input='"a"', sender="o:1", sequence=0))
+    second = run(
+        list(first.new_events),
+        request(input='"a"', sender="o:1", sequence=0),
+        request(input='"a"', sender="o:1", sequence=0),
+    )
     assert state_of(second).state == '["a","b","c"]'
-    third = run(list(second.new_events), request(input='"b"', sender="o:1", sequence=1))  # re-sent copy
+    third = run(
+        list(second.new_events), request(input='"b"', sender="o:1", sequence=1)
+    )  # re-sent copy
     assert state_of(third).state == '["a","b","c"]'
 
 
 def test_a_failed_call_answers_with_the_failure_and_undoes_state_and_signals() -> None:
-    episode = run([], request(input='"x"'), request(RequestKind.CALL, op="boom", parent="orch", id="c1"))
+    episode = run(
+        [], request(input='"x"'), request(RequestKind.CALL, op="boom", parent="orch", id="c1")
+    )
     assert state_of(episode).state == '["x"]'
     answers = [e for e in episode.new_events if isinstance(e, EventSent)]
     assert [a.instance_id for a in answers] == ["orch"]
@@ -106,8 +132,14 @@ def test_a_failed_call_answers_with_the_failure_and_undoes_state_and_signals() -
 def test_while_locked_only_the_owner_runs_others_wait_in_the_backlog() -> None:
     locked = run([], request(RequestKind.LOCK, parent="owner", id="l1"))
     assert state_of(locked).locked_by == "owner"
-    assert [e.name for e in locked.new_events if isinstance(e, EventSent)] == [response_event_name("l1")]
-    waiting = run(list(locked.new_events), request(input='"other"'), request(input='"mine"', parent="owner", id="m"))
+    assert [e.name for e in locked.new_events if isinstance(e, EventSent)] == [
+        response_event_name("l1")
+    ]
+    waiting = run(
+        list(locked.new_events),
+        request(input='"other"'),
+        request(input='"mine"', parent="owner", id="m"),
+    )
     assert state_of(waiting).state == '["mine"]' and len(state_of(waiting).backlog) == 1
     released = run(list(waiting.new_events), request(RequestKind.RELEASE, parent="owner", id="rel"))
     record = state_of(released)
@@ -117,21 +149,29 @@ def test_while_locked_only_the_owner_runs_others_wait_in_the_backlog() -> None:
 def test_an_early_delayed_signal_is_re_armed() -> None:
     later = NOW + timedelta(days=9)
     body = EntityRequest(kind=RequestKind.SIGNAL, id="d", operation="append", input="1")
-    early = TaskMessage(instance=OrchestrationInstance(instance_id=ME),
-                        event=EventRaised(name=ENTITY_REQUEST, input=encode_request(body), scheduled_time=later))
+    early = TaskMessage(
+        instance=OrchestrationInstance(instance_id=ME),
+        event=EventRaised(name=ENTITY_REQUEST, input=encode_request(body), scheduled_time=later),
+    )
     episode = run([], early)
     assert episode.timer_messages == (early,)
     assert state_of(episode).state is None
 
 
 def test_other_messages_are_discarded_with_a_reason() -> None:
-    stray = TaskMessage(instance=OrchestrationInstance(instance_id=ME), event=TimerFired(timer_id=1, fire_at=NOW))
+    stray = TaskMessage(
+        instance=OrchestrationInstance(instance_id=ME), event=TimerFired(timer_id=1, fire_at=NOW)
+    )
     episode = run([], stray, request(input="1"))
-    assert [reason for _, reason in episode.discarded] == ["entities take only entity requests, not TimerFired"]
+    assert [reason for _, reason in episode.discarded] == [
+        "entities take only entity requests, not TimerFired"
+    ]
 
 
 def test_unregistered_entity_fails_the_call_with_a_clear_error() -> None:
-    episode = run_entity_episode(Registry(), ME, [], [request(RequestKind.CALL, parent="o", id="c")], now=NOW)
+    episode = run_entity_episode(
+        Registry(), ME, [], [request(RequestKind.CALL, parent="o", id="c")], now=NOW
+    )
     answer = next(e for e in episode.new_events if isinstance(e, EventSent))
     failure = decode_response(answer.input).failure
     assert failure is not None and "entity 'log' is not registered" in failure.message
@@ -139,8 +179,12 @@ def test_unregistered_entity_fails_the_call_with_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     ("entity", "key", "message"),
-    [("a@b", "k", "entity name 'a@b' must not contain '@'"), ("", "k", "entity name must not be empty"),
-     ("a", "", "entity key must not be empty"), ("a", "x@y", "entity key 'x@y' must not contain '@'")],
+    [
+        ("a@b", "k", "entity name 'a@b' must not contain '@'"),
+        ("", "k", "entity name must not be empty"),
+        ("a", "", "entity key must not be empty"),
+        ("a", "x@y", "entity key 'x@y' must not contain '@'"),
+    ],
 )
 def test_entity_ids_are_validated(entity: str, key: str, message: str) -> None:
     with pytest.raises(InvalidIdentifierError, match=message):
@@ -176,10 +220,17 @@ class Wallet(DurableEntity):
 def test_operation_inputs_are_rebuilt_as_annotated() -> None:
     r = Registry()
     r.add_entity(Wallet)
-    body = EntityRequest(kind=RequestKind.CALL, id="c", operation="deposit", parent="o",
-                        input='{"amount":5,"memo":"rent"}')
-    message = TaskMessage(instance=OrchestrationInstance(instance_id="@wallet@w"),
-                          event=EventRaised(name=ENTITY_REQUEST, input=encode_request(body)))
+    body = EntityRequest(
+        kind=RequestKind.CALL,
+        id="c",
+        operation="deposit",
+        parent="o",
+        input='{"amount":5,"memo":"rent"}',
+    )
+    message = TaskMessage(
+        instance=OrchestrationInstance(instance_id="@wallet@w"),
+        event=EventRaised(name=ENTITY_REQUEST, input=encode_request(body)),
+    )
     episode = run_entity_episode(r, "@wallet@w", [], [message], now=NOW)
     answer = next(e for e in episode.new_events if isinstance(e, EventSent))
     assert decode_response(answer.input).result == '"Deposit:rent"'
@@ -188,7 +239,13 @@ def test_operation_inputs_are_rebuilt_as_annotated() -> None:
 
 def test_an_entity_failed_as_poison_takes_no_more_requests() -> None:
     alive = run([], request(input="1"))
-    failed = [*alive.new_events[:-1], ExecutionCompleted(status=OrchestrationStatus.FAILED), alive.new_events[-1]]
+    failed = [
+        *alive.new_events[:-1],
+        ExecutionCompleted(status=OrchestrationStatus.FAILED),
+        alive.new_events[-1],
+    ]
     episode = run(failed, request(input="2"))
     assert episode.state is None and episode.new_events == ()
-    assert [reason for _, reason in episode.discarded] == ["the entity ended (Failed); purge it to start over"]
+    assert [reason for _, reason in episode.discarded] == [
+        "the entity ended (Failed); purge it to start over"
+    ]

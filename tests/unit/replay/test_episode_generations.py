@@ -13,7 +13,6 @@ from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.errors import TaskFailedError
 from durable_azstorage.model.failure import qualified_type_name
 from durable_azstorage.model.history import (
-    EventRaised,
     ExecutionStarted,
     GenericEvent,
     OrchestrationInstance,
@@ -21,12 +20,24 @@ from durable_azstorage.model.history import (
     SubOrchestrationInstanceCreated,
     SubOrchestrationInstanceFailed,
 )
-from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.outbound import WAKE_UP, child_execution_id
+from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, run_episode
 from durable_azstorage.serialization.converter import JsonDataConverter
 
-from ..builders import IID, T0, at, js, msg, orch_completed, orch_started, parent_of, raised, started, terminated
+from ..builders import (
+    IID,
+    T0,
+    at,
+    js,
+    msg,
+    orch_completed,
+    orch_started,
+    parent_of,
+    raised,
+    started,
+    terminated,
+)
 from .driver import Driver
 
 
@@ -43,19 +54,38 @@ def test_continue_as_new_replaces_the_history_and_runs_the_next_generation_now()
     r = Registry()
     r.add_orchestrator(counter)
     history = [orch_started(), started("counter", 0), orch_completed()]
-    ep = run_episode(r, IID, history, [msg(raised("tick")), msg(raised("tick", "extra"))], now=at(5),
-                     converter=JsonDataConverter(), new_execution_id=lambda: "gen-2")
+    ep = run_episode(
+        r,
+        IID,
+        history,
+        [msg(raised("tick")), msg(raised("tick", "extra"))],
+        now=at(5),
+        converter=JsonDataConverter(),
+        new_execution_id=lambda: "gen-2",
+    )
     assert ep.new_execution
     # generation 1 started with the carried-over "extra" tick, consumed it at once and
     # continued again: generation 2 is what gets persisted, waiting for a tick
     first = ep.new_events[1]
     assert isinstance(first, ExecutionStarted)
-    assert (first.input, first.generation, first.instance.execution_id, first.name) == ("2", 2, "gen-2", "counter")
+    assert (first.input, first.generation, first.instance.execution_id, first.name) == (
+        "2",
+        2,
+        "gen-2",
+        "counter",
+    )
     assert [type(e).__name__ for e in ep.new_events] == [
-        "OrchestratorStarted", "ExecutionStarted", "OrchestratorCompleted"]
+        "OrchestratorStarted",
+        "ExecutionStarted",
+        "OrchestratorCompleted",
+    ]
     assert ep.state is not None
-    assert (ep.state.runtime_status, ep.state.generation, ep.state.execution_id, ep.state.input) == (
-        OrchestrationStatus.RUNNING, 2, "gen-2", "2")
+    assert (
+        ep.state.runtime_status,
+        ep.state.generation,
+        ep.state.execution_id,
+        ep.state.input,
+    ) == (OrchestrationStatus.RUNNING, 2, "gen-2", "2")
     # the send_event calls of generations 0 and 1 are not lost with their histories
     assert [m.event.input for m in ep.orchestrator_messages] == ["0", "1"]  # type: ignore[attr-defined]
 
@@ -71,10 +101,21 @@ def test_carried_over_events_open_the_next_generation() -> None:
     r = Registry()
     r.add_orchestrator(keeper)
     history = [orch_started(), started("keeper", 0), orch_completed()]
-    ep = run_episode(r, IID, history, [msg(raised("go")), msg(raised("other", "o"))], now=at(5),
-                     converter=JsonDataConverter(), new_execution_id=lambda: "gen-2")
+    ep = run_episode(
+        r,
+        IID,
+        history,
+        [msg(raised("go")), msg(raised("other", "o"))],
+        now=at(5),
+        converter=JsonDataConverter(),
+        new_execution_id=lambda: "gen-2",
+    )
     assert [type(e).__name__ for e in ep.new_events] == [
-        "OrchestratorStarted", "ExecutionStarted", "EventRaised", "OrchestratorCompleted"]
+        "OrchestratorStarted",
+        "ExecutionStarted",
+        "EventRaised",
+        "OrchestratorCompleted",
+    ]
     assert ep.state is not None and ep.state.runtime_status is OrchestrationStatus.RUNNING
 
 
@@ -90,8 +131,17 @@ def test_continue_as_new_to_completion_with_the_driver() -> None:
     state = d.states[IID]
     assert state.runtime_status is OrchestrationStatus.COMPLETED and state.output == "3"
     assert state.generation == 3
-    assert len({s.instance.execution_id for _, h in d.all_histories() for s in h[1:2]
-                if isinstance(s, ExecutionStarted)}) == 4
+    assert (
+        len(
+            {
+                s.instance.execution_id
+                for _, h in d.all_histories()
+                for s in h[1:2]
+                if isinstance(s, ExecutionStarted)
+            }
+        )
+        == 4
+    )
 
 
 def forever(ctx: OrchestrationContext, n: int) -> None:
@@ -102,8 +152,15 @@ def test_a_tight_continue_as_new_loop_is_capped_and_woken_by_a_message() -> None
     r = Registry()
     r.add_orchestrator(forever)
     ids = iter(range(1000))
-    ep = run_episode(r, IID, [], [msg(started("forever", 0))], now=at(1), converter=JsonDataConverter(),
-                     new_execution_id=lambda: f"g{next(ids)}")
+    ep = run_episode(
+        r,
+        IID,
+        [],
+        [msg(started("forever", 0))],
+        now=at(1),
+        converter=JsonDataConverter(),
+        new_execution_id=lambda: f"g{next(ids)}",
+    )
     assert ep.new_execution
     start = ep.new_events[1]
     assert isinstance(start, ExecutionStarted) and start.generation == MAX_GENERATIONS_PER_EPISODE
@@ -111,8 +168,15 @@ def test_a_tight_continue_as_new_loop_is_capped_and_woken_by_a_message() -> None
     assert isinstance(wake.event, GenericEvent) and wake.event.data == WAKE_UP
     assert wake.instance == start.instance
     assert ep.state is not None and ep.state.runtime_status is OrchestrationStatus.RUNNING
-    nxt = run_episode(r, IID, list(ep.new_events), [wake], now=at(2), converter=JsonDataConverter(),
-                      new_execution_id=lambda: f"g{next(ids)}")
+    nxt = run_episode(
+        r,
+        IID,
+        list(ep.new_events),
+        [wake],
+        now=at(2),
+        converter=JsonDataConverter(),
+        new_execution_id=lambda: f"g{next(ids)}",
+    )
     assert nxt.new_execution and nxt.state is not None
     assert nxt.state.generation == 2 * MAX_GENERATIONS_PER_EPISODE
 
@@ -152,8 +216,10 @@ def test_sub_orchestrations_start_with_a_parent_and_notify_it() -> None:
     assert d.converter.deserialize(state.output) == [
         f"child {IID}:0000 of {IID}",
         ["builtins.ValueError", "child failed"],
-        [qualified_type_name(OrchestrationTerminatedError),
-         f"sub-orchestration '{hanging}' was terminated: \"no longer needed\""],
+        [
+            qualified_type_name(OrchestrationTerminatedError),
+            f"sub-orchestration '{hanging}' was terminated: \"no longer needed\"",
+        ],
     ]
 
 
@@ -174,7 +240,8 @@ def test_the_child_start_message_names_the_parent_and_a_fresh_execution() -> Non
     )
     earlier_attempt = replace(created, timestamp=at(0))
     assert start.instance.execution_id != child_execution_id(
-        OrchestrationInstance(instance_id=IID, execution_id=parent_execution), created,
+        OrchestrationInstance(instance_id=IID, execution_id=parent_execution),
+        created,
         [earlier_attempt],
     )
     assert event.instance == start.instance and event.input == js("ok") and event.timestamp == at(1)
@@ -186,14 +253,28 @@ def test_a_completed_child_notifies_its_parent_execution() -> None:
     r = Registry()
     r.add_orchestrator(lambda ctx, x: x * 2, name="double")
     r.add_orchestrator(lambda ctx, x: 1 / x, name="divide")
-    ok = run_episode(r, "c1", [], [msg(started("double", 4, instance_id="c1", parent=parent_of(3)),
-                                       instance_id="c1")], now=T0, converter=JsonDataConverter())
+    ok = run_episode(
+        r,
+        "c1",
+        [],
+        [msg(started("double", 4, instance_id="c1", parent=parent_of(3)), instance_id="c1")],
+        now=T0,
+        converter=JsonDataConverter(),
+    )
     (notice,) = ok.orchestrator_messages
     assert notice.instance == parent_of(3).instance
-    assert notice.event == SubOrchestrationInstanceCompleted(timestamp=T0, task_scheduled_id=3, result="8")
+    assert notice.event == SubOrchestrationInstanceCompleted(
+        timestamp=T0, task_scheduled_id=3, result="8"
+    )
     assert ok.state is not None and ok.state.parent_instance_id == "parent-1"
-    bad = run_episode(r, "c1", [], [msg(started("divide", 0, instance_id="c1", parent=parent_of(3)),
-                                        instance_id="c1")], now=T0, converter=JsonDataConverter())
+    bad = run_episode(
+        r,
+        "c1",
+        [],
+        [msg(started("divide", 0, instance_id="c1", parent=parent_of(3)), instance_id="c1")],
+        now=T0,
+        converter=JsonDataConverter(),
+    )
     event = bad.orchestrator_messages[0].event
     assert isinstance(event, SubOrchestrationInstanceFailed)
     assert event.failure_details.error_type == "builtins.ZeroDivisionError"

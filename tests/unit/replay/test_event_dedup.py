@@ -34,8 +34,9 @@ def _sent_message() -> TaskMessage:
 def test_a_derived_event_names_its_send_and_a_copy_is_refused() -> None:
     first, again = _sent_message(), _sent_message()  # sent, then re-derived by recovery
     assert isinstance(first.event, EventRaised)
-    assert first.event.source_id == sent_event_id(SENDER, EventSent(
-        event_id=3, timestamp=NOW, instance_id="target", name="Ping"))
+    assert first.event.source_id == sent_event_id(
+        SENDER, EventSent(event_id=3, timestamp=NOW, instance_id="target", name="Ping")
+    )
     ledger = Ledger([ExecutionStarted(timestamp=NOW, name="target", instance=TARGET)])
     assert ledger.refusal(first, NOW) is None
     ledger.record(first.event)

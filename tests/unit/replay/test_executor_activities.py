@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from durable_azstorage.authoring.context import OrchestrationContext
-from durable_azstorage.authoring.errors import NonSerializableResultError, OrchestratorNotRegisteredError
+from durable_azstorage.authoring.errors import (
+    NonSerializableResultError,
+    OrchestratorNotRegisteredError,
+)
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.actions import CompleteOrchestration, ScheduleTask
 from durable_azstorage.model.errors import TaskFailedError
@@ -56,15 +59,26 @@ def test_first_episode_schedules_the_first_activity(registry: Registry) -> None:
 
 
 def test_a_completed_activity_resumes_the_code_with_its_result(registry: Registry) -> None:
-    past = [orch_started(), started("hello_cities"), scheduled(0, "say_hello", "Tokyo"), orch_completed()]
+    past = [
+        orch_started(),
+        started("hello_cities"),
+        scheduled(0, "say_hello", "Tokyo"),
+        orch_completed(),
+    ]
     result = execute(registry, IID, past, [orch_started(at(1)), completed(0, "Hello Tokyo!")])
     assert result.actions == (ScheduleTask(id=1, name="say_hello", input=js("London")),)
 
 
 def test_the_orchestration_completes_with_the_returned_value(registry: Registry) -> None:
     past = [
-        orch_started(), started("hello_cities"), scheduled(0, "say_hello", "Tokyo"), orch_completed(),
-        orch_started(), completed(0, "Hello Tokyo!"), scheduled(1, "say_hello", "London"), orch_completed(),
+        orch_started(),
+        started("hello_cities"),
+        scheduled(0, "say_hello", "Tokyo"),
+        orch_completed(),
+        orch_started(),
+        completed(0, "Hello Tokyo!"),
+        scheduled(1, "say_hello", "London"),
+        orch_completed(),
     ]
     result = execute(registry, IID, past, [orch_started(), completed(1, "Hello London!")])
     assert result.actions == (
@@ -90,7 +104,9 @@ def test_plain_function_orchestrators_complete_in_one_step() -> None:
     r = Registry()
     r.add_orchestrator(lambda ctx, x: x * 2, name="double")
     result = execute(r, IID, [], [orch_started(), started("double", 21)])
-    assert result.completion == CompleteOrchestration(id=0, status=OrchestrationStatus.COMPLETED, result="42")
+    assert result.completion == CompleteOrchestration(
+        id=0, status=OrchestrationStatus.COMPLETED, result="42"
+    )
 
 
 def test_an_activity_failure_is_raised_into_the_code_as_task_failed_error() -> None:
@@ -107,7 +123,9 @@ def test_an_activity_failure_is_raised_into_the_code_as_task_failed_error() -> N
     r = Registry()
     r.add_orchestrator(orch)
     past = [orch_started(), started("orch"), scheduled(0, "charge"), orch_completed()]
-    result = execute(r, IID, past, [orch_started(), failed(0, "card declined", "billing.CardDeclined")])
+    result = execute(
+        r, IID, past, [orch_started(), failed(0, "card declined", "billing.CardDeclined")]
+    )
     assert result.completion is not None and result.completion.result == js("handled")
     assert seen[0].details.error_type == "billing.CardDeclined"
     assert "charge" in str(seen[0]) and "card declined" in str(seen[0])
@@ -136,7 +154,10 @@ def test_an_unhandled_exception_fails_the_orchestration_with_failure_details() -
     assert details.error_type == qualified_type_name(PaymentError)
     assert details.message == "payment could not be taken"
     assert details.stack_trace and "raise PaymentError" in details.stack_trace
-    assert details.inner_failure is not None and details.inner_failure.error_type == "builtins.KeyError"
+    assert (
+        details.inner_failure is not None
+        and details.inner_failure.error_type == "builtins.KeyError"
+    )
 
 
 def test_an_unserializable_return_value_fails_with_a_clear_message() -> None:
@@ -156,7 +177,9 @@ def test_an_unregistered_orchestrator_fails_with_a_clear_reason(registry: Regist
     completion = result.completion
     assert completion is not None and completion.status is OrchestrationStatus.FAILED
     assert completion.failure_details is not None
-    assert completion.failure_details.error_type == qualified_type_name(OrchestratorNotRegisteredError)
+    assert completion.failure_details.error_type == qualified_type_name(
+        OrchestratorNotRegisteredError
+    )
     assert "'nope' is not registered" in completion.failure_details.message
     assert "hello_cities" in completion.failure_details.message
 
@@ -173,19 +196,31 @@ def test_yielding_something_that_is_not_a_task_fails_the_orchestration() -> None
 
 
 def test_duplicate_results_are_ignored(registry: Registry) -> None:
-    past = [orch_started(), started("hello_cities"), scheduled(0, "say_hello", "Tokyo"), orch_completed()]
+    past = [
+        orch_started(),
+        started("hello_cities"),
+        scheduled(0, "say_hello", "Tokyo"),
+        orch_completed(),
+    ]
     new = [orch_started(), completed(0, "first"), completed(0, "second")]
     result = execute(registry, IID, past, new)
     assert result.actions == (ScheduleTask(id=1, name="say_hello", input=js("London")),)
 
 
 def test_results_for_unknown_tasks_are_ignored(registry: Registry) -> None:
-    past = [orch_started(), started("hello_cities"), scheduled(0, "say_hello", "Tokyo"), orch_completed()]
+    past = [
+        orch_started(),
+        started("hello_cities"),
+        scheduled(0, "say_hello", "Tokyo"),
+        orch_completed(),
+    ]
     result = execute(registry, IID, past, [orch_started(), completed(7, "stale")])
     assert result.actions == ()
 
 
-def test_is_replaying_current_time_and_replay_safe_logging(caplog: pytest.LogCaptureFixture) -> None:
+def test_is_replaying_current_time_and_replay_safe_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     observed: list[tuple[bool, Any]] = []
     user_log = logging.getLogger("tests.user")
 
@@ -258,9 +293,13 @@ def test_unserializable_activity_input_raises_type_error_into_the_code() -> None
     assert completion is not None and "builtins.object" in (completion.result or "")
 
 
-def test_the_replay_safe_logger_keeps_the_callers_extra_fields(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_replay_safe_logger_keeps_the_callers_extra_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def orch(ctx: OrchestrationContext, _: Any) -> None:
-        ctx.create_replay_safe_logger(logging.getLogger("tests.extra")).warning("hi", extra={"order": 7})
+        ctx.create_replay_safe_logger(logging.getLogger("tests.extra")).warning(
+            "hi", extra={"order": 7}
+        )
 
     r = Registry()
     r.add_orchestrator(orch)

@@ -14,7 +14,16 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult, execute
 
 from ..builders import (
-    IID, completed, failed, js, orch_completed, orch_started, scheduled, started, sub_completed, sub_created,
+    IID,
+    completed,
+    failed,
+    js,
+    orch_completed,
+    orch_started,
+    scheduled,
+    started,
+    sub_completed,
+    sub_created,
     sub_failed,
 )
 
@@ -33,8 +42,14 @@ def fan_out(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
         return f"failed: {exc.details.message}"
 
 
-FANNED = [orch_started(), started("orch"), scheduled(0, "work", 0), scheduled(1, "work", 1),
-          scheduled(2, "work", 2), orch_completed()]
+FANNED = [
+    orch_started(),
+    started("orch"),
+    scheduled(0, "work", 0),
+    scheduled(1, "work", 1),
+    scheduled(2, "work", 2),
+    orch_completed(),
+]
 
 
 def test_fan_out_schedules_every_task_in_one_episode() -> None:
@@ -43,14 +58,20 @@ def test_fan_out_schedules_every_task_in_one_episode() -> None:
 
 
 def test_when_all_returns_results_in_task_order_whatever_the_completion_order() -> None:
-    result = _run(fan_out, FANNED, [orch_started(), completed(2, "c"), completed(0, "a"), completed(1, "b")])
+    result = _run(
+        fan_out, FANNED, [orch_started(), completed(2, "c"), completed(0, "a"), completed(1, "b")]
+    )
     assert result.completion is not None and result.completion.result == js(["a", "b", "c"])
 
 
 def test_when_all_waits_for_every_child_before_raising_the_first_failure() -> None:
     partial = _run(fan_out, FANNED, [orch_started(), failed(1, "first"), completed(0, "a")])
     assert partial.completion is None, "must keep waiting for task 2"
-    done = _run(fan_out, FANNED, [orch_started(), failed(1, "first"), completed(0, "a"), failed(2, "second")])
+    done = _run(
+        fan_out,
+        FANNED,
+        [orch_started(), failed(1, "first"), completed(0, "a"), failed(2, "second")],
+    )
     assert done.completion is not None and done.completion.result == js("failed: first")
 
 
@@ -61,7 +82,13 @@ def test_when_any_result_is_the_winning_task() -> None:
         winner: Task[Any] = yield when_any([slow, fast])
         return ["fast" if winner is fast else "slow", winner.get_result()]
 
-    past = [orch_started(), started("orch"), scheduled(0, "slow"), scheduled(1, "fast"), orch_completed()]
+    past = [
+        orch_started(),
+        started("orch"),
+        scheduled(0, "slow"),
+        scheduled(1, "fast"),
+        orch_completed(),
+    ]
     result = _run(race, past, [orch_started(), completed(1, 42), completed(0, 7)])
     assert result.completion is not None and result.completion.result == js(["fast", 42])
 
@@ -85,7 +112,12 @@ def test_yielding_already_completed_tasks_in_a_long_loop_does_not_recurse() -> N
             total += yield t
         return total
 
-    past = [orch_started(), started("orch"), *[scheduled(i, "w", i) for i in range(3000)], orch_completed()]
+    past = [
+        orch_started(),
+        started("orch"),
+        *[scheduled(i, "w", i) for i in range(3000)],
+        orch_completed(),
+    ]
     result = _run(fan_in, past, [orch_started(), *[completed(i, 1) for i in range(3000)]])
     assert result.completion is not None and result.completion.result == "3000"
 
@@ -101,17 +133,29 @@ def parent(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
 
 def test_sub_orchestrations_get_a_deterministic_default_instance_id() -> None:
     result = _run(parent, [], [orch_started(), started("orch")])
-    assert result.actions == (CreateSubOrchestration(id=0, name="child", instance_id=f"{IID}:0000", input="1"),)
+    assert result.actions == (
+        CreateSubOrchestration(id=0, name="child", instance_id=f"{IID}:0000", input="1"),
+    )
     past = [orch_started(), started("orch"), sub_created(0, "child", input=1), orch_completed()]
     second = _run(parent, past, [orch_started(), sub_completed(0, "one")])
     assert second.actions == (
-        CreateSubOrchestration(id=1, name="child", instance_id="explicit", input="2", version="2.0"),
+        CreateSubOrchestration(
+            id=1, name="child", instance_id="explicit", input="2", version="2.0"
+        ),
     )
 
 
 def test_a_failed_sub_orchestration_raises_task_failed_error_in_the_parent() -> None:
-    past = [orch_started(), started("orch"), sub_created(0, "child", input=1), orch_completed(),
-            orch_started(), sub_completed(0, "one"), sub_created(1, "child", "explicit", 2), orch_completed()]
+    past = [
+        orch_started(),
+        started("orch"),
+        sub_created(0, "child", input=1),
+        orch_completed(),
+        orch_started(),
+        sub_completed(0, "one"),
+        sub_created(1, "child", "explicit", 2),
+        orch_completed(),
+    ]
     result = _run(parent, past, [orch_started(), sub_failed(1, "child broke")])
     assert result.completion is not None
     assert result.completion.status is OrchestrationStatus.COMPLETED
@@ -119,5 +163,9 @@ def test_a_failed_sub_orchestration_raises_task_failed_error_in_the_parent() -> 
 
 
 def test_when_all_raises_the_failure_of_the_first_failed_task_in_list_order() -> None:
-    done = _run(fan_out, FANNED, [orch_started(), failed(2, "third"), failed(1, "second"), completed(0, "a")])
+    done = _run(
+        fan_out,
+        FANNED,
+        [orch_started(), failed(2, "third"), failed(1, "second"), completed(0, "a")],
+    )
     assert done.completion is not None and done.completion.result == js("failed: second")

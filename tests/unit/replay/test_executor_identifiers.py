@@ -62,7 +62,9 @@ def test_the_orchestrator_can_catch_the_error_where_it_asked() -> None:
         yield ctx.create_timer(ctx.current_utc_datetime)
 
     result = _run(orch)
-    assert result.completion is not None and result.completion.status is OrchestrationStatus.COMPLETED
+    assert (
+        result.completion is not None and result.completion.status is OrchestrationStatus.COMPLETED
+    )
     assert "send_event target instance id '.'" in (result.completion.result or "")
 
 
@@ -83,4 +85,6 @@ def test_a_version_over_the_column_limit_fails_the_orchestration() -> None:
 def test_a_continue_as_new_version_over_the_column_limit_is_refused() -> None:
     # Only the portable SDKs set it (through the sidecar, which fails the orchestration on it).
     with pytest.raises(InvalidIdentifierError, match="continue_as_new version 'vvv"):
-        CompleteOrchestration(id=0, status=OrchestrationStatus.CONTINUED_AS_NEW, new_version="v" * 20_000)
+        CompleteOrchestration(
+            id=0, status=OrchestrationStatus.CONTINUED_AS_NEW, new_version="v" * 20_000
+        )

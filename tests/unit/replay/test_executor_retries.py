@@ -15,11 +15,25 @@ from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult, execute
 
 from ..builders import (
-    IID, T0, at, completed, failed, js, orch_completed, orch_started, scheduled, started, sub_created, sub_failed,
-    timer_created, timer_fired,
+    IID,
+    T0,
+    at,
+    completed,
+    failed,
+    js,
+    orch_completed,
+    orch_started,
+    scheduled,
+    started,
+    sub_created,
+    sub_failed,
+    timer_created,
+    timer_fired,
 )
 
-POLICY = RetryPolicy(first_retry_interval=timedelta(seconds=10), max_number_of_attempts=3, backoff_coefficient=2.0)
+POLICY = RetryPolicy(
+    first_retry_interval=timedelta(seconds=10), max_number_of_attempts=3, backoff_coefficient=2.0
+)
 
 
 def flaky(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
@@ -68,13 +82,19 @@ def test_exhausted_retries_fail_the_task_with_the_last_failure() -> None:
 
 
 def test_retry_timeout_stops_retrying_even_with_attempts_left() -> None:
-    policy = RetryPolicy(first_retry_interval=timedelta(seconds=10), max_number_of_attempts=10,
-                         retry_timeout=timedelta(seconds=30))
+    policy = RetryPolicy(
+        first_retry_interval=timedelta(seconds=10),
+        max_number_of_attempts=10,
+        retry_timeout=timedelta(seconds=30),
+    )
 
     def orch(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
         return (yield ctx.call_activity("flaky", input="x", retry_policy=policy))
 
-    past = EP1 + [orch_started(at(31)), failed(0, "late"), ]
+    past = EP1 + [
+        orch_started(at(31)),
+        failed(0, "late"),
+    ]
     result = _run(past, [], fn=orch)
     assert result.completion is not None and result.completion.status is OrchestrationStatus.FAILED
     assert result.completion.failure_details is not None
@@ -82,8 +102,12 @@ def test_retry_timeout_stops_retrying_even_with_attempts_left() -> None:
 
 
 def test_the_max_retry_interval_caps_the_delay() -> None:
-    policy = RetryPolicy(first_retry_interval=timedelta(seconds=10), max_number_of_attempts=5,
-                         backoff_coefficient=10.0, max_retry_interval=timedelta(seconds=15))
+    policy = RetryPolicy(
+        first_retry_interval=timedelta(seconds=10),
+        max_number_of_attempts=5,
+        backoff_coefficient=10.0,
+        max_retry_interval=timedelta(seconds=15),
+    )
 
     def orch(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
         return (yield ctx.call_activity("flaky", input="x", retry_policy=policy))
@@ -99,7 +123,17 @@ def test_sub_orchestration_retries_reuse_the_child_instance_id() -> None:
     def orch(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
         return (yield ctx.call_sub_orchestrator("child", input=1, retry_policy=policy))
 
-    past = [orch_started(), started("orch"), sub_created(0, "child", input=1), orch_completed(),
-            orch_started(at(1)), sub_failed(0), timer_created(1, at(6)), orch_completed()]
+    past = [
+        orch_started(),
+        started("orch"),
+        sub_created(0, "child", input=1),
+        orch_completed(),
+        orch_started(at(1)),
+        sub_failed(0),
+        timer_created(1, at(6)),
+        orch_completed(),
+    ]
     result = _run(past, [orch_started(at(6)), timer_fired(1, at(6))], fn=orch)
-    assert result.actions == (CreateSubOrchestration(id=2, name="child", instance_id=f"{IID}:0000", input="1"),)
+    assert result.actions == (
+        CreateSubOrchestration(id=2, name="child", instance_id=f"{IID}:0000", input="1"),
+    )

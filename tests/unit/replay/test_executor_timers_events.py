@@ -10,12 +10,27 @@ from durable_azstorage.authoring.context import OrchestrationContext
 from durable_azstorage.authoring.errors import TaskCancelledError
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.authoring.tasks import when_any
-from durable_azstorage.model.actions import CompleteOrchestration, CreateTimer, ScheduleTask, SendEvent
+from durable_azstorage.model.actions import (
+    CompleteOrchestration,
+    CreateTimer,
+    SendEvent,
+)
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.replay.executor import ExecutionResult, execute
 
 from ..builders import (
-    IID, T0, at, js, orch_completed, orch_started, raised, scheduled, sent, started, timer_created, timer_fired,
+    IID,
+    T0,
+    at,
+    js,
+    orch_completed,
+    orch_started,
+    raised,
+    scheduled,
+    sent,
+    started,
+    timer_created,
+    timer_fired,
 )
 
 
@@ -48,7 +63,9 @@ def test_a_naive_datetime_timer_is_taken_as_utc() -> None:
         yield ctx.create_timer(datetime(2030, 1, 1))
 
     result = _run(orch, [], [orch_started(), started("orch")])
-    assert result.actions == (CreateTimer(id=0, fire_at=datetime.fromisoformat("2030-01-01T00:00:00+00:00")),)
+    assert result.actions == (
+        CreateTimer(id=0, fire_at=datetime.fromisoformat("2030-01-01T00:00:00+00:00")),
+    )
 
 
 def test_timers_reject_other_types() -> None:
@@ -65,7 +82,9 @@ def test_external_event_names_are_case_insensitive() -> None:
         return (yield ctx.wait_for_external_event("Approval"))
 
     past = [orch_started(), started("orch"), orch_completed()]
-    assert _result(_run(orch, past, [orch_started(), raised("APPROVAL", {"ok": True})])) == js({"ok": True})
+    assert _result(_run(orch, past, [orch_started(), raised("APPROVAL", {"ok": True})])) == js(
+        {"ok": True}
+    )
 
 
 def test_early_events_are_buffered_fifo_per_name() -> None:
@@ -76,9 +95,20 @@ def test_early_events_are_buffered_fifo_per_name() -> None:
         c = yield ctx.wait_for_external_event("item")
         return [a, b, c]
 
-    past = [orch_started(), started("orch"), timer_created(0, at(1)), orch_completed(),
-            orch_started(), raised("item", 1), raised("other", "o"), raised("Item", 2), orch_completed()]
-    assert _result(_run(orch, past, [orch_started(at(1)), timer_fired(0, at(1))])) == js([1, "o", 2])
+    past = [
+        orch_started(),
+        started("orch"),
+        timer_created(0, at(1)),
+        orch_completed(),
+        orch_started(),
+        raised("item", 1),
+        raised("other", "o"),
+        raised("Item", 2),
+        orch_completed(),
+    ]
+    assert _result(_run(orch, past, [orch_started(at(1)), timer_fired(0, at(1))])) == js(
+        [1, "o", 2]
+    )
 
 
 def test_two_waiters_for_one_name_are_served_in_order() -> None:
@@ -88,7 +118,9 @@ def test_two_waiters_for_one_name_are_served_in_order() -> None:
         return [(yield first), (yield second)]
 
     past = [orch_started(), started("orch"), orch_completed()]
-    assert _result(_run(orch, past, [orch_started(), raised("e", "x"), raised("e", "y")])) == js(["x", "y"])
+    assert _result(_run(orch, past, [orch_started(), raised("e", "x"), raised("e", "y")])) == js(
+        ["x", "y"]
+    )
 
 
 def test_a_cancelled_event_wait_no_longer_receives_the_event() -> None:
@@ -106,8 +138,15 @@ def test_a_cancelled_event_wait_no_longer_receives_the_event() -> None:
             return ["timed out", late]
         return ["approved", winner.get_result()]
 
-    past = [orch_started(), started("orch"), timer_created(0, at(3600)), orch_completed(),
-            orch_started(at(3600)), timer_fired(0, at(3600)), orch_completed(at(3600))]
+    past = [
+        orch_started(),
+        started("orch"),
+        timer_created(0, at(3600)),
+        orch_completed(),
+        orch_started(at(3600)),
+        timer_fired(0, at(3600)),
+        orch_completed(at(3600)),
+    ]
     result = _run(orch, past, [orch_started(at(3700)), raised("approve", "late-yes")])
     assert _result(result) == js(["timed out", "late-yes"])
     approved = _run(orch, past[:4], [orch_started(at(5)), raised("approve", "yes")])
@@ -123,8 +162,16 @@ def test_a_cancelled_timer_that_still_fires_is_ignored() -> None:
         yield ctx.call_activity("after")
         return winner is event
 
-    past = [orch_started(), started("orch"), timer_created(0, at(10)), orch_completed(),
-            orch_started(at(1)), raised("go"), scheduled(1, "after"), orch_completed(at(1))]
+    past = [
+        orch_started(),
+        started("orch"),
+        timer_created(0, at(10)),
+        orch_completed(),
+        orch_started(at(1)),
+        raised("go"),
+        scheduled(1, "after"),
+        orch_completed(at(1)),
+    ]
     result = _run(orch, past, [orch_started(at(10)), timer_fired(0, at(10))])
     assert result.actions == ()
 
@@ -136,9 +183,16 @@ def test_send_event_is_an_action_and_matches_event_sent_on_replay() -> None:
         return "sent"
 
     first = _run(orch, [], [orch_started(), started("orch")])
-    assert first.actions[0] == SendEvent(id=0, instance_id="other-1", name="Ping", data=js({"n": 1}))
-    past = [orch_started(), started("orch"), sent(0, "other-1", "Ping", {"n": 1}), timer_created(1, at(1)),
-            orch_completed()]
+    assert first.actions[0] == SendEvent(
+        id=0, instance_id="other-1", name="Ping", data=js({"n": 1})
+    )
+    past = [
+        orch_started(),
+        started("orch"),
+        sent(0, "other-1", "Ping", {"n": 1}),
+        timer_created(1, at(1)),
+        orch_completed(),
+    ]
     assert _result(_run(orch, past, [orch_started(at(1)), timer_fired(1, at(1))])) == js("sent")
 
 
@@ -148,12 +202,17 @@ def test_continue_as_new_carries_over_unconsumed_events_when_asked() -> None:
         ctx.continue_as_new({"round": 2}, save_events=True)
 
     past = [orch_started(), started("orch"), orch_completed()]
-    result = _run(orch, past, [orch_started(), raised("tick", 1), raised("tick", 2), raised("other", 3)])
+    result = _run(
+        orch, past, [orch_started(), raised("tick", 1), raised("tick", 2), raised("other", 3)]
+    )
     completion = result.completion
     assert completion is not None
     assert completion.status is OrchestrationStatus.CONTINUED_AS_NEW
     assert completion.result == js({"round": 2})
-    assert [(e.name, e.input) for e in completion.carryover_events] == [("tick", "2"), ("other", "3")]  # type: ignore[attr-defined]
+    assert [(e.name, e.input) for e in completion.carryover_events] == [
+        ("tick", "2"),
+        ("other", "3"),
+    ]  # type: ignore[attr-defined]
 
 
 def test_continue_as_new_drops_unconsumed_events_by_default() -> None:

@@ -80,8 +80,11 @@ def parent_with_child(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, 
 
 
 def retried(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, Any]:
-    policy = RetryPolicy(first_retry_interval=timedelta(seconds=30), max_number_of_attempts=3,
-                         backoff_coefficient=2.0)
+    policy = RetryPolicy(
+        first_retry_interval=timedelta(seconds=30),
+        max_number_of_attempts=3,
+        backoff_coefficient=2.0,
+    )
     try:
         yield ctx.call_activity(fail_on, input="bad", retry_policy=policy)
     except TaskFailedError as exc:
@@ -131,10 +134,15 @@ def _normalized(events: list[HistoryEvent]) -> list[dict[str, Any]]:
 
 def _strip_traces(value: Any) -> Any:
     if isinstance(value, FailureDetails):
-        return dataclasses.replace(value, stack_trace=None, inner_failure=_strip_traces(value.inner_failure))
+        return dataclasses.replace(
+            value, stack_trace=None, inner_failure=_strip_traces(value.inner_failure)
+        )
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _strip_traces(getattr(value, f.name)) for f in dataclasses.fields(value)
-                   if isinstance(getattr(value, f.name), FailureDetails)}
+        changes = {
+            f.name: _strip_traces(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if isinstance(getattr(value, f.name), FailureDetails)
+        }
         return dataclasses.replace(value, **changes) if changes else value
     return value
 

@@ -18,7 +18,17 @@ from durable_azstorage.replay.executor import execute
 from durable_azstorage.serialization.converter import JsonDataConverter
 
 from ..builders import (
-    IID, at, completed, msg, orch_completed, orch_started, scheduled, sent, started, sub_created, timer_created,
+    IID,
+    at,
+    completed,
+    msg,
+    orch_completed,
+    orch_started,
+    scheduled,
+    sent,
+    started,
+    sub_created,
+    timer_created,
 )
 
 
@@ -28,7 +38,13 @@ def _replay(fn: Any, past: list[Any]) -> None:
     execute(r, IID, past, [orch_started(at(99)), completed(0)])
 
 
-ORIGINAL = [orch_started(), started("orch"), scheduled(0, "reserve"), scheduled(1, "charge"), orch_completed()]
+ORIGINAL = [
+    orch_started(),
+    started("orch"),
+    scheduled(0, "reserve"),
+    scheduled(1, "charge"),
+    orch_completed(),
+]
 
 
 def test_reordered_calls_name_the_step_and_both_sides() -> None:
@@ -51,8 +67,19 @@ def test_a_renamed_activity_names_the_old_and_new_name() -> None:
         yield ctx.call_activity("charge_card")
 
     with pytest.raises(NonDeterminismError) as info:
-        _replay(renamed, [orch_started(), started("orch"), scheduled(0, "reserve"), orch_completed(),
-                          orch_started(), completed(0), scheduled(1, "charge"), orch_completed()])
+        _replay(
+            renamed,
+            [
+                orch_started(),
+                started("orch"),
+                scheduled(0, "reserve"),
+                orch_completed(),
+                orch_started(),
+                completed(0),
+                scheduled(1, "charge"),
+                orch_completed(),
+            ],
+        )
     message = str(info.value)
     assert "sequence number 1" in message
     assert "TaskScheduled 'charge'" in message and "call_activity('charge_card')" in message
@@ -74,7 +101,13 @@ def test_a_removed_call_at_the_end_says_the_code_scheduled_nothing() -> None:
     def shorter(ctx: OrchestrationContext, _: Any) -> Generator[Any, Any, None]:
         yield ctx.create_timer(timedelta(seconds=1))
 
-    history = [orch_started(), started("orch"), timer_created(0, at(1)), sent(1, "x", "Ping"), orch_completed()]
+    history = [
+        orch_started(),
+        started("orch"),
+        timer_created(0, at(1)),
+        sent(1, "x", "Ping"),
+        orch_completed(),
+    ]
     with pytest.raises(NonDeterminismError) as info:
         _replay(shorter, history)
     assert "sequence number 1" in str(info.value)
@@ -87,7 +120,9 @@ def test_a_sub_orchestration_swapped_for_an_activity() -> None:
         yield ctx.call_activity("child")
 
     with pytest.raises(NonDeterminismError) as info:
-        _replay(swapped, [orch_started(), started("orch"), sub_created(0, "child"), orch_completed()])
+        _replay(
+            swapped, [orch_started(), started("orch"), sub_created(0, "child"), orch_completed()]
+        )
     assert "SubOrchestrationInstanceCreated 'child'" in str(info.value)
 
 
@@ -98,7 +133,9 @@ def test_the_episode_fails_the_instance_with_the_non_determinism_message() -> No
     r = Registry()
     r.add_orchestrator(changed, name="orch")
     history = [orch_started(), started("orch"), scheduled(0, "reserve"), orch_completed()]
-    episode = run_episode(r, IID, history, [msg(completed(0))], now=at(5), converter=JsonDataConverter())
+    episode = run_episode(
+        r, IID, history, [msg(completed(0))], now=at(5), converter=JsonDataConverter()
+    )
     assert episode.state is not None
     assert episode.state.runtime_status is OrchestrationStatus.FAILED
     details = episode.state.failure_details

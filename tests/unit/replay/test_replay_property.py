@@ -92,12 +92,18 @@ def interpreter(ctx: OrchestrationContext, prog: dict[str, Any]) -> Generator[An
     return out
 
 
-def _step(ctx: OrchestrationContext, i: int, kind: str, args: list[Any]) -> Generator[Any, Any, Any]:
+def _step(
+    ctx: OrchestrationContext, i: int, kind: str, args: list[Any]
+) -> Generator[Any, Any, Any]:
     if kind == "act":
         return (yield ctx.call_activity("work", input={"i": i, "fail": args[0]}))
     if kind == "fan":
         n, bad = args[0], args[1]
-        return (yield when_all([ctx.call_activity("work", input={"i": j, "fail": j == bad}) for j in range(n)]))
+        return (
+            yield when_all(
+                [ctx.call_activity("work", input={"i": j, "fail": j == bad}) for j in range(n)]
+            )
+        )
     if kind == "timer":
         yield ctx.create_timer(timedelta(seconds=args[0]))
         return ctx.current_utc_datetime.isoformat()
@@ -112,8 +118,14 @@ def _step(ctx: OrchestrationContext, i: int, kind: str, args: list[Any]) -> Gene
     if kind == "sub":
         return (yield ctx.call_sub_orchestrator("child", input={"i": i, "fail": args[0]}))
     if kind == "retry":
-        policy = RetryPolicy(first_retry_interval=timedelta(seconds=5), max_number_of_attempts=args[1])
-        return (yield ctx.call_activity("flaky", input={"key": i, "fails": args[0]}, retry_policy=policy))
+        policy = RetryPolicy(
+            first_retry_interval=timedelta(seconds=5), max_number_of_attempts=args[1]
+        )
+        return (
+            yield ctx.call_activity(
+                "flaky", input={"key": i, "fails": args[0]}, retry_policy=policy
+            )
+        )
     if kind == "send":
         ctx.send_event(args[0], "note", data=i)
         return None
@@ -153,7 +165,8 @@ def _registry() -> Registry:
 
 def _deliver_events(prog: dict[str, Any]) -> Any:
     names = [a[0] for kind, *a in prog["steps"] if kind == "event"] + [
-        a[1] for kind, *a in prog["steps"] if kind == "race"]
+        a[1] for kind, *a in prog["steps"] if kind == "race"
+    ]
     pending = list(names) * (prog["rounds"] + 1)
     pause = ["suspend"] if prog["pause"] and not prog["early"] else []
 
@@ -175,31 +188,57 @@ def _deliver_events(prog: dict[str, Any]) -> Any:
     return pending, on_idle
 
 
-_RECORDING = (TaskScheduled, TimerCreated, SubOrchestrationInstanceCreated, EventSent, ExecutionCompleted)
+_RECORDING = (
+    TaskScheduled,
+    TimerCreated,
+    SubOrchestrationInstanceCreated,
+    EventSent,
+    ExecutionCompleted,
+)
 
 
 def as_action(event: HistoryEvent) -> OrchestratorAction:
     """The action that made the engine record ``event``."""
     if isinstance(event, TaskScheduled):
-        return ScheduleTask(id=event.event_id, name=event.name, input=event.input, version=event.version,
-                            tags=event.tags)
+        return ScheduleTask(
+            id=event.event_id,
+            name=event.name,
+            input=event.input,
+            version=event.version,
+            tags=event.tags,
+        )
     if isinstance(event, TimerCreated):
         return CreateTimer(id=event.event_id, fire_at=event.fire_at)
     if isinstance(event, SubOrchestrationInstanceCreated):
-        return CreateSubOrchestration(id=event.event_id, name=event.name, instance_id=event.instance_id,
-                                      input=event.input, version=event.version)
+        return CreateSubOrchestration(
+            id=event.event_id,
+            name=event.name,
+            instance_id=event.instance_id,
+            input=event.input,
+            version=event.version,
+        )
     if isinstance(event, EventSent):
-        return SendEvent(id=event.event_id, instance_id=event.instance_id, name=event.name, data=event.input)
+        return SendEvent(
+            id=event.event_id, instance_id=event.instance_id, name=event.name, data=event.input
+        )
     assert isinstance(event, ExecutionCompleted)
-    return CompleteOrchestration(id=event.event_id, status=event.status, result=event.result,
-                                 failure_details=event.failure_details)
+    return CompleteOrchestration(
+        id=event.event_id,
+        status=event.status,
+        result=event.result,
+        failure_details=event.failure_details,
+    )
 
 
 def _comparable(action: OrchestratorAction | None) -> Any:
     if isinstance(action, CompleteOrchestration):
         details = action.failure_details
-        return ("complete", action.status, action.result,
-                (details.error_type, details.message) if details else None)
+        return (
+            "complete",
+            action.status,
+            action.result,
+            (details.error_type, details.message) if details else None,
+        )
     return action
 
 
@@ -212,7 +251,9 @@ def boundaries(history: list[HistoryEvent]) -> dict[int, list[HistoryEvent]]:
             start = i
         elif isinstance(event, OrchestratorCompleted) and start is not None:
             episode = history[start:i]
-            first = next((j for j, e in enumerate(episode) if isinstance(e, _RECORDING)), len(episode))
+            first = next(
+                (j for j, e in enumerate(episode) if isinstance(e, _RECORDING)), len(episode)
+            )
             cuts[start + first] = episode[first:]
             start = None
     return cuts
@@ -232,10 +273,14 @@ def check_history(registry: Registry, instance_id: str, history: list[HistoryEve
         for action in result.actions:
             if isinstance(action, CompleteOrchestration):
                 if recorded_end is not None:
-                    assert _comparable(action) == _comparable(as_action(recorded_end)), f"prefix {k}"
+                    assert _comparable(action) == _comparable(as_action(recorded_end)), (
+                        f"prefix {k}"
+                    )
                 continue
             if action.id in future or k in strict:
-                assert _comparable(future.get(action.id)) == _comparable(action), f"prefix {k}: {action}"
+                assert _comparable(future.get(action.id)) == _comparable(action), (
+                    f"prefix {k}: {action}"
+                )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

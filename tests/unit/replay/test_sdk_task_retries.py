@@ -54,11 +54,16 @@ class SdkLikeRetries:
     succeeded: type[TaskCompleted | SubOrchestrationInstanceCompleted] = TaskCompleted
 
     def execute(
-        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+        self,
+        instance_id: str,
+        past_events: Sequence[HistoryEvent],
+        new_events: Sequence[HistoryEvent],
     ) -> ExecutionResult:
         done = [e for e in (*past_events, *new_events) if isinstance(e, self.succeeded)]
         if done:
-            completion = CompleteOrchestration(id=2, status=OrchestrationStatus.COMPLETED, result=done[0].result)
+            completion = CompleteOrchestration(
+                id=2, status=OrchestrationStatus.COMPLETED, result=done[0].result
+            )
             return ExecutionResult(actions=(completion,), custom_status=None, suspended=False)
         fresh_failure = any(isinstance(e, self.failed) for e in new_events)
         first_run = not any(isinstance(e, self.scheduled) for e in past_events)
@@ -75,7 +80,9 @@ CHILD_RETRIES = SdkLikeRetries(
 
 
 def _episode(history: list[HistoryEvent], *messages: TaskMessage, minute: int) -> Episode:
-    return run_episode(SdkLikeRetries(), IID, history, list(messages), now=T0 + timedelta(minutes=minute))
+    return run_episode(
+        SdkLikeRetries(), IID, history, list(messages), now=T0 + timedelta(minutes=minute)
+    )
 
 
 def test_a_redelivered_failure_of_attempt_1_is_not_taken_for_attempt_2s_answer() -> None:
@@ -104,13 +111,20 @@ def test_a_redelivered_failure_of_attempt_1_is_not_taken_for_attempt_2s_answer()
 def test_histories_written_before_schedule_index_still_accept_the_retry_answer() -> None:
     # Stored before the field existed: both schedulings and the answer carry no index.
     history: list[HistoryEvent] = [
-        started("flaky_orch"), TaskScheduled(event_id=1, name="flaky"),
-        TaskFailed(task_scheduled_id=1, failure_details=FAILURE), TaskScheduled(event_id=1, name="flaky"),
+        started("flaky_orch"),
+        TaskScheduled(event_id=1, name="flaky"),
+        TaskFailed(task_scheduled_id=1, failure_details=FAILURE),
+        TaskScheduled(event_id=1, name="flaky"),
     ]
     ledger = Ledger(history)
-    assert ledger.refusal(TaskMessage(instance=me(), event=TaskCompleted(task_scheduled_id=1)), T0) is None
+    assert (
+        ledger.refusal(TaskMessage(instance=me(), event=TaskCompleted(task_scheduled_id=1)), T0)
+        is None
+    )
     answered = Ledger([*history, TaskCompleted(task_scheduled_id=1)])
-    duplicate = answered.refusal(TaskMessage(instance=me(), event=TaskCompleted(task_scheduled_id=1)), T0)
+    duplicate = answered.refusal(
+        TaskMessage(instance=me(), event=TaskCompleted(task_scheduled_id=1)), T0
+    )
     assert duplicate == "duplicate task response for id 1"
 
 
@@ -119,7 +133,9 @@ def test_a_redelivered_failure_of_child_attempt_1_is_not_taken_for_attempt_2s_an
     first = run_episode(sdk, IID, [], [msg(started("parent_orch"))], now=T0)
     (start_1,) = first.orchestrator_messages
     history = list(first.new_events)
-    failed_1 = SubOrchestrationInstanceFailed(timestamp=T0, task_scheduled_id=1, failure_details=FAILURE)
+    failed_1 = SubOrchestrationInstanceFailed(
+        timestamp=T0, task_scheduled_id=1, failure_details=FAILURE
+    )
     retry = run_episode(sdk, IID, history, [msg(failed_1)], now=T0 + timedelta(minutes=1))
     (start_2,) = retry.orchestrator_messages
     for start, index in ((start_1, None), (start_2, 1)):
@@ -128,8 +144,12 @@ def test_a_redelivered_failure_of_child_attempt_1_is_not_taken_for_attempt_2s_an
     assert start_1.instance.execution_id != start_2.instance.execution_id
     history += retry.new_events
 
-    answer_2 = SubOrchestrationInstanceCompleted(timestamp=T0, task_scheduled_id=1, result='"ok"', schedule_index=1)
-    final = run_episode(sdk, IID, history, [msg(failed_1), msg(answer_2)], now=T0 + timedelta(minutes=2))
+    answer_2 = SubOrchestrationInstanceCompleted(
+        timestamp=T0, task_scheduled_id=1, result='"ok"', schedule_index=1
+    )
+    final = run_episode(
+        sdk, IID, history, [msg(failed_1), msg(answer_2)], now=T0 + timedelta(minutes=2)
+    )
 
     assert [reason for _, reason in final.discarded] == [
         "stale answer to scheduling 0 of sub 1; it was scheduled again (scheduling 1)"
@@ -140,11 +160,18 @@ def test_a_redelivered_failure_of_child_attempt_1_is_not_taken_for_attempt_2s_an
 
 def test_a_child_answers_with_the_schedule_index_it_was_started_with() -> None:
     parent = dataclasses.replace(parent_of(1), schedule_index=2)
-    done = run_episode(SdkLikeRetries(), "kid", [], [msg(started("k", instance_id="kid", parent=parent),
-                                                           instance_id="kid")], now=T0)
+    done = run_episode(
+        SdkLikeRetries(),
+        "kid",
+        [],
+        [msg(started("k", instance_id="kid", parent=parent), instance_id="kid")],
+        now=T0,
+    )
     history = list(done.new_events)
     answered = TaskCompleted(timestamp=T0, task_scheduled_id=1, result='"r"')
-    final = run_episode(SdkLikeRetries(), "kid", history, [msg(answered, instance_id="kid")], now=T0)
+    final = run_episode(
+        SdkLikeRetries(), "kid", history, [msg(answered, instance_id="kid")], now=T0
+    )
     (notice,) = final.orchestrator_messages
     assert isinstance(notice.event, SubOrchestrationInstanceCompleted)
     assert (notice.event.task_scheduled_id, notice.event.schedule_index) == (1, 2)

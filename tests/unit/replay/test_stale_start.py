@@ -51,8 +51,13 @@ def test_a_stale_start_does_not_restart_an_instance_that_continued_as_new() -> N
     stale = started("twice", 0, execution_id="gen-0")  # the original start, delivered again
 
     episode = run_episode(
-        registry, IID, history, [msg(stale, execution_id="gen-0")], now=at(3),
-        converter=JsonDataConverter(), new_execution_id=lambda: "gen-x",
+        registry,
+        IID,
+        history,
+        [msg(stale, execution_id="gen-0")],
+        now=at(3),
+        converter=JsonDataConverter(),
+        new_execution_id=lambda: "gen-x",
     )
 
     assert episode.new_events == ()

@@ -14,8 +14,8 @@ from durable_azstorage.model import history as h
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
-from durable_azstorage.serialization import codec
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.serialization import codec
 from durable_azstorage.serialization.codec import (
     FORMAT_VERSION,
     decode_datetime,
@@ -96,9 +96,7 @@ EVENT_STRATEGIES: dict[type[h.HistoryEvent], st.SearchStrategy[Any]] = {
         h.TaskScheduled, name=texts, input=opt_texts, version=opt_texts, tags=tags, **base
     ),
     h.TaskCompleted: st.builds(h.TaskCompleted, task_scheduled_id=ints, result=opt_texts, **base),
-    h.TaskFailed: st.builds(
-        h.TaskFailed, task_scheduled_id=ints, failure_details=failures, **base
-    ),
+    h.TaskFailed: st.builds(h.TaskFailed, task_scheduled_id=ints, failure_details=failures, **base),
     h.SubOrchestrationInstanceCreated: st.builds(
         h.SubOrchestrationInstanceCreated,
         name=texts,
@@ -223,12 +221,20 @@ def test_none_fields_are_omitted_to_keep_messages_small() -> None:
 
 
 def test_an_execution_started_stored_before_first_execution_id_still_decodes() -> None:
-    old = {"type": "ExecutionStarted", "name": "child", "generation": 1,
-           "instance": {"instance_id": "c", "execution_id": "x2"}}
+    old = {
+        "type": "ExecutionStarted",
+        "name": "child",
+        "generation": 1,
+        "instance": {"instance_id": "c", "execution_id": "x2"},
+    }
     event = decode_event(old)
     assert isinstance(event, h.ExecutionStarted) and event.first_execution_id is None
-    again = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x2"))
-    other = h.ExecutionStarted(name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x1"))
+    again = h.ExecutionStarted(
+        name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x2")
+    )
+    other = h.ExecutionStarted(
+        name="child", instance=h.OrchestrationInstance(instance_id="c", execution_id="x1")
+    )
     assert event.already_ran(again) and not event.already_ran(other)
 
 
@@ -244,9 +250,14 @@ def test_message_text_is_compact_json() -> None:
 
 def test_non_ascii_text_round_trips() -> None:
     event = h.EventRaised(name="événement", input='"日本語 🎉"')
-    assert decode_message(
-        encode_message(TaskMessage(instance=h.OrchestrationInstance(instance_id="ü"), event=event))
-    ).event == event
+    assert (
+        decode_message(
+            encode_message(
+                TaskMessage(instance=h.OrchestrationInstance(instance_id="ü"), event=event)
+            )
+        ).event
+        == event
+    )
 
 
 # --- bad input ----------------------------------------------------------------------------
@@ -322,15 +333,20 @@ def test_unparseable_message_is_rejected(text: str | bytes, expected: str) -> No
 def test_unknown_status_names_the_allowed_values() -> None:
     doc = encode_event(h.ExecutionCompleted(status=OrchestrationStatus.COMPLETED))
     doc["status"] = "Done"
-    with pytest.raises(ValueError, match=r"event\.status: unknown OrchestrationStatus 'Done'.*Running"):
+    with pytest.raises(
+        ValueError, match=r"event\.status: unknown OrchestrationStatus 'Done'.*Running"
+    ):
         decode_event(doc)
 
 
 def test_state_with_unknown_version_is_rejected() -> None:
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     state = InstanceState(
-        instance_id="i", name="n", runtime_status=OrchestrationStatus.PENDING,
-        created_at=now, last_updated_at=now,
+        instance_id="i",
+        name="n",
+        runtime_status=OrchestrationStatus.PENDING,
+        created_at=now,
+        last_updated_at=now,
     )
     doc = json.loads(encode_state(state))
     doc["v"] = 99
@@ -386,9 +402,13 @@ def test_deferrals_are_counted_in_the_queue_text_and_ignored_by_the_decoder() ->
 
 
 def test_failure_properties_round_trip_and_must_be_json() -> None:
-    details = FailureDetails(message="m", error_type="E", properties={"code": 42, "tags": ["a"], "x": None})
+    details = FailureDetails(
+        message="m", error_type="E", properties={"code": 42, "tags": ["a"], "x": None}
+    )
     assert decode_failure(json.loads(json.dumps(encode_failure(details)))) == details
     with pytest.raises(ValueError, match="properties: not JSON values"):
-        encode_failure(FailureDetails(message="m", error_type="E", properties={"when": datetime.now()}))
+        encode_failure(
+            FailureDetails(message="m", error_type="E", properties={"when": datetime.now()})
+        )
     with pytest.raises(ValueError, match="properties: expected an object"):
         decode_failure({"message": "m", "error_type": "E", "properties": [1]})

@@ -30,12 +30,23 @@ class Point:
 @pytest.mark.parametrize(
     "value",
     [
-        1, 1.5, "text", True, [1, "a"], {"k": [1, 2]}, "ünïcode",
+        1,
+        1.5,
+        "text",
+        True,
+        [1, "a"],
+        {"k": [1, 2]},
+        "ünïcode",
         dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
         dt.datetime(2026, 1, 2, 3, 4, 5),
-        dt.date(2026, 1, 2), dt.time(3, 4, 5), dt.timedelta(days=-1, seconds=5, microseconds=7),
-        uuid.UUID("12345678-1234-5678-1234-567812345678"), decimal.Decimal("1.10"),
-        b"\x00\xffbytes", {3, 1, 2}, frozenset({"b", "a"}),
+        dt.date(2026, 1, 2),
+        dt.time(3, 4, 5),
+        dt.timedelta(days=-1, seconds=5, microseconds=7),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        decimal.Decimal("1.10"),
+        b"\x00\xffbytes",
+        {3, 1, 2},
+        frozenset({"b", "a"}),
         {"nested": {"at": dt.date(2026, 1, 1), "ids": {uuid.UUID(int=1)}}},
     ],
 )
@@ -50,7 +61,11 @@ def test_none_maps_to_none() -> None:
 
 def test_dataclasses_enums_and_tuples_become_plain_json() -> None:
     text = conv.serialize({"p": Point(1, 2, dt.date(2026, 1, 1)), "c": Color.RED, "t": (1, 2)})
-    assert conv.deserialize(text) == {"p": {"x": 1, "y": 2, "when": dt.date(2026, 1, 1)}, "c": "red", "t": [1, 2]}
+    assert conv.deserialize(text) == {
+        "p": {"x": 1, "y": 2, "when": dt.date(2026, 1, 1)},
+        "c": "red",
+        "t": [1, 2],
+    }
 
 
 def test_encoding_is_deterministic_for_sets() -> None:

@@ -26,8 +26,13 @@ def test_until_decides_and_the_value_is_returned() -> None:
 def test_timeout_names_what_was_awaited_and_the_last_value() -> None:
     counter = itertools.count()
     with pytest.raises(EventuallyTimeout) as caught:
-        eventually(lambda: {"status": "Running", "n": next(counter)}, until=lambda s: False,
-                   timeout=0.1, interval=0.01, what="i-1 to complete")
+        eventually(
+            lambda: {"status": "Running", "n": next(counter)},
+            until=lambda s: False,
+            timeout=0.1,
+            interval=0.01,
+            what="i-1 to complete",
+        )
     message = str(caught.value)
     assert "waiting for i-1 to complete" in message
     assert "last value: {'status': 'Running', 'n': " in message
@@ -70,5 +75,10 @@ async def test_async_flavour_lets_the_loop_make_the_condition_true() -> None:
 
 async def test_async_timeout_message() -> None:
     with pytest.raises(EventuallyTimeout, match=r"waiting for the queue to drain .*last value: 7"):
-        await eventually_async(lambda: 7, until=lambda n: n == 0, timeout=0.05, interval=0.01,
-                               what="the queue to drain")
+        await eventually_async(
+            lambda: 7,
+            until=lambda n: n == 0,
+            timeout=0.05,
+            interval=0.01,
+            what="the queue to drain",
+        )

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from durable_azstorage.backend.protocol import ActivityWorkItem, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import (
+    ActivityWorkItem,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
@@ -30,7 +34,9 @@ class FakeBackend:
     activities: asyncio.Queue[ActivityWorkItem] = field(default_factory=asyncio.Queue)
     instances: dict[str, InstanceState] = field(default_factory=dict)
     renewed: list[WorkItem] = field(default_factory=list)
-    completed: list[tuple[WorkItem, OrchestrationCommit | TaskMessage]] = field(default_factory=list)
+    completed: list[tuple[WorkItem, OrchestrationCommit | TaskMessage]] = field(
+        default_factory=list
+    )
     abandoned: list[tuple[WorkItem, timedelta | None]] = field(default_factory=list)
     renew_attempts: int = 0
     fetches: int = 0
@@ -66,7 +72,9 @@ class FakeBackend:
     async def renew_activity(self, item: ActivityWorkItem) -> None:
         self._renew(item)
 
-    async def complete_orchestration(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
+    async def complete_orchestration(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit
+    ) -> None:
         self.completed.append((item, commit))
 
     async def complete_activity(self, item: ActivityWorkItem, result: TaskMessage) -> None:
@@ -82,7 +90,9 @@ class FakeBackend:
     ) -> None:
         self.abandoned.append((item, delay))
 
-    async def get_instance(self, instance_id: str, *, fetch_payloads: bool = True) -> InstanceState | None:
+    async def get_instance(
+        self, instance_id: str, *, fetch_payloads: bool = True
+    ) -> InstanceState | None:
         return self.instances.get(instance_id)
 
     async def _next(self, queue: asyncio.Queue[Any], timeout: float) -> Any:

@@ -29,14 +29,19 @@ async def plain_executor(item: ActivityWorkItem) -> TaskCompleted | TaskFailed:
 
 
 def _item(schedule_index: int | None, dequeue_count: int = 1) -> ActivityWorkItem:
-    request = TaskMessage(instance=me(), event=TaskScheduled(event_id=4, name="work", schedule_index=schedule_index))
+    request = TaskMessage(
+        instance=me(), event=TaskScheduled(event_id=4, name="work", schedule_index=schedule_index)
+    )
     return ActivityWorkItem.from_message(request, lock_token=object(), dequeue_count=dequeue_count)
 
 
 async def _answer(item: ActivityWorkItem) -> Any:
     backend = AnswerRecorder()
     processor = ActivityProcessor(
-        backend, plain_executor, max_dequeue_count=3, logger=logging.getLogger("test"),  # type: ignore[arg-type]
+        backend,
+        plain_executor,
+        max_dequeue_count=3,
+        logger=logging.getLogger("test"),  # type: ignore[arg-type]
         clock=lambda: T0 + timedelta(seconds=1),
     )
     await processor.process(item)

@@ -45,6 +45,8 @@ def test_the_poison_threshold_comes_from_the_call_then_the_settings_then_the_def
     limits = {"max_concurrent_orchestrations": 1, "max_concurrent_activities": 1}
     assert engine_limits(**limits, max_dequeue_count=4, settings=Tuned(7)) == 4
     assert engine_limits(**limits, max_dequeue_count=None, settings=Tuned(7)) == 7
-    assert engine_limits(**limits, max_dequeue_count=None, settings=None) == DEFAULT_MAX_DEQUEUE_COUNT
+    assert (
+        engine_limits(**limits, max_dequeue_count=None, settings=None) == DEFAULT_MAX_DEQUEUE_COUNT
+    )
     with pytest.raises(ValueError, match="max_dequeue_count must be >= 1, got 0"):
         engine_limits(**limits, max_dequeue_count=None, settings=Tuned(0))

@@ -16,7 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from durable_azstorage.backend.protocol import ActivityWorkItem, OrchestrationCommit, OrchestrationWorkItem
+from durable_azstorage.backend.protocol import (
+    ActivityWorkItem,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
 from durable_azstorage.model.history import HistoryEvent, TaskCompleted, TaskFailed, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
@@ -52,16 +56,30 @@ def activity(task_id: int = 1, dequeue_count: int = 1) -> ActivityWorkItem:
 
 
 def activity_dispatcher(
-    backend: FakeBackend, code: GatedActivities, *, max_concurrency: int = 2, poll_timeout: float = TICK,
+    backend: FakeBackend,
+    code: GatedActivities,
+    *,
+    max_concurrency: int = 2,
+    poll_timeout: float = TICK,
     max_dequeue_count: int = 3,
 ) -> Dispatcher[ActivityWorkItem]:
     processor = ActivityProcessor(
-        backend, code, max_dequeue_count=max_dequeue_count, logger=LOG, clock=lambda: T0,  # type: ignore[arg-type]
+        backend,
+        code,
+        max_dequeue_count=max_dequeue_count,
+        logger=LOG,
+        clock=lambda: T0,  # type: ignore[arg-type]
     )
     return Dispatcher(
-        "activities", fetch=processor.fetch, process=processor.process, renew=processor.renew,
-        max_concurrency=max_concurrency, renew_interval=TICK, poll_timeout=poll_timeout,
-        error_delay=TICK, logger=LOG,
+        "activities",
+        fetch=processor.fetch,
+        process=processor.process,
+        renew=processor.renew,
+        max_concurrency=max_concurrency,
+        renew_interval=TICK,
+        poll_timeout=poll_timeout,
+        error_delay=TICK,
+        logger=LOG,
     )
 
 
@@ -77,7 +95,9 @@ async def code() -> AsyncIterator[GatedActivities]:
     gated.gate.set()  # let anything a failing test left running finish
 
 
-async def test_a_step_fetches_one_item_and_completes_it(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_a_step_fetches_one_item_and_completes_it(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code)
     first, second = activity(1), activity(2)
     backend.offer(first)
@@ -88,7 +108,11 @@ async def test_a_step_fetches_one_item_and_completes_it(backend: FakeBackend, co
     await task
     assert code.runs == [first]  # one turn, one item; the second is still queued
     ((done, answer),) = backend.completed
-    assert done is first and isinstance(answer, TaskMessage) and isinstance(answer.event, TaskCompleted)
+    assert (
+        done is first
+        and isinstance(answer, TaskMessage)
+        and isinstance(answer.event, TaskCompleted)
+    )
     assert backend.orchestrations.empty() and backend.activities.qsize() == 1
 
 
@@ -102,7 +126,9 @@ async def test_a_step_without_work_returns_none_and_gives_its_slot_back(
     assert dispatcher.in_flight == 1
 
 
-async def test_a_full_dispatcher_fetches_only_when_a_slot_frees(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_a_full_dispatcher_fetches_only_when_a_slot_frees(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code, max_concurrency=1)
     backend.offer(activity(1))
     backend.offer(activity(2))
@@ -118,7 +144,9 @@ async def test_a_full_dispatcher_fetches_only_when_a_slot_frees(backend: FakeBac
     assert [item.task_id for item, _ in backend.completed] == [1, 2]
 
 
-async def test_stopping_interrupts_a_waiting_fetch(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_stopping_interrupts_a_waiting_fetch(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code, poll_timeout=300)
     turn = asyncio.ensure_future(dispatcher.step())
     await eventually_async(lambda: backend.fetches == 1, what="the fetch to start")
@@ -127,7 +155,9 @@ async def test_stopping_interrupts_a_waiting_fetch(backend: FakeBackend, code: G
     assert backend.cancelled_fetches == 1  # an item it locked now would only wait to expire
 
 
-async def test_a_stopped_dispatcher_fetches_nothing_and_run_returns(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_a_stopped_dispatcher_fetches_nothing_and_run_returns(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code)
     backend.offer(activity())
     dispatcher.request_stop()
@@ -136,7 +166,9 @@ async def test_a_stopped_dispatcher_fetches_nothing_and_run_returns(backend: Fak
     assert backend.fetches == 0 and backend.activities.qsize() == 1
 
 
-async def test_run_keeps_fetching_until_stopped(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_run_keeps_fetching_until_stopped(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code)
     code.gate.set()
     loop = asyncio.ensure_future(dispatcher.run())
@@ -176,7 +208,9 @@ async def test_drain_cancels_what_outlives_the_grace_period_and_leaves_its_lock_
     assert "cancelled 1 work item(s) still running after the" in caplog.text
 
 
-async def test_a_running_item_keeps_its_lock_renewed(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_a_running_item_keeps_its_lock_renewed(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code)
     item = activity()
     backend.offer(item)
@@ -247,8 +281,14 @@ async def test_an_error_escaping_processing_is_logged_and_frees_the_slot(
         pass
 
     dispatcher: Dispatcher[ActivityWorkItem] = Dispatcher(
-        "activities", fetch=backend.lock_next_activity, process=broken, renew=renew,
-        max_concurrency=1, renew_interval=TICK, poll_timeout=TICK, logger=LOG,
+        "activities",
+        fetch=backend.lock_next_activity,
+        process=broken,
+        renew=renew,
+        max_concurrency=1,
+        renew_interval=TICK,
+        poll_timeout=TICK,
+        logger=LOG,
     )
     backend.offer(activity(1))
     backend.offer(activity(2))
@@ -267,7 +307,9 @@ def test_a_dispatcher_needs_at_least_one_slot(backend: FakeBackend) -> None:
 
 
 # --- poison ----------------------------------------------------------------------------------
-async def test_a_poison_activity_fails_without_running(backend: FakeBackend, code: GatedActivities) -> None:
+async def test_a_poison_activity_fails_without_running(
+    backend: FakeBackend, code: GatedActivities
+) -> None:
     dispatcher = activity_dispatcher(backend, code, max_dequeue_count=3)
     backend.offer(activity(dequeue_count=4))
     task = await dispatcher.step()
@@ -287,24 +329,44 @@ class NeverRun:
         self.calls = 0
 
     def execute(
-        self, instance_id: str, past_events: Sequence[HistoryEvent], new_events: Sequence[HistoryEvent]
+        self,
+        instance_id: str,
+        past_events: Sequence[HistoryEvent],
+        new_events: Sequence[HistoryEvent],
     ) -> ExecutionResult:
         self.calls += 1
         raise AssertionError("a poison work item was replayed")
 
 
-async def test_a_poison_orchestration_fails_its_instance_without_replaying(backend: FakeBackend) -> None:
+async def test_a_poison_orchestration_fails_its_instance_without_replaying(
+    backend: FakeBackend,
+) -> None:
     code = NeverRun()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         processor = OrchestrationProcessor(
-            backend, code, episode_pool=pool, max_dequeue_count=10, logger=LOG, clock=lambda: T0,  # type: ignore[arg-type]
+            backend,
+            code,
+            episode_pool=pool,
+            max_dequeue_count=10,
+            logger=LOG,
+            clock=lambda: T0,  # type: ignore[arg-type]
         )
         dispatcher = Dispatcher(
-            "orchestrations", fetch=processor.fetch, process=processor.process, renew=processor.renew,
-            max_concurrency=1, renew_interval=TICK, poll_timeout=TICK, logger=LOG,
+            "orchestrations",
+            fetch=processor.fetch,
+            process=processor.process,
+            renew=processor.renew,
+            max_concurrency=1,
+            renew_interval=TICK,
+            poll_timeout=TICK,
+            logger=LOG,
         )
         item = OrchestrationWorkItem(
-            instance_id=IID, history=(), messages=(msg(started("flaky")),), lock_token=object(), dequeue_count=11,
+            instance_id=IID,
+            history=(),
+            messages=(msg(started("flaky")),),
+            lock_token=object(),
+            dequeue_count=11,
         )
         backend.offer(item)
         task = await dispatcher.step()

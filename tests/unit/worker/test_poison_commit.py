@@ -14,8 +14,12 @@ from ..builders import IID, at, msg, parent_of, started
 
 def _failure_message(quarantined: tuple[str, ...]) -> str:
     item = OrchestrationWorkItem(
-        instance_id=IID, history=(), messages=(msg(started("flaky")),), lock_token=object(),
-        dequeue_count=11, quarantined=quarantined,
+        instance_id=IID,
+        history=(),
+        messages=(msg(started("flaky")),),
+        lock_token=object(),
+        dequeue_count=11,
+        quarantined=quarantined,
     )
     commit = poison_commit(item, None, now=at(5), max_dequeue_count=10)
     assert commit is not None
@@ -40,8 +44,11 @@ def test_without_kept_copies_the_failure_does_not_invent_any() -> None:
 def test_a_poisoned_child_tells_its_parent_which_scheduling_failed() -> None:
     parent = dataclasses.replace(parent_of(5), schedule_index=1)  # an SDK retry of task 5
     item = OrchestrationWorkItem(
-        instance_id=IID, history=(), messages=(msg(started("child", parent=parent)),),
-        lock_token=object(), dequeue_count=11,
+        instance_id=IID,
+        history=(),
+        messages=(msg(started("child", parent=parent)),),
+        lock_token=object(),
+        dequeue_count=11,
     )
     commit = poison_commit(item, None, now=at(5), max_dequeue_count=10)
     assert commit is not None
