@@ -9,7 +9,6 @@ share the orchestration slots of the streams (they are orchestration-dispatcher 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,7 +24,7 @@ from durable_azstorage.replay.episode import Episode
 from durable_azstorage.replay.executor import ExecutionAbandoned
 from durable_azstorage.sidecar.convert_entities import batch_outcome_from_pb, batch_request_to_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
-from durable_azstorage.sidecar.streams import WorkerStreams
+from durable_azstorage.sidecar.streams import WorkerStreams, answer_within
 
 
 class RemoteOperations:
@@ -55,17 +54,7 @@ class RemoteOperations:
             ),
             self._loop,
         )
-        try:
-            result = work.result(self._timeout)
-        except concurrent.futures.TimeoutError:
-            work.cancel()
-            raise ExecutionAbandoned(
-                f"{what}: no answer from the SDK worker within {self._timeout:.0f}s"
-            ) from None
-        except concurrent.futures.CancelledError:
-            raise ExecutionAbandoned(
-                f"{what}: cancelled while waiting for the SDK worker"
-            ) from None
+        result = answer_within(work, self._timeout, what)
         if result.HasField("failureDetails"):
             failure = failure_from_pb(result.failureDetails)
             raise ExecutionAbandoned(f"{what}: the SDK worker failed the batch: {failure.message}")

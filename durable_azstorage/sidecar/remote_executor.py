@@ -11,7 +11,6 @@ commits, poison handling) is the one ``TaskHubWorker`` uses.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
@@ -30,7 +29,7 @@ from durable_azstorage.sidecar.convert_actions import execution_result_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
 from durable_azstorage.sidecar.convert_history import history_event_to_pb
 from durable_azstorage.sidecar.convert_trace import orchestration_trace_to_pb, trace_to_pb
-from durable_azstorage.sidecar.streams import WorkerStreams
+from durable_azstorage.sidecar.streams import WorkerStreams, answer_within
 
 
 class RemoteOrchestrationExecutor:
@@ -75,17 +74,7 @@ class RemoteOrchestrationExecutor:
             ),
             self._loop,
         )
-        try:
-            response = work.result(self._timeout)
-        except concurrent.futures.TimeoutError:
-            work.cancel()
-            raise ExecutionAbandoned(
-                f"{what}: no answer from the SDK worker within {self._timeout:.0f}s"
-            ) from None
-        except concurrent.futures.CancelledError:
-            raise ExecutionAbandoned(
-                f"{what}: cancelled while waiting for the SDK worker"
-            ) from None
+        response = answer_within(work, self._timeout, what)
         return execution_result_from_pb(response, past_events=past_events, new_events=new_events)
 
 

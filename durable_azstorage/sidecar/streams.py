@@ -13,6 +13,7 @@ engine locks work only while somebody can run it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import uuid
@@ -344,3 +345,17 @@ class Slots:
     def release(self) -> None:
         self._used -= 1
         self._streams.notify()
+
+
+def answer_within(work: concurrent.futures.Future[Any], timeout: float | None, what: str) -> Any:
+    """Block the episode thread until a dispatched item is answered; a worker that does not
+    answer within ``timeout`` (or a cancelled dispatch) abandons the item, to be redelivered."""
+    try:
+        return work.result(timeout)
+    except concurrent.futures.TimeoutError:
+        work.cancel()
+        raise ExecutionAbandoned(
+            f"{what}: no answer from the SDK worker within {timeout or 0:.0f}s"
+        ) from None
+    except concurrent.futures.CancelledError:
+        raise ExecutionAbandoned(f"{what}: cancelled while waiting for the SDK worker") from None
