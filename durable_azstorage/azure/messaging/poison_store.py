@@ -54,9 +54,9 @@ class PoisonStore:
             instance_id: str | None = received.message.instance.instance_id
         else:
             instance_id = instance_of_blob(received.payload_blob) if received.payload_blob else None
-        record = PoisonRecord(
-            key=f"{PREFIX}{received.queue_name}/{received.message_id}.json",
-            queue_name=received.queue_name,
+        record = PoisonRecord(  # a result carried by its request belongs to its control queue
+            key=f"{PREFIX}{received.home}/{received.message_id}.json",
+            queue_name=received.home,
             message_id=received.message_id,
             dequeue_count=received.dequeue_count,
             reason=reason,

@@ -191,3 +191,26 @@ async def test_a_result_waiting_longer_than_the_lock_keeps_its_request_hidden(
     assert item is not None and kinds(m.event for m in item.messages) == ["TaskCompleted"]
     await backend.complete_orchestration(item, episode(item))
     assert await _queued(backend, settings.names.work_item_queue) == 0
+
+
+async def test_a_quarantined_carried_result_is_replayed_to_its_control_queue(
+    make_backend: MakeBackend, settings: AzureStorageSettings
+) -> None:
+    """A result carried by its request that is set aside as poison belongs to the
+    orchestration's control queue: replaying it must not put a result on the work-item queue."""
+    backend = await make_backend(settings=settings)
+    await _serve(backend)
+    await _first_activity_done(backend, "inproc-6")
+    item = await backend.lock_next_orchestration(5)
+    assert item is not None
+    lock_messages = item.lock_token.messages  # type: ignore[attr-defined]
+    (carried,) = [m for m in lock_messages if m.carried_for is not None]
+    control = settings.names.control_queue_for("inproc-6")
+    record = await backend.poison.put(carried, "test: delivered too often")
+    assert record.queue_name == control
+    await backend.complete_orchestration(item, episode(item))
+
+    assert await backend.replay_poison(record.key)
+    again = await backend.lock_next_orchestration(10)
+    assert again is not None and kinds(m.event for m in again.messages) == ["TaskCompleted"]
+    assert await _queued(backend, settings.names.work_item_queue) == 0
