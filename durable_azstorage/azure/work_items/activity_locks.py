@@ -9,9 +9,9 @@ the still-hidden request message (``deliver``): the episode that applies the res
 the request in its checkpoint step 4, so the request is the result's durable record until
 then (a crash re-runs the activity), and the control-queue send, receive and delete are
 saved. A result sent through the queue names the request it answers (``answers``), so a
-committed episode that consumed the request is recognised (``checkpoint``). A request delivered more than
-``max_dequeue_count`` times is copied to the poison store before it is handed out; the
-worker then fails the activity instead of running it again.
+committed episode that consumed the request is recognised (``checkpoint``). A request
+delivered more than ``max_dequeue_count`` times is copied to the poison store before it is
+handed out; the worker then fails the activity instead of running it again.
 """
 
 from __future__ import annotations
@@ -112,17 +112,14 @@ class ActivityLocks:
         if not isinstance(lock, _ActivityLock):
             raise LockLostError(f"lock token {lock!r} was not issued by this backend")
         request = lock.received
-        if self._locks.get(request.message_id) is lock and self._deliver_in_process(
-            request, result
-        ):
-            del self._locks[request.message_id]
+        held = self._locks.pop(request.message_id, None) is lock
+        if held and self._deliver_in_process(request, result):
             self.delivered_in_process += 1
             return
         await self._send(result, request.message_id)
-        held = self._locks.pop(lock.received.message_id, None) is lock
-        deleted = held and await self._queue.consume(lock.received)
+        deleted = held and await self._queue.consume(request)
         if deleted:
-            self.receiver.deliveries.forget(lock.received.message_id)
+            self.receiver.deliveries.forget(request.message_id)
         if not deleted:
             raise LockLostError(
                 f"the lock on activity {item.name!r} (task {item.task_id} of "
