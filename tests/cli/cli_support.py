@@ -1,7 +1,12 @@
 """Helpers for tests that run the real ``python -m durable_azstorage`` entry point.
 
 * ``clean_env()``: the environment without any storage configuration from outside the tests.
-* ``run_cli(*args, env=...)``: one command, stdin not a terminal, output captured.
+* ``run_cli(*args, env=...)``: one command through the real entry point in a new process,
+  stdin not a terminal, output captured.
+* ``invoke_cli(*args, env=...)``: the same command run in this process (typer's
+  ``CliRunner``), with the same result type. A new Python process costs about a second of CPU
+  (importing the Azure SDK); tests of what a command does use this, tests of the entry point,
+  signals or process exit use ``run_cli``.
 * ``running_worker(...)``: a ``worker --app`` process, stopped by PID when the block exits.
 * ``run_cli_on_terminal(...)``: stdin is a pseudo-terminal answering a prompt.
 * ``wait_for_output(...)``: wait for a line in that process's output (e.g. "worker started").
@@ -15,10 +20,14 @@ import re
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from durable_azstorage.cli.app import app
 from durable_azstorage.testing.eventually import eventually
 
 APP_DIR = Path(__file__).parent
@@ -43,6 +52,26 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def invoke_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` in this process: ``env`` replaces the environment for the command's run.
+
+    An exception the command lets escape is appended to stderr as a traceback, as the real
+    process would print it, so assertions on "no traceback" see it.
+    """
+    replaced: dict[str, str | None] = {key: None for key in os.environ if key not in env}
+    replaced.update(env)
+    result = CliRunner().invoke(app, list(args), env=replaced, prog_name="durable-azstorage")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert result.exc_info is not None
+        stderr += "Traceback (most recent call last):\n" + "".join(
+            traceback.format_exception(*result.exc_info)
+        )
+    return subprocess.CompletedProcess(
+        ["durable-azstorage", *args], result.exit_code, result.stdout, stderr
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import PREFIX, clean_env, run_cli, running_worker
+from cli_support import PREFIX, clean_env, invoke_cli, running_worker
 
 from durable_azstorage import TaskHubClient
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -30,7 +30,7 @@ def cli_env(azurite: Azurite, hub_name: str) -> dict[str, str]:
 
 @pytest.fixture
 def cli_worker(cli_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    created = run_cli("hub", "create", env=cli_env)
+    created = invoke_cli("hub", "create", env=cli_env)
     assert created.returncode == 0, created.stderr
     with running_worker(cli_env, tmp_path / "worker.log") as process:
         yield process

@@ -1,4 +1,8 @@
-"""The real ``durable-azstorage`` entry point: ``azurite`` in the foreground, ``hub ...``."""
+"""``durable-azstorage azurite`` in the foreground (the real entry point) and ``hub ...``.
+
+What the ``hub`` commands do is checked in this process (``invoke_cli``); a missing
+configuration is checked through the entry point.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import invoke_cli
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
@@ -106,36 +111,36 @@ def test_hub_commands_create_info_list_delete(azurite: Azurite, hub_name: str) -
     env = {**os.environ, "DURABLE_AZSTORAGE_CONNECTION_STRING": azurite.connection_string}
     env.pop("AZURE_STORAGE_CONNECTION_STRING", None)
 
-    created = _cli("hub", "create", "-t", hub_name, "-p", "2", "--json", env=env)
+    created = invoke_cli("hub", "create", "-t", hub_name, "-p", "2", "--json", env=env)
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["partition_count"] == 2
 
-    info = _cli("hub", "info", "-t", hub_name, env=env)
+    info = invoke_cli("hub", "info", "-t", hub_name, env=env)
     assert info.returncode == 0, info.stderr
     assert "partition count: 2" in info.stdout
     assert f"{hub_name.lower()}-control-01" in info.stdout
     assert "MISSING" not in info.stdout
 
-    mismatch = _cli("hub", "create", "-t", hub_name, "-p", "4", env=env)
+    mismatch = invoke_cli("hub", "create", "-t", hub_name, "-p", "4", env=env)
     assert mismatch.returncode == 1
     assert "partition_count=2" in mismatch.stderr and "Traceback" not in mismatch.stderr
-    debugged = _cli("hub", "create", "-t", hub_name, "-p", "4", "--debug", env=env)
+    debugged = invoke_cli("hub", "create", "-t", hub_name, "-p", "4", "--debug", env=env)
     assert debugged.returncode == 1 and "Traceback" in debugged.stderr
 
-    listed = _cli("hub", "list", "--json", env=env)
+    listed = invoke_cli("hub", "list", "--json", env=env)
     assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
 
-    unconfirmed = _cli("hub", "delete", "-t", hub_name, env=env)  # stdin is not a terminal
+    unconfirmed = invoke_cli("hub", "delete", "-t", hub_name, env=env)  # stdin is not a terminal
     assert (
         unconfirmed.returncode == 2
         and "hub delete needs confirmation: pass --yes" in unconfirmed.stderr
     )
-    assert _cli("hub", "info", "-t", hub_name, env=env).returncode == 0  # still there
+    assert invoke_cli("hub", "info", "-t", hub_name, env=env).returncode == 0  # still there
 
-    deleted = _cli("hub", "delete", "-t", hub_name, "--yes", env=env)
+    deleted = invoke_cli("hub", "delete", "-t", hub_name, "--yes", env=env)
     assert deleted.returncode == 0 and f"deleted task hub {hub_name}" in deleted.stdout
 
-    missing = _cli("hub", "info", "-t", hub_name, env=env)
+    missing = invoke_cli("hub", "info", "-t", hub_name, env=env)
     assert missing.returncode == 3  # not found, as for every other group
     assert f"task hub '{hub_name}' does not exist" in missing.stderr
 
@@ -143,12 +148,12 @@ def test_hub_commands_create_info_list_delete(azurite: Azurite, hub_name: str) -
 def test_hub_commands_take_the_shared_connection_options(azurite: Azurite, hub_name: str) -> None:
     env = {k: v for k, v in os.environ.items() if "CONNECTION_STRING" not in k}
     conn = ["--connection-string", azurite.connection_string]
-    created = _cli("hub", "create", "-t", hub_name, "-p", "1", *conn, env=env)
+    created = invoke_cli("hub", "create", "-t", hub_name, "-p", "1", *conn, env=env)
     assert created.returncode == 0, created.stderr
-    listed = _cli("hub", "list", "--json", *conn, env=env)
+    listed = invoke_cli("hub", "list", "--json", *conn, env=env)
     assert hub_name in [h["task_hub"] for h in json.loads(listed.stdout)]
-    assert _cli("hub", "partitions", "-t", hub_name, *conn, env=env).returncode == 0
-    assert _cli("hub", "delete", "-t", hub_name, "--yes", *conn, env=env).returncode == 0
+    assert invoke_cli("hub", "partitions", "-t", hub_name, *conn, env=env).returncode == 0
+    assert invoke_cli("hub", "delete", "-t", hub_name, "--yes", *conn, env=env).returncode == 0
 
 
 def test_hub_commands_explain_missing_configuration_without_secrets() -> None:

@@ -1,4 +1,4 @@
-"""``durable-azstorage entities list|show|clean`` through the real entry point, against Azurite."""
+"""``durable-azstorage entities list|show|clean`` against Azurite (run in this process: ``invoke_cli``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cli_support import run_cli
+from cli_support import invoke_cli
 
 from durable_azstorage import EntityContext, EntityInstanceId, TaskHubClient, TaskHubWorker
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -50,15 +50,15 @@ def test_list_show_and_clean(
             until=lambda e, value=value: e is not None and e.get_state() == value,
             timeout=60,
         )
-    listed = json.loads(ok(run_cli("entities", "list", "--json", env=cli_env)))
+    listed = json.loads(ok(invoke_cli("entities", "list", "--json", env=cli_env)))
     assert {(e["id"], e["state"]) for e in listed} == {("@counter@one", 5), ("@counter@two", 7)}
-    table = ok(run_cli("entities", "list", "--prefix", "@counter@o", env=cli_env))
+    table = ok(invoke_cli("entities", "list", "--prefix", "@counter@o", env=cli_env))
     assert "@counter@one" in table and "@counter@two" not in table
-    shown = json.loads(ok(run_cli("entities", "show", "@counter@two", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("entities", "show", "@counter@two", "--json", env=cli_env)))
     assert shown["state"] == 7 and shown["locked_by"] is None
-    missing = run_cli("entities", "show", "@counter@nobody", env=cli_env)
+    missing = invoke_cli("entities", "show", "@counter@nobody", env=cli_env)
     assert missing.returncode != 0 and "entity '@counter@nobody' not found" in missing.stderr
-    bad = run_cli("entities", "show", "counter-without-at", env=cli_env)
+    bad = invoke_cli("entities", "show", "counter-without-at", env=cli_env)
     assert bad.returncode != 0 and "must have the form '@name@key'" in bad.stderr
-    cleaned = json.loads(ok(run_cli("entities", "clean", "--json", env=cli_env)))
+    cleaned = json.loads(ok(invoke_cli("entities", "clean", "--json", env=cli_env)))
     assert cleaned == {"empty_entities_removed": 0, "orphaned_locks_released": 0}

@@ -1,4 +1,8 @@
-"""``durable-azstorage instances ...`` through the real entry point, against Azurite.
+"""``durable-azstorage instances ...`` against Azurite.
+
+Most commands run in this process (``invoke_cli``: a new process per command would cost a
+second of CPU each); exit codes, the automatic Azurite and the connection option go through
+the real entry point in a new process (``run_cli``).
 
 Instances run on a real ``worker --app worker_app:create_worker`` subprocess where they need to
 make progress; the test's ``TaskHubClient`` only waits for them.
@@ -14,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from cli_support import clean_env, run_cli, run_cli_on_terminal
+from cli_support import clean_env, invoke_cli, run_cli, run_cli_on_terminal
 
 from durable_azstorage import OrchestrationStatus, TaskHubClient
 from durable_azstorage.testing.azurite import Azurite
@@ -45,7 +49,7 @@ def test_start_show_history_list_and_purge(
     cli_worker: subprocess.Popen[bytes], cli_env: dict[str, str], client: TaskHubClient
 ) -> None:
     assert ok(
-        run_cli(
+        invoke_cli(
             "instances",
             "start",
             "--name",
@@ -60,40 +64,44 @@ def test_start_show_history_list_and_purge(
         )
     ).strip() == ("greet-1")
     started = json.loads(
-        ok(run_cli("instances", "start", "-n", "family", "-i", '["a", "b"]', "--json", env=cli_env))
+        ok(
+            invoke_cli(
+                "instances", "start", "-n", "family", "-i", '["a", "b"]', "--json", env=cli_env
+            )
+        )
     )
     family_id = started["instance_id"]
     waited = json.loads(
-        ok(run_cli("instances", "wait", family_id, "--timeout", "120", "--json", env=cli_env))
+        ok(invoke_cli("instances", "wait", family_id, "--timeout", "120", "--json", env=cli_env))
     )
     assert waited["runtime_status"] == "Completed"
     assert waited["output"] == ["Hello, a!", "Hello, b!"]
     client.wait_for_orchestration_completion("greet-1", timeout=120).raise_if_failed()
 
-    shown = json.loads(ok(run_cli("instances", "show", "greet-1", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("instances", "show", "greet-1", "--json", env=cli_env)))
     assert shown["runtime_status"] == "Completed"
     assert (shown["input"], shown["output"]) == ("Tokyo", "Hello, Tokyo!")
     assert shown["name"] == "hello" and shown["completed_at"] is not None
     assert shown["tags"] == {"team": "ops"}
-    table = ok(run_cli("instances", "show", "greet-1", env=cli_env))
+    table = ok(invoke_cli("instances", "show", "greet-1", env=cli_env))
     assert "Completed" in table and '"Hello, Tokyo!"' in table
 
-    events = json.loads(ok(run_cli("instances", "history", "greet-1", "--json", env=cli_env)))
+    events = json.loads(ok(invoke_cli("instances", "history", "greet-1", "--json", env=cli_env)))
     kinds = [e["type"] for e in events]
     for kind in ("ExecutionStarted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"):
         assert kind in kinds
     completed = next(e for e in events if e["type"] == "TaskCompleted")
     assert completed["result"] == "Hello, Tokyo!"
-    assert "TaskCompleted" in ok(run_cli("instances", "history", "greet-1", env=cli_env))
+    assert "TaskCompleted" in ok(invoke_cli("instances", "history", "greet-1", env=cli_env))
 
-    listed = json.loads(ok(run_cli("instances", "list", "--json", env=cli_env)))
+    listed = json.loads(ok(invoke_cli("instances", "list", "--json", env=cli_env)))
     ids = sorted(item["instance_id"] for item in listed["items"])
     assert ids == sorted(["greet-1", family_id, f"{family_id}:0000", f"{family_id}:0001"])
     assert listed["continuation_token"] is None
     assert {item["runtime_status"] for item in listed["items"]} == {"Completed"}
 
     purged = json.loads(
-        ok(run_cli("instances", "purge", family_id, "--yes", "--json", env=cli_env))
+        ok(invoke_cli("instances", "purge", family_id, "--yes", "--json", env=cli_env))
     )
     assert purged == {"deleted_instance_count": 3, "is_complete": True}  # recursive
     declined = run_cli_on_terminal("instances", "purge", "greet-1", env=cli_env, answer="n\n")
@@ -102,8 +110,8 @@ def test_start_show_history_list_and_purge(
     assert client.get_orchestration_state("greet-1") is not None
     accepted = run_cli_on_terminal("instances", "purge", "greet-1", env=cli_env, answer="y\n")
     assert ok(accepted).strip() == "purged 1 instance(s)"
-    assert json.loads(ok(run_cli("instances", "list", "--json", env=cli_env)))["items"] == []
-    gone = run_cli("instances", "show", "greet-1", env=cli_env)
+    assert json.loads(ok(invoke_cli("instances", "list", "--json", env=cli_env)))["items"] == []
+    gone = invoke_cli("instances", "show", "greet-1", env=cli_env)
     assert "'greet-1' was not found" in one_line_error(gone, 3)
 
 
@@ -112,23 +120,25 @@ def test_suspend_resume_raise_and_terminate(
 ) -> None:
     for instance_id in ("approve-1", "approve-2"):
         ok(
-            run_cli(
+            invoke_cli(
                 "instances", "start", "-n", "approval", "--instance-id", instance_id, env=cli_env
             )
         )
         client.wait_for_orchestration_start(instance_id, timeout=120)
 
-    ok(run_cli("instances", "suspend", "approve-1", "--reason", "on hold", env=cli_env))
+    ok(invoke_cli("instances", "suspend", "approve-1", "--reason", "on hold", env=cli_env))
     _wait_status(client, "approve-1", OrchestrationStatus.SUSPENDED)
-    shown = json.loads(ok(run_cli("instances", "show", "approve-1", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("instances", "show", "approve-1", "--json", env=cli_env)))
     assert shown["runtime_status"] == "Suspended"
-    suspended = json.loads(ok(run_cli("instances", "history", "approve-1", "--json", env=cli_env)))
+    suspended = json.loads(
+        ok(invoke_cli("instances", "history", "approve-1", "--json", env=cli_env))
+    )
     assert any(e["type"] == "ExecutionSuspended" and e["reason"] == "on hold" for e in suspended)
 
-    ok(run_cli("instances", "resume", "approve-1", "--reason", "go", env=cli_env))
+    ok(invoke_cli("instances", "resume", "approve-1", "--reason", "go", env=cli_env))
     _wait_status(client, "approve-1", OrchestrationStatus.RUNNING)
     out = ok(
-        run_cli(
+        invoke_cli(
             "instances",
             "raise",
             "approve-1",
@@ -145,7 +155,7 @@ def test_suspend_resume_raise_and_terminate(
     assert state.get_output() == {"ok": True, "by": "ops"}
 
     ok(
-        run_cli(
+        invoke_cli(
             "instances",
             "terminate",
             "approve-2",
@@ -157,22 +167,22 @@ def test_suspend_resume_raise_and_terminate(
     )
     state = client.wait_for_orchestration_completion("approve-2", timeout=120)
     assert state.runtime_status is OrchestrationStatus.TERMINATED
-    shown = json.loads(ok(run_cli("instances", "show", "approve-2", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("instances", "show", "approve-2", "--json", env=cli_env)))
     assert (shown["runtime_status"], shown["output"]) == ("Terminated", "no longer needed")
 
 
 def test_show_reports_failures(
     cli_worker: subprocess.Popen[bytes], cli_env: dict[str, str], client: TaskHubClient
 ) -> None:
-    ok(run_cli("instances", "start", "-n", "broken", "--instance-id", "b-1", env=cli_env))
-    waited = run_cli("instances", "wait", "b-1", "--timeout", "120", "--json", env=cli_env)
+    ok(invoke_cli("instances", "start", "-n", "broken", "--instance-id", "b-1", env=cli_env))
+    waited = invoke_cli("instances", "wait", "b-1", "--timeout", "120", "--json", env=cli_env)
     assert one_line_error(waited, 1) == "error: b-1 ended Failed"
     assert json.loads(waited.stdout)["runtime_status"] == "Failed"  # the state is still shown
-    shown = json.loads(ok(run_cli("instances", "show", "b-1", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("instances", "show", "b-1", "--json", env=cli_env)))
     assert shown["runtime_status"] == "Failed"
     assert shown["failure_details"]["error_type"] == "builtins.ValueError"
     assert shown["failure_details"]["message"] == "the ledger does not balance"
-    table = ok(run_cli("instances", "show", "b-1", env=cli_env))
+    table = ok(invoke_cli("instances", "show", "b-1", env=cli_env))
     assert "builtins.ValueError: the ledger does not balance" in table
 
 
@@ -199,7 +209,7 @@ def pending_instances(cli_env: dict[str, str], client: TaskHubClient) -> list[st
 def test_list_filters_and_pages(pending_instances: list[str], cli_env: dict[str, str]) -> None:
     def listed(*args: str) -> dict[str, Any]:
         page: dict[str, Any] = json.loads(
-            ok(run_cli("instances", "list", "--json", *args, env=cli_env))
+            ok(invoke_cli("instances", "list", "--json", *args, env=cli_env))
         )
         return page
 
@@ -242,10 +252,10 @@ def test_list_filters_and_pages(pending_instances: list[str], cli_env: dict[str,
     with_payloads = listed("--prefix", "other-0", "--payloads")
     assert with_payloads["items"][0]["input"] == "other-0"
 
-    table = run_cli("instances", "list", "--prefix", "other-", env=cli_env)
+    table = invoke_cli("instances", "list", "--prefix", "other-", env=cli_env)
     assert "other-0" in ok(table) and "other-1" in table.stdout and "Pending" in table.stdout
     assert "2 instance(s)" in table.stderr
-    paged = run_cli("instances", "list", "--page-size", "3", env=cli_env)
+    paged = invoke_cli("instances", "list", "--page-size", "3", env=cli_env)
     assert re.search(r"more: --continuation-token \S+", paged.stderr), paged.stderr
 
 
@@ -261,9 +271,9 @@ def test_usage_errors_name_the_option(
         (("raise", "batch-0", "--event", "approve", "--data", "{bad"), "--data"),
     ]
     for args, option in cases:
-        line = one_line_error(run_cli("instances", *args, env=cli_env), 2)
+        line = one_line_error(invoke_cli("instances", *args, env=cli_env), 2)
         assert option in line, (args, line)
-    bad_hub = run_cli("instances", "list", "--task-hub", "1nvalid", env=cli_env)
+    bad_hub = invoke_cli("instances", "list", "--task-hub", "1nvalid", env=cli_env)
     assert "task_hub" in one_line_error(bad_hub, 2)
 
 
@@ -296,18 +306,18 @@ def test_destructive_operations_refuse_without_yes_and_terminal(
     pending_instances: list[str], cli_env: dict[str, str], client: TaskHubClient
 ) -> None:
     for command in ("purge", "terminate"):
-        refused = run_cli("instances", command, "batch-0", env=cli_env)  # stdin: /dev/null
+        refused = invoke_cli("instances", command, "batch-0", env=cli_env)  # stdin: /dev/null
         line = one_line_error(refused, 2)
         assert "--yes" in line and "not a terminal" in line
     state = client.get_orchestration_state("batch-0")
     assert state is not None and state.runtime_status is OrchestrationStatus.PENDING
 
-    timed_out = run_cli("instances", "wait", "batch-0", "--timeout", "0.5", env=cli_env)
+    timed_out = invoke_cli("instances", "wait", "batch-0", "--timeout", "0.5", env=cli_env)
     assert "did not complete within 0.5s (last status: Pending)" in one_line_error_after_prompt(
         timed_out, 1
     )
 
-    running = run_cli("instances", "purge", "batch-0", "--yes", env=cli_env)
+    running = invoke_cli("instances", "purge", "batch-0", "--yes", env=cli_env)
     assert "cannot purge" in one_line_error(running, 1)  # not ended: refused, kept
     assert client.get_orchestration_state("batch-0") is not None
 
@@ -357,7 +367,7 @@ def test_show_returns_large_payloads_not_blob_references(
 ) -> None:
     big = "x" * 70_000  # above the 60 KiB table-property threshold: stored in a blob
     ok(
-        run_cli(
+        invoke_cli(
             "instances",
             "start",
             "-n",
@@ -369,9 +379,9 @@ def test_show_returns_large_payloads_not_blob_references(
             env=cli_env,
         )
     )
-    shown = json.loads(ok(run_cli("instances", "show", "big-1", "--json", env=cli_env)))
+    shown = json.loads(ok(invoke_cli("instances", "show", "big-1", "--json", env=cli_env)))
     assert shown["input"] == big
     listed = json.loads(
-        ok(run_cli("instances", "list", "--prefix", "big-", "--payloads", "--json", env=cli_env))
+        ok(invoke_cli("instances", "list", "--prefix", "big-", "--payloads", "--json", env=cli_env))
     )
     assert listed["items"][0]["input"] == big

@@ -1,5 +1,6 @@
 """``instances counts|purge (by filter)|restart|rewind|stale`` and ``poison list|show|replay|
-delete`` through the real entry point, against Azurite with a real ``worker --app`` running."""
+delete`` against Azurite with a real ``worker --app`` process running; the commands run in
+this process (``invoke_cli``), the entry point itself is tested by ``run_cli`` elsewhere."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
-from cli_support import run_cli
+from cli_support import invoke_cli
 
 from durable_azstorage import OrchestrationStatus, TaskHubClient
 from durable_azstorage.azure.storage.naming import TaskHubNames, control_queue_name, escape_key
@@ -32,7 +33,7 @@ def error(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def cli_json(*args: str, env: dict[str, str]) -> Any:
-    return json.loads(ok(run_cli(*args, "--json", env=env)))
+    return json.loads(ok(invoke_cli(*args, "--json", env=env)))
 
 
 def started(client: TaskHubClient, name: str, iid: str, data: Any = None) -> str:
@@ -62,23 +63,25 @@ def test_counts_and_purge_by_filter(
         "Running": 1,
         "total": 2,
     }
-    table = ok(run_cli("instances", "counts", env=cli_env))
+    table = ok(invoke_cli("instances", "counts", env=cli_env))
     assert "Completed" in table and "total" in table
 
     refused = error(
-        run_cli("instances", "purge", "--status", "Completed,Running", "--yes", env=cli_env), 2
+        invoke_cli("instances", "purge", "--status", "Completed,Running", "--yes", env=cli_env), 2
     )
     assert "Running" in refused and "only ended statuses" in refused
     assert "needs runtime_status" in error(
-        run_cli("instances", "purge", "--created-from", "2020-01-01", "--yes", env=cli_env), 2
+        invoke_cli("instances", "purge", "--created-from", "2020-01-01", "--yes", env=cli_env), 2
     )
-    assert "--yes" in error(run_cli("instances", "purge", "--status", "Completed", env=cli_env), 2)
+    assert "--yes" in error(
+        invoke_cli("instances", "purge", "--status", "Completed", env=cli_env), 2
+    )
     assert "not both" in error(
-        run_cli("instances", "purge", "h-0", "--status", "Completed", "--yes", env=cli_env), 2
+        invoke_cli("instances", "purge", "h-0", "--status", "Completed", "--yes", env=cli_env), 2
     )
 
     # --timeout 0: nothing purged, exit 1 saying to run again; running again finishes.
-    unfinished = run_cli(
+    unfinished = invoke_cli(
         "instances",
         "purge",
         "--status",
@@ -95,7 +98,7 @@ def test_counts_and_purge_by_filter(
         "instances", "purge", "--status", "Completed", "--status", "Failed", "--yes", env=cli_env
     )
     assert done == {"deleted_instance_count": 4, "is_complete": True}
-    again = ok(run_cli("instances", "purge", "-s", "Completed", "--yes", env=cli_env))
+    again = ok(invoke_cli("instances", "purge", "-s", "Completed", "--yes", env=cli_env))
     assert again.strip() == "purged 0 instance(s)"
     counts = cli_json("instances", "counts", env=cli_env)
     assert (counts["Completed"], counts["Failed"], counts["Running"]) == (0, 0, 1)
@@ -115,23 +118,23 @@ def test_restart_and_rewind(
     assert (
         client.wait_for_orchestration_completion("r-1", timeout=120).get_output() == "Hello, Oslo!"
     )
-    other = ok(run_cli("instances", "restart", "r-1", "--new-id", env=cli_env)).strip()
+    other = ok(invoke_cli("instances", "restart", "r-1", "--new-id", env=cli_env)).strip()
     assert other != "r-1"
     assert (
         client.wait_for_orchestration_completion(other, timeout=120).get_output() == "Hello, Oslo!"
     )
-    assert "nope" in error(run_cli("instances", "restart", "nope", env=cli_env), 3)
-    assert "only ended" in error(run_cli("instances", "restart", "r-live", env=cli_env), 1)
+    assert "nope" in error(invoke_cli("instances", "restart", "nope", env=cli_env), 3)
+    assert "only ended" in error(invoke_cli("instances", "restart", "r-live", env=cli_env), 1)
 
     # ``broken`` always raises: the rewind runs it again and it fails again.
-    out = ok(run_cli("instances", "rewind", "r-bad", "--reason", "try again", env=cli_env))
+    out = ok(invoke_cli("instances", "rewind", "r-bad", "--reason", "try again", env=cli_env))
     assert out.strip() == "rewind of r-bad requested"
     state = client.wait_for_orchestration_completion("r-bad", timeout=120)
     assert state.runtime_status is S.FAILED
     history = client.get_orchestration_history("r-bad")
     assert any(getattr(e, "data", None) == "rewind: try again" for e in history)
-    assert "only Failed" in error(run_cli("instances", "rewind", "r-live", env=cli_env), 1)
-    assert "ghost" in error(run_cli("instances", "rewind", "ghost", env=cli_env), 3)
+    assert "only Failed" in error(invoke_cli("instances", "rewind", "r-live", env=cli_env), 1)
+    assert "ghost" in error(invoke_cli("instances", "rewind", "ghost", env=cli_env), 3)
 
 
 def test_stale_listing_and_repair(
@@ -174,24 +177,24 @@ def test_poison_list_show_replay_delete(
     assert "cannot decode" in records[0]["reason"]
     shown = cli_json("poison", "show", key, env=cli_env)
     assert shown["body"] == "this is not a task message" and shown["key"] == key
-    assert key in ok(run_cli("poison", "list", env=cli_env))
+    assert key in ok(invoke_cli("poison", "list", env=cli_env))
 
     # Replayed, it is still undecodable: the worker quarantines it again under the same key
     # (keys name the queue message id, which the replay changes).
-    assert ok(run_cli("poison", "replay", key, env=cli_env)).strip() == f"replayed {key}"
+    assert ok(invoke_cli("poison", "replay", key, env=cli_env)).strip() == f"replayed {key}"
     replayed = poll_poison(cli_env, 1, other_than=key)
     new_key = replayed[0]["key"]
 
-    assert "--yes" in error(run_cli("poison", "delete", new_key, env=cli_env), 2)
-    assert ok(run_cli("poison", "delete", new_key, "--yes", env=cli_env)).strip() == (
+    assert "--yes" in error(invoke_cli("poison", "delete", new_key, env=cli_env), 2)
+    assert ok(invoke_cli("poison", "delete", new_key, "--yes", env=cli_env)).strip() == (
         f"deleted {new_key}"
     )
     assert cli_json("poison", "list", env=cli_env) == []
     assert "no poison message" in error(
-        run_cli("poison", "delete", new_key, "--yes", env=cli_env), 3
+        invoke_cli("poison", "delete", new_key, "--yes", env=cli_env), 3
     )
-    assert "no poison message" in error(run_cli("poison", "show", "q/none", env=cli_env), 3)
-    assert "no poison message" in error(run_cli("poison", "replay", "q/none", env=cli_env), 3)
+    assert "no poison message" in error(invoke_cli("poison", "show", "q/none", env=cli_env), 3)
+    assert "no poison message" in error(invoke_cli("poison", "replay", "q/none", env=cli_env), 3)
 
 
 def poll_poison(env: dict[str, str], count: int, *, other_than: str | None = None) -> list[Any]:

@@ -4,7 +4,6 @@ metrics in Prometheus format, from the real CLI process on Azurite."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -14,17 +13,10 @@ from durable_azstorage import OrchestrationStatus, TaskHubClient
 from durable_azstorage.testing.eventually import eventually
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_json_logs_carry_the_ids_and_metrics_are_scraped(
     cli_env: dict[str, str], client: TaskHubClient, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
-    port = _free_port()
     with running_worker(
         cli_env,
         log,
@@ -34,8 +26,9 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
         "--log-level",
         "DEBUG",
         "--metrics-port",
-        str(port),
+        "0",  # the process picks a free port and names it: no race for a port chosen here
     ) as process:
+        port = int(wait_for_output(process, log, r"metrics on port (\d+)").group(1))
         wait_for_output(process, log, "worker started")
         started = run_cli(
             "instances", "start", "-n", "hello", "-i", '"Oslo"', "--instance-id", "obs", env=cli_env

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_support import clean_env, run_cli, running_worker, wait_for_output
+from cli_support import clean_env, invoke_cli, run_cli, running_worker, wait_for_output
 
 from durable_azstorage import AzureStorageSettings, OrchestrationStatus, TaskHubClient
 
@@ -107,15 +107,15 @@ def test_worker_without_connection_runs_on_a_temporary_azurite(tmp_path: Path) -
 
 def test_help_documents_exit_codes() -> None:
     for command in (("worker",), ("instances",), ()):
-        result = run_cli(*command, "--help", env={**clean_env(), "COLUMNS": "200"})
+        result = invoke_cli(*command, "--help", env={**clean_env(), "COLUMNS": "200"})
         assert result.returncode == 0, result.stderr
         assert "0 ok, 1 failure, 2 usage error, 3 not found" in result.stdout, command
-    worker_help = run_cli("worker", "--help", env={**clean_env(), "COLUMNS": "200"}).stdout
+    worker_help = invoke_cli("worker", "--help", env={**clean_env(), "COLUMNS": "200"}).stdout
     assert "AzureStorageSettings.from_env()" in worker_help
 
 
 def test_worker_reports_a_partition_count_mismatch(cli_env: dict[str, str], tmp_path: Path) -> None:
-    created = run_cli("hub", "create", "--partition-count", "2", env=cli_env)
+    created = invoke_cli("hub", "create", "--partition-count", "2", env=cli_env)
     assert created.returncode == 0, created.stderr
     log = tmp_path / "worker.log"
     with running_worker(cli_env, log, "--partition-count", "4", "--create-hub") as process:

@@ -3,16 +3,17 @@ browser.
 
 ``ServedApp`` runs ``create_app(...)`` on its own event loop in a thread (the app and its
 storage clients must live in that loop) on a free loopback port, and stops it on ``close``.
-``browser_page`` launches Debian's chromium through Playwright with a fresh profile and
-closes it (and Playwright's driver) on the way out, also when the test fails. It ignores
-the pages' CSP, so tests see what escaping alone does (the header has its own test).
+``chromium`` launches Debian's chromium through Playwright and closes it (and Playwright's
+driver) on the way out, also when the test fails; a module shares one (a launch costs about a
+second of CPU) and ``fresh_page`` gives each test a new browser context, so nothing carries
+over between tests. Pages ignore the CSP, so tests see what escaping alone does (the header has
+its own test). ``browser_page`` is both for a single test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,8 @@ def served(make_app: Callable[[], web.Application]) -> Iterator[ServedApp]:
 
 
 @contextmanager
-def browser_page() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
+    """Debian's chromium through Playwright, closed (with Playwright's driver) on the way out."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
@@ -103,23 +105,36 @@ def browser_page() -> Iterator[Any]:
             pytrace=False,
         )
 
-    with tempfile.TemporaryDirectory(prefix="dashboard-chromium-") as profile:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 860},
-                # The pages' Content-Security-Policy would stop an injected script even if
-                # escaping failed; bypassing it makes the hostile-id test check escaping.
-                bypass_csp=True,
-            )
-            try:
-                page = context.new_page()
-                page.set_default_timeout(20_000)
-                yield page
-            finally:
-                context.close()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def fresh_page(browser: Any) -> Iterator[Any]:
+    """A page in a new browser context: no cookies, storage or cache shared with other tests."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860},
+        # The pages' Content-Security-Policy would stop an injected script even if
+        # escaping failed; bypassing it makes the hostile-id test check escaping.
+        bypass_csp=True,
+    )
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        yield page
+    finally:
+        context.close()
+
+
+@contextmanager
+def browser_page() -> Iterator[Any]:
+    """A page in a browser of its own (for a module with one browser test)."""
+    with chromium() as browser, fresh_page(browser) as page:
+        yield page
 
 
 # --- the orchestrations the pages show -----------------------------------------------------

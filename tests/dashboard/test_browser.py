@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from dashboard_support import TIMEOUT, approval, broken, browser_page, served, tour
+from dashboard_support import TIMEOUT, approval, broken, chromium, fresh_page, served, tour
 
 from durable_azstorage import TaskHubClient
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -43,9 +43,15 @@ def app_factory(settings: AzureStorageSettings, **options: Any) -> Any:
     return make
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
 @pytest.fixture
-def page() -> Iterator[Any]:
-    with browser_page() as p:
+def page(browser: Any) -> Iterator[Any]:
+    with fresh_page(browser) as p:
         yield p
 
 

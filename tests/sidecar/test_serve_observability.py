@@ -4,8 +4,8 @@ its log lines as JSON, from the real subprocess (helpers shared with test_serve_
 from __future__ import annotations
 
 import json
+import re
 import signal
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -30,9 +30,6 @@ def loud(ctx: task.OrchestrationContext, text: str):  # type: ignore[no-untyped-
 def test_serve_exposes_metrics_and_writes_json_logs(azurite: Azurite, tmp_path: Path) -> None:
     hub = f"obs{uuid.uuid4().hex[:10]}"
     log = tmp_path / "serve.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        metrics_port = int(s.getsockname()[1])
     with _serving(
         _env(azurite, hub),
         log,
@@ -42,11 +39,12 @@ def test_serve_exposes_metrics_and_writes_json_logs(azurite: Azurite, tmp_path: 
         "--grace",
         "5",
         "--metrics-port",
-        str(metrics_port),
+        "0",  # the process picks a free port and names it: no race for a port chosen here
         "--log-format",
         "json",
     ) as process:
         address = f"127.0.0.1:{int(_wait_for(process, log, STARTUP).group(1))}"
+        metrics_port = int(_wait_for(process, log, re.compile(r"metrics on port (\d+)")).group(1))
         client = TaskHubGrpcClient(host_address=address)
         worker = TaskHubGrpcWorker(host_address=address)
         worker.add_orchestrator(loud)
