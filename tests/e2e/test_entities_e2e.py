@@ -1,4 +1,4 @@
-"""Durable entities end to end, on every backend: the semantics issue 15 lists.
+"""Durable entities end to end, on every backend: the semantics the SDK documents.
 
 Operations run one at a time in the order each sender sent them; state is durable across
 worker restarts; a failed call raises in the orchestrator and rolls the state back; critical

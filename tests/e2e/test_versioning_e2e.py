@@ -1,4 +1,4 @@
-"""Orchestration versioning (issue 16 §3): ``worker.use_versioning`` and the client's default
+"""Orchestration versioning: ``worker.use_versioning`` and the client's default
 version, on the in-memory backend and on Azurite.
 
 The rolling deployment is the one docs/versioning.md describes: a worker of the old code
