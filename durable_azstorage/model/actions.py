@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from durable_azstorage.model.entities import is_entity_id
+from durable_azstorage.model.errors import InvalidIdentifierError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
@@ -72,6 +74,25 @@ class SendEvent(OrchestratorAction):
     def __post_init__(self) -> None:
         validate_instance_id(self.instance_id, what="send_event target instance id")
         validate_name(self.name, what="event name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateOrchestration(OrchestratorAction):
+    """Terminate another instance (the SDK's ``terminateOrchestration``): sent as a message,
+    recorded as an ``EventSent`` (``model.termination``). ``reason`` is serialized text that
+    becomes the target's output; ``recurse`` also terminates the target's running children."""
+
+    instance_id: str
+    reason: str | None = None
+    recurse: bool = False
+
+    def __post_init__(self) -> None:
+        validate_instance_id(self.instance_id, what="terminateOrchestration target instance id")
+        if is_entity_id(self.instance_id):
+            raise InvalidIdentifierError(
+                f"terminateOrchestration target {self.instance_id!r} is an entity; only "
+                "orchestrations can be terminated"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

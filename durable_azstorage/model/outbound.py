@@ -3,7 +3,8 @@
 The checkpoint protocol (ARCHITECTURE.md §5) commits an episode's events *before* sending its
 messages and writes no outbox, because every outbound message follows from an event recorded
 in the same episode: TaskScheduled → activity request, TimerCreated → delayed TimerFired,
-SubOrchestrationInstanceCreated → the child's start, EventSent → EventRaised at the target,
+SubOrchestrationInstanceCreated → the child's start, EventSent → EventRaised at the target
+(or, for a ``model.termination`` request, ExecutionTerminated),
 ExecutionCompleted → the parent's notice (and, for a recursive terminate, terminations of the
 running children; and releases of the entity locks it still holds). ``replay.apply`` applies these rules when an episode runs; the Azure
 provider applies the same rules to re-send a committed episode's messages after a crash, so
@@ -45,6 +46,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.termination import TERMINATION_REQUEST, TerminationRequest
 
 WAKE_UP = "continue-as-new: run the next generation"
 """``GenericEvent.data`` of the message a generation that was recorded but not run yet
@@ -105,6 +107,13 @@ class Outbound:
                 trace_context=event.trace_context,
             )
             self.orchestrator.append(TaskMessage(instance=child, event=start, sender=me))
+        elif isinstance(event, EventSent) and event.name == TERMINATION_REQUEST:
+            request = TerminationRequest.decode(event.input)
+            terminate = ExecutionTerminated(
+                timestamp=event.timestamp, input=request.reason, recurse=request.recurse
+            )
+            target = OrchestrationInstance(instance_id=event.instance_id)
+            self.orchestrator.append(TaskMessage(instance=target, event=terminate, sender=me))
         elif isinstance(event, EventSent):
             target = OrchestrationInstance(instance_id=event.instance_id)
             raised = EventRaised(

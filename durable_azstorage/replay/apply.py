@@ -21,6 +21,7 @@ from durable_azstorage.model.actions import (
     OrchestratorAction,
     ScheduleTask,
     SendEvent,
+    TerminateOrchestration,
 )
 from durable_azstorage.model.history import (
     EventSent,
@@ -33,6 +34,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.outbound import Outbound
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.termination import TERMINATION_REQUEST, TerminationRequest
 from durable_azstorage.model.trace import TraceContext
 
 
@@ -122,6 +124,15 @@ def _record(
             input=action.data,
             scheduled_time=action.scheduled_time,
             trace_context=tracing.context(action.trace_context, "event", action.id, 0),
+        )
+    if isinstance(action, TerminateOrchestration):
+        request = TerminationRequest(reason=action.reason, recurse=action.recurse)
+        return EventSent(
+            event_id=action.id,
+            timestamp=now,
+            instance_id=action.instance_id,
+            name=TERMINATION_REQUEST,
+            input=request.encode(),
         )
     if isinstance(action, CompleteOrchestration):
         if action.status is OrchestrationStatus.CONTINUED_AS_NEW:

@@ -11,8 +11,12 @@ the SDK leaves to the backend are settled here:
   lets termination win and drops unsent decisions (as DTFx does); the result is normalised
   to that, so both executors terminate the same way.
 * Entity messages become ``SendEvent`` actions of entity requests (``convert_entities``).
-* Actions our model has no equivalent for (terminateOrchestration,
-  rewindOrchestration), and actions naming an id or name storage cannot hold
+* ``terminateOrchestration`` becomes ``TerminateOrchestration`` (recorded as an ``EventSent``,
+  see ``model.termination``). That record is not shown to the SDK (the reference backend
+  records nothing for it, so an SDK cannot expect an event there); an SDK that sends the
+  action again on a later replay gets it dropped here, as it is already recorded.
+* Actions our model has no equivalent for (rewindOrchestration), and actions naming an id
+  or name storage cannot hold
   (``InvalidIdentifierError``, see ``model.identifiers``), fail the orchestration with a
   FailureDetails naming the action instead of crashing the sidecar.
 """
@@ -33,6 +37,7 @@ from durable_azstorage.model.actions import (
     OrchestratorAction,
     ScheduleTask,
     SendEvent,
+    TerminateOrchestration,
 )
 from durable_azstorage.model.failure import FailureDetails, qualified_type_name
 from durable_azstorage.model.history import (
@@ -43,6 +48,7 @@ from durable_azstorage.model.history import (
     OrchestratorStarted,
 )
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.termination import is_termination_request
 from durable_azstorage.replay.executor import ExecutionResult
 from durable_azstorage.sidecar.convert_entities import EntitySequencer, entity_action_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
@@ -77,8 +83,11 @@ def execution_result_from_pb(
     custom_status = response.customStatus.value if response.HasField("customStatus") else None
     try:
         sequencer = EntitySequencer([*past_events, *new_events])
+        sent = {e.event_id for e in past_events if is_termination_request(e)}
         actions = tuple(
-            _action_from_pb(a, _episode_time(new_events), sequencer) for a in response.actions
+            _action_from_pb(a, _episode_time(new_events), sequencer)
+            for a in response.actions
+            if not _already_sent(a, sent)
         )
     except (UnsupportedActionError, ValueError) as exc:
         failed = CompleteOrchestration(
@@ -104,6 +113,12 @@ def execution_result_from_pb(
         custom_status=custom_status,
         suspended=_suspended([*past_events, *new_events]),
     )
+
+
+def _already_sent(action: Any, sent_terminations: set[int]) -> bool:
+    """A terminateOrchestration an earlier episode recorded (the SDK sends it again)."""
+    kind = action.WhichOneof("orchestratorActionType")
+    return kind == "terminateOrchestration" and action.id in sent_terminations
 
 
 def _action_from_pb(
@@ -137,6 +152,11 @@ def _action_from_pb(
         x = action.sendEvent
         return SendEvent(
             id=aid, instance_id=x.instance.instanceId, name=x.name, data=_str(x, "data")
+        )
+    if kind == "terminateOrchestration":
+        x = action.terminateOrchestration
+        return TerminateOrchestration(
+            id=aid, instance_id=x.instanceId, reason=_str(x, "reason"), recurse=x.recurse
         )
     if kind == "completeOrchestration":
         return _completion_from_pb(aid, action.completeOrchestration, now)

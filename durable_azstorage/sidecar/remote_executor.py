@@ -24,6 +24,7 @@ from durable_azstorage.model.history import (
     TaskCompleted,
     TaskFailed,
 )
+from durable_azstorage.model.termination import is_termination_request
 from durable_azstorage.replay.executor import ExecutionAbandoned, ExecutionResult
 from durable_azstorage.sidecar.convert_actions import execution_result_from_pb
 from durable_azstorage.sidecar.convert_failure import failure_from_pb
@@ -54,7 +55,9 @@ class RemoteOrchestrationExecutor:
             new_events = (OrchestratorStarted(timestamp=_last_episode_time(past_events)),)
         request = pb.OrchestratorRequest(
             instanceId=instance_id,
-            pastEvents=[history_event_to_pb(e) for e in past_events],
+            pastEvents=[
+                history_event_to_pb(e) for e in past_events if not is_termination_request(e)
+            ],
             newEvents=[history_event_to_pb(e) for e in new_events],
         )
         started = _started(past_events, new_events)

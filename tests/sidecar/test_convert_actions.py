@@ -12,16 +12,19 @@ from datetime import datetime, timedelta, timezone
 
 from durabletask.internal import orchestrator_service_pb2 as pb
 
+from durable_azstorage.azure.tracking.history_derivation import derive_outbound
 from durable_azstorage.model.actions import (
     CompleteOrchestration,
     CreateSubOrchestration,
     CreateTimer,
     ScheduleTask,
     SendEvent,
+    TerminateOrchestration,
 )
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (
     EventRaised,
+    EventSent,
     ExecutionCompleted,
     ExecutionResumed,
     ExecutionStarted,
@@ -39,6 +42,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.model.termination import TERMINATION_REQUEST, TerminationRequest
 from durable_azstorage.replay.episode import run_episode
 from durable_azstorage.replay.executor import ExecutionResult
 from durable_azstorage.sidecar.convert_actions import execution_result_from_pb
@@ -152,10 +156,6 @@ def test_completions_keep_result_failure_version_and_carried_events() -> None:
 def test_unsupported_actions_fail_the_orchestration_naming_them() -> None:
     for action, named in (
         (_action(1, sendEntityMessage=pb.SendEntityMessageAction()), "sendEntityMessage"),
-        (
-            _action(2, terminateOrchestration=pb.TerminateOrchestrationAction(instanceId="x")),
-            "terminateOrchestration",
-        ),
         (_action(3, rewindOrchestration=pb.RewindOrchestrationAction()), "rewindOrchestration"),
         (_action(4), "no type"),
         (
@@ -343,3 +343,46 @@ def test_continue_as_new_generations_each_run_through_the_executor() -> None:
     assert episode.state.generation == 2
     completed = [e for e in episode.new_events if isinstance(e, ExecutionCompleted)]
     assert [c.result for c in completed] == ["3"]
+
+
+def _terminate(aid: int, target: str, *, recurse: bool) -> pb.OrchestratorAction:
+    action = _action(
+        aid,
+        terminateOrchestration=pb.TerminateOrchestrationAction(instanceId=target, recurse=recurse),
+    )
+    action.terminateOrchestration.reason.value = '"why"'
+    return action
+
+
+def test_terminate_orchestration_maps_to_ours_and_is_dropped_once_recorded() -> None:
+    assert _result(_terminate(3, "other", recurse=True)).actions == (
+        TerminateOrchestration(id=3, instance_id="other", reason='"why"', recurse=True),
+    )
+    recorded = EventSent(event_id=3, timestamp=T, instance_id="other", name=TERMINATION_REQUEST)
+    again = _result(_terminate(3, "other", recurse=True), past=(START, recorded))
+    assert again.actions == ()  # the SDK sent it again; it was recorded by an earlier episode
+
+
+def test_a_terminate_action_is_recorded_and_recovery_derives_the_same_message() -> None:
+    """The termination is an event of the episode, so the checkpoint's recovery (which
+    re-derives messages from committed events) re-sends exactly what the episode sent."""
+    history = [OrchestratorStarted(timestamp=T), START, OrchestratorCompleted(timestamp=T)]
+    sdk = SdkLike(lambda past, new: [_terminate(1, "other", recurse=False)])
+    episode = run_episode(sdk, "i", history, [_msg(EventRaised(timestamp=T, name="go"))], now=T)
+    sent = [e for e in episode.new_events if isinstance(e, EventSent)]
+    assert [(e.event_id, e.instance_id, e.name) for e in sent] == [
+        (1, "other", TERMINATION_REQUEST)
+    ]
+    assert TerminationRequest.decode(sent[0].input) == TerminationRequest(
+        reason='"why"', recurse=False
+    )
+    expected = TaskMessage(
+        instance=OrchestrationInstance(instance_id="other"),
+        event=ExecutionTerminated(timestamp=T, input='"why"', recurse=False),
+        sender=ME,
+    )
+    assert episode.orchestrator_messages == (expected,)
+    committed = [*history, *episode.new_events]
+    recovered = derive_outbound(committed, len(history), continued_as_new=False)
+    assert recovered.orchestrator == [expected]
+    assert sdk.calls[0][0] == ["OrchestratorStarted", "ExecutionStarted", "OrchestratorCompleted"]
