@@ -395,6 +395,26 @@ class AzureStorageBackend:
                 return []
         return list(loaded.events)
 
+    async def get_execution_history(
+        self, instance_id: str, execution_id: str
+    ) -> list[HistoryEvent] | None:
+        """The stored execution's rows if it is ``execution_id`` (a sentinel read, then the
+        history query), else its archive blob (one blob read)."""
+        hub = await self.hub.open()
+        sentinel = await hub.history.sentinel(instance_id)
+        if sentinel.execution_id == execution_id:
+            loaded = await hub.history.load(instance_id, execution_id=execution_id)
+            if loaded.events:
+                return list(loaded.events)
+        return await hub.executions.read(instance_id, execution_id)
+
+    async def list_executions(self, instance_id: str) -> list[str]:
+        """From the sentinel alone (one point read): the archived ones, then the stored one."""
+        sentinel = await (await self.hub.open()).history.sentinel(instance_id)
+        current = sentinel.execution_id if sentinel.event_count else None
+        earlier = [e for e in reversed(sentinel.archived_executions) if e != current]
+        return [*earlier, current] if current is not None else earlier
+
     async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
         return await (await self.hub.open()).instances.query(query)
 

@@ -25,6 +25,7 @@ from durable_azstorage.azure.storage.naming import (
     validate_partition_count,
     validate_task_hub_name,
 )
+from durable_azstorage.model.archive import DEFAULT_ARCHIVED_EXECUTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from durable_azstorage.backend.protocol import Backend
@@ -92,6 +93,11 @@ class AzureStorageSettings:
       poison message costs at most 10 visibility timeouts before it is stopped.
     * ``extended_sessions=True``: live orchestration states are cached while the partition is
       owned, saving a History read (one table query per episode) at the cost of memory.
+    * ``archived_executions=10``: histories of earlier executions (ended by continue-as-new
+      or replaced by a restart) kept per instance, one blob each, readable with
+      ``get_orchestration_history(id, execution_id=...)``; 0 keeps none. Costs one blob
+      write per continue-as-new (and one delete once the limit is reached); nothing for
+      instances that never continue as new.
     * ``control_queue_batch_size=32`` (Azure maximum): messages per control-queue receive.
     * ``control_queue_visibility_timeout`` / ``work_item_visibility_timeout`` = 30 s: how long
       a received message stays hidden; renewed while work runs (every third of it: one
@@ -127,6 +133,7 @@ class AzureStorageSettings:
     wakeup_interval: timedelta | None = timedelta(seconds=2)
     max_dequeue_count: int = 10
     extended_sessions: bool = True
+    archived_executions: int = DEFAULT_ARCHIVED_EXECUTIONS
     control_queue_batch_size: int = 32
     control_queue_visibility_timeout: timedelta = timedelta(seconds=30)
     work_item_visibility_timeout: timedelta = timedelta(seconds=30)
@@ -149,6 +156,7 @@ class AzureStorageSettings:
         for flag in ("extended_sessions", "shared_partitions"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag}: must be a bool")
+        _int_in_range("archived_executions", self.archived_executions, 0, 1000)
         _int_in_range("control_queue_batch_size", self.control_queue_batch_size, 1, 32)
         for name in ("control_queue_visibility_timeout", "work_item_visibility_timeout"):
             _positive_duration(name, getattr(self, name), maximum=MAX_QUEUE_VISIBILITY)
@@ -349,6 +357,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_dequeue_count": int,
     "extended_sessions": _parse_bool,
     "shared_partitions": _parse_bool,
+    "archived_executions": int,
     "control_queue_batch_size": int,
     "control_queue_visibility_timeout": _parse_seconds,
     "work_item_visibility_timeout": _parse_seconds,

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from durable_azstorage.backend.clock import Clock, SystemClock
 from durable_azstorage.backend.memory_activities import ActivityQueue
+from durable_azstorage.backend.memory_archive import ArchivedExecutions
 from durable_azstorage.backend.memory_checkpoint import (
     CheckpointHook,
     Checkpoints,
@@ -43,13 +44,18 @@ from durable_azstorage.backend.protocol import (
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
+from durable_azstorage.model.archive import (
+    DEFAULT_ARCHIVED_EXECUTIONS,
+    EndedExecution,
+    validate_archive_limit,
+)
 from durable_azstorage.model.errors import (
     ConcurrencyConflictError,
     LockLostError,
     OrchestrationNotFoundError,
     TaskHubNotFoundError,
 )
-from durable_azstorage.model.history import HistoryEvent
+from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
@@ -80,9 +86,12 @@ class InMemoryBackend:
         lock_timeout: timedelta = timedelta(minutes=5),
         checkpoint_hook: CheckpointHook | None = None,
         delete_audit: DeleteAudit | None = None,
+        archived_executions: int = DEFAULT_ARCHIVED_EXECUTIONS,
     ) -> None:
+        """``archived_executions``: earlier executions' histories kept per instance (0: none)."""
         if lock_timeout <= timedelta(0):
             raise ValueError(f"lock_timeout must be positive, got {lock_timeout}")
+        self.archived_executions = validate_archive_limit(archived_executions)
         self.clock: Clock = clock or SystemClock()
         self.lock_timeout = lock_timeout
         self._mutex = threading.RLock()
@@ -100,6 +109,7 @@ class InMemoryBackend:
         self._etags: dict[str, int] = {}  # survives purge so that stale locks still conflict
         self._control = ControlQueues(dropped=self._drop, void=self._void)
         self._activities = ActivityQueue()
+        self._archive = ArchivedExecutions(self.archived_executions)
         self._episodes = Checkpoints(
             instances=self._instances,
             control=self._control,
@@ -181,6 +191,7 @@ class InMemoryBackend:
             if existing is not None and existing.state is not None:
                 if not may_replace(existing.state, reuse_policy):
                     return False
+                self._archive.archive(instance_id, _replaced(existing.history))
             self._instances[instance_id] = InstanceRecord(
                 state=pending_state(start, now), state_episode=self._episodes.next_number()
             )
@@ -211,6 +222,22 @@ class InMemoryBackend:
             record = self._instances.get(instance_id)
             return list(record.history) if record is not None else []
 
+    async def get_execution_history(
+        self, instance_id: str, execution_id: str
+    ) -> list[HistoryEvent] | None:
+        with self._mutex:
+            record = self._instances.get(instance_id)
+            if record is not None and _execution_of(record.history) == execution_id:
+                return list(record.history)
+            return self._archive.get(instance_id, execution_id)
+
+    async def list_executions(self, instance_id: str) -> list[str]:
+        with self._mutex:
+            record = self._instances.get(instance_id)
+            current = _execution_of(record.history) if record is not None else None
+            earlier = [e for e in self._archive.oldest_first(instance_id) if e != current]
+            return [*earlier, current] if current is not None else earlier
+
     async def query_instances(self, query: OrchestrationQuery) -> Page[InstanceState]:
         with self._mutex:
             states = [r.state for r in self._instances.values() if r.state is not None]
@@ -219,6 +246,7 @@ class InMemoryBackend:
     async def purge_instance(self, instance_id: str) -> bool:
         with self._mutex:
             record = self._instances.pop(instance_id, None)
+            self._archive.drop(instance_id)
             if record is None:
                 return False
             self._bump_etag(instance_id)
@@ -258,6 +286,9 @@ class InMemoryBackend:
     async def complete_orchestration(
         self, item: OrchestrationWorkItem, commit: OrchestrationCommit
     ) -> None:
+        if commit.ended_executions:  # archived before step 1: a re-run archives them again
+            with self._mutex:
+                self._archive.archive(item.instance_id, commit.ended_executions)
         episode, consumed = self._commit_history(item, commit)  # 1. history
         await self._step("history", item.instance_id)
         with self._mutex:  # 2. outbound messages
@@ -453,3 +484,16 @@ class InMemoryBackend:
 
 def _age(now: datetime, since: datetime | None) -> float | None:
     return None if since is None else max(0.0, (now - since).total_seconds())
+
+
+def _execution_of(history: Sequence[HistoryEvent]) -> str | None:
+    started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
+    return started.instance.execution_id if started is not None else None
+
+
+def _replaced(history: Sequence[HistoryEvent]) -> list[EndedExecution]:
+    """The execution a replacing ``create_instance`` drops (none if it never started)."""
+    execution_id = _execution_of(history)
+    if execution_id is None:
+        return []
+    return [EndedExecution(execution_id=execution_id, events=tuple(history))]

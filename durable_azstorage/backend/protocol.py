@@ -43,6 +43,7 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from durable_azstorage.backend.clock import Clock
+from durable_azstorage.model.archive import EndedExecution
 from durable_azstorage.model.history import HistoryEvent, OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.query import OrchestrationQuery, Page
@@ -119,6 +120,9 @@ class OrchestrationCommit:
     generation's rows must not be read back.
 
     ``state`` is the instance state after the episode (for the Instances index).
+    ``ended_executions`` are the executions this episode ended by continue-as-new or replaced
+    (restart), oldest first: the backend archives the newest of them before its first
+    write, so they stay readable (``ExecutionArchive``; ``model.archive``).
     Messages: ``activity_messages`` go to the work-item queue, ``orchestrator_messages`` to
     other instances' control queues, ``timer_messages`` to this instance's control queue,
     delayed until their ``visible_at()``.
@@ -130,6 +134,7 @@ class OrchestrationCommit:
     orchestrator_messages: tuple[TaskMessage, ...] = field(default=())
     timer_messages: tuple[TaskMessage, ...] = field(default=())
     new_execution: bool = False
+    ended_executions: tuple[EndedExecution, ...] = field(default=())
 
     @property
     def outbound_messages(self) -> tuple[TaskMessage, ...]:
@@ -384,3 +389,21 @@ class QueueSampling(Protocol):
     The scale advice and the hub gauges judge these."""
 
     async def sample_queues(self) -> HubSample: ...
+
+
+@runtime_checkable
+class ExecutionArchive(Protocol):
+    """A backend that keeps the histories of earlier executions (both of ours): the newest
+    ``archived_executions`` per instance that continue-as-new or a restart replaced."""
+
+    async def get_execution_history(
+        self, instance_id: str, execution_id: str
+    ) -> list[HistoryEvent] | None:
+        """The history of execution ``execution_id`` (the current one or an archived one),
+        or None if it is not kept (never existed, dropped by retention, or purged)."""
+        ...
+
+    async def list_executions(self, instance_id: str) -> list[str]:
+        """Execution ids whose history is kept, oldest first, the current one last (empty
+        for an unknown instance)."""
+        ...

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from durable_azstorage.authoring.registry import Registry
-from durable_azstorage.backend.protocol import Backend, BackendSettings
+from durable_azstorage.backend.protocol import Backend, BackendSettings, ExecutionArchive
 from durable_azstorage.client import entities, management
 from durable_azstorage.client.entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_azstorage.client.instance_ids import list_instance_ids
@@ -267,24 +267,44 @@ class AsyncTaskHubClient:
     async def get_orchestration_history(
         self, instance_id: str, *, execution_id: str | None = None
     ) -> list[HistoryEvent]:
-        """The current execution's committed history events, oldest first.
+        """The committed history events of the current execution, or of ``execution_id``.
 
-        Backends keep only the current execution's history (continue-as-new and restart
-        replace it), so an ``execution_id`` naming an earlier execution raises
-        ``InvalidOperationError`` instead of returning someone else's events.
+        Earlier executions (ended by continue-as-new or replaced by a restart) are kept up
+        to the backend's ``archived_executions`` per instance (``list_execution_ids`` names
+        them); one that is not kept raises ``InvalidOperationError`` naming those that are.
         """
         if execution_id is not None:
-            state = await self._require(instance_id)
-            if state.execution_id != execution_id:
-                raise InvalidOperationError(
-                    f"execution {execution_id!r} of orchestration {instance_id!r} is not its "
-                    f"current execution ({state.execution_id!r}); only the current execution's "
-                    "history is kept"
-                )
+            return await self._execution_history(instance_id, execution_id)
         history = await self._backend.get_history(instance_id)
         if not history:
             await self._require(instance_id)
         return history
+
+    async def list_execution_ids(self, instance_id: str) -> list[str]:
+        """Ids of the executions whose history is kept, oldest first, the current one last
+        (``OrchestrationNotFoundError`` for an unknown instance)."""
+        state = await self._require(instance_id)
+        if isinstance(self._backend, ExecutionArchive):
+            kept = await self._backend.list_executions(instance_id)
+            if kept:
+                return kept
+        return [state.execution_id] if state.execution_id else []
+
+    async def _execution_history(self, instance_id: str, execution_id: str) -> list[HistoryEvent]:
+        state = await self._require(instance_id)
+        if isinstance(self._backend, ExecutionArchive):
+            events = await self._backend.get_execution_history(instance_id, execution_id)
+            if events is not None:
+                return events
+            kept = await self._backend.list_executions(instance_id)
+        elif state.execution_id == execution_id:
+            return await self._backend.get_history(instance_id)
+        else:
+            kept = [state.execution_id] if state.execution_id else []
+        raise InvalidOperationError(
+            f"execution {execution_id!r} of orchestration {instance_id!r} is not kept; kept "
+            f"are {kept} (earlier executions up to the backend's archived_executions setting)"
+        )
 
     async def list_instance_ids(
         self,

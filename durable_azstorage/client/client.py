@@ -145,6 +145,9 @@ class TaskHubClient:
             self._async.get_orchestration_history(instance_id, execution_id=execution_id)
         )
 
+    def list_execution_ids(self, instance_id: str) -> list[str]:
+        return self._run(self._async.list_execution_ids(instance_id))
+
     def list_instance_ids(
         self,
         runtime_status: Sequence[OrchestrationStatus | str] | None = None,

@@ -23,9 +23,11 @@ from datetime import datetime
 
 from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.actions import CompleteOrchestration
+from durable_azstorage.model.archive import EndedExecution
 from durable_azstorage.model.errors import NonDeterminismError
 from durable_azstorage.model.failure import FailureDetails
 from durable_azstorage.model.history import (
+    ExecutionCompleted,
     ExecutionStarted,
     GenericEvent,
     HistoryEvent,
@@ -65,6 +67,9 @@ class Episode:
     timer_messages: tuple[TaskMessage, ...]
     state: InstanceState | None
     discarded: tuple[tuple[TaskMessage, str], ...]
+    ended_executions: tuple[EndedExecution, ...] = ()
+    """Executions this episode ended by continue-as-new or replaced by a restart, oldest
+    first, with their whole history (``model.archive``: the backend keeps the newest)."""
 
 
 @dataclass(slots=True)
@@ -116,15 +121,24 @@ def run_episode(
         )
 
     new_execution = runs[-1] is not segments[0]
+    ended = _Ended()
+    if runs[0] is not segments[0]:
+        ended.replaced(segments[0].past)  # a restart of an instance that had ended
     events: list[HistoryEvent] = []
+    segment_past: Sequence[HistoryEvent] = ()
     state: InstanceState | None = None
     for segment in runs:
+        if events:
+            ended.replaced([*segment_past, *events])  # the execution a restart replaces
+        segment_past = segment.past
         events, state, next_start = _run_generation(
             executor, instance_id, segment, now, new_execution_id, outbox, log
         )
         generations = 1
         while next_start is not None:
             new_execution = True
+            ended.continued([*segment_past, *events], next_start[0], now)
+            segment_past = ()
             if generations >= MAX_GENERATIONS_PER_EPISODE:
                 events, state = _defer_generation(instance_id, next_start, now, outbox)
                 break
@@ -146,7 +160,44 @@ def run_episode(
         timer_messages=tuple(outbox.timer),
         state=state,
         discarded=tuple(discarded),
+        ended_executions=tuple(ended.executions),
     )
+
+
+class _Ended:
+    """Collects the executions an episode ends (continue-as-new) or replaces (restart)."""
+
+    def __init__(self) -> None:
+        self.executions: list[EndedExecution] = []
+
+    def replaced(self, history: Sequence[HistoryEvent]) -> None:
+        started = _first_start(history)
+        if started is not None and started.instance.execution_id:
+            self.executions.append(
+                EndedExecution(execution_id=started.instance.execution_id, events=tuple(history))
+            )
+
+    def continued(
+        self, history: Sequence[HistoryEvent], next_start: HistoryEvent, now: datetime
+    ) -> None:
+        """A generation that continued as new: recorded with the ``ExecutionCompleted``
+        (ContinuedAsNew, the new input) that DTFx writes and the live history leaves out."""
+        assert isinstance(next_start, ExecutionStarted)
+        end = ExecutionCompleted(
+            timestamp=now, status=OrchestrationStatus.CONTINUED_AS_NEW, result=next_start.input
+        )
+        closed = list(history)
+        at = (
+            len(closed) - 1
+            if closed and isinstance(closed[-1], OrchestratorCompleted)
+            else len(closed)
+        )
+        closed.insert(at, end)
+        self.replaced(closed)
+
+
+def _first_start(history: Sequence[HistoryEvent]) -> ExecutionStarted | None:
+    return next((e for e in history if isinstance(e, ExecutionStarted)), None)
 
 
 def _admit(

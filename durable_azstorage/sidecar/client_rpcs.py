@@ -34,7 +34,6 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
-from durable_azstorage.model.errors import OrchestrationNotFoundError
 from durable_azstorage.model.query import PurgeInstancesResult
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
@@ -216,23 +215,14 @@ class ClientRpcs:
         return response
 
     async def history(self, request: pb.StreamInstanceHistoryRequest) -> list[pb.HistoryChunk]:
-        """The current execution's history in chunks (at most 100 events or ~1 MiB each)."""
+        """The history of the current execution, or of the one ``executionId`` names (also
+        an earlier one that is kept), in chunks (at most 100 events or ~1 MiB each)."""
         _require_id(request.instanceId)
-        if request.HasField("executionId") and request.executionId.value:
-            await self._require_execution(request.instanceId, request.executionId.value)
-        events = await self._client.get_orchestration_history(request.instanceId)
+        execution_id = request.executionId.value if request.HasField("executionId") else ""
+        events = await self._client.get_orchestration_history(
+            request.instanceId, execution_id=execution_id or None
+        )
         return _chunks([history_event_to_pb(e) for e in events])
-
-    async def _require_execution(self, instance_id: str, execution_id: str) -> None:
-        state = await self._client.backend.get_instance(instance_id, fetch_payloads=False)
-        if state is None:
-            raise OrchestrationNotFoundError(instance_id)
-        if state.execution_id is not None and state.execution_id != execution_id:
-            raise InvalidRequestError(
-                "executionId",
-                f"{execution_id!r} is not the current execution of {instance_id!r} "
-                f"({state.execution_id!r}); only the current execution's history is kept",
-            )
 
     # --- purge and task hub ------------------------------------------------------------------
     async def purge(

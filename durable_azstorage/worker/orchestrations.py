@@ -137,6 +137,7 @@ class OrchestrationProcessor(WorkItemProcessor):
             orchestrator_messages=episode.orchestrator_messages,
             timer_messages=episode.timer_messages,
             new_execution=episode.new_execution,
+            ended_executions=episode.ended_executions,
         )
 
     def _run_episode(self, item: OrchestrationWorkItem, now: datetime) -> Episode:

@@ -22,14 +22,21 @@ from durable_azstorage.testing.conformance import (
     BackendConformance,
     BackendHarness,
     CrashRecoveryConformance,
+    ExecutionArchiveConformance,
 )
 
+ARCHIVED = 3  # earlier executions kept per instance (not the default, so the setting counts)
 
-class TestInMemoryBackend(BackendConformance, CrashRecoveryConformance):
+
+class TestInMemoryBackend(
+    BackendConformance, CrashRecoveryConformance, ExecutionArchiveConformance
+):
     @pytest.fixture
     async def harness(self) -> AsyncIterator[BackendHarness]:
         clock = FakeClock()
-        backend = InMemoryBackend(clock=clock, lock_timeout=timedelta(seconds=60))
+        backend = InMemoryBackend(
+            clock=clock, lock_timeout=timedelta(seconds=60), archived_executions=ARCHIVED
+        )
 
         async def jump(seconds: float) -> None:
             clock.advance(seconds)
@@ -48,12 +55,15 @@ class TestInMemoryBackend(BackendConformance, CrashRecoveryConformance):
                 empty_timeout=0.01,
                 now=clock.now,
                 sleep=jump,
+                archived_executions=ARCHIVED,
             )
         finally:
             await backend.stop()
 
 
-class TestAzureStorageBackend(BackendConformance, CrashRecoveryConformance):
+class TestAzureStorageBackend(
+    BackendConformance, CrashRecoveryConformance, ExecutionArchiveConformance
+):
     @pytest.fixture
     async def harness(self, azure_settings: AzureStorageSettings) -> AsyncIterator[BackendHarness]:
         settings = dataclasses.replace(
@@ -62,6 +72,7 @@ class TestAzureStorageBackend(BackendConformance, CrashRecoveryConformance):
             control_queue_visibility_timeout=timedelta(seconds=3),
             work_item_visibility_timeout=timedelta(seconds=3),
             max_poll_interval=timedelta(milliseconds=200),
+            archived_executions=ARCHIVED,
         )
         # Competing workers on the same partitions (what lock expiry and ETag races need): both
         # receive every control queue instead of splitting them through leases.
@@ -83,6 +94,7 @@ class TestAzureStorageBackend(BackendConformance, CrashRecoveryConformance):
                 empty_timeout=1.0,
                 now=lambda: datetime.now(timezone.utc),
                 sleep=asyncio.sleep,
+                archived_executions=ARCHIVED,
             )
         finally:
             await peer.stop()

@@ -22,7 +22,7 @@ from durable_azstorage import (
     TaskHubClient,
     TaskHubWorker,
 )
-from durable_azstorage.model.history import ExecutionStarted
+from durable_azstorage.model.history import ExecutionCompleted, ExecutionStarted
 
 TIMEOUT = 10
 S = OrchestrationStatus
@@ -235,18 +235,36 @@ def test_orchestration_query_takes_the_sdk_field_names() -> None:
         OrchestrationQuery(max_instance_count=0)
 
 
-def test_history_of_the_current_execution_by_id(
+def test_histories_of_earlier_executions_by_id(
     running: TaskHubWorker, client: TaskHubClient
 ) -> None:
     client.schedule_new_orchestration(again, instance_id="loop", input=0)
     client.wait_for_orchestration_completion("loop", timeout=TIMEOUT)
     history = client.get_orchestration_history("loop")
-    started = next(e for e in history if isinstance(e, ExecutionStarted))
-    current = started.instance.execution_id
-    assert current is not None
-    assert client.get_orchestration_history("loop", execution_id=current) == history
-    with pytest.raises(InvalidOperationError, match="only the current execution's history is kept"):
-        client.get_orchestration_history("loop", execution_id="an-earlier-one")
+    ids = client.list_execution_ids("loop")
+    assert len(ids) == 3 and ids[-1] == _execution_of(history)  # generations 0, 1, then 2
+    assert client.get_orchestration_history("loop", execution_id=ids[-1]) == history
+    for generation, execution_id in enumerate(ids[:-1]):
+        earlier = client.get_orchestration_history("loop", execution_id=execution_id)
+        started = next(e for e in earlier if isinstance(e, ExecutionStarted))
+        assert started.instance.execution_id == execution_id and started.input == str(generation)
+        end = next(e for e in earlier if isinstance(e, ExecutionCompleted))
+        assert end.status is S.CONTINUED_AS_NEW and end.result == str(generation + 1)
+    with pytest.raises(
+        InvalidOperationError, match="'an-unknown-one' of orchestration 'loop' is not kept"
+    ):
+        client.get_orchestration_history("loop", execution_id="an-unknown-one")
+
+    restarted = client.restart_orchestration("loop")
+    client.wait_for_orchestration_completion(restarted, timeout=TIMEOUT)
+    # the restart (with the last input, 2: it does not continue) replaced the last execution
+    current = _execution_of(client.get_orchestration_history("loop"))
+    assert client.list_execution_ids("loop") == [*ids, current] and current not in ids
+    assert client.get_orchestration_history("loop", execution_id=ids[-1]) == history
+
+
+def _execution_of(history: list[Any]) -> str | None:
+    return next(e.instance.execution_id for e in history if isinstance(e, ExecutionStarted))
 
 
 # --- ConcurrencyOptions ----------------------------------------------------------------------

@@ -112,6 +112,7 @@ class Sentinel:
     completed_at: datetime | None
     first_row: int = 0  # index of the current execution's first row
     outbox: str = ""  # messages the history cannot re-derive (``outbox.Outbox``, JSON)
+    archived_executions: tuple[str, ...] = ()  # earlier executions kept as blobs, newest first
 
 
 EMPTY_SENTINEL = Sentinel(
@@ -238,6 +239,8 @@ def sentinel_columns(s: Sentinel) -> dict[str, Any]:
         out["CompletedTime"] = s.completed_at.astimezone(timezone.utc)
     if s.outbox:
         out["Outbox"] = s.outbox
+    if s.archived_executions:
+        out["ArchivedExecutions"] = json.dumps(list(s.archived_executions), separators=(",", ":"))
     return out
 
 
@@ -248,6 +251,9 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
         ids = json.loads(row.get("ConsumedMessageIds") or "[]")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ValueError("ConsumedMessageIds is not a list of strings")
+        archived = json.loads(row.get("ArchivedExecutions") or "[]")
+        if not isinstance(archived, list) or not all(isinstance(i, str) for i in archived):
+            raise ValueError("ArchivedExecutions is not a list of strings")
         status = row.get("RuntimeStatus")
         completed = row.get("CompletedTime")
         return Sentinel(
@@ -260,6 +266,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             completed_at=completed if isinstance(completed, datetime) else None,
             first_row=int(row.get("FirstRow") or 0),
             outbox=str(row.get("Outbox") or ""),
+            archived_executions=tuple(archived),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc

@@ -199,8 +199,12 @@ class HistoryStore:
         runtime_status: OrchestrationStatus,
         completed_at: datetime | None,
         outbox: str = "",
+        archived_executions: Sequence[str] | None = None,
     ) -> Sentinel:
         """Append ``new_events`` (or, with ``new_execution``, replace the history with them).
+
+        ``archived_executions`` (newest first) replaces the sentinel's list of archived
+        executions; None keeps it.
 
         Succeeds only if the sentinel still has ``expected.etag`` (None: no sentinel yet);
         otherwise raises ``ConcurrencyConflictError`` having changed nothing visible. Raises
@@ -227,6 +231,11 @@ class HistoryStore:
             runtime_status=runtime_status,
             completed_at=completed_at,
             outbox=outbox,
+            archived_executions=(
+                expected.archived_executions
+                if archived_executions is None
+                else tuple(archived_executions)
+            ),
         )
         sentinel_size = estimated_size(sentinel_columns(final)) + _OP_OVERHEAD
         batches = self._plan(columns, sentinel_size)
@@ -361,6 +370,11 @@ class HistoryStore:
             return str(results[-1]["etag"])
 
         return await self._retry.call(attempt)
+
+    async def sentinel(self, instance_id: str) -> Sentinel:
+        """The instance's sentinel alone (one point read; ``EMPTY_SENTINEL`` if none)."""
+        row = await self._get_sentinel(escape_key(instance_id))
+        return EMPTY_SENTINEL if row is None else parse_sentinel(row, instance_id)
 
     async def _get_sentinel(self, pk: str) -> Any:
         try:

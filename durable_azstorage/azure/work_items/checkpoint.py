@@ -2,6 +2,8 @@
 
 ``Checkpoint.commit`` runs the four steps of ``complete_orchestration``:
 
+0. archive the histories of the executions the episode ended by continue-as-new or replaced
+   by a restart, one blob each (``execution_archive``; idempotent: a re-run rewrites them);
 1. commit the new events to History with the sentinel's ETag (``HistoryStore.commit``). The
    sentinel's episode log (``episode_log``) records which message ids this episode consumed
    and where its events lie; its outbox (``outbox``) keeps the messages its events cannot
@@ -191,6 +193,7 @@ class Checkpoint:
                     entry = await make_entry(instance_id, [*derived, *kept], payloads)
                     outbox = outbox.with_entry(old.episode, entry)
         new_events = commit.new_events
+        archived, unkept = await self._archive(instance_id, sentinel, commit)
         underivable = _from_earlier_generations(commit, execution_id)
         if underivable:  # nothing stored implies them: the events of their generation are gone
             outbox = outbox.with_entry(
@@ -206,10 +209,24 @@ class Checkpoint:
             runtime_status=commit.state.runtime_status,
             completed_at=commit.state.completed_at,
             outbox=outbox.encode(),
+            archived_executions=archived,
         )
         if dropped:
             await payloads.discard(dropped)
+        if unkept:
+            await self._hub.resources.executions.discard(unkept)
         return committed
+
+    async def _archive(
+        self, instance_id: str, sentinel: Sentinel, commit: OrchestrationCommit
+    ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+        """Before step 1: the blobs of the executions this episode ended (``execution_archive``).
+        Returns the sentinel's new list (None: unchanged) and the blobs to drop after step 1."""
+        if not commit.ended_executions:
+            return None, ()
+        return await self._hub.resources.executions.store(
+            instance_id, sentinel.archived_executions, commit.ended_executions
+        )
 
     async def recover(
         self, instance_id: str, loaded: LoadedHistory, redelivered: list[ReceivedMessage]

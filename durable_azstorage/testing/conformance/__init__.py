@@ -23,7 +23,8 @@ class whose name starts with ``Test`` and give it one fixture, ``harness``, that
 The tests are ``async def``: run them with pytest-asyncio (``asyncio_mode = "auto"``).
 A backend with the ``checkpoint_hook`` seam (``backend.protocol.CheckpointHooks``) also
 subclasses ``CrashRecoveryConformance``: a crash between any two checkpoint steps loses
-nothing and applies nothing twice.
+nothing and applies nothing twice. A backend that keeps earlier executions' histories
+(``backend.protocol.ExecutionArchive``) also subclasses ``ExecutionArchiveConformance``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ pytest.register_assert_rewrite(
     "durable_azstorage.testing.conformance.activities",
     "durable_azstorage.testing.conformance.checkpoint",
     "durable_azstorage.testing.conformance.crash_recovery",
+    "durable_azstorage.testing.conformance.executions",
     "durable_azstorage.testing.conformance.harness",
     "durable_azstorage.testing.conformance.identifiers",
     "durable_azstorage.testing.conformance.instances",
@@ -47,6 +49,7 @@ pytest.register_assert_rewrite(
 from durable_azstorage.testing.conformance.activities import ActivityConformance  # noqa: E402
 from durable_azstorage.testing.conformance.checkpoint import CheckpointConformance  # noqa: E402
 from durable_azstorage.testing.conformance.crash_recovery import CrashRecoveryConformance  # noqa: E402
+from durable_azstorage.testing.conformance.executions import ExecutionArchiveConformance  # noqa: E402
 from durable_azstorage.testing.conformance.harness import BackendHarness  # noqa: E402
 from durable_azstorage.testing.conformance.identifiers import IdentifierConformance  # noqa: E402
 from durable_azstorage.testing.conformance.instances import InstanceConformance  # noqa: E402
@@ -73,6 +76,7 @@ __all__ = [
     "BackendHarness",
     "CheckpointConformance",
     "CrashRecoveryConformance",
+    "ExecutionArchiveConformance",
     "IdentifierConformance",
     "InstanceConformance",
     "OrchestrationItemConformance",

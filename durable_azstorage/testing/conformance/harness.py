@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from durable_azstorage.backend.protocol import ActivityWorkItem, Backend, OrchestrationWorkItem
+from durable_azstorage.model.archive import DEFAULT_ARCHIVED_EXECUTIONS
 
 
 @dataclass(kw_only=True)
@@ -38,6 +39,8 @@ class BackendHarness:
     empty_timeout: float
     now: Callable[[], datetime]
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    archived_executions: int = DEFAULT_ARCHIVED_EXECUTIONS
+    """Earlier executions the backend keeps per instance (``ExecutionArchiveConformance``)."""
 
     async def advance(self, by: timedelta | float) -> None:
         """Let ``by`` pass on the backend's clock."""
