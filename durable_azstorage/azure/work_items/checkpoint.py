@@ -56,6 +56,8 @@ from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentin
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.backend.protocol import OrchestrationCommit
+from durable_azstorage.model.archive import EndedExecution
+from durable_azstorage.model.entities import is_entity_id
 from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
 from durable_azstorage.model.messages import TaskMessage
@@ -118,7 +120,12 @@ class Checkpoint:
             self._sessions.discard(instance_id)  # re-cached below once every step is done
             try:
                 sentinel = await self._commit_history(
-                    instance_id, commit, loaded, new_execution=new_execution, messages=messages
+                    instance_id,
+                    commit,
+                    loaded,
+                    new_execution=new_execution,
+                    messages=messages,
+                    replaced=fresh and not is_entity_id(instance_id),
                 )
             except ConcurrencyConflictError:
                 log.info("orchestration %r: lost the commit race; nothing sent", instance_id)
@@ -155,8 +162,12 @@ class Checkpoint:
         *,
         new_execution: bool,
         messages: Sequence[ReceivedMessage],
+        replaced: bool = False,
     ) -> Sentinel:
-        """Step 1: the events, the episode log and the outbox in one guarded write."""
+        """Step 1: the events, the episode log and the outbox in one guarded write.
+
+        ``replaced``: a start replaces the stored execution (a restart; the work item had no
+        history), which is archived with the executions the episode ended."""
         sentinel = loaded.sentinel
         started = started_event(commit.new_events) if new_execution else None
         execution_id = (
@@ -193,7 +204,12 @@ class Checkpoint:
                     entry = await make_entry(instance_id, [*derived, *kept], payloads)
                     outbox = outbox.with_entry(old.episode, entry)
         new_events = commit.new_events
-        archived, unkept = await self._archive(instance_id, sentinel, commit)
+        ended = list(commit.ended_executions)
+        if replaced and loaded.events and sentinel.execution_id:
+            ended.insert(
+                0, EndedExecution(execution_id=sentinel.execution_id, events=loaded.events)
+            )
+        archived, unkept = await self._archive(instance_id, sentinel, ended)
         underivable = _from_earlier_generations(commit, execution_id)
         if underivable:  # nothing stored implies them: the events of their generation are gone
             outbox = outbox.with_entry(
@@ -218,14 +234,14 @@ class Checkpoint:
         return committed
 
     async def _archive(
-        self, instance_id: str, sentinel: Sentinel, commit: OrchestrationCommit
+        self, instance_id: str, sentinel: Sentinel, ended: Sequence[EndedExecution]
     ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
         """Before step 1: the blobs of the executions this episode ended (``execution_archive``).
         Returns the sentinel's new list (None: unchanged) and the blobs to drop after step 1."""
-        if not commit.ended_executions:
+        if not ended:
             return None, ()
         return await self._hub.resources.executions.store(
-            instance_id, sentinel.archived_executions, commit.ended_executions
+            instance_id, sentinel.archived_executions, ended
         )
 
     async def recover(

@@ -13,6 +13,7 @@ from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.model.errors import TaskFailedError
 from durable_azstorage.model.failure import qualified_type_name
 from durable_azstorage.model.history import (
+    ExecutionCompleted,
     ExecutionStarted,
     GenericEvent,
     OrchestrationInstance,
@@ -278,3 +279,64 @@ def test_a_completed_child_notifies_its_parent_execution() -> None:
     event = bad.orchestrator_messages[0].event
     assert isinstance(event, SubOrchestrationInstanceFailed)
     assert event.failure_details.error_type == "builtins.ZeroDivisionError"
+
+
+# --- executions an episode ends (archived by the backend before its commit) -----------------
+def test_each_generation_that_continued_is_handed_over_whole_oldest_first() -> None:
+    r = Registry()
+    r.add_orchestrator(counter)
+    history = [orch_started(), started("counter", 0), orch_completed()]
+    ep = run_episode(
+        r,
+        IID,
+        history,
+        [msg(raised("tick")), msg(raised("tick", "extra"))],
+        now=at(5),
+        converter=JsonDataConverter(),
+        new_execution_id=iter(["gen-1", "gen-2"]).__next__,
+    )
+    first, second = ep.ended_executions  # generations 0 and 1 (1 ran within this episode)
+    assert first.events[: len(history)] == tuple(history)
+    assert first.execution_id == "exec-1"
+    start = next(e for e in second.events if isinstance(e, ExecutionStarted))
+    assert (start.generation, start.input) == (1, "1")
+    assert second.execution_id == start.instance.execution_id == "gen-1"
+    for ended, new_input in ((first, "1"), (second, "2")):
+        end = [e for e in ended.events if isinstance(e, ExecutionCompleted)]
+        assert [(e.status, e.result) for e in end] == [
+            (OrchestrationStatus.CONTINUED_AS_NEW, new_input)
+        ]
+        assert type(ended.events[-1]).__name__ == "OrchestratorCompleted"
+
+
+def test_a_restart_hands_over_the_execution_it_replaces() -> None:
+    r = Registry()
+    r.add_orchestrator(forever)
+    done = [
+        orch_started(),
+        started("forever", 0),
+        ExecutionCompleted(status=OrchestrationStatus.COMPLETED, result="0"),
+        orch_completed(),
+    ]
+    ep = run_episode(
+        r,
+        IID,
+        done,
+        [msg(started("forever", 99, execution_id="exec-2"), execution_id="exec-2")],
+        now=at(5),
+        converter=JsonDataConverter(),
+    )
+    assert ep.ended_executions[0].execution_id == "exec-1"
+    assert ep.ended_executions[0].events == tuple(done)
+    # then the restarted execution continued as new, generation after generation
+    assert ep.ended_executions[1].execution_id == "exec-2"
+    assert len(ep.ended_executions) == 1 + MAX_GENERATIONS_PER_EPISODE
+
+
+def test_an_episode_that_ends_nothing_hands_over_nothing() -> None:
+    r = Registry()
+    r.add_orchestrator(counter)
+    ep = run_episode(
+        r, IID, [], [msg(started("counter", 0))], now=at(1), converter=JsonDataConverter()
+    )
+    assert ep.ended_executions == ()
