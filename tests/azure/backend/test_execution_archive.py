@@ -121,7 +121,9 @@ async def test_the_newest_earlier_executions_stay_readable_and_purge_removes_the
     await _run(client, "eternal", "loop")
     ids = await client.list_execution_ids("loop")
     assert len(ids) == KEPT + 1
-    for execution_id, generation in zip(ids, range(GENERATIONS - KEPT, GENERATIONS + 1)):
+    for execution_id, generation in zip(
+        ids, range(GENERATIONS - KEPT, GENERATIONS + 1), strict=True
+    ):
         history = await client.get_orchestration_history("loop", execution_id=execution_id)
         started = next(e for e in history if isinstance(e, ExecutionStarted))
         assert (started.instance.execution_id, started.generation) == (execution_id, generation)
