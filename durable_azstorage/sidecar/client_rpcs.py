@@ -34,6 +34,7 @@ from durabletask.internal import orchestrator_service_pb2 as pb
 from durable_azstorage.client.async_client import AsyncTaskHubClient
 from durable_azstorage.client.instance_ids import list_instance_ids
 from durable_azstorage.client.state import OrchestrationState
+from durable_azstorage.model.errors import InvalidOperationError
 from durable_azstorage.model.query import PurgeInstancesResult
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
@@ -219,9 +220,12 @@ class ClientRpcs:
         an earlier one that is kept), in chunks (at most 100 events or ~1 MiB each)."""
         _require_id(request.instanceId)
         execution_id = request.executionId.value if request.HasField("executionId") else ""
-        events = await self._client.get_orchestration_history(
-            request.instanceId, execution_id=execution_id or None
-        )
+        try:
+            events = await self._client.get_orchestration_history(
+                request.instanceId, execution_id=execution_id or None
+            )
+        except InvalidOperationError as exc:  # that execution is not kept
+            raise InvalidRequestError("executionId", str(exc)) from None
         return _chunks([history_event_to_pb(e) for e in events])
 
     # --- purge and task hub ------------------------------------------------------------------

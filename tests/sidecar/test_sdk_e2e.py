@@ -264,6 +264,15 @@ def test_events_before_start_carried_over_by_continue_as_new_and_a_worker_discon
         assert [json.loads(c or "") for c in carried] == [
             "c"
         ]  # carried over: unread by earlier generations
+        # the earlier generations' histories, through the SDK's history call by execution id
+        executions = our_client.list_execution_ids(collect)
+        assert len(executions) == 3 and executions[-1] == generations[0].instance.execution_id
+        inputs = []
+        for execution_id in executions:
+            earlier = sdk_client.get_orchestration_history(collect, execution_id=execution_id)
+            starts = [e for e in earlier if type(e).__name__ == "ExecutionStartedEvent"]
+            inputs.append(json.loads(starts[0].input or ""))
+        assert inputs == [[], ["a"], ["a", "b"]]
 
         assert STARTED.wait(TIMEOUT), "the blocking activity never started"
         stopper = threading.Thread(target=first.stop)  # blocks until the activity returns

@@ -340,7 +340,9 @@ def test_run_raise_and_history(
             )
         )
     assert _code(exc) is grpc.StatusCode.INVALID_ARGUMENT
-    assert _details(exc).startswith("executionId: 'old-execution' is not the current execution")
+    assert _details(exc).startswith(
+        f"executionId: execution 'old-execution' of orchestration {waiting!r} is not kept"
+    )
 
 
 def test_suspend_resume_and_terminate_recursive(

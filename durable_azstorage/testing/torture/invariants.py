@@ -18,7 +18,10 @@ From that it checks:
 * **outcome** — every instance ends with the status and output its program implies (a
   fault-free run produces exactly that: the interpreter is checked against it);
 * **activity-runs** — no activity task runs more often than the faults injected on it explain;
-* **history-view** — the backend's history equals the one rebuilt from the commits.
+* **history-view** — the backend's history equals the one rebuilt from the commits;
+* **archive** — every earlier execution the backend lists is readable and begins with the
+  history its commits made, and the execution the last committed continue-as-new (or
+  restart) replaced is among them (``model.archive``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 from durable_azstorage.backend.protocol import OrchestrationCommit, OrchestrationWorkItem
 from durable_azstorage.model.history import (
     EventRaised,
+    ExecutionStarted,
     ExecutionTerminated,
     HistoryEvent,
     SubOrchestrationInstanceCompleted,
@@ -234,6 +238,26 @@ class Invariants:
                 f"backend holds {len(theirs)} events, the commits made {len(mine)}",
             )
 
+    def check_archive(
+        self, instance_id: str, listed: list[str], read: dict[str, list[HistoryEvent] | None]
+    ) -> None:
+        """``listed``: the backend's execution ids (current last); ``read``: their histories."""
+        committed = {_execution_id(g): g for g in self.generations.get(instance_id, [])}
+        for execution_id in listed:
+            stored = read.get(execution_id)
+            if stored is None:
+                self.violate("archive", instance_id, f"execution {execution_id} listed, unreadable")
+                continue
+            mine = [encode_event(e) for e in committed.get(execution_id, [])]
+            if [encode_event(e) for e in stored[: len(mine)]] != mine:
+                self.violate(
+                    "archive", instance_id, f"execution {execution_id} differs from its commits"
+                )
+        gens = self.generations.get(instance_id, [])
+        replaced = _execution_id(gens[-2]) if len(gens) > 1 else None
+        if replaced is not None and replaced not in listed:
+            self.violate("archive", instance_id, f"replaced execution {replaced} is not kept")
+
     def check_activity_runs(
         self, executions: dict[tuple[str, str, int], int], explained: Counter[tuple[str, int]]
     ) -> None:
@@ -245,6 +269,11 @@ class Invariants:
                     instance_id,
                     f"{key} (task {task_id}) ran {runs} times, faults explain {allowed}",
                 )
+
+
+def _execution_id(events: list[HistoryEvent]) -> str | None:
+    started = next((e for e in events if isinstance(e, ExecutionStarted)), None)
+    return started.instance.execution_id if started is not None else None
 
 
 def _order_key(state: InstanceState) -> str:

@@ -22,6 +22,7 @@ from durable_azstorage.authoring.registry import Registry
 from durable_azstorage.backend.protocol import (
     ActivityWorkItem,
     CheckpointHooks,
+    ExecutionArchive,
     OrchestrationCommit,
     OrchestrationWorkItem,
 )
@@ -427,7 +428,16 @@ class World:
             self.inv.check_outbound(instance_id)
             if instance_id not in self.inv.purged:
                 self.inv.check_history(instance_id, await self.backend.get_history(instance_id))
+                await self._check_archive(instance_id)
         self.inv.check_activity_runs(self.ledger.executions, self.explained)
+
+    async def _check_archive(self, instance_id: str) -> None:
+        backend = self.backend
+        if not isinstance(backend, ExecutionArchive):
+            return
+        listed = await backend.list_executions(instance_id)
+        read = {e: await backend.get_execution_history(instance_id, e) for e in listed}
+        self.inv.check_archive(instance_id, listed, read)
 
     def _describe(self, item: OrchestrationWorkItem | ActivityWorkItem) -> str:
         if isinstance(item, ActivityWorkItem):
