@@ -157,15 +157,35 @@ def show(
 @app.command()
 def history(
     instance_id: str = INSTANCE_ID,
+    execution_id: str | None = typer.Option(
+        None,
+        "--execution-id",
+        help="Show this execution instead of the current one (an earlier one that is kept).",
+    ),
+    executions: bool = typer.Option(
+        False, "--executions", help="List the executions whose history is kept, oldest first."
+    ),
     as_json: bool = JSON_OPTION,
     connection_string: ConnectionStringOption = None,
     task_hub: TaskHubOption = None,
     partition_count: PartitionCountOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show the current execution's history events, oldest first (empty while Pending)."""
+    """Show the current execution's history events, oldest first (empty while Pending).
+
+    Earlier executions (continue-as-new, restart) are kept up to the hub's
+    archived_executions setting: --executions lists them, --execution-id shows one.
+    """
     with open_client(debug, connection_string, task_hub, partition_count) as client:
-        events = client.get_orchestration_history(instance_id)
+        if executions:
+            ids = client.list_execution_ids(instance_id)
+            if as_json:
+                print_json(ids)
+            else:
+                for shown in ids:
+                    typer.echo(shown)
+            return
+        events = client.get_orchestration_history(instance_id, execution_id=execution_id)
         if as_json:
             print_json([event_to_dict(e) for e in events])
         else:

@@ -277,6 +277,34 @@ def test_usage_errors_name_the_option(
     assert "task_hub" in one_line_error(bad_hub, 2)
 
 
+def test_history_of_earlier_executions(
+    cli_worker: subprocess.Popen[bytes], cli_env: dict[str, str], client: TaskHubClient
+) -> None:
+    client.schedule_new_orchestration("counted", input=0, instance_id="counted-1")
+    client.wait_for_orchestration_completion("counted-1", timeout=120).raise_if_failed()
+    ids = json.loads(
+        ok(run_cli("instances", "history", "counted-1", "--executions", "--json", env=cli_env))
+    )
+    assert len(ids) == 3  # generations 0 and 1 continued as new; 2 completed
+    assert (
+        ok(run_cli("instances", "history", "counted-1", "--executions", env=cli_env)).split() == ids
+    )
+    first = json.loads(
+        ok(
+            run_cli(
+                "instances", "history", "counted-1", "--execution-id", ids[0], "--json", env=cli_env
+            )
+        )
+    )
+    started = next(e for e in first if e["type"] == "ExecutionStarted")
+    ended = next(e for e in first if e["type"] == "ExecutionCompleted")
+    assert (started["input"], ended["status"], ended["result"]) == (0, "ContinuedAsNew", 1)
+    unknown = run_cli(
+        "instances", "history", "counted-1", "--execution-id", "not-kept", env=cli_env
+    )
+    assert "'not-kept' of orchestration 'counted-1' is not kept" in one_line_error(unknown, 1)
+
+
 def test_unknown_instances_exit_3_with_one_line(
     pending_instances: list[str], cli_env: dict[str, str], hub_name: str
 ) -> None:

@@ -36,13 +36,21 @@ def approval(ctx: OrchestrationContext, _: Any):  # type: ignore[no-untyped-def]
     return (yield ctx.wait_for_external_event("approve"))
 
 
+def counted(ctx: OrchestrationContext, n: int) -> int | None:
+    """Continues as new until 2 (for the histories of earlier executions)."""
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+        return None
+    return n
+
+
 def broken(ctx: OrchestrationContext, _: Any) -> None:
     raise ValueError("the ledger does not balance")
 
 
 def create_worker() -> TaskHubWorker:
     worker = TaskHubWorker(AzureStorageSettings.from_env())
-    for orchestrator in (hello, family, approval, broken):
+    for orchestrator in (hello, family, approval, broken, counted):
         worker.add_orchestrator(orchestrator)
     worker.add_activity(greet)
     return worker
