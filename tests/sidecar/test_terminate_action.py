@@ -92,6 +92,25 @@ class RawWorker:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def _serving(
+    backend: Backend, answers: dict[str, Answer]
+) -> AsyncIterator[tuple[AsyncTaskHubClient, RawWorker]]:
+    """A sidecar on ``backend`` with a raw worker answering ``answers``, and a client."""
+    server = SidecarServer(backend, port=0, ownership_wait=1.0)
+    await server.start()
+    channel = grpc.aio.insecure_channel(server.address)
+    client = AsyncTaskHubClient(backend=backend)
+    worker = RawWorker(pb_grpc.TaskHubSidecarServiceStub(channel), answers)
+    try:
+        yield client, worker
+    finally:
+        await worker.stop()
+        await channel.close()
+        await server.stop(grace=1.0)
+        await client.close()
+
+
 def _new_kinds(request: pb.OrchestratorRequest) -> list[str]:
     return [e.WhichOneof("eventType") for e in request.newEvents]
 
@@ -146,15 +165,8 @@ def _terminator(victim: str) -> Answer:
 async def test_an_orchestration_terminates_another_and_its_children_once(
     backend: Backend,
 ) -> None:
-    server = SidecarServer(backend, port=0, ownership_wait=1.0)
-    await server.start()
-    channel = grpc.aio.insecure_channel(server.address)
-    client = AsyncTaskHubClient(backend=backend)
-    worker = RawWorker(
-        pb_grpc.TaskHubSidecarServiceStub(channel),
-        {"victim": _victim, "waiter": _waiter, "terminator": _terminator("v1")},
-    )
-    try:
+    answers = {"victim": _victim, "waiter": _waiter, "terminator": _terminator("v1")}
+    async with _serving(backend, answers) as (client, worker):
         await client.schedule_new_orchestration("victim", instance_id="v1")
 
         async def child_status() -> OrchestrationStatus | None:
@@ -197,30 +209,15 @@ async def test_an_orchestration_terminates_another_and_its_children_once(
             if isinstance(e, ExecutionTerminated)
         ]
         assert len(terminated) == 1 and terminated[0].recurse
-    finally:
-        await worker.stop()
-        await channel.close()
-        await server.stop(grace=1.0)
-        await client.close()
 
 
 async def test_terminating_an_entity_fails_the_sender_naming_the_target(backend: Backend) -> None:
-    server = SidecarServer(backend, port=0, ownership_wait=1.0)
-    await server.start()
-    channel = grpc.aio.insecure_channel(server.address)
-    client = AsyncTaskHubClient(backend=backend)
-    worker = RawWorker(
-        pb_grpc.TaskHubSidecarServiceStub(channel),
-        {"bad": lambda _: [_terminate(1, "@counter@a", '"x"', recurse=False)]},
-    )
-    try:
+    answers: dict[str, Answer] = {
+        "bad": lambda _: [_terminate(1, "@counter@a", '"x"', recurse=False)]
+    }
+    async with _serving(backend, answers) as (client, _):
         await client.schedule_new_orchestration("bad", instance_id="b1")
         state = await client.wait_for_orchestration_completion("b1", timeout=WAIT)
         assert state.runtime_status is OrchestrationStatus.FAILED
         assert state.failure_details is not None
         assert "'@counter@a' is an entity" in state.failure_details.message
-    finally:
-        await worker.stop()
-        await channel.close()
-        await server.stop(grace=1.0)
-        await client.close()

@@ -3,7 +3,7 @@ the test driver."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.outbound import WAKE_UP, child_execution_id
 from durable_azstorage.model.status import OrchestrationStatus
-from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, run_episode
+from durable_azstorage.replay.episode import MAX_GENERATIONS_PER_EPISODE, Episode, run_episode
 from durable_azstorage.serialization.converter import JsonDataConverter
 
 from ..builders import (
@@ -51,19 +51,26 @@ def counter(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, Any]:
     return n
 
 
-def test_continue_as_new_replaces_the_history_and_runs_the_next_generation_now() -> None:
+COUNTER_STARTED = [orch_started(), started("counter", 0), orch_completed()]
+
+
+def _two_ticks(new_execution_id: Callable[[], str]) -> Episode:
+    """``counter``'s generation 0 gets two ticks: it continues twice in one episode."""
     r = Registry()
     r.add_orchestrator(counter)
-    history = [orch_started(), started("counter", 0), orch_completed()]
-    ep = run_episode(
+    return run_episode(
         r,
         IID,
-        history,
+        COUNTER_STARTED,
         [msg(raised("tick")), msg(raised("tick", "extra"))],
         now=at(5),
         converter=JsonDataConverter(),
-        new_execution_id=lambda: "gen-2",
+        new_execution_id=new_execution_id,
     )
+
+
+def test_continue_as_new_replaces_the_history_and_runs_the_next_generation_now() -> None:
+    ep = _two_ticks(lambda: "gen-2")
     assert ep.new_execution
     # generation 1 started with the carried-over "extra" tick, consumed it at once and
     # continued again: generation 2 is what gets persisted, waiting for a tick
@@ -283,20 +290,9 @@ def test_a_completed_child_notifies_its_parent_execution() -> None:
 
 # --- executions an episode ends (archived by the backend before its commit) -----------------
 def test_each_generation_that_continued_is_handed_over_whole_oldest_first() -> None:
-    r = Registry()
-    r.add_orchestrator(counter)
-    history = [orch_started(), started("counter", 0), orch_completed()]
-    ep = run_episode(
-        r,
-        IID,
-        history,
-        [msg(raised("tick")), msg(raised("tick", "extra"))],
-        now=at(5),
-        converter=JsonDataConverter(),
-        new_execution_id=iter(["gen-1", "gen-2"]).__next__,
-    )
+    ep = _two_ticks(iter(["gen-1", "gen-2"]).__next__)
     first, second = ep.ended_executions  # generations 0 and 1 (1 ran within this episode)
-    assert first.events[: len(history)] == tuple(history)
+    assert first.events[: len(COUNTER_STARTED)] == tuple(COUNTER_STARTED)
     assert first.execution_id == "exec-1"
     start = next(e for e in second.events if isinstance(e, ExecutionStarted))
     assert (start.generation, start.input) == (1, "1")
