@@ -19,7 +19,7 @@ from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.storage.metrics import RequestCounter
 from durable_azstorage.azure.storage.payloads import PayloadStore
-from durable_azstorage.azure.tracking.execution_archive import ExecutionArchive
+from durable_azstorage.azure.tracking.execution_archive import ExecutionBlobs
 from durable_azstorage.azure.tracking.history_store import HistoryStore
 from durable_azstorage.azure.tracking.instance_store import InstanceStore
 
@@ -36,7 +36,7 @@ class HubResources:
         self.clients = clients
         self.payloads = PayloadStore(blobs, retry=retry)
         self.history = HistoryStore(clients.table(names.history_table), self.payloads, retry=retry)
-        self.executions = ExecutionArchive(self.payloads, limit=settings.archived_executions)
+        self.archive = ExecutionBlobs(self.payloads, limit=settings.archived_executions)
         self.instances = InstanceStore(
             clients.table(names.instances_table), self.payloads, retry=retry
         )

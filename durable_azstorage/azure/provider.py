@@ -406,7 +406,7 @@ class AzureStorageBackend:
             loaded = await hub.history.load(instance_id, execution_id=execution_id)
             if loaded.events:
                 return list(loaded.events)
-        return await hub.executions.read(instance_id, execution_id)
+        return await hub.archive.read(instance_id, execution_id)
 
     async def list_executions(self, instance_id: str) -> list[str]:
         """From the sentinel alone (one point read): the archived ones, then the stored one."""

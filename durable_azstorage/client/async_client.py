@@ -282,13 +282,13 @@ class AsyncTaskHubClient:
 
     async def list_execution_ids(self, instance_id: str) -> list[str]:
         """Ids of the executions whose history is kept, oldest first, the current one last
-        (``OrchestrationNotFoundError`` for an unknown instance)."""
-        state = await self._require(instance_id)
+        (none yet while Pending; ``OrchestrationNotFoundError`` for an unknown instance)."""
+        await self._require(instance_id)
         if isinstance(self._backend, ExecutionArchive):
-            kept = await self._backend.list_executions(instance_id)
-            if kept:
-                return kept
-        return [state.execution_id] if state.execution_id else []
+            return await self._backend.list_executions(instance_id)
+        history = await self._backend.get_history(instance_id)
+        started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
+        return [started.instance.execution_id] if started and started.instance.execution_id else []
 
     async def _execution_history(self, instance_id: str, execution_id: str) -> list[HistoryEvent]:
         state = await self._require(instance_id)

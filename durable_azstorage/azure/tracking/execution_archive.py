@@ -34,7 +34,7 @@ def execution_blob_name(instance_id: str, execution_id: str) -> str:
     return f"{instance_prefix(instance_id)}executions/{escape_key(execution_id)}.json.gz"
 
 
-class ExecutionArchive:
+class ExecutionBlobs:
     """Writes, reads and drops the archive blobs of one task hub's instances."""
 
     def __init__(self, payloads: PayloadStore, *, limit: int) -> None:

@@ -230,7 +230,7 @@ class Checkpoint:
         if dropped:
             await payloads.discard(dropped)
         if unkept:
-            await self._hub.resources.executions.discard(unkept)
+            await self._hub.resources.archive.discard(unkept)
         return committed
 
     async def _archive(
@@ -240,7 +240,7 @@ class Checkpoint:
         Returns the sentinel's new list (None: unchanged) and the blobs to drop after step 1."""
         if not ended:
             return None, ()
-        return await self._hub.resources.executions.store(
+        return await self._hub.resources.archive.store(
             instance_id, sentinel.archived_executions, ended
         )
 
