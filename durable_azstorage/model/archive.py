@@ -38,7 +38,9 @@ def retained(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The archive after ``ended`` (oldest first) joins ``kept`` (newest first), and what drops.
 
-    Returns (the newest ``limit`` ids, newest first; the ids that fall out of it).
+    Returns (the newest ``limit`` ids, newest first; the ids of ``kept`` that fall out of
+    it). Ended executions beyond the limit are simply never stored, so they need no delete.
     """
     newest_first = list(dict.fromkeys([*reversed(ended), *kept]))
-    return tuple(newest_first[:limit]), tuple(newest_first[limit:])
+    now_kept = tuple(newest_first[:limit])
+    return now_kept, tuple(e for e in kept if e not in now_kept)

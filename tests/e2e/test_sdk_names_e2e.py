@@ -263,6 +263,21 @@ def test_histories_of_earlier_executions_by_id(
     assert client.get_orchestration_history("loop", execution_id=ids[-1]) == history
 
 
+def test_no_earlier_executions_are_kept_when_archiving_is_off() -> None:
+    backend = InMemoryBackend(archived_executions=0)
+    worker = TaskHubWorker(backend=backend)
+    worker.add_orchestrator(again)
+    worker.start()
+    try:
+        client = TaskHubClient(backend=backend)
+        client.schedule_new_orchestration(again, instance_id="off", input=0)
+        client.wait_for_orchestration_completion("off", timeout=TIMEOUT)
+        current = _execution_of(client.get_orchestration_history("off"))
+        assert client.list_execution_ids("off") == [current]
+    finally:
+        worker.stop()
+
+
 def _execution_of(history: list[Any]) -> str | None:
     return next(e.instance.execution_id for e in history if isinstance(e, ExecutionStarted))
 
