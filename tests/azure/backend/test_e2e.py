@@ -30,11 +30,14 @@ from durable_azstorage import (
 )
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
-from durable_azstorage.azure.storage.metrics import RequestCounter
+from durable_azstorage.azure.storage.metrics import RequestCounter, RequestCounts
+from durable_azstorage.model.errors import InvalidOperationError
+from durable_azstorage.model.history import ExecutionCompleted, ExecutionStarted
 from durable_azstorage.testing.eventually import eventually_async
 
 pytestmark = pytest.mark.azurite
 TIMEOUT = 60
+KEPT = 2  # earlier executions kept per instance: fewer than counter_loop's continue-as-news
 
 
 def hello(ctx: ActivityContext, name: str) -> str:
@@ -107,7 +110,10 @@ def counter() -> RequestCounter:
 @pytest.fixture
 def e2e_settings(azure_settings: AzureStorageSettings) -> AzureStorageSettings:
     return dataclasses.replace(
-        azure_settings, partition_count=2, max_poll_interval=timedelta(seconds=1)
+        azure_settings,
+        partition_count=2,
+        max_poll_interval=timedelta(seconds=1),
+        archived_executions=KEPT,
     )
 
 
@@ -391,3 +397,56 @@ async def test_retries_are_durable_timers_then_succeed_or_give_up(
         "builtins.ConnectionError",
         "call 2 for b failed",
     ]
+
+
+# --- histories of earlier executions ----------------------------------------------------------
+def _blob_writes(used: RequestCounts) -> tuple[int, int]:
+    return used.counts.get(("blob", "PutBlob"), 0), used.counts.get(("blob", "DeleteBlob"), 0)
+
+
+async def test_archiving_costs_a_write_per_continue_as_new_and_nothing_otherwise(
+    client: AsyncTaskHubClient, counter: RequestCounter
+) -> None:
+    before = counter.snapshot()
+    await run(client, "sequence")
+    assert _blob_writes(counter.snapshot() - before) == (0, 0)
+
+    before = counter.snapshot()
+    assert await run(client, "counter_loop", 0) == 3
+    # one blob per continue-as-new (3), one delete for each beyond the KEPT newest
+    assert _blob_writes(counter.snapshot() - before) == (3, 3 - KEPT)
+
+
+async def test_the_newest_earlier_executions_stay_readable_and_purge_removes_them(
+    client: AsyncTaskHubClient,
+) -> None:
+    await run(client, "counter_loop", 0, instance_id="loop")
+    ids = await client.list_execution_ids("loop")
+    assert len(ids) == KEPT + 1
+    for execution_id, generation in zip(ids, range(3 - KEPT, 4), strict=True):
+        history = await client.get_orchestration_history("loop", execution_id=execution_id)
+        started = next(e for e in history if isinstance(e, ExecutionStarted))
+        assert (started.instance.execution_id, started.generation) == (execution_id, generation)
+        (end,) = [e for e in history if isinstance(e, ExecutionCompleted)]
+        assert end.status is (
+            OrchestrationStatus.COMPLETED
+            if generation == 3
+            else OrchestrationStatus.CONTINUED_AS_NEW
+        )
+    assert await client.get_orchestration_history("loop", execution_id=ids[-1]) == (
+        await client.get_orchestration_history("loop")
+    )
+    with pytest.raises(InvalidOperationError, match="is not kept"):
+        await client.get_orchestration_history("loop", execution_id="dropped-long-ago")
+
+    # a restart replaces the last execution: the episode that starts anew archives it
+    await client.restart_orchestration("loop")
+    await client.wait_for_orchestration_completion("loop", timeout=TIMEOUT)
+    after = await client.list_execution_ids("loop")
+    assert after[-1] not in ids and after[-2] == ids[-1] and len(after) == KEPT + 1
+
+    await client.purge_orchestration("loop")
+    backend = client.backend
+    assert isinstance(backend, AzureStorageBackend)
+    assert await backend.list_executions("loop") == []
+    assert await backend.get_execution_history("loop", ids[-1]) is None
