@@ -25,7 +25,7 @@ from durable_azstorage.azure.storage.naming import (
     validate_partition_count,
     validate_task_hub_name,
 )
-from durable_azstorage.model.archive import DEFAULT_ARCHIVED_EXECUTIONS
+from durable_azstorage.model.archive import DEFAULT_ARCHIVED_EXECUTIONS, MAX_ARCHIVED_EXECUTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from durable_azstorage.backend.protocol import Backend
@@ -156,7 +156,7 @@ class AzureStorageSettings:
         for flag in ("extended_sessions", "shared_partitions"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag}: must be a bool")
-        _int_in_range("archived_executions", self.archived_executions, 0, 1000)
+        _int_in_range("archived_executions", self.archived_executions, 0, MAX_ARCHIVED_EXECUTIONS)
         _int_in_range("control_queue_batch_size", self.control_queue_batch_size, 1, 32)
         for name in ("control_queue_visibility_timeout", "work_item_visibility_timeout"):
             _positive_duration(name, getattr(self, name), maximum=MAX_QUEUE_VISIBILITY)

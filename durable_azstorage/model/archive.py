@@ -18,6 +18,10 @@ from durable_azstorage.model.history import HistoryEvent
 DEFAULT_ARCHIVED_EXECUTIONS = 10
 """Earlier executions kept per instance unless configured otherwise."""
 
+MAX_ARCHIVED_EXECUTIONS = 500
+"""At most this many: Azure lists the kept ids in one sentinel column (a table property holds
+32,768 UTF-16 characters; 500 ids of 32 hex digits take about 17,500)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndedExecution:
@@ -28,8 +32,12 @@ class EndedExecution:
 
 
 def validate_archive_limit(limit: object, *, what: str = "archived_executions") -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"{what} must be an integer >= 0 (0 keeps none), got {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValueError(f"{what} must be an integer, got {limit!r}")
+    if not 0 <= limit <= MAX_ARCHIVED_EXECUTIONS:
+        raise ValueError(
+            f"{what} must be between 0 (keep none) and {MAX_ARCHIVED_EXECUTIONS}, got {limit}"
+        )
     return limit
 
 

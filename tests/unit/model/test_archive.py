@@ -19,7 +19,7 @@ def test_the_newest_are_kept_and_only_stored_ones_are_deleted() -> None:
     assert retained(("c", "b"), ["c"], 2) == (("c", "b"), ())
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+@pytest.mark.parametrize("bad", [-1, 501, 1.5, True, "3"])
 def test_the_setting_is_a_non_negative_integer_on_both_backends(bad: object) -> None:
     with pytest.raises(ValueError, match="archived_executions"):
         InMemoryBackend(archived_executions=bad)  # type: ignore[arg-type]
