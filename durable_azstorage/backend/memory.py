@@ -287,6 +287,7 @@ class InMemoryBackend:
         self, item: OrchestrationWorkItem, commit: OrchestrationCommit
     ) -> None:
         if commit.ended_executions:  # archived before step 1: a re-run archives them again
+            validated(commit, item.instance_id)  # a commit that cannot be stored writes nothing
             with self._mutex:
                 self._archive.archive(item.instance_id, commit.ended_executions)
         episode, consumed = self._commit_history(item, commit)  # 1. history

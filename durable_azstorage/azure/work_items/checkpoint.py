@@ -52,6 +52,7 @@ from durable_azstorage.azure.tracking.history_derivation import (
     state_from_history,
     visible_fields,
 )
+from durable_azstorage.azure.tracking.history_rows import event_columns
 from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
@@ -209,7 +210,7 @@ class Checkpoint:
             ended.insert(
                 0, EndedExecution(execution_id=sentinel.execution_id, events=loaded.events)
             )
-        archived, unkept = await self._archive(instance_id, sentinel, ended)
+        archived, unkept = await self._archive(instance_id, sentinel, ended, new_events)
         underivable = _from_earlier_generations(commit, execution_id)
         if underivable:  # nothing stored implies them: the events of their generation are gone
             outbox = outbox.with_entry(
@@ -234,12 +235,19 @@ class Checkpoint:
         return committed
 
     async def _archive(
-        self, instance_id: str, sentinel: Sentinel, ended: Sequence[EndedExecution]
+        self,
+        instance_id: str,
+        sentinel: Sentinel,
+        ended: Sequence[EndedExecution],
+        new_events: Sequence[HistoryEvent],
     ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
         """Before step 1: the blobs of the executions this episode ended (``execution_archive``).
-        Returns the sentinel's new list (None: unchanged) and the blobs to drop after step 1."""
+        Returns the sentinel's new list (None: unchanged) and the blobs to drop after step 1.
+        The commit's own events are validated first: one that cannot be stored writes nothing."""
         if not ended:
             return None, ()
+        for event in new_events:
+            event_columns(event)  # raises ValueError, as step 1 would, before any write
         return await self._hub.resources.archive.store(
             instance_id, sentinel.archived_executions, ended
         )

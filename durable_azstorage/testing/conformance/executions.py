@@ -166,6 +166,28 @@ class ExecutionArchiveConformance:
         )
         assert await archive.list_executions("crashy") == [ended.execution_id, current]
 
+    async def test_a_commit_that_cannot_be_stored_archives_nothing(
+        self, harness: BackendHarness
+    ) -> None:
+        archive = _archive(harness)
+        await self._first_episode(harness, "unstorable")
+        await harness.backend.send_message(event_message("unstorable"))
+        item = await harness.lock_orchestration()
+        current = execution_id_of(item)
+        # a generation that ran within the failing episode: archived only if the commit is
+        ended = _ended("generation-within", "never")
+        commit, _ = _continue_as_new(harness, item, (ended,))
+        bad = dataclasses.replace(
+            commit,
+            new_events=(*commit.new_events, h.EventRaised(name=object())),  # type: ignore[arg-type]
+        )
+
+        with pytest.raises((ValueError, TypeError)):
+            await harness.backend.complete_orchestration(item, bad)
+
+        assert await archive.get_execution_history("unstorable", ended.execution_id) is None
+        assert await archive.list_executions("unstorable") == [current]
+
     async def test_purge_deletes_the_archive(self, harness: BackendHarness) -> None:
         archive = _archive(harness)
         await self._first_episode(harness, "gone")
