@@ -147,6 +147,7 @@ class World:
         """``worker``'s process died (it already dropped what it held)."""
         worker.restart()
         if await self.storage.crash():  # the backend object died with it: everyone restarts
+            self._explain_lost_buffer()
             for other in self.workers:
                 other.restart()
                 other.faulty.inner = self.storage.workers
@@ -247,6 +248,20 @@ class World:
             what += f" -> storage error {'after' if after else 'before'} complete"
         self._trace(what)
         await self._process(worker, item)
+
+    def _explain_lost_buffer(self) -> None:
+        """The backend object died with its process (Azure): the results it held in its
+        message buffer, carried by their still-hidden requests, died with it, so every task
+        that ran and whose result no committed episode applied yet may run again."""
+        for instance_id, key, task_id in list(self.ledger.executions):
+            generations = self.inv.generations.get(instance_id)
+            events = generations[-1] if generations else []
+            applied = any(
+                isinstance(e, (TaskCompleted, TaskFailed)) and e.task_scheduled_id == task_id
+                for e in events
+            )
+            if not applied:
+                self.explained[(key, task_id)] += 1
 
     def _explain_carried_results(self, item: OrchestrationWorkItem) -> None:
         """A result handed over in process is carried by its request: when the episode holding
