@@ -45,7 +45,7 @@ from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
+from durable_azstorage.azure.messaging.wakeup import WATCH_FASTEST, WakeupWatcher
 from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.partitioning.queue_sampling import sample_hub
@@ -71,6 +71,7 @@ from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.polling import IdleBackoff
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.scale import HubSample
 from durable_azstorage.model.stale import StaleInstance
@@ -256,10 +257,16 @@ class AzureStorageBackend:
             await self.partition_manager.start()
         wakeup = self.hub.resources.wakeup
         if wakeup is not None and self.settings.wakeup_interval is not None:
+            backoff = IdleBackoff(
+                fastest=WATCH_FASTEST,
+                slowest=max(WATCH_FASTEST, self.settings.wakeup_interval.total_seconds()),
+                ratio=self.settings.wakeup_backoff_ratio,
+            )
             self._wakeup_watcher = WakeupWatcher(
                 wakeup,
-                interval=self.settings.wakeup_interval.total_seconds(),
+                backoff=backoff,
                 slowest_poll=self._slowest_poll,
+                idle_for=self._idle_for,
                 on_wake=self._wake_all,
             )
             self._wakeup_watcher.start()
@@ -275,6 +282,13 @@ class AzureStorageBackend:
     def _slowest_poll(self) -> float:
         activity = self._activities.receiver.poll_interval if self._activities is not None else 0.0
         return max(activity, self._receivers.slowest_poll())
+
+    def _idle_for(self) -> float:
+        """Seconds since a receiver of this worker last found work."""
+        idle = self._receivers.idle_for()
+        if self._activities is not None:
+            idle = min(idle, self._activities.receiver.backoff.idle_for())
+        return idle
 
     def _wake_all(self) -> None:
         self._receivers.wake_all()
