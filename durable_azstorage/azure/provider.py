@@ -67,7 +67,7 @@ from durable_azstorage.backend.protocol import (
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
-from durable_azstorage.model.errors import LockLostError
+from durable_azstorage.model.errors import LockLostError, OrchestrationAlreadyExistsError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
@@ -370,15 +370,18 @@ class AzureStorageBackend:
         validate_instance_id(start.instance.instance_id)
         instances = (await self.hub.open()).instances
         state = pending_state(start, datetime.now(timezone.utc))
-        existing = await instances.get(state.instance_id, fetch_payloads=False)
-        replace_etag: str | None = None
-        if existing is not None:
-            if not may_replace(existing[0], reuse_policy):
-                return False
-            replace_etag = existing[1]
         # The row first: a start message for an instance with history is accepted only when
-        # the row names its execution (otherwise it is a duplicate).
-        await instances.insert_pending(state, replace_etag=replace_etag)
+        # the row names its execution (otherwise it is a duplicate). Inserted optimistically:
+        # a new id (nearly every start) needs no read; an existing row is read on conflict.
+        try:
+            await instances.insert_pending(state, replace_etag=None)
+        except OrchestrationAlreadyExistsError:
+            existing = await instances.get(state.instance_id, fetch_payloads=False)
+            if existing is not None and not may_replace(existing[0], reuse_policy):
+                return False
+            await instances.insert_pending(
+                state, replace_etag=existing[1] if existing is not None else None
+            )
         await self._send_from_client(start)
         return True
 
