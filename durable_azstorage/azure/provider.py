@@ -267,7 +267,7 @@ class AzureStorageBackend:
                 backoff=backoff,
                 slowest_poll=self._slowest_poll,
                 idle_for=self._idle_for,
-                on_wake=self._wake_all,
+                on_wake=self._receivers.wake_all,  # clients send to control queues only
             )
             self._wakeup_watcher.start()
 
@@ -280,8 +280,10 @@ class AzureStorageBackend:
         return sent, woken
 
     def _slowest_poll(self) -> float:
-        activity = self._activities.receiver.poll_interval if self._activities is not None else 0.0
-        return max(activity, self._receivers.slowest_poll())
+        """The control-queue receivers' longest idle back-off: the wake-up signal is only
+        touched for messages to control queues (clients send nothing else), so the watch
+        reads it only while one of them polls slower than the watch would."""
+        return self._receivers.slowest_poll()
 
     def _idle_for(self) -> float:
         """Seconds since a receiver of this worker last found work."""
@@ -289,11 +291,6 @@ class AzureStorageBackend:
         if self._activities is not None:
             idle = min(idle, self._activities.receiver.backoff.idle_for())
         return idle
-
-    def _wake_all(self) -> None:
-        self._receivers.wake_all()
-        if self._activities is not None:
-            self._activities.receiver.wake()
 
     async def stop(self) -> None:
         """Release the partitions (graceful hand-over), then stop receiving and close."""

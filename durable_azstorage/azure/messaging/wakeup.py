@@ -1,22 +1,22 @@
-"""Cross-process wake-up: work sent by another process reaches an idle worker in a fraction of
-its quiet time instead of a full ``max_poll_interval``.
+"""Cross-process wake-up: work sent by another process reaches an idle worker in a fraction of its
+quiet time instead of a full ``max_poll_interval``.
 
-An idle worker backs off its queue polling so that idle cost stays low, which is exactly
-what makes the first start after a quiet period slow when the client is another process (the
-.NET provider's users wait up to its 30 s back-off). Polling every owned queue faster costs
-one request per queue per poll; instead each worker watches *one* small blob
-(``$wakeup`` in the hub's large-message container): a client touches it after it enqueued
-(one PutBlob; at most one per ``TOUCH_EVERY`` seconds, and a send inside that window is
-covered by one trailing touch at its end, so no send goes unsignalled), and a worker whose
-receivers all poll slower than the watch reads its ETag on an ``IdleBackoff``: every
-``WATCH_FASTEST`` seconds right after work, then ``wakeup_backoff_ratio`` times the time since
-the worker last saw work, up to ``wakeup_interval``. So a start that follows other work
-closely is seen within tens of milliseconds, one after a long quiet period within
-``wakeup_interval``, and a quiet period costs a few dozen reads before the watch settles at
-one read per ``wakeup_interval``. A change wakes every receiver for one poll (which restarts
-its own back-off only if it finds work). The signal is only a hint: a missed or spurious
-wake-up costs latency or one round of polls, never correctness, so its errors are logged,
-not raised. ``sleep_or_wake`` is the in-process half every receiver's idle wait uses.
+An idle worker backs off its queue polling so that idle cost stays low, which is exactly what
+makes the first start after a quiet period slow when the client is another process (the .NET
+provider's users wait up to its 30 s back-off). Polling every owned queue faster costs one
+request per queue per poll; instead each worker watches *one* small blob (``$wakeup`` in the
+hub's large-message container): a client touches it after it enqueued (one PutBlob; at most one
+per ``TOUCH_EVERY`` seconds, and a send inside that window is covered by one trailing touch at
+its end, so no send goes unsignalled), and a worker one of whose control-queue receivers polls
+slower than the watch reads its ETag on an ``IdleBackoff``: every ``WATCH_FASTEST`` seconds
+right after work, then ``wakeup_backoff_ratio`` times the time since the worker last saw work,
+up to ``wakeup_interval``. So a start that follows other work closely is seen within tens of
+milliseconds, one after a long quiet period within ``wakeup_interval``, and a quiet period costs
+a few dozen reads before the watch settles at one read per ``wakeup_interval``. A change wakes
+every control-queue receiver (clients send nothing else) for one poll, which restarts its own
+back-off only if it finds work. The signal is only a hint: a missed or spurious wake-up costs
+latency or one round of polls, never correctness, so its errors are logged, not raised.
+``sleep_or_wake`` is the in-process half every receiver's idle wait uses.
 """
 
 from __future__ import annotations
