@@ -266,7 +266,10 @@ class AzureStorageBackend:
                 wakeup,
                 backoff=backoff,
                 slowest_poll=self._slowest_poll,
-                idle_for=self._idle_for,
+                # Idle since the last control-queue message, not the last activity: a long
+                # run of activities (results handed over in process, control queues quiet)
+                # would keep the watch at its fastest, 20 reads a second.
+                idle_for=self._receivers.idle_for,
                 on_wake=self._receivers.wake_all,  # clients send to control queues only
             )
             self._wakeup_watcher.start()
@@ -284,13 +287,6 @@ class AzureStorageBackend:
         touched for messages to control queues (clients send nothing else), so the watch
         reads it only while one of them polls slower than the watch would."""
         return self._receivers.slowest_poll()
-
-    def _idle_for(self) -> float:
-        """Seconds since a receiver of this worker last found work."""
-        idle = self._receivers.idle_for()
-        if self._activities is not None:
-            idle = min(idle, self._activities.receiver.backoff.idle_for())
-        return idle
 
     async def stop(self) -> None:
         """Release the partitions (graceful hand-over), then stop receiving and close."""

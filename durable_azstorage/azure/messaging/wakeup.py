@@ -129,9 +129,10 @@ class WakeupSignal:
 
 
 class WakeupWatcher:
-    """Reads the signal while the worker's receivers poll slower than the watch would, and
-    calls ``on_wake`` when it changes. ``idle_for`` is the seconds since the worker last saw
-    work (its receivers'); the watch backs off from the later of that and the last change."""
+    """Reads the signal while the worker's control-queue receivers poll slower than the watch
+    would (``slowest_poll``), and calls ``on_wake`` when it changes. ``idle_for`` is the
+    seconds since they last received a message; the watch backs off from the later of that
+    and the signal's last change."""
 
     def __init__(
         self,
