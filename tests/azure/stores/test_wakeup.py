@@ -103,3 +103,37 @@ async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
         await watcher.stop()
     assert watcher.checks == 0
     assert (stores.clients.counter.snapshot() - before).by_service().get("blob", 0) == 0
+
+
+class Ticks:
+    """The watch's back-off clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_watch_backs_off_from_the_later_of_the_last_message_and_the_last_change(
+    stores: Stores,
+) -> None:
+    clock = Ticks()
+    receivers_idle = [10.0]  # seconds since a control-queue receiver last received a message
+    watcher = WakeupWatcher(
+        _signal(stores),
+        backoff=IdleBackoff(fastest=0.05, slowest=2.0, ratio=0.08, clock=clock),
+        slowest_poll=lambda: 10.0,
+        idle_for=lambda: receivers_idle[0],
+        on_wake=lambda: None,
+    )
+    clock.now = 30.0  # the signal last changed 30 s ago (when the watch was made)
+    assert watcher.interval == 0.8  # 8 % of the 10 s since the last message
+
+    receivers_idle[0] = 60.0
+    assert watcher.interval == 2.0  # capped at wakeup_interval
+
+    watcher.backoff.active()  # the signal changed just now
+    assert watcher.interval == 0.05
+    clock.now += 5
+    assert watcher.interval == 0.4
