@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 from rich.progress import Progress
 
 from durable_azstorage.azure.messaging.wakeup import WATCH_FASTEST, queue_backoff
+from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.bench.environment import (
     StorageTarget,
     machine_info,
     settings_info,
 )
 from durable_azstorage.bench.report import Report, fmt_ratio, fmt_seconds
-from durable_azstorage.bench.runtime import elapsed, in_process, percentile
+from durable_azstorage.bench.runtime import by_operation_name, elapsed, in_process, percentile
 from durable_azstorage.bench.workload import bench_single
 from durable_azstorage.model.polling import IdleBackoff
 from durable_azstorage.model.status import OrchestrationStatus
@@ -54,10 +56,10 @@ async def _samples(
     shared: bool,
     idle: float,
     repeat: int,
-    idle_polls: list[float],
+    idle_requests: list[RequestCounts],
 ) -> tuple[list[float], list[float]]:
     """Latency samples, stored and as the client saw them; appends the worker's storage
-    requests per second while idle to ``idle_polls``."""
+    requests during each idle period to ``idle_requests``."""
     settings = target.hub("lat")
     label = "client in the worker's process" if shared else "separate client"
     samples: list[float] = []
@@ -67,8 +69,7 @@ async def _samples(
         for i in range(repeat):
             before = rt.worker_backend.request_counter.snapshot()
             await asyncio.sleep(idle)
-            polled = rt.worker_backend.request_counter.snapshot() - before
-            idle_polls.append(polled.total / max(idle, 1e-3))
+            idle_requests.append(rt.worker_backend.request_counter.snapshot() - before)
             started = time.perf_counter()
             instance_id = await rt.client.schedule_new_orchestration(bench_single, input=i)
             state = await rt.client.wait_for_orchestration_completion(
@@ -114,10 +115,10 @@ async def latency(
     if compare_shared:
         modes["client in the worker's process"] = True
     results: dict[str, Any] = {}
-    idle_polls: list[float] = []
+    idle_requests: list[RequestCounts] = []
     for label, shared in modes.items():
         samples, seen = await _samples(
-            target, progress, shared=shared, idle=idle, repeat=repeat, idle_polls=idle_polls
+            target, progress, shared=shared, idle=idle, repeat=repeat, idle_requests=idle_requests
         )
         r = results[label] = _summary(samples, seen)
         c = r["seen_by_client"]
@@ -136,9 +137,22 @@ async def latency(
         watch = watch_interval_after(idle, wakeup.total_seconds(), settings.wakeup_backoff_ratio)
         results["wakeup_watch_interval_after_idle_s"] = watch
         report.row("wake-up watch interval after the idle period", fmt_seconds(watch))
-    per_s = sum(idle_polls) / len(idle_polls)
+    seconds = idle * len(idle_requests)
+    by_operation: Counter[str] = Counter()
+    for counts in idle_requests:
+        by_operation.update(by_operation_name(counts))
+    per_s = sum(by_operation.values()) / max(seconds, 1e-3)
     results["idle_requests_per_s"] = round(per_s, 3)
-    report.row(f"worker storage requests/s during the {idle:g} s idle periods", f"{per_s:.2f}")
+    results["idle_requests_per_s_by_operation"] = [  # a list: dict values are client modes
+        {"operation": op, "per_s": round(n / max(seconds, 1e-3), 3)}
+        for op, n in sorted(by_operation.items())
+    ]
+    report.row(
+        f"worker storage requests/s during the {idle:g} s idle periods",
+        f"{per_s:.2f} ("
+        + ", ".join(f"{op} {n / max(seconds, 1e-3):.1f}" for op, n in sorted(by_operation.items()))
+        + ")",
+    )
     if compare_shared:
         sep, same = results["separate client"], results["client in the worker's process"]
         results["separate_vs_shared_p50_ratio"] = round(sep["p50"] / same["p50"], 3)

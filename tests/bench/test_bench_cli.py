@@ -76,7 +76,10 @@ def test_latency_measures_both_client_modes(azurite: Azurite, tmp_path: Path) ->
         assert len(seen["samples_s"]) == 2 and 0 < seen["p50"] <= seen["p99"]
     assert results["poll_interval_after_idle_s"] > 0
     assert 0 < results["wakeup_watch_interval_after_idle_s"] <= 2.0
-    assert results["idle_requests_per_s"] >= 0
+    by_operation = results["idle_requests_per_s_by_operation"]
+    assert results["idle_requests_per_s"] == pytest.approx(
+        sum(row["per_s"] for row in by_operation), abs=0.01
+    )
     assert data["settings"]["idle_s"] == 0.5
     assert "poll" in " ".join(data["notes"])
 

@@ -1,17 +1,17 @@
 """Receiving control-queue messages: one loop per owned queue feeding a per-instance buffer.
 
-``MessageBuffer`` holds received messages grouped by instance (the same queue message
-received again replaces its older copy, keeping the fresh pop receipt, and that delivery is
-recorded as self-caused: its visibility ran out while it waited here) and hands out at most
-one batch per instance at a time. Buffered messages of an exclusively owned partition go back
-to the queue only at a hand-over (``drop_queue``). ``ControlQueueReceiver`` polls one control queue in batches
-of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle (``queue_backoff``),
-polling at once when this process enqueued to that queue or the wake-up signal changed
-(``wake()``; the back-off restarts only if that poll finds work), and pausing while the buffer is
-full (back-pressure: a bounded number of buffered messages per worker). Receiving is driven
-by demand: a loop polls only while some caller waits in ``lock_next_orchestration``, so a
-process that takes no work (a client, a worker at its concurrency limit) pulls no messages
-away from the workers that would process them.
+``MessageBuffer`` holds received messages grouped by instance (the same queue message received
+again replaces its older copy, keeping the fresh pop receipt, and that delivery is recorded as
+self-caused: its visibility ran out while it waited here) and hands out at most one batch per
+instance at a time. Buffered messages of an exclusively owned partition go back to the queue
+only at a hand-over (``drop_queue``). ``ControlQueueReceiver`` polls one control queue in
+batches of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle
+(``queue_backoff``), polling at once when this process enqueued to that queue or the wake-up
+signal changed (``wake()``; the back-off restarts only if that poll finds work), and pausing
+while the buffer is full (back-pressure: a bounded number of buffered messages per worker).
+Receiving is driven by demand: a loop polls only while some caller waits in
+``lock_next_orchestration``, so a process that takes no work (a client, a worker at its
+concurrency limit) pulls no messages away from the workers that would process them.
 """
 
 from __future__ import annotations
