@@ -182,11 +182,9 @@ async def cost(
         polls_per_minute = idle.counts.get(("queue", "GetMessages"), 0) * 60 / idle_window
         if polls_per_minute > 3 * expected:
             report.notes.append(
-                "measured idle traffic is far above the back-off's: the orchestration dispatcher "
-                "asks for work with a 1 s timeout and each new request wakes every control-queue "
-                "receiver, resetting its back-off to 50 ms (≈5 receives/s per control queue; "
-                "see bench latency), and each 1 s activity fetch receives from the work-item "
-                "queue at least once"
+                "measured idle queue polls are far above the back-off's: something restarted "
+                "the receivers' back-off during the idle window (only a poll that finds a "
+                "message does), e.g. work from another process or a timer"
             )
     report.results = results
     return report
