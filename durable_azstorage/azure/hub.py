@@ -43,9 +43,7 @@ class HubResources:
         self.poison = PoisonStore(blobs, retry)
         self.wakeup: WakeupSignal | None = None
         if settings.wakeup_interval is not None:
-            self.wakeup = WakeupSignal(
-                blobs, retry, min_touch_interval=settings.wakeup_interval.total_seconds()
-            )
+            self.wakeup = WakeupSignal(blobs, retry)
         self.queues: dict[str, MessageQueue] = {
             name: MessageQueue(
                 clients.queue(name), self.payloads, retry, max_delay=settings.max_timer_delay
@@ -86,8 +84,10 @@ class HubLifecycle:
         return self._resources
 
     async def close(self) -> None:
-        if self._resources is not None:
-            self._resources = None
+        resources, self._resources = self._resources, None
+        if resources is not None:
+            if resources.wakeup is not None:  # a trailing touch signals the last sends
+                await resources.wakeup.flush()
             await self.clients.close()
 
     def queue(self, name: str) -> MessageQueue:

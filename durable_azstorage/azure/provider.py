@@ -45,7 +45,7 @@ from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.messaging.wakeup import WakeupWatcher
+from durable_azstorage.azure.messaging.wakeup import WATCH_FASTEST, WakeupWatcher
 from durable_azstorage.azure.partitioning.manager import PartitionManager
 from durable_azstorage.azure.partitioning.ownership import OwnAllPartitions, PartitionOwnership
 from durable_azstorage.azure.partitioning.queue_sampling import sample_hub
@@ -67,10 +67,11 @@ from durable_azstorage.backend.protocol import (
     OrchestrationWorkItem,
 )
 from durable_azstorage.backend.reuse import may_replace, pending_state
-from durable_azstorage.model.errors import LockLostError
+from durable_azstorage.model.errors import LockLostError, OrchestrationAlreadyExistsError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.identifiers import validate_instance_id
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.polling import IdleBackoff
 from durable_azstorage.model.query import OrchestrationQuery, Page
 from durable_azstorage.model.scale import HubSample
 from durable_azstorage.model.stale import StaleInstance
@@ -256,11 +257,20 @@ class AzureStorageBackend:
             await self.partition_manager.start()
         wakeup = self.hub.resources.wakeup
         if wakeup is not None and self.settings.wakeup_interval is not None:
+            backoff = IdleBackoff(
+                fastest=WATCH_FASTEST,
+                slowest=max(WATCH_FASTEST, self.settings.wakeup_interval.total_seconds()),
+                ratio=self.settings.wakeup_backoff_ratio,
+            )
             self._wakeup_watcher = WakeupWatcher(
                 wakeup,
-                interval=self.settings.wakeup_interval.total_seconds(),
+                backoff=backoff,
                 slowest_poll=self._slowest_poll,
-                on_wake=self._wake_all,
+                # Idle since the last control-queue message, not the last activity: a long
+                # run of activities (results handed over in process, control queues quiet)
+                # would keep the watch at its fastest, 20 reads a second.
+                idle_for=self._receivers.idle_for,
+                on_wake=self._receivers.wake_all,  # clients send to control queues only
             )
             self._wakeup_watcher.start()
 
@@ -273,13 +283,10 @@ class AzureStorageBackend:
         return sent, woken
 
     def _slowest_poll(self) -> float:
-        activity = self._activities.receiver.poll_interval if self._activities is not None else 0.0
-        return max(activity, self._receivers.slowest_poll())
-
-    def _wake_all(self) -> None:
-        self._receivers.wake_all()
-        if self._activities is not None:
-            self._activities.receiver.wake()
+        """The control-queue receivers' longest idle back-off: the wake-up signal is only
+        touched for messages to control queues (clients send nothing else), so the watch
+        reads it only while one of them polls slower than the watch would."""
+        return self._receivers.slowest_poll()
 
     async def stop(self) -> None:
         """Release the partitions (graceful hand-over), then stop receiving and close."""
@@ -356,15 +363,18 @@ class AzureStorageBackend:
         validate_instance_id(start.instance.instance_id)
         instances = (await self.hub.open()).instances
         state = pending_state(start, datetime.now(timezone.utc))
-        existing = await instances.get(state.instance_id, fetch_payloads=False)
-        replace_etag: str | None = None
-        if existing is not None:
-            if not may_replace(existing[0], reuse_policy):
-                return False
-            replace_etag = existing[1]
         # The row first: a start message for an instance with history is accepted only when
-        # the row names its execution (otherwise it is a duplicate).
-        await instances.insert_pending(state, replace_etag=replace_etag)
+        # the row names its execution (otherwise it is a duplicate). Inserted optimistically:
+        # a new id (nearly every start) needs no read; an existing row is read on conflict.
+        try:
+            await instances.insert_pending(state, replace_etag=None)
+        except OrchestrationAlreadyExistsError:
+            existing = await instances.get(state.instance_id, fetch_payloads=False)
+            if existing is not None and not may_replace(existing[0], reuse_policy):
+                return False
+            await instances.insert_pending(
+                state, replace_etag=existing[1] if existing is not None else None
+            )
         await self._send_from_client(start)
         return True
 

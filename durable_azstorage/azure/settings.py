@@ -83,11 +83,15 @@ class AzureStorageSettings:
       4 partitions polls 5 queues, ≈ 43,000 requests/day (≈ $0.02/day); messages enqueued by
       another process wait at most this long, unless the wake-up signal (below) is on.
       DTFx uses 30 s (cheaper, slower to wake).
-    * ``wakeup_interval=2 s``: while every receiver of a worker is backed off beyond this, the
-      worker reads one small blob (``$wakeup``) this often, ≈ 30 requests/min per worker; a
-      client touches it after sending (one write, at most once per interval), so a start from
-      another process reaches an idle worker in about this long instead of ``max_poll_interval``.
-      ``None`` turns it off (no reads, no touches).
+    * ``wakeup_interval=2 s``, ``wakeup_backoff_ratio=0.08``: while its queue receivers poll
+      slower than this watch would, a worker reads one small blob (``$wakeup``): every 50 ms
+      right after it saw work, then every ``wakeup_backoff_ratio`` times the time since it last
+      saw work, at most every ``wakeup_interval`` (reached after 25 s idle: then ≈ 30 requests/min
+      per worker; a quiet period costs ≈ 60 reads on the way there). A client touches the blob
+      after sending (one write, at most one per 0.1 s plus one trailing), so a start from
+      another process reaches a worker in about 8 % of the worker's quiet time before it (at
+      least 50 ms, at most ``wakeup_interval``) instead of ``max_poll_interval``. ``None`` turns
+      it off (no reads, no touches).
     * ``max_dequeue_count=10``: a message delivered more often is poison and is set aside.
       Legitimate redeliveries (lease moves, crashes, long episodes) stay well below it; a
       poison message costs at most 10 visibility timeouts before it is stopped.
@@ -131,6 +135,7 @@ class AzureStorageSettings:
     partition_count: int = 4
     max_poll_interval: timedelta = timedelta(seconds=10)
     wakeup_interval: timedelta | None = timedelta(seconds=2)
+    wakeup_backoff_ratio: float = 0.08
     max_dequeue_count: int = 10
     extended_sessions: bool = True
     archived_executions: int = DEFAULT_ARCHIVED_EXECUTIONS
@@ -152,6 +157,7 @@ class AzureStorageSettings:
         _positive_duration("max_poll_interval", self.max_poll_interval)
         if self.wakeup_interval is not None:
             _positive_duration("wakeup_interval", self.wakeup_interval)
+        _ratio("wakeup_backoff_ratio", self.wakeup_backoff_ratio)
         _int_in_range("max_dequeue_count", self.max_dequeue_count, 1, 1000)
         for flag in ("extended_sessions", "shared_partitions"):
             if not isinstance(getattr(self, flag), bool):
@@ -354,6 +360,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "partition_count": int,
     "max_poll_interval": _parse_seconds,
     "wakeup_interval": _parse_optional_seconds,
+    "wakeup_backoff_ratio": float,
     "max_dequeue_count": int,
     "extended_sessions": _parse_bool,
     "shared_partitions": _parse_bool,
@@ -377,6 +384,14 @@ def _positive_duration(name: str, value: object, maximum: timedelta | None = Non
         raise ValueError(f"{name}: must be positive, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name}: must be at most {maximum}, got {value}")
+
+
+def _ratio(name: str, value: object) -> None:
+    """A fraction in (0, 1]: above 1 a poller would wait longer than it has been idle."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: must be a number, got {type(value).__name__}")
+    if not 0 < value <= 1:
+        raise ValueError(f"{name}: {value} is out of range; the rule is 0 < {name} <= 1")
 
 
 def _int_in_range(name: str, value: object, low: int, high: int) -> None:

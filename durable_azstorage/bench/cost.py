@@ -5,7 +5,9 @@ operation). The worker and the client have separate backends and are counted sep
 client's count is split into starting instances and polling for their status (the polling is
 the benchmark's, an application waiting differently pays differently). After the run the
 worker sits idle for ``settle`` seconds (its poll back-off reaches ``max_poll_interval``), then
-its requests are counted over ``idle_window`` seconds: the standing cost of a deployment.
+its requests are counted over ``idle_window`` seconds: the standing cost of a deployment. The
+requests of the settle period are reported too: what the pollers' fast start after work (the
+wake-up watch's in particular) costs each time a burst of work ends.
 """
 
 from __future__ import annotations
@@ -71,9 +73,12 @@ async def cost(
         client_start = c1 - c0
         client_poll = client_counter.snapshot() - c1
         idle: RequestCounts | None = None
+        settling: RequestCounts | None = None
         if idle_window > 0:
+            s0 = worker_counter.snapshot()
             await _sleep_with_progress(progress, "idle: letting the poll back-off settle", settle)
             i0 = worker_counter.snapshot()
+            settling = i0 - s0
             await _sleep_with_progress(progress, "idle: counting requests", idle_window)
             idle = worker_counter.snapshot() - i0
     report.settings = {
@@ -135,6 +140,18 @@ async def cost(
         + " /orch.",
     )
     report.row("client status polls (not counted above)", str(client_poll.total))
+    if settling is not None and settle > 0:
+        results["settle"] = {
+            "window_s": settle,
+            "requests": settling.total,
+            "by_operation": by_operation_name(settling),
+        }
+        report.row(
+            f"requests in the {settle:g} s after the last completion (back-off settling)",
+            f"{settling.total} ("
+            + ", ".join(f"{k} {v}" for k, v in by_operation_name(settling).items())
+            + ")",
+        )
     if idle is not None and idle_window > 0:
         per_minute = idle.total * 60 / idle_window
         per_partition = per_minute / settings.partition_count
@@ -159,16 +176,15 @@ async def cost(
             f"expected idle queue polls: ({settings.partition_count} control queues + 1 work-item "
             f"queue) x 60 / max_poll_interval {max_poll:g} s = {expected:.1f}/min; lease "
             "renewals and scans add table requests where the partition manager is wired in, "
-            "and the wake-up signal one blob read per wakeup_interval"
+            "and the wake-up signal one blob read per wakeup_interval once the worker has been "
+            "idle for wakeup_interval / wakeup_backoff_ratio (25 s by default; faster before)"
         )
         polls_per_minute = idle.counts.get(("queue", "GetMessages"), 0) * 60 / idle_window
         if polls_per_minute > 3 * expected:
             report.notes.append(
-                "measured idle traffic is far above the back-off's: the orchestration dispatcher "
-                "asks for work with a 1 s timeout and each new request wakes every control-queue "
-                "receiver, resetting its back-off to 50 ms (≈5 receives/s per control queue; "
-                "see bench latency), and each 1 s activity fetch receives from the work-item "
-                "queue at least once"
+                "measured idle queue polls are far above the back-off's: something restarted "
+                "the receivers' back-off during the idle window (only a poll that finds a "
+                "message does), e.g. work from another process or a timer"
             )
     report.results = results
     return report

@@ -46,6 +46,7 @@ from durable_azstorage.model.history import (
 )
 from durable_azstorage.model.identifiers import validate_instance_id, validate_name
 from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.polling import IdleBackoff
 from durable_azstorage.model.query import OrchestrationQuery, Page, PurgeInstancesResult
 from durable_azstorage.model.scale import ScaleAdvisor, ScaleRecommendation
 from durable_azstorage.model.stale import StaleInstance
@@ -57,7 +58,11 @@ from durable_azstorage.serialization.converter import DataConverter, JsonDataCon
 from durable_azstorage.telemetry.tracing import create_orchestration_span, raise_event_span
 
 Timeout = float | timedelta
-_NAMES = Registry()  # only for the name-of-a-function rule shared with the worker
+_NAMES = Registry()
+WAIT_POLL_FASTEST, WAIT_POLL_SLOWEST, WAIT_POLL_RATIO = 0.02, 1.0, 0.25
+"""``wait_for_orchestration_*`` reads the instance every 20 ms at first, then every quarter of
+the time waited so far, at most every second: an instance that ends is seen at most 25 % (and
+1 s) late, and a wait costs about 20 reads for its first 4 s, then one a second."""  # only for the name-of-a-function rule shared with the worker
 
 
 class AsyncTaskHubClient:
@@ -156,6 +161,7 @@ class AsyncTaskHubClient:
         portable-SDK client's, which made that span itself).
         """
         name = _NAMES.orchestrator_name_of(orchestrator)
+        fresh_id = instance_id is None
         instance_id = uuid.uuid4().hex if instance_id is None else instance_id
         if start_at is not None and start_at.tzinfo is None:
             raise ValueError(f"start_at must be timezone-aware, got naive {start_at.isoformat()}")
@@ -163,6 +169,7 @@ class AsyncTaskHubClient:
             name,
             instance_id,
             self._converter.serialize(input),
+            fresh_id=fresh_id,
             start_at=start_at,
             reuse_id_policy=reuse_id_policy,
             version=version or self.default_version,
@@ -176,12 +183,16 @@ class AsyncTaskHubClient:
         instance_id: str,
         serialized_input: str | None,
         *,
+        fresh_id: bool = False,
         start_at: datetime | None = None,
         reuse_id_policy: OrchestrationIdReusePolicy | None = None,
         version: str | None = None,
         tags: dict[str, str] | None = None,
         trace_context: TraceContext | None = None,
     ) -> str:
+        """``fresh_id``: the id was just generated here (uuid4), so no earlier instance can
+        have it: its generation is 0 without reading the store (one request and one round
+        trip less on every start)."""
         validate_instance_id(instance_id)
         validate_name(name, what="orchestration name")
         if version is not None:
@@ -196,6 +207,7 @@ class AsyncTaskHubClient:
                 name,
                 instance_id,
                 serialized_input,
+                fresh_id=fresh_id,
                 start_at=start_at,
                 reuse_id_policy=reuse_id_policy,
                 version=version,
@@ -209,13 +221,18 @@ class AsyncTaskHubClient:
         instance_id: str,
         serialized_input: str | None,
         *,
+        fresh_id: bool,
         start_at: datetime | None,
         reuse_id_policy: OrchestrationIdReusePolicy | None,
         version: str | None,
         tags: dict[str, str] | None,
         trace_context: TraceContext | None,
     ) -> str:
-        previous = await self._backend.get_instance(instance_id, fetch_payloads=False)
+        previous = (
+            None
+            if fresh_id
+            else await self._backend.get_instance(instance_id, fetch_payloads=False)
+        )
         instance = OrchestrationInstance(instance_id=instance_id, execution_id=uuid.uuid4().hex)
         started = ExecutionStarted(
             timestamp=_utcnow(),
@@ -495,6 +512,7 @@ class AsyncTaskHubClient:
             state.name,
             new_id,
             state.input,
+            fresh_id=restart_with_new_instance_id,
             version=state.version,
             tags=dict(state.tags) if state.tags else None,
         )
@@ -601,7 +619,12 @@ class AsyncTaskHubClient:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        delay = 0.01
+        backoff = IdleBackoff(
+            fastest=WAIT_POLL_FASTEST,
+            slowest=WAIT_POLL_SLOWEST,
+            ratio=WAIT_POLL_RATIO,
+            clock=loop.time,
+        )
         state: OrchestrationState | None = None
         while True:
             state = await self.get_orchestration_state(instance_id, fetch_payloads=fetch_payloads)
@@ -614,8 +637,7 @@ class AsyncTaskHubClient:
                     f"orchestration {instance_id!r} did not {what} within {seconds:g}s "
                     f"(last status: {last})"
                 )
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 1.0)
+            await asyncio.sleep(min(backoff.interval(), remaining))
 
 
 def _seconds(timeout: Timeout) -> float:

@@ -261,3 +261,17 @@ def test_wakeup_interval_can_be_turned_off_or_tuned_from_env() -> None:
     assert tuned.wakeup_interval == timedelta(seconds=0.5)
     with pytest.raises(ValueError, match="wakeup_interval: must be positive"):
         AzureStorageSettings(connection_string=CONN, wakeup_interval=timedelta(seconds=-1))
+
+
+def test_wakeup_backoff_ratio_is_a_fraction_tunable_from_env() -> None:
+    base = {"DURABLE_AZSTORAGE_CONNECTION_STRING": CONN}
+    assert AzureStorageSettings.from_env(base).wakeup_backoff_ratio == 0.08
+    tuned = AzureStorageSettings.from_env({**base, "DURABLE_AZSTORAGE_WAKEUP_BACKOFF_RATIO": "0.2"})
+    assert tuned.wakeup_backoff_ratio == 0.2
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(
+            ValueError, match=r"wakeup_backoff_ratio: .* 0 < wakeup_backoff_ratio <= 1"
+        ):
+            AzureStorageSettings(connection_string=CONN, wakeup_backoff_ratio=bad)
+    with pytest.raises(ValueError, match="wakeup_backoff_ratio: must be a number, got str"):
+        AzureStorageSettings(connection_string=CONN, wakeup_backoff_ratio="fast")  # type: ignore[arg-type]

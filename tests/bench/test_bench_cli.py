@@ -72,14 +72,21 @@ def test_latency_measures_both_client_modes(azurite: Azurite, tmp_path: Path) ->
     for mode in ("separate client", "client in the worker's process"):
         assert len(results[mode]["samples_s"]) == 2
         assert 0 < results[mode]["p50"] <= results[mode]["p99"]
+        seen = results[mode]["seen_by_client"]  # the client's own status polls included
+        assert len(seen["samples_s"]) == 2 and 0 < seen["p50"] <= seen["p99"]
     assert results["poll_interval_after_idle_s"] > 0
+    assert 0 < results["wakeup_watch_interval_after_idle_s"] <= 2.0
+    by_operation = results["idle_requests_per_s_by_operation"]
+    assert results["idle_requests_per_s"] == pytest.approx(
+        sum(row["per_s"] for row in by_operation), abs=0.01
+    )
     assert data["settings"]["idle_s"] == 0.5
     assert "poll" in " ".join(data["notes"])
 
 
 def test_cost_counts_worker_and_client_apart(azurite: Azurite, tmp_path: Path) -> None:
     data, table = run_bench(
-        azurite, tmp_path, "cost", "--count", "2", "--settle", "0", "--idle-window", "2"
+        azurite, tmp_path, "cost", "--count", "2", "--settle", "1", "--idle-window", "2"
     )
     r = data["results"]
     assert r["worker"]["total"] > 0 and r["client_start"]["total"] > 0
@@ -88,6 +95,8 @@ def test_cost_counts_worker_and_client_apart(azurite: Azurite, tmp_path: Path) -
     assert r["client_start"]["by_operation"]["queue.PutMessage"] == 2  # one start message each
     assert r["requests_per_orchestration"] > r["requests_per_activity"] > 0
     assert r["idle"]["requests_per_minute_per_partition"] >= 0
+    settle = r["settle"]  # what the pollers' fast start after work costs
+    assert settle["window_s"] == 1 and settle["requests"] == sum(settle["by_operation"].values())
     assert "requests by operation" in table
 
 

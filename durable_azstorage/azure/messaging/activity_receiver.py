@@ -2,7 +2,8 @@
 
 Receives on demand (no background loop: a client-only process never takes work) and hands
 the messages out one per ``lock_next_activity`` call. Idle polling backs off from 50 ms to
-``max_poll_interval``; ``wake()`` (this process sent an activity request) polls at once.
+``max_poll_interval`` (``queue_backoff``); ``wake()`` (this process sent an activity request,
+or another process signalled) polls at once, and the back-off restarts if that poll finds work.
 
 Batching without hoarding: one request may receive up to ``prefetch`` messages, but the batch
 size adapts to demand (additive-increase would be too slow for a fan-out, so it doubles while
@@ -24,11 +25,10 @@ from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.messaging.wakeup import sleep_or_wake
+from durable_azstorage.azure.messaging.wakeup import queue_backoff, sleep_or_wake
 
 log = logging.getLogger(__name__)
 
-MIN_POLL_INTERVAL = 0.05
 DEFAULT_HOLD = timedelta(seconds=1)
 
 
@@ -45,13 +45,15 @@ class ActivityReceiver:
         on_undecodable: Callable[[ReceivedMessage], Awaitable[object]],
         deliveries: SelfCausedDeliveries,
         hold: timedelta = DEFAULT_HOLD,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` drives the idle back-off (a fake one in tests)."""
         self.queue = queue
         self._prefetch = max(1, min(32, prefetch))
         self._batch = 1
         self._visibility = visibility_timeout
         self._hold = hold.total_seconds()
-        self._max_poll = max(MIN_POLL_INTERVAL, max_poll_interval.total_seconds())
+        self.backoff = queue_backoff(max_poll_interval, clock)
         self._on_undecodable = on_undecodable
         self.deliveries = deliveries
         self._buffer: deque[tuple[float, ReceivedMessage]] = deque()  # (received at, message)
@@ -60,7 +62,6 @@ class ActivityReceiver:
         """Prefetched messages handed back unclaimed (each cost one UpdateMessage request)."""
         self._fetching = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._interval = MIN_POLL_INTERVAL
         self._next_poll = 0.0  # monotonic time before which an empty queue is not polled again
         self.stopped = False
 
@@ -70,7 +71,7 @@ class ActivityReceiver:
     @property
     def poll_interval(self) -> float:
         """Seconds an empty queue waits before its next poll (the idle back-off reached so far)."""
-        return self._interval
+        return self.backoff.interval()
 
     @property
     def batch_size(self) -> int:
@@ -99,7 +100,7 @@ class ActivityReceiver:
                 # second, and receiving on every call defeated ``max_poll_interval``.
                 wait = min(self._next_poll - time.monotonic(), deadline - time.monotonic())
                 if wait > 0 and await sleep_or_wake(self._wake, wait):
-                    self._interval, self._next_poll = MIN_POLL_INTERVAL, 0.0  # we just enqueued
+                    self._next_poll = 0.0  # work was sent: poll now
                 if time.monotonic() < self._next_poll:
                     if time.monotonic() >= deadline:
                         return None
@@ -122,11 +123,10 @@ class ActivityReceiver:
                 if len(self._buffer) > 1:
                     asyncio.get_running_loop().call_later(self._hold, self._release_unclaimed)
                 if self._buffer:
-                    self._interval = MIN_POLL_INTERVAL
+                    self.backoff.active()
                     self._next_poll = 0.0
                     continue
-                self._next_poll = time.monotonic() + self._interval
-                self._interval = min(self._interval * 2, self._max_poll)
+                self._next_poll = time.monotonic() + self.backoff.interval()
                 if time.monotonic() >= deadline:
                     return None
         return None

@@ -1,16 +1,17 @@
 """Receiving control-queue messages: one loop per owned queue feeding a per-instance buffer.
 
-``MessageBuffer`` holds received messages grouped by instance (the same queue message
-received again replaces its older copy, keeping the fresh pop receipt, and that delivery is
-recorded as self-caused: its visibility ran out while it waited here) and hands out at most
-one batch per instance at a time. Buffered messages of an exclusively owned partition go back
-to the queue only at a hand-over (``drop_queue``). ``ControlQueueReceiver`` polls one control queue in batches
-of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle, waking at
-once when this process enqueues to that queue (``wake()``), and pausing while the buffer is
-full (back-pressure: a bounded number of buffered messages per worker). Receiving is driven
-by demand: a loop polls only while some caller waits in ``lock_next_orchestration``, so a
-process that takes no work (a client, a worker at its concurrency limit) pulls no messages
-away from the workers that would process them.
+``MessageBuffer`` holds received messages grouped by instance (the same queue message received
+again replaces its older copy, keeping the fresh pop receipt, and that delivery is recorded as
+self-caused: its visibility ran out while it waited here) and hands out at most one batch per
+instance at a time. Buffered messages of an exclusively owned partition go back to the queue
+only at a hand-over (``drop_queue``). ``ControlQueueReceiver`` polls one control queue in
+batches of up to 32, backing off from 50 ms after work to ``max_poll_interval`` when idle
+(``queue_backoff``), polling at once when this process enqueued to that queue or the wake-up
+signal changed (``wake()``; the back-off restarts only if that poll finds work), and pausing
+while the buffer is full (back-pressure: a bounded number of buffered messages per worker).
+Receiving is driven by demand: a loop polls only while some caller waits in
+``lock_next_orchestration``, so a process that takes no work (a client, a worker at its
+concurrency limit) pulls no messages away from the workers that would process them.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from datetime import datetime, timedelta
 
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
-from durable_azstorage.azure.messaging.wakeup import sleep_or_wake
+from durable_azstorage.azure.messaging.wakeup import (
+    QUEUE_POLL_FASTEST,
+    queue_backoff,
+    sleep_or_wake,
+)
 from durable_azstorage.telemetry.logs import set_log_field
 
 log = logging.getLogger(__name__)
-
-MIN_POLL_INTERVAL = 0.05
 
 
 class MessageBuffer:
@@ -206,18 +209,19 @@ class ControlQueueReceiver:
         visibility_timeout: timedelta,
         max_poll_interval: timedelta,
         handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` drives the idle back-off (a fake one in tests)."""
         self.queue = queue
         self._buffer = buffer
         self._batch_size = batch_size
         self._visibility = visibility_timeout
-        self._max_poll = max(MIN_POLL_INTERVAL, max_poll_interval.total_seconds())
+        self.backoff = queue_backoff(max_poll_interval, clock)
         self._handle = handle
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._receiving = False  # a receive (and the handling of its batch) is in flight
-        self._interval = MIN_POLL_INTERVAL
 
     def start(self) -> None:
         if self._task is None:
@@ -249,49 +253,43 @@ class ControlQueueReceiver:
             )
 
     def wake(self) -> None:
-        """Poll now: this process just enqueued to the queue."""
+        """Poll now: this process just enqueued to the queue, or another process signalled."""
         self._wake.set()
 
     @property
     def poll_interval(self) -> float:
         """Seconds until the next poll of an empty queue (the idle back-off reached so far)."""
-        return self._interval
+        return self.backoff.interval()
 
     async def _run(self) -> None:
         set_log_field("partition", self.queue.name)  # this task's records name its queue
-        self._interval = interval = MIN_POLL_INTERVAL
+        self.backoff.active()
         while not self._stopping:
             if not self._buffer.demand.is_set():
                 idle_since = time.monotonic()
                 await self._buffer.demand.wait()
-                if time.monotonic() - idle_since > interval:
-                    interval = MIN_POLL_INTERVAL  # demand was away long enough: work may wait
-                    self._interval = interval
+                if time.monotonic() - idle_since > self.backoff.interval():
+                    self.backoff.active()  # demand was away long enough: work may wait
             room = self._buffer.reserve(self._batch_size)
             if room <= 0:
-                await sleep_or_wake(self._wake, MIN_POLL_INTERVAL * 4)
+                await sleep_or_wake(self._wake, QUEUE_POLL_FASTEST * 4)
                 continue
             self._receiving = True
             try:
                 received = await self.queue.receive(room, self._visibility)
                 if received:
-                    self._interval = interval = MIN_POLL_INTERVAL
+                    self.backoff.active()
                     await self._handle(received)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self._receiving = False
                 log.exception("control queue %s: receive failed; retrying", self.queue.name)
-                await sleep_or_wake(self._wake, min(self._max_poll, 1.0))
+                await sleep_or_wake(self._wake, min(self.backoff.slowest, 1.0))
                 continue
             finally:
                 self._receiving = False
                 self._buffer.unreserve(room)
             if received and len(received) >= room:
                 continue  # probably more waiting
-            woken = await sleep_or_wake(self._wake, interval)
-            if woken:
-                interval = MIN_POLL_INTERVAL
-            elif not received:
-                interval = min(interval * 2, self._max_poll)
-            self._interval = interval
+            await sleep_or_wake(self._wake, self.backoff.interval())

@@ -1,14 +1,20 @@
-"""Cross-process wake-up: work sent by another process reaches an idle worker in about a
-``wakeup_interval`` instead of a full ``max_poll_interval``.
+"""Cross-process wake-up: work sent by another process reaches an idle worker in a fraction of its
+quiet time instead of a full ``max_poll_interval``.
 
-An idle worker backs off its queue polling so that idle cost stays low, which is exactly
-what makes the first start after a quiet period slow when the client is another process (the
-.NET provider's users wait up to its 30 s back-off). Polling every owned queue faster costs
-one request per queue per poll; instead each worker watches *one* small blob
-(``$wakeup`` in the hub's large-message container): a client touches it after it enqueued
-(one PutBlob, at most once per ``wakeup_interval``), and a worker whose receivers are all
-polling slower than ``wakeup_interval`` reads its ETag every ``wakeup_interval``. A change
-wakes every receiver at once. The signal is only a hint: a missed or spurious wake-up costs
+An idle worker backs off its queue polling so that idle cost stays low, which is exactly what
+makes the first start after a quiet period slow when the client is another process (the .NET
+provider's users wait up to its 30 s back-off). Polling every owned queue faster costs one
+request per queue per poll; instead each worker watches *one* small blob (``$wakeup`` in the
+hub's large-message container): a client touches it after it enqueued (one PutBlob; at most one
+per ``TOUCH_EVERY`` seconds, and a send inside that window is covered by one trailing touch at
+its end, so no send goes unsignalled), and a worker one of whose control-queue receivers polls
+slower than the watch reads its ETag on an ``IdleBackoff``: every ``WATCH_FASTEST`` seconds
+right after work, then ``wakeup_backoff_ratio`` times the time since the worker last saw work,
+up to ``wakeup_interval``. So a start that follows other work closely is seen within tens of
+milliseconds, one after a long quiet period within ``wakeup_interval``, and a quiet period costs
+a few dozen reads before the watch settles at one read per ``wakeup_interval``. A change wakes
+every control-queue receiver (clients send nothing else) for one poll, which restarts its own
+back-off only if it finds work. The signal is only a hint: a missed or spurious wake-up costs
 latency or one round of polls, never correctness, so its errors are logged, not raised.
 ``sleep_or_wake`` is the in-process half every receiver's idle wait uses.
 """
@@ -19,15 +25,34 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
 from durable_azstorage.azure.storage.retry import TransientRetry
+from durable_azstorage.model.polling import IdleBackoff
 
 log = logging.getLogger(__name__)
 
 WAKEUP_BLOB = "$wakeup"
+WATCH_FASTEST = 0.05
+"""Seconds between reads of the signal right after work (the receivers' fastest poll too)."""
+TOUCH_EVERY = 2 * WATCH_FASTEST
+"""Seconds between a client's touches: more often than the fastest watch would be unread."""
+QUEUE_POLL_FASTEST = 0.05
+"""Seconds between a queue receiver's polls right after it found work."""
+
+
+def queue_backoff(
+    max_poll_interval: timedelta, clock: Callable[[], float] = time.monotonic
+) -> IdleBackoff:
+    """A queue receiver's idle back-off: ``QUEUE_POLL_FASTEST`` after work, then as long as it
+    has been idle (doubling per empty poll) up to ``max_poll_interval``. It stays steep
+    because a quiet queue costs one request per poll; prompt reaction to another process's
+    work comes from the (single) wake-up watch instead."""
+    slowest = max(QUEUE_POLL_FASTEST, max_poll_interval.total_seconds())
+    return IdleBackoff(fastest=QUEUE_POLL_FASTEST, slowest=slowest, ratio=1.0, clock=clock)
 
 
 async def sleep_or_wake(wake: asyncio.Event, seconds: float) -> bool:
@@ -46,20 +71,46 @@ class WakeupSignal:
     """The shared blob: ``touch()`` from senders, ``version()`` for watchers."""
 
     def __init__(
-        self, container: ContainerClient, retry: TransientRetry, *, min_touch_interval: float
+        self,
+        container: ContainerClient,
+        retry: TransientRetry,
+        *,
+        min_touch_interval: float = TOUCH_EVERY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._blob = container.get_blob_client(WAKEUP_BLOB)
         self._retry = retry
         self._min_touch_interval = min_touch_interval
+        self._clock = clock
         self._last_touch = float("-inf")
+        self._trailing: asyncio.Task[None] | None = None
         self.touches = 0
 
     async def touch(self) -> None:
-        """Tell idle workers to poll now; throttled, because one touch wakes them all."""
-        now = time.monotonic()
-        if now - self._last_touch < self._min_touch_interval:
-            return
-        self._last_touch = now
+        """Tell idle workers to poll now. Throttled, because one touch wakes them all: inside
+        the throttle window one trailing touch is scheduled for its end instead, so the
+        send that called this is always followed by a touch."""
+        wait = self._last_touch + self._min_touch_interval - self._clock()
+        if wait <= 0:
+            await self._write()
+        elif self._trailing is None:
+            self._trailing = asyncio.ensure_future(self._touch_after(wait))
+
+    async def flush(self) -> None:
+        """Write a pending trailing touch now (the sender is closing; no throttle matters)."""
+        trailing, self._trailing = self._trailing, None
+        if trailing is not None and not trailing.done():
+            trailing.cancel()
+            await asyncio.wait({trailing})
+            await self._write()
+
+    async def _touch_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._trailing = None  # a send from now on needs a touch after this one
+        await self._write()
+
+    async def _write(self) -> None:
+        self._last_touch = self._clock()
         try:
             await self._retry.call(lambda: self._blob.upload_blob(b"", overwrite=True))
             self.touches += 1
@@ -78,19 +129,24 @@ class WakeupSignal:
 
 
 class WakeupWatcher:
-    """Reads the signal while the worker is idle and calls ``on_wake`` when it changes."""
+    """Reads the signal while the worker's control-queue receivers poll slower than the watch
+    would (``slowest_poll``), and calls ``on_wake`` when it changes. ``idle_for`` is the
+    seconds since they last received a message; the watch backs off from the later of that
+    and the signal's last change."""
 
     def __init__(
         self,
         signal: WakeupSignal,
         *,
-        interval: float,
+        backoff: IdleBackoff,
         slowest_poll: Callable[[], float],
+        idle_for: Callable[[], float],
         on_wake: Callable[[], None],
     ) -> None:
         self._signal = signal
-        self._interval = interval
+        self.backoff = backoff
         self._slowest_poll = slowest_poll
+        self._idle_for = idle_for
         self._on_wake = on_wake
         self._task: asyncio.Task[None] | None = None
         self.checks = 0
@@ -106,12 +162,19 @@ class WakeupWatcher:
             task.cancel()
             await asyncio.wait({task})
 
+    @property
+    def interval(self) -> float:
+        """Seconds until the next read of the signal, now."""
+        idle = min(self._idle_for(), self.backoff.idle_for())
+        return self.backoff.interval_after(idle)
+
     async def _run(self) -> None:
         seen: str | None = None
         watching = False
         while True:
-            await asyncio.sleep(self._interval)
-            if self._slowest_poll() <= self._interval:
+            interval = self.interval
+            await asyncio.sleep(interval)
+            if self._slowest_poll() <= interval:
                 watching = False  # the receivers poll at least this often by themselves
                 continue
             try:
@@ -124,5 +187,6 @@ class WakeupWatcher:
             self.checks += 1
             if watching and version != seen:
                 self.wakes += 1
+                self.backoff.active()
                 self._on_wake()
             seen, watching = version, True

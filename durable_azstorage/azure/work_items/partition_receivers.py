@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -144,6 +145,10 @@ class PartitionReceivers:
     def slowest_poll(self) -> float:
         """The longest idle back-off among the owned queues' receivers (0 without any)."""
         return max((r.poll_interval for r in self._receivers.values()), default=0.0)
+
+    def idle_for(self) -> float:
+        """Seconds since one of the owned queues' receivers last found work (inf without any)."""
+        return min((r.backoff.idle_for() for r in self._receivers.values()), default=math.inf)
 
     def _discard_sessions(self, partitions: frozenset[int]) -> None:
         count = self.settings.partition_count

@@ -1,4 +1,5 @@
-"""The wake-up blob: touches are throttled, and an idle watcher wakes on a touch from anyone."""
+"""The wake-up blob: touches are throttled (with one trailing touch, so no send goes
+unsignalled), and an idle watcher wakes on a touch from anyone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from stores_support import Stores
 
 from durable_azstorage.azure.messaging.wakeup import WakeupSignal, WakeupWatcher
+from durable_azstorage.model.polling import IdleBackoff
 from durable_azstorage.testing.eventually import eventually_async
 
 
@@ -27,21 +29,46 @@ async def test_touch_changes_the_version_seen_by_another_process(stores: Stores)
     assert first is not None and second is not None and first != second
 
 
-async def test_touches_are_throttled(stores: Stores) -> None:
+async def test_touches_are_throttled_to_one_now_and_one_trailing(stores: Stores) -> None:
     sender = _signal(stores, min_touch_interval=60)
+    watcher_side = _signal(stores)
     before = stores.clients.counter.snapshot()
 
-    for _ in range(5):
+    await sender.touch()
+    first = await watcher_side.version()
+    for _ in range(4):  # inside the throttle window: one trailing touch covers them all
         await sender.touch()
+    assert sender.touches == 1
+    await sender.flush()  # closing: the trailing touch is written now
+    await sender.flush()  # nothing pending any more
 
-    puts = (stores.clients.counter.snapshot() - before).by_service().get("blob", 0)
-    assert (sender.touches, puts) == (1, 1)
+    puts = (stores.clients.counter.snapshot() - before).counts.get(("blob", "PutBlob"), 0)
+    assert (sender.touches, puts) == (2, 2)
+    assert await watcher_side.version() != first
+
+
+async def test_a_send_inside_the_window_is_signalled_at_its_end(stores: Stores) -> None:
+    sender = _signal(stores, min_touch_interval=0.2)
+    await sender.touch()
+    await sender.touch()  # throttled: scheduled for the end of the window, not dropped
+
+    await eventually_async(
+        lambda: sender.touches, until=lambda n: n == 2, what="the trailing touch"
+    )
+
+
+def _backoff(fastest: float) -> IdleBackoff:
+    return IdleBackoff(fastest=fastest, slowest=fastest, ratio=1.0)
 
 
 async def test_idle_watcher_wakes_on_a_touch(stores: Stores) -> None:
     woken = asyncio.Event()
     watcher = WakeupWatcher(
-        _signal(stores), interval=0.1, slowest_poll=lambda: 10.0, on_wake=woken.set
+        _signal(stores),
+        backoff=_backoff(0.1),
+        slowest_poll=lambda: 10.0,
+        idle_for=lambda: 60.0,
+        on_wake=woken.set,
     )
     watcher.start()
     try:
@@ -62,7 +89,11 @@ async def test_idle_watcher_wakes_on_a_touch(stores: Stores) -> None:
 
 async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
     watcher = WakeupWatcher(
-        _signal(stores), interval=0.05, slowest_poll=lambda: 0.05, on_wake=lambda: None
+        _signal(stores),
+        backoff=_backoff(0.05),
+        slowest_poll=lambda: 0.05,
+        idle_for=lambda: 60.0,
+        on_wake=lambda: None,
     )
     before = stores.clients.counter.snapshot()
     watcher.start()
@@ -72,3 +103,37 @@ async def test_busy_watcher_reads_nothing(stores: Stores) -> None:
         await watcher.stop()
     assert watcher.checks == 0
     assert (stores.clients.counter.snapshot() - before).by_service().get("blob", 0) == 0
+
+
+class Ticks:
+    """The watch's back-off clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_watch_backs_off_from_the_later_of_the_last_message_and_the_last_change(
+    stores: Stores,
+) -> None:
+    clock = Ticks()
+    receivers_idle = [10.0]  # seconds since a control-queue receiver last received a message
+    watcher = WakeupWatcher(
+        _signal(stores),
+        backoff=IdleBackoff(fastest=0.05, slowest=2.0, ratio=0.08, clock=clock),
+        slowest_poll=lambda: 10.0,
+        idle_for=lambda: receivers_idle[0],
+        on_wake=lambda: None,
+    )
+    clock.now = 30.0  # the signal last changed 30 s ago (when the watch was made)
+    assert watcher.interval == 0.8  # 8 % of the 10 s since the last message
+
+    receivers_idle[0] = 60.0
+    assert watcher.interval == 2.0  # capped at wakeup_interval
+
+    watcher.backoff.active()  # the signal changed just now
+    assert watcher.interval == 0.05
+    clock.now += 5
+    assert watcher.interval == 0.4
