@@ -6,7 +6,8 @@ makes the first start after a quiet period slow when the client is another proce
 provider's users wait up to its 30 s back-off). Polling every owned queue faster costs one
 request per queue per poll; instead each worker watches *one* small blob (``$wakeup`` in the
 hub's large-message container): a client touches it after it enqueued (one PutBlob; at most one
-per ``TOUCH_EVERY`` seconds, and a send inside that window is covered by one trailing touch at
+per ``TOUCH_EVERY`` seconds after a quiet spell, widening to one per ``TOUCH_EVERY_WHILE_BUSY``
+while the client keeps sending; a send inside the window is covered by one trailing touch at
 its end, so no send goes unsignalled), and a worker one of whose control-queue receivers polls
 slower than the watch reads its ETag on an ``IdleBackoff``: every ``WATCH_FASTEST`` seconds
 right after work, then ``wakeup_backoff_ratio`` times the time since the worker last saw work,
@@ -39,7 +40,14 @@ WAKEUP_BLOB = "$wakeup"
 WATCH_FASTEST = 0.05
 """Seconds between reads of the signal right after work (the receivers' fastest poll too)."""
 TOUCH_EVERY = 2 * WATCH_FASTEST
-"""Seconds between a client's touches: more often than the fastest watch would be unread."""
+"""Seconds between a client's touches after a quiet spell: more often than the fastest watch
+would be unread."""
+TOUCH_EVERY_WHILE_BUSY = 2.0
+"""The widest touch window, reached while a client keeps sending. A touch is a blob write
+(priced like many queue requests on Azure) and a client that sends continuously keeps the
+workers' pollers fast by itself, so it touches at most this often."""
+QUIET_BEFORE_SEND = 0.5
+"""Seconds without a send after which the next send is signalled at once again."""
 QUEUE_POLL_FASTEST = 0.05
 """Seconds between a queue receiver's polls right after it found work."""
 
@@ -76,21 +84,33 @@ class WakeupSignal:
         retry: TransientRetry,
         *,
         min_touch_interval: float = TOUCH_EVERY,
+        max_touch_interval: float = TOUCH_EVERY_WHILE_BUSY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._blob = container.get_blob_client(WAKEUP_BLOB)
         self._retry = retry
         self._min_touch_interval = min_touch_interval
+        self._max_touch_interval = max(min_touch_interval, max_touch_interval)
+        self.window = min_touch_interval
+        """The current throttle window: doubles with each trailing touch (the sends kept
+        coming), back to ``min_touch_interval`` after ``QUIET_BEFORE_SEND`` without a send."""
         self._clock = clock
         self._last_touch = float("-inf")
+        self._last_send = float("-inf")
         self._trailing: asyncio.Task[None] | None = None
         self.touches = 0
 
     async def touch(self) -> None:
         """Tell idle workers to poll now. Throttled, because one touch wakes them all: inside
         the throttle window one trailing touch is scheduled for its end instead, so the
-        send that called this is always followed by a touch."""
-        wait = self._last_touch + self._min_touch_interval - self._clock()
+        send that called this is always followed by a touch. The window widens while sends
+        keep coming and narrows after a quiet spell, so an isolated start is signalled at
+        once and a busy client writes at most one touch per ``max_touch_interval``."""
+        now = self._clock()
+        if now - self._last_send >= QUIET_BEFORE_SEND:
+            self.window = self._min_touch_interval
+        self._last_send = now
+        wait = self._last_touch + self.window - now
         if wait <= 0:
             await self._write()
         elif self._trailing is None:
@@ -107,6 +127,7 @@ class WakeupSignal:
     async def _touch_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self._trailing = None  # a send from now on needs a touch after this one
+        self.window = min(2 * self.window, self._max_touch_interval)
         await self._write()
 
     async def _write(self) -> None:

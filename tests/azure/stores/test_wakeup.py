@@ -57,6 +57,35 @@ async def test_a_send_inside_the_window_is_signalled_at_its_end(stores: Stores) 
     )
 
 
+async def test_a_busy_sender_widens_its_window_and_a_quiet_one_narrows_it(stores: Stores) -> None:
+    """Touches are blob writes: a client that keeps sending touches ever less often (its
+    workers poll fast anyway); one that sends after a quiet spell is signalled at once."""
+    now = [0.0]
+    container = stores.clients.container(stores.names.large_messages_container)
+    sender = WakeupSignal(
+        container,
+        stores.clients.retry,
+        min_touch_interval=0.05,
+        max_touch_interval=0.2,
+        clock=lambda: now[0],
+    )
+    await sender.touch()  # the first send: at once
+    assert (sender.touches, sender.window) == (1, 0.05)
+    windows = []
+    for step in range(1, 4):  # sends keep coming inside the window: one trailing touch each
+        now[0] += 0.01
+        await sender.touch()
+        await eventually_async(
+            lambda: sender.touches, until=lambda n, s=step: n == s + 1, what="the trailing touch"
+        )
+        windows.append(sender.window)
+    assert windows == [0.1, 0.2, 0.2]  # doubled per trailing touch, up to the widest
+
+    now[0] += 0.5  # a quiet spell: the next send is signalled at once again
+    await sender.touch()
+    assert (sender.touches, sender.window) == (5, 0.05)
+
+
 def _backoff(fastest: float) -> IdleBackoff:
     return IdleBackoff(fastest=fastest, slowest=fastest, ratio=1.0)
 
