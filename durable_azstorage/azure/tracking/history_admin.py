@@ -172,6 +172,7 @@ async def repair_stale(
                 status=sentinel.runtime_status or OrchestrationStatus.RUNNING,
                 completed_at=sentinel.completed_at,
                 previous=previous,
+                custom_status=sentinel.custom_status,
             )
             if state is None:
                 return

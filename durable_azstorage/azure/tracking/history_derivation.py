@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from durable_azstorage.azure.tracking.history_rows import RecordedCustomStatus
 from durable_azstorage.model.history import (
     EventSent,
     ExecutionCompleted,
@@ -86,11 +87,13 @@ def state_from_history(
     status: OrchestrationStatus,
     completed_at: datetime | None,
     previous: InstanceState | None,
+    custom_status: RecordedCustomStatus | None = None,
 ) -> InstanceState | None:
     """The Instances row the committed ``history`` implies (repair after a crash).
 
-    Custom status is not in history; it is kept from ``previous`` when that row describes
-    the same execution.
+    Custom status is not in history: ``custom_status`` is what the last episode recorded
+    with it (the sentinel's); without one it is kept from ``previous`` when that row
+    describes the same execution.
     """
     started = started_event(history)
     if started is None:
@@ -111,7 +114,13 @@ def state_from_history(
         parent_instance_id=started.parent.instance.instance_id if started.parent else None,
         scheduled_start_time=started.scheduled_start_time,
         generation=started.generation,
-        custom_status=previous.custom_status if previous is not None and same else None,
+        custom_status=(
+            custom_status.value
+            if custom_status is not None
+            else previous.custom_status
+            if previous is not None and same
+            else None
+        ),
     )
     for event in history:
         if isinstance(event, ExecutionCompleted):

@@ -113,6 +113,23 @@ class Sentinel:
     first_row: int = 0  # index of the current execution's first row
     outbox: str = ""  # messages the history cannot re-derive (``outbox.Outbox``, JSON)
     archived_executions: tuple[str, ...] = ()  # earlier executions kept as blobs, newest first
+    custom_status: RecordedCustomStatus | None = None
+    """The custom status the last episode committed (it is not an event, so repair after a
+    crash before step 3 needs it from here); None when not recorded (too large for the row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCustomStatus:
+    """A custom status as step 1 recorded it; ``value`` None: the episode had none."""
+
+    value: str | None
+
+    @classmethod
+    def of(cls, value: str | None) -> RecordedCustomStatus | None:
+        """Recorded, unless too large for a table property (repair then keeps the row's)."""
+        if value is not None and needs_property_offload(value):
+            return None
+        return cls(value)
 
 
 EMPTY_SENTINEL = Sentinel(
@@ -241,6 +258,8 @@ def sentinel_columns(s: Sentinel) -> dict[str, Any]:
         out["Outbox"] = s.outbox
     if s.archived_executions:
         out["ArchivedExecutions"] = json.dumps(list(s.archived_executions), separators=(",", ":"))
+    if s.custom_status is not None:  # JSON, so that "no custom status" (null) is recorded too
+        out["CustomStatus"] = json.dumps(s.custom_status.value)
     return out
 
 
@@ -256,6 +275,12 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             raise ValueError("ArchivedExecutions is not a list of strings")
         status = row.get("RuntimeStatus")
         completed = row.get("CompletedTime")
+        custom: RecordedCustomStatus | None = None
+        if row.get("CustomStatus") is not None:
+            value = json.loads(row["CustomStatus"])
+            if value is not None and not isinstance(value, str):
+                raise ValueError("CustomStatus is not a JSON string or null")
+            custom = RecordedCustomStatus(value)
         return Sentinel(
             etag=str(row.metadata["etag"]),
             execution_id=row.get("ExecutionId") or None,
@@ -267,6 +292,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             first_row=int(row.get("FirstRow") or 0),
             outbox=str(row.get("Outbox") or ""),
             archived_executions=tuple(archived),
+            custom_status=custom,
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
@@ -274,6 +300,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
 
 __all__ = [
     "EMPTY_SENTINEL",
+    "RecordedCustomStatus",
     "Sentinel",
     "parse_sentinel",
     "sentinel_columns",

@@ -55,6 +55,7 @@ from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.history_rows import (
     EMPTY_SENTINEL,
     PendingBlob,
+    RecordedCustomStatus,
     Sentinel,
     blob_references,
     entity_to_event,
@@ -200,6 +201,7 @@ class HistoryStore:
         completed_at: datetime | None,
         outbox: str = "",
         archived_executions: Sequence[str] | None = None,
+        custom_status: RecordedCustomStatus | None = None,
     ) -> Sentinel:
         """Append ``new_events`` (or, with ``new_execution``, replace the history with them).
 
@@ -236,6 +238,7 @@ class HistoryStore:
                 if archived_executions is None
                 else tuple(archived_executions)
             ),
+            custom_status=custom_status,
         )
         sentinel_size = estimated_size(sentinel_columns(final)) + _OP_OVERHEAD
         batches = self._plan(columns, sentinel_size)

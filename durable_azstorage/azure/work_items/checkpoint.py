@@ -52,7 +52,7 @@ from durable_azstorage.azure.tracking.history_derivation import (
     state_from_history,
     visible_fields,
 )
-from durable_azstorage.azure.tracking.history_rows import event_columns
+from durable_azstorage.azure.tracking.history_rows import RecordedCustomStatus, event_columns
 from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
@@ -225,6 +225,7 @@ class Checkpoint:
             consumed_message_ids=encode_episode_log(records),
             runtime_status=commit.state.runtime_status,
             completed_at=commit.state.completed_at,
+            custom_status=RecordedCustomStatus.of(commit.state.custom_status),
             outbox=outbox.encode(),
             archived_executions=archived,
         )
@@ -309,11 +310,13 @@ class Checkpoint:
             status=status,
             completed_at=sentinel.completed_at,
             previous=previous,
+            custom_status=sentinel.custom_status,
         )
         if repaired is not None and (
             previous is None
             or previous.runtime_status is not repaired.runtime_status
             or previous.execution_id != repaired.execution_id
+            or previous.custom_status != repaired.custom_status
         ):
             await instances.write_episode(repaired, sentinel.episode, predecessors=predecessors)
 

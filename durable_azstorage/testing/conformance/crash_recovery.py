@@ -144,6 +144,33 @@ class CrashRecoveryConformance:
         assert answers.history == tuple(history)
 
     @pytest.mark.parametrize("step", STEPS)
+    async def test_a_crash_before_the_row_keeps_the_episodes_custom_status(
+        self, crashing: BackendHarness, step: str
+    ) -> None:
+        """The custom status is not an event: finishing a crashed episode must still leave
+        the one that episode set, not the row's earlier one."""
+        harness = crashing
+        await harness.backend.create_instance(start_message("crash-cs"))
+        item = await harness.lock_orchestration()
+        commit = episode(
+            item, now=harness.now(), status=OrchestrationStatus.COMPLETED, output='"done"'
+        )
+        commit = dataclasses.replace(
+            commit, state=dataclasses.replace(commit.state, custom_status='"step 3 of 3"')
+        )
+        _set_hook(harness, crash_at(step))
+        with pytest.raises(Crash):
+            await harness.backend.complete_orchestration(item, commit)
+        _set_hook(harness, None)
+
+        await harness.expire_locks()
+
+        assert await harness.no_orchestration(harness.peer)  # the start came back: finished
+        state = await harness.peer.get_instance("crash-cs")
+        assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED
+        assert state.custom_status == '"step 3 of 3"'
+
+    @pytest.mark.parametrize("step", STEPS)
     async def test_recovery_finishes_the_episode_that_consumed_the_message(
         self, crashing: BackendHarness, step: str
     ) -> None:
