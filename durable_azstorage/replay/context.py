@@ -338,6 +338,8 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
         if self.is_complete:
             return
+        # The next generation is another sender: locks this one holds would never be left.
+        self.entities.exit_critical_section()
         self._continue_as_new = (self.converter.serialize(new_input), save_events)
 
     def _set_custom_status(self, custom_status: Any) -> None:
@@ -484,6 +486,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     ) -> None:
         if self.is_complete:
             return
+        # Ending inside a critical section (a lock taken and never left, a failure, a
+        # termination) releases its locks, or the entities would wait for this instance forever.
+        self.entities.exit_critical_section()
         self._generator = None
         self.completion = CompleteOrchestration(
             id=self._next_id(), status=status, result=result, failure_details=failure

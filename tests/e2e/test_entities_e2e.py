@@ -112,6 +112,22 @@ def call_unlocked(ctx: OrchestrationContext, key: str):  # type: ignore[no-untyp
     return "no error"
 
 
+def lock_then_continue(ctx: OrchestrationContext, generation: int):  # type: ignore[no-untyped-def]
+    """Generation 0 continues as new while holding the lock (in the ``with`` block, and with
+    a lock it never leaves); generation 1 can only finish if both were released."""
+    account = EntityInstanceId("account", "can")
+    if generation == 0:
+        with (yield ctx.lock_entities([account])):
+            ctx.continue_as_new(1)
+            return None
+    if generation == 1:
+        yield ctx.lock_entities([account])  # held, never left: continue-as-new releases it
+        ctx.continue_as_new(2)
+        return None
+    with (yield ctx.lock_entities([account])):
+        return (yield ctx.call_entity(account, "balance"))
+
+
 def register(worker: TaskHubWorker) -> None:
     worker.add_entity(log_entity)
     worker.add_entity(Account)
@@ -122,6 +138,7 @@ def register(worker: TaskHubWorker) -> None:
         lock_and_fail,
         lock_and_wait,
         call_unlocked,
+        lock_then_continue,
     ):
         worker.add_orchestrator(fn)
     worker.start()
@@ -267,6 +284,19 @@ def test_failing_or_terminated_inside_a_critical_section_releases_the_locks(
     client.terminate_orchestration(waiting)
     client.wait_for_orchestration_completion(waiting, timeout=TIMEOUT)
     eventually(lambda: _locked_by(client, "f"), until=lambda owner: owner is None, timeout=TIMEOUT)
+
+
+def test_continuing_as_new_inside_a_critical_section_releases_the_locks(
+    worker: TaskHubWorker, client: TaskHubClient
+) -> None:
+    register(worker)
+    iid = client.schedule_new_orchestration(lock_then_continue, input=0)
+    state = client.wait_for_orchestration_completion(iid, timeout=TIMEOUT)
+    assert state is not None and state.runtime_status is OrchestrationStatus.COMPLETED, state
+    assert state.get_output() == 0
+    eventually(
+        lambda: _locked_by(client, "can"), until=lambda owner: owner is None, timeout=TIMEOUT
+    )
 
 
 def test_clean_entity_storage_releases_orphaned_locks_and_removes_empty_entities(
