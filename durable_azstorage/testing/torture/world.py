@@ -110,6 +110,8 @@ class World:
             self.children.update(programs.children(top.instance_id, top.steps))
         self.known = [i.instance_id for i in self.instances] + list(self.children)
         self.explained: Counter[tuple[str, int]] = Counter()
+        self._runs_at_last_crash: dict[tuple[str, str, int], int] = {}
+        """Activity runs per task when the backend object last died (``_explain_lost_buffer``)."""
         self.duplicable: list[TaskMessage] = []
         self._plan: tuple[str, type[BaseException]] | None = None
         self._completing: SimulatedWorker | None = None
@@ -250,18 +252,15 @@ class World:
         await self._process(worker, item)
 
     def _explain_lost_buffer(self) -> None:
-        """The backend object died with its process (Azure): the results it held in its
-        message buffer, carried by their still-hidden requests, died with it, so every task
-        that ran and whose result no committed episode applied yet may run again."""
-        for instance_id, key, task_id in list(self.ledger.executions):
-            generations = self.inv.generations.get(instance_id)
-            events = generations[-1] if generations else []
-            applied = any(
-                isinstance(e, (TaskCompleted, TaskFailed)) and e.task_scheduled_id == task_id
-                for e in events
-            )
-            if not applied:
+        """The backend object died with its process (Azure): results it held in its message
+        buffer, carried by their still-hidden requests, died with it, so every task that ran
+        since the previous such crash may run again (its result, even a duplicate one, may
+        have been waiting there)."""
+        for run, count in self.ledger.executions.items():
+            if count > self._runs_at_last_crash.get(run, 0):
+                _, key, task_id = run
                 self.explained[(key, task_id)] += 1
+        self._runs_at_last_crash = dict(self.ledger.executions)
 
     def _explain_carried_results(self, item: OrchestrationWorkItem) -> None:
         """A result handed over in process is carried by its request: when the episode holding
