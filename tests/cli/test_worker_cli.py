@@ -25,7 +25,7 @@ def test_worker_runs_the_app_and_stops_gracefully(
 ) -> None:
     log = tmp_path / "worker.log"
     with running_worker(cli_env, log, "--create-hub", ref=ref) as process:
-        wait_for_output(process, log, "worker started: 4 orchestrator")
+        wait_for_output(process, log, "worker started: 5 orchestrator")  # worker_app registers 5
         started = run_cli(
             "instances",
             "start",
