@@ -319,9 +319,10 @@ def test_unknown_instances_exit_3_with_one_line(
         ("purge", "nope-1", "--yes"),
     ]
     for args in commands:
-        line = one_line_error(run_cli("instances", *args, env=cli_env), 3)
+        line = one_line_error(invoke_cli("instances", *args, env=cli_env), 3)
         assert "'nope-1' was not found" in line and hub_name in line, (args, line)
 
+    # Through the real entry point: the process's exit status and stderr say the same.
     debug = run_cli("instances", "show", "nope-1", "--debug", env=cli_env)
     assert debug.returncode == 3 and "Traceback" in debug.stderr
 
