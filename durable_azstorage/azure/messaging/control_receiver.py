@@ -258,7 +258,11 @@ class ControlQueueReceiver:
 
     @property
     def poll_interval(self) -> float:
-        """Seconds until the next poll of an empty queue (the idle back-off reached so far)."""
+        """Seconds until the next poll of an empty queue (the idle back-off reached so far);
+        0 while the buffer has no room or nobody asks for work: the receiver is paused, not
+        idle, and a wake-up could not make it poll (so the wake-up watch need not read)."""
+        if self._buffer.room <= 0 or not self._buffer.demand.is_set():
+            return 0.0
         return self.backoff.interval()
 
     async def _run(self) -> None:

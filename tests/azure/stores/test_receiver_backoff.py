@@ -92,6 +92,45 @@ async def test_control_receiver_restarts_its_back_off_only_when_a_poll_finds_wor
         await receiver.stop()
 
 
+async def test_a_control_receiver_with_a_full_buffer_is_paused_not_slow(stores: Stores) -> None:
+    """The wake-up watch reads the signal only while a receiver polls slowly; one that cannot
+    poll (its buffer is full, or no worker asks for work) is busy, and a wake-up cannot help."""
+    queue = MessageQueue(
+        stores.clients.queue(stores.names.control_queues[0]),
+        stores.payloads,
+        stores.clients.retry,
+        max_delay=timedelta(days=6),
+    )
+    buffer = MessageBuffer(1, SelfCausedDeliveries())
+
+    async def handle(batch: list[ReceivedMessage]) -> None:
+        for message in batch:
+            buffer.add("backoff-test", message)
+
+    clock = Ticks()
+    receiver = ControlQueueReceiver(
+        queue,
+        buffer,
+        batch_size=32,
+        visibility_timeout=VISIBILITY,
+        max_poll_interval=MAX_POLL,
+        handle=handle,
+        clock=clock,
+    )
+    clock.now += 5
+    assert receiver.poll_interval == 0.0  # nobody asks for work yet
+    buffer.add_waiter()
+    assert receiver.poll_interval == 5.0  # asked, idle for five seconds
+    await queue.send(_request(1))
+    receiver.start()
+    try:
+        await eventually_async(lambda: buffer.count, until=lambda n: n == 1, what="the message")
+        clock.now += 5
+        assert receiver.poll_interval == 0.0  # the buffer (capacity 1) is full: paused
+    finally:
+        await receiver.stop()
+
+
 async def test_activity_receiver_restarts_its_back_off_only_when_a_poll_finds_work(
     stores: Stores,
 ) -> None:
