@@ -42,23 +42,21 @@ def _polls(stores: Stores) -> int:
     return stores.clients.counter.snapshot().counts.get(("queue", "GetMessages"), 0)
 
 
-async def test_control_receiver_restarts_its_back_off_only_when_a_poll_finds_work(
-    stores: Stores,
-) -> None:
+def _control_receiver(
+    stores: Stores, buffer: MessageBuffer, clock: Ticks
+) -> tuple[MessageQueue, ControlQueueReceiver]:
+    """Partition 0's control queue and a receiver that buffers what it receives."""
     queue = MessageQueue(
         stores.clients.queue(stores.names.control_queues[0]),
         stores.payloads,
         stores.clients.retry,
         max_delay=timedelta(days=6),
     )
-    buffer = MessageBuffer(256, SelfCausedDeliveries())
-    buffer.add_waiter()  # demand: the receiver polls
 
     async def handle(batch: list[ReceivedMessage]) -> None:
         for message in batch:
             buffer.add("backoff-test", message)
 
-    clock = Ticks()
     receiver = ControlQueueReceiver(
         queue,
         buffer,
@@ -68,6 +66,16 @@ async def test_control_receiver_restarts_its_back_off_only_when_a_poll_finds_wor
         handle=handle,
         clock=clock,
     )
+    return queue, receiver
+
+
+async def test_control_receiver_restarts_its_back_off_only_when_a_poll_finds_work(
+    stores: Stores,
+) -> None:
+    buffer = MessageBuffer(256, SelfCausedDeliveries())
+    buffer.add_waiter()  # demand: the receiver polls
+    clock = Ticks()
+    queue, receiver = _control_receiver(stores, buffer, clock)
     started = _polls(stores)
     receiver.start()
     try:
@@ -95,28 +103,9 @@ async def test_control_receiver_restarts_its_back_off_only_when_a_poll_finds_wor
 async def test_a_control_receiver_with_a_full_buffer_is_paused_not_slow(stores: Stores) -> None:
     """The wake-up watch reads the signal only while a receiver polls slowly; one that cannot
     poll (its buffer is full, or no worker asks for work) is busy, and a wake-up cannot help."""
-    queue = MessageQueue(
-        stores.clients.queue(stores.names.control_queues[0]),
-        stores.payloads,
-        stores.clients.retry,
-        max_delay=timedelta(days=6),
-    )
     buffer = MessageBuffer(1, SelfCausedDeliveries())
-
-    async def handle(batch: list[ReceivedMessage]) -> None:
-        for message in batch:
-            buffer.add("backoff-test", message)
-
     clock = Ticks()
-    receiver = ControlQueueReceiver(
-        queue,
-        buffer,
-        batch_size=32,
-        visibility_timeout=VISIBILITY,
-        max_poll_interval=MAX_POLL,
-        handle=handle,
-        clock=clock,
-    )
+    queue, receiver = _control_receiver(stores, buffer, clock)
     clock.now += 5
     assert receiver.poll_interval == 0.0  # nobody asks for work yet
     buffer.add_waiter()
