@@ -87,5 +87,11 @@ def test_signals_calls_and_critical_sections_through_the_sidecar(
     listed = sdk_client.get_all_entities(EntityQuery(instance_id_starts_with="@account@"))
     assert sorted(str(e.id) for e in listed) == ["@account@alice", "@account@bob"]
     with TaskHubClient(sidecar.settings) as ours:  # the same storage, read by our own client
-        mine = ours.get_entity(OurEntityId("account", "bob"))
-        assert mine is not None and mine.get_state() == 25 and mine.locked_by is None
+        # The orchestration releases its locks with a message when it completes, so the
+        # release reaches the entity shortly after the client sees the completion.
+        mine = eventually(
+            lambda: ours.get_entity(OurEntityId("account", "bob")),
+            until=lambda e: e is not None and e.locked_by is None,
+            timeout=TIMEOUT,
+        )
+        assert mine is not None and mine.get_state() == 25
