@@ -9,6 +9,8 @@ The backend wires the parts that each own one noun:
 * ``partition_receivers``: one ``ControlQueueReceiver`` per owned partition (``ownership``)
   feeding the shared, bounded ``MessageBuffer``, and draining a partition before hand-over;
 * ``activity_locks``: activity work items on the shared work-item queue;
+* ``local_carriers``: activities an episode dispatches to this process (no work-item
+  message), and the consumed messages kept hidden as their durable record;
 * ``history_admin``: history replacement (rewind) and stale-row repair;
 * ``hub``: the storage clients with the stores and queues built on them (opened on first
   use, together), and the lifecycle state (running, closing) the parts above read.
@@ -43,6 +45,7 @@ from durable_azstorage.azure.hub import HubLifecycle
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
 from durable_azstorage.azure.messaging.control_receiver import MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.poison_store import PoisonRecord, PoisonStore
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.messaging.wakeup import WATCH_FASTEST, WakeupWatcher
@@ -59,6 +62,7 @@ from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources, list_task_hubs
 from durable_azstorage.azure.work_items.activity_locks import ActivityLocks
 from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CheckpointHook
+from durable_azstorage.azure.work_items.local_carriers import LocalCarriers
 from durable_azstorage.azure.work_items.orchestration_locks import OrchestrationLocks
 from durable_azstorage.azure.work_items.partition_receivers import PartitionReceivers
 from durable_azstorage.backend.protocol import (
@@ -125,12 +129,23 @@ class AzureStorageBackend:
         self._wakeup_watcher: WakeupWatcher | None = None
         self._sequence = itertools.count(1)
         self._giving_back: set[asyncio.Future[None]] = set()
+        self._local_activities = LocalActivityQueue(settings.local_activities)
+        self._carriers = LocalCarriers(
+            settings,
+            self._local_activities,
+            self._deliveries,
+            hub=self.hub,
+            # With shared partitions an instance's next episode often runs in another
+            # process, which cannot apply results held here (correct, but churn).
+            enabled=not settings.shared_partitions,
+        )
         self._checkpoint = Checkpoint(
             hub=self.hub,
             sessions=self._sessions,
             send_all=self._send_all,
             hook=checkpoint_hook,
             retention=episode_retention(settings),
+            carriers=self._carriers,
         )
         self._orchestrations = OrchestrationLocks(
             settings,
@@ -140,6 +155,7 @@ class AzureStorageBackend:
             self._deliveries,
             shared_partitions=not self._manage_partitions,
             hub=self.hub,
+            carriers=self._carriers,
         )
         self._receivers = PartitionReceivers(
             settings,
@@ -148,6 +164,7 @@ class AzureStorageBackend:
             self._deliveries,
             hub=self.hub,
             handle=self._on_received,
+            carriers=self._carriers,
         )
 
     # --- wiring ---------------------------------------------------------------------------
@@ -187,6 +204,11 @@ class AzureStorageBackend:
     def activity_results_in_process(self) -> int:
         """Activity results handed to this process's orchestrations without a queue message."""
         return self._activities.delivered_in_process if self._activities is not None else 0
+
+    @property
+    def activities_dispatched_in_process(self) -> int:
+        """Activity requests this process ran itself: no work-item send, receive or delete."""
+        return self._local_activities.dispatched
 
     @property
     def buffered_messages(self) -> int:
@@ -238,6 +260,7 @@ class AzureStorageBackend:
             max_poll_interval=self.settings.max_poll_interval,
             on_undecodable=self._quarantine_undecodable_request,
             deliveries=self._deliveries,
+            local=self._local_activities,
         )
         self._activities = ActivityLocks(
             receiver,
@@ -246,7 +269,9 @@ class AzureStorageBackend:
             quarantine=self.hub.quarantine,
             max_dequeue_count=self.settings.max_dequeue_count,
             visibility_timeout=self.settings.work_item_visibility_timeout,
+            carriers=self._carriers,
         )
+        self._carriers.bind(asyncio.get_running_loop())
         self.hub.closing = False
         if self._manage_partitions:  # a fresh one per start: stop() closed the old clients
             self.partition_manager = PartitionManager(self.settings, self._clients, self)
@@ -306,7 +331,17 @@ class AzureStorageBackend:
             await asyncio.wait(set(self._giving_back), timeout=GIVE_BACK_TIMEOUT)
         if self._activities is not None:
             await self._activities.receiver.stop()  # prefetched requests: visible again now
+        await self._give_back_local_activities()
         await self.hub.close()
+
+    async def _give_back_local_activities(self) -> None:
+        """Activities dispatched here and not started are dropped: the carriers standing for
+        them become visible now, and their recovery sends each unanswered one through the
+        queue exactly once (sending them here as well would run them twice)."""
+        dropped = self._local_activities.take_all()
+        if dropped:
+            log.info("stopping: %d activities dispatched here left to recovery", len(dropped))
+        await self._carriers.stop()
 
     async def drain(self, partition: int) -> None:
         """``PartitionDrainer``: called after ``partition`` left ``owned()``; returns when its
@@ -344,7 +379,7 @@ class AzureStorageBackend:
             return self._activities is not None
         return self._receivers.wake(instance_id)
 
-    async def _send_result(self, result: TaskMessage, answers: str) -> None:
+    async def _send_result(self, result: TaskMessage, answers: str | None) -> None:
         await self._send(result, answers=answers)
 
     async def _send_from_client(self, message: TaskMessage) -> None:

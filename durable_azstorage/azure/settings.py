@@ -102,6 +102,13 @@ class AzureStorageSettings:
       ``get_orchestration_history(id, execution_id=...)``; 0 keeps none. Costs one blob
       write per continue-as-new (and one delete once the limit is reached); nothing for
       instances that never continue as new.
+    * ``local_activities=32``: activity requests a worker may run itself when it commits the
+      episode that scheduled them (and runs activities), instead of sending them through the
+      work-item queue: up to this many waiting or running at once; the rest use the queue.
+      Saves a send, a receive and a delete per activity (a 5-activity sequence: about 12 of
+      25 requests). The consumed message stays hidden as their durable record (one renewal
+      per ``control_queue_visibility_timeout``/3 while they run); after a crash they run
+      again, like any activity. 0 turns it off. Off with ``shared_partitions``.
     * ``control_queue_batch_size=32`` (Azure maximum): messages per control-queue receive.
     * ``control_queue_visibility_timeout`` / ``work_item_visibility_timeout`` = 30 s: how long
       a received message stays hidden; renewed while work runs (every third of it: one
@@ -139,6 +146,7 @@ class AzureStorageSettings:
     max_dequeue_count: int = 10
     extended_sessions: bool = True
     archived_executions: int = DEFAULT_ARCHIVED_EXECUTIONS
+    local_activities: int = 32
     control_queue_batch_size: int = 32
     control_queue_visibility_timeout: timedelta = timedelta(seconds=30)
     work_item_visibility_timeout: timedelta = timedelta(seconds=30)
@@ -163,6 +171,7 @@ class AzureStorageSettings:
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag}: must be a bool")
         _int_in_range("archived_executions", self.archived_executions, 0, MAX_ARCHIVED_EXECUTIONS)
+        _int_in_range("local_activities", self.local_activities, 0, 10_000)
         _int_in_range("control_queue_batch_size", self.control_queue_batch_size, 1, 32)
         for name in ("control_queue_visibility_timeout", "work_item_visibility_timeout"):
             _positive_duration(name, getattr(self, name), maximum=MAX_QUEUE_VISIBILITY)
@@ -365,6 +374,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "extended_sessions": _parse_bool,
     "shared_partitions": _parse_bool,
     "archived_executions": int,
+    "local_activities": int,
     "control_queue_batch_size": int,
     "control_queue_visibility_timeout": _parse_seconds,
     "work_item_visibility_timeout": _parse_seconds,

@@ -12,6 +12,9 @@ claimed within ``hold`` is made visible again at once, so a competing worker wit
 takes it instead of waiting for the visibility timeout; ``stop()`` releases the buffer the
 same way. A prefetched request whose visibility is running out is dropped (it reappears).
 Both are recorded in ``deliveries``: a delivery this process caused never counts toward poison.
+
+Activities this process dispatched to itself (``local``) are handed out first; offering one
+wakes a waiting caller without a receive.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.messaging.wakeup import queue_backoff, sleep_or_wake
 
@@ -44,6 +48,7 @@ class ActivityReceiver:
         max_poll_interval: timedelta,
         on_undecodable: Callable[[ReceivedMessage], Awaitable[object]],
         deliveries: SelfCausedDeliveries,
+        local: LocalActivityQueue,
         hold: timedelta = DEFAULT_HOLD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,7 +66,8 @@ class ActivityReceiver:
         self.released = 0
         """Prefetched messages handed back unclaimed (each cost one UpdateMessage request)."""
         self._fetching = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self.local = local
+        self._wake = local.arrived  # one event: a local offer or a wake-up both end a wait
         self._next_poll = 0.0  # monotonic time before which an empty queue is not polled again
         self.stopped = False
 
@@ -88,6 +94,7 @@ class ActivityReceiver:
     async def next(self, timeout: float) -> ReceivedMessage | None:
         """The next fresh request, waiting up to ``timeout`` seconds."""
         deadline = time.monotonic() + max(0.0, timeout)
+        self.local.serving = True
         while not self.stopped:
             message = self._pop_fresh()
             if message is not None:
@@ -100,6 +107,9 @@ class ActivityReceiver:
                 # second, and receiving on every call defeated ``max_poll_interval``.
                 wait = min(self._next_poll - time.monotonic(), deadline - time.monotonic())
                 if wait > 0 and await sleep_or_wake(self._wake, wait):
+                    message = self._pop_fresh()
+                    if message is not None:  # dispatched here: no receive needed
+                        return message
                     self._next_poll = 0.0  # work was sent: poll now
                 if time.monotonic() < self._next_poll:
                     if time.monotonic() >= deadline:
@@ -134,6 +144,9 @@ class ActivityReceiver:
     def _pop_fresh(self) -> ReceivedMessage | None:
         if self.stopped:
             return None
+        local = self.local.take()
+        if local is not None:
+            return local
         now = datetime.now(timezone.utc)
         while self._buffer:
             _at, message = self._buffer.popleft()

@@ -63,7 +63,10 @@ class ReceivedMessage:
     body was (or should have been) read from. ``answers`` is the id of the activity request a
     result message answers (see ``checkpoint``). ``carried_for`` names the control queue of a
     result delivered in process, carried by its request's work-item message
-    (``activity_locks``); the message then belongs to that queue's partition.
+    (``activity_locks``); the message then belongs to that queue's partition. ``carrier``
+    is set on an item that exists only in this process (an activity dispatched locally, or
+    its result): the id of the queue message whose lock is its durable record
+    (``local_carriers``); its own ``message_id`` is a name, not a queue message.
     """
 
     queue_name: str
@@ -81,6 +84,13 @@ class ReceivedMessage:
     carried_for: str | None = None
     deferrals: int = 0
     """Deliveries that were deferrals (``defer``), recorded in the message itself."""
+    carrier: str | None = None
+
+    @property
+    def logged_id(self) -> str:
+        """The id an episode log records for this message: a local item's carrier (whose
+        redelivery after a crash must find the episode that consumed the item)."""
+        return self.carrier or self.message_id
 
     @property
     def home(self) -> str:
@@ -91,7 +101,10 @@ class ReceivedMessage:
     def consumed_as(self) -> tuple[str, ...]:
         """The ids an episode log may have recorded for this message: its own and, for a
         result sent through the queue, that of the request it answers (an episode may have
-        consumed the same result delivered in process, carried by the request)."""
+        consumed the same result delivered in process, carried by the request). None for a
+        local item: it is never redelivered, and its carrier is recovered on its own."""
+        if self.carrier is not None:
+            return ()
         return (self.message_id,) if self.answers is None else (self.message_id, self.answers)
 
     @property

@@ -116,6 +116,7 @@ class Sentinel:
     custom_status: RecordedCustomStatus | None = None
     """The custom status the last episode committed (it is not an event, so repair after a
     crash before step 3 needs it from here); None when not recorded (too large for the row)."""
+    local_tasks: str = ""  # activities dispatched in process, by carrier (``local_tasks``, JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,8 @@ def sentinel_columns(s: Sentinel) -> dict[str, Any]:
         out["Outbox"] = s.outbox
     if s.archived_executions:
         out["ArchivedExecutions"] = json.dumps(list(s.archived_executions), separators=(",", ":"))
+    if s.local_tasks:
+        out["LocalTasks"] = s.local_tasks
     if s.custom_status is not None:  # JSON, so that "no custom status" (null) is recorded too
         out["CustomStatus"] = json.dumps(s.custom_status.value)
     return out
@@ -293,6 +296,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             outbox=str(row.get("Outbox") or ""),
             archived_executions=tuple(archived),
             custom_status=custom,
+            local_tasks=str(row.get("LocalTasks") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc

@@ -202,6 +202,7 @@ class HistoryStore:
         outbox: str = "",
         archived_executions: Sequence[str] | None = None,
         custom_status: RecordedCustomStatus | None = None,
+        local_tasks: str = "",
     ) -> Sentinel:
         """Append ``new_events`` (or, with ``new_execution``, replace the history with them).
 
@@ -239,6 +240,7 @@ class HistoryStore:
                 else tuple(archived_executions)
             ),
             custom_status=custom_status,
+            local_tasks=local_tasks,
         )
         sentinel_size = estimated_size(sentinel_columns(final)) + _OP_OVERHEAD
         batches = self._plan(columns, sentinel_size)

@@ -12,6 +12,11 @@ saved. A result sent through the queue names the request it answers (``answers``
 committed episode that consumed the request is recognised (``checkpoint``). A request
 delivered more than ``max_dequeue_count`` times is copied to the poison store before it is
 handed out; the worker then fails the activity instead of running it again.
+
+An activity dispatched in process (``local_carriers``) has no request message: its lock is
+its carrier's, which ``LocalCarriers`` renews. Its result is buffered riding on the carrier,
+or, when the partition is not received here any more, sent through the control queue; an
+abandoned one is sent to the work-item queue as an ordinary request.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from datetime import datetime, timedelta, timezone
 
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
 from durable_azstorage.azure.messaging.queues import ReceivedMessage
+from durable_azstorage.azure.work_items.local_carriers import LocalCarriers, item_task_id
 from durable_azstorage.backend.protocol import ActivityWorkItem
 from durable_azstorage.model.errors import LockLostError
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.serialization.codec import encode_message
 
-Send = Callable[[TaskMessage, str], Awaitable[object]]
-"""``send(result, answers)``: the result to the control queue, naming the request's id."""
+Send = Callable[[TaskMessage, str | None], Awaitable[object]]
+"""``send(result, answers)``: the result to the control queue, naming the request's id
+(None: a local activity, which had no request message)."""
 Deliver = Callable[[str, ReceivedMessage], bool]
 """``deliver(instance_id, received)``: buffer a result in process (``PartitionReceivers``)."""
 
@@ -50,6 +57,7 @@ class ActivityLocks:
         quarantine: Callable[[ReceivedMessage, str], Awaitable[object]],
         max_dequeue_count: int,
         visibility_timeout: timedelta,
+        carriers: LocalCarriers,
     ) -> None:
         self.receiver = receiver
         self._queue = receiver.queue
@@ -61,6 +69,7 @@ class ActivityLocks:
         self._max_dequeue_count = max_dequeue_count
         self._visibility = visibility_timeout
         self._locks: dict[str, _ActivityLock] = {}
+        self._carriers = carriers
 
     async def lock_next(self, timeout: float) -> ActivityWorkItem | None:
         received = await self.receiver.next(timeout)
@@ -99,6 +108,8 @@ class ActivityLocks:
 
     async def renew(self, item: ActivityWorkItem) -> None:
         lock = self._own(item)
+        if lock.received.carrier is not None:
+            return  # the carrier's lock, renewed by ``LocalCarriers``
         try:
             lock.received = await self._queue.set_visibility(lock.received, self._visibility)
         except Exception as exc:
@@ -113,6 +124,10 @@ class ActivityLocks:
             raise LockLostError(f"lock token {lock!r} was not issued by this backend")
         request = lock.received
         held = self._locks.pop(request.message_id, None) is lock
+        if request.carrier is not None:
+            if held:
+                await self._complete_local(request, result)
+            return
         if held and self._deliver_in_process(request, result):
             self.delivered_in_process += 1
             return
@@ -126,6 +141,21 @@ class ActivityLocks:
                 f"{item.instance.instance_id!r}) was lost; the result was sent, the request "
                 "will be delivered again"
             )
+
+    async def _complete_local(self, request: ReceivedMessage, result: TaskMessage) -> None:
+        """Buffer the result riding on the carrier, or send it (the carrier or the partition
+        is not here any more): then the queue message is its record."""
+        self.receiver.local.finished()
+        carrier = request.carrier
+        assert carrier is not None
+        instance_id = result.instance.instance_id
+        if self._carriers.holds(carrier):
+            copy = replace(request, message=result, inserted_on=datetime.now(timezone.utc))
+            if self._deliver(instance_id, copy):
+                self.delivered_in_process += 1
+                return
+        await self._send(result, None)
+        await self._carriers.resolve(instance_id, carrier, item_task_id(request))
 
     def _deliver_in_process(self, request: ReceivedMessage, result: TaskMessage) -> bool:
         visible = request.next_visible_on
@@ -149,6 +179,14 @@ class ActivityLocks:
     ) -> None:
         lock = self._own(item)
         self._locks.pop(lock.received.message_id, None)
+        local = lock.received
+        if local.carrier is not None and local.message is not None:
+            self.receiver.local.finished()  # an ordinary request from now on
+            await self._queue.send(local.message, delay=delay)
+            await self._carriers.resolve(
+                local.message.instance.instance_id, local.carrier, item_task_id(local)
+            )
+            return
         try:
             if deferred:  # given back by choice: recorded in the message, not a failure
                 await self._queue.defer(lock.received, delay or timedelta(0))

@@ -9,10 +9,12 @@
    and where its events lie; its outbox (``outbox``) keeps the messages its events cannot
    imply (generations before the last of a continue-as-new episode, and the episodes of an
    execution this commit replaces);
-2. send the episode's outbound messages (also when it recorded no events: a re-armed timer);
+2. send the episode's outbound messages (also when it recorded no events: a re-armed timer),
+   except the activity requests dispatched in this process (``local_carriers``: step 1
+   recorded them under the consumed message kept as their carrier);
 3. write the Instances row, monotonically (``InstanceStore.write_episode``: a late write of an
    older episode never overwrites a newer one; skipped when nothing a query sees changed);
-4. delete the consumed messages.
+4. delete the consumed messages (not a carrier: it is deleted once its tasks are settled).
 
 Steps 2–4 are retried here on transient errors (beyond each request's own retries), while the
 lock is held and renewed, before anything is given up: a send that failed once must not wait
@@ -31,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -54,13 +57,21 @@ from durable_azstorage.azure.tracking.history_derivation import (
 )
 from durable_azstorage.azure.tracking.history_rows import RecordedCustomStatus, event_columns
 from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
+from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.work_items.local_carriers import LocalCarriers, LocalPlan
 from durable_azstorage.backend.protocol import OrchestrationCommit
 from durable_azstorage.model.archive import EndedExecution
 from durable_azstorage.model.entities import is_entity_id
 from durable_azstorage.model.errors import ConcurrencyConflictError
-from durable_azstorage.model.history import ExecutionStarted, HistoryEvent
+from durable_azstorage.model.history import (
+    ExecutionStarted,
+    HistoryEvent,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+)
 from durable_azstorage.model.messages import TaskMessage
 from durable_azstorage.model.state import InstanceState
 from durable_azstorage.model.status import OrchestrationStatus
@@ -75,6 +86,14 @@ episode is left to recovery."""
 CheckpointHook = Callable[[str, str], Awaitable[None]]
 """``hook(step, instance_id)`` after each checkpoint step: ``history``, ``messages``,
 ``instance``. Tests raise from it to simulate a crash between steps."""
+
+
+@dataclass(slots=True)
+class CommitProgress:
+    """How far ``Checkpoint.commit`` got: a work item given back after its history was
+    committed must let recovery finish it (``orchestration_locks.hide``)."""
+
+    history_committed: bool = False
 
 
 class Checkpoint:
@@ -92,8 +111,10 @@ class Checkpoint:
         send_all: Callable[[Sequence[TaskMessage]], Awaitable[None]],
         hook: CheckpointHook | None,
         retention: timedelta,
+        carriers: LocalCarriers,
     ) -> None:
         self._hub = hub
+        self._carriers = carriers
         self._sessions = sessions
         self._send_all = send_all
         self.hook = hook
@@ -108,6 +129,7 @@ class Checkpoint:
         fresh: bool,
         known_state: InstanceState | None,
         messages: Sequence[ReceivedMessage],
+        progress: CommitProgress | None = None,
     ) -> None:
         """The four steps for the episode that consumed ``messages`` (its lock is held)."""
         commit.check_for(instance_id)
@@ -117,6 +139,14 @@ class Checkpoint:
         new_execution = commit.new_execution or fresh
         events = loaded.events
         wrote_history = bool(commit.new_events) or new_execution
+        plan: LocalPlan | None = None
+        if commit.activity_messages and not commit.new_execution and not is_entity_id(instance_id):
+            plan = self._carriers.plan(
+                instance_id,
+                commit.activity_messages,
+                messages,
+                execution_id=commit.state.execution_id or "",
+            )
         if wrote_history:
             self._sessions.discard(instance_id)  # re-cached below once every step is done
             try:
@@ -127,14 +157,25 @@ class Checkpoint:
                     new_execution=new_execution,
                     messages=messages,
                     replaced=fresh and not is_entity_id(instance_id),
+                    plan=plan,
                 )
             except ConcurrencyConflictError:
                 log.info("orchestration %r: lost the commit race; nothing sent", instance_id)
                 raise
             events = commit.new_events if new_execution else (*events, *commit.new_events)
+            if progress is not None:
+                progress.history_committed = True
             await self._step("history", instance_id)
-        if commit.outbound_messages:
-            await self._retrying(lambda: self._send_all(commit.outbound_messages))
+        outbound = commit.outbound_messages
+        if plan is not None:
+            local = {id(m) for m in plan.requests}
+            outbound = tuple(m for m in outbound if id(m) not in local)
+        if outbound:
+            await self._retrying(lambda: self._send_all(outbound))
+        if plan is not None:
+            unplaced = self._carriers.dispatch(instance_id, plan)
+            if unplaced:  # the carrier was lost meanwhile: through the queue after all
+                await self._retrying(lambda: self._send_all(unplaced))
         await self._step("messages", instance_id)
         # Without new events the history (the authority) did not change, so neither does the
         # row; with them, only what a query can see is worth a write.
@@ -151,7 +192,9 @@ class Checkpoint:
             )
             row_etag = written
         await self._step("instance", instance_id)
-        await self._retrying(lambda: self._delete(messages))
+        await self._retrying(lambda: self._delete(self._carriers.deletable(messages)))
+        ended = new_execution or commit.state.runtime_status.is_terminal
+        await self._carriers.settle(instance_id, messages, ended=ended)
         if wrote_history:
             self._sessions.put(instance_id, tuple(events), sentinel, commit.state, row_etag)
 
@@ -164,6 +207,7 @@ class Checkpoint:
         new_execution: bool,
         messages: Sequence[ReceivedMessage],
         replaced: bool = False,
+        plan: LocalPlan | None = None,
     ) -> Sentinel:
         """Step 1: the events, the episode log and the outbox in one guarded write.
 
@@ -184,7 +228,13 @@ class Checkpoint:
             continued_as_new=commit.new_execution,
             execution_id=execution_id,
             committed_at=time.time(),
-            message_ids=tuple(m.message_id for m in messages),
+            message_ids=tuple(dict.fromkeys(m.logged_id for m in messages)),
+        )
+        local_tasks = LocalTasks.parse(sentinel.local_tasks).after(
+            commit.new_events,
+            new_execution=new_execution,
+            carrier=plan.carrier.message_id if plan is not None else None,
+            dispatched=plan.task_ids if plan is not None else (),
         )
         records = remember(record, self._records(sentinel), retention=self._retention)
         outbox, dropped = Outbox.parse(sentinel.outbox).keep_only(r.episode for r in records)
@@ -228,6 +278,7 @@ class Checkpoint:
             custom_status=RecordedCustomStatus.of(commit.state.custom_status),
             outbox=outbox.encode(),
             archived_executions=archived,
+            local_tasks=local_tasks.encode(),
         )
         if dropped:
             await payloads.discard(dropped)
@@ -268,6 +319,10 @@ class Checkpoint:
                 if record is not None:
                     episodes[record.episode] = record
         outbound: list[TaskMessage] = []
+        local = LocalTasks.parse(sentinel.local_tasks)
+        carriers = {i for m in redelivered for i in m.consumed_as} & local.carriers
+        for carrier in carriers:
+            self._carriers.forget(carrier)
         for record in sorted(episodes.values(), key=lambda r: r.episode):
             if record.execution_id == sentinel.execution_id:
                 outbound += derive_episode(loaded.events, record)
@@ -282,12 +337,15 @@ class Checkpoint:
                     record.episode,
                     record.execution_id,
                 )
+        outbound += unanswered_requests(loaded.events, local.tasks_of(carriers), outbound)
         log.warning(
-            "orchestration %r: %d consumed message(s) of episode(s) %s redelivered; re-sending "
-            "%d outbound message(s) and repairing the Instances row",
+            "orchestration %r: %d consumed message(s) of episode(s) %s redelivered (%d "
+            "carrier(s) of activities run in process); re-sending %d outbound message(s) and "
+            "repairing the Instances row",
             instance_id,
             len(redelivered),
             sorted(episodes),
+            len(carriers),
             len(outbound),
         )
         if outbound:
@@ -353,6 +411,22 @@ def derive_episode(events: Sequence[HistoryEvent], record: EpisodeRecord) -> lis
     return derive_outbound(upto, record.first, continued_as_new=record.continued_as_new).all
 
 
+def unanswered_requests(
+    events: Sequence[HistoryEvent], tasks: set[int], already: Sequence[TaskMessage]
+) -> list[TaskMessage]:
+    """Requests for the ``tasks`` that have no result in ``events`` and are not in
+    ``already``: the activities a lost carrier stood for, to run again through the queue."""
+    if not tasks:
+        return []
+    answered = {e.task_scheduled_id for e in events if isinstance(e, TaskCompleted | TaskFailed)}
+    sending = {m.event.event_id for m in already if isinstance(m.event, TaskScheduled)}
+    wanted = tasks - answered - sending
+    requests = derive_outbound(events, 0, continued_as_new=False).all
+    return [
+        m for m in requests if isinstance(m.event, TaskScheduled) and m.event.event_id in wanted
+    ]
+
+
 def _started_executions(messages: Sequence[ReceivedMessage]) -> list[str]:
     """Execution ids of the starts among ``messages`` (the execution an episode began)."""
     return [
@@ -374,4 +448,11 @@ def _from_earlier_generations(commit: OrchestrationCommit, execution_id: str) ->
     ]
 
 
-__all__ = ["STEP_RETRY_BUDGET", "Checkpoint", "CheckpointHook", "derive_episode"]
+__all__ = [
+    "STEP_RETRY_BUDGET",
+    "Checkpoint",
+    "CheckpointHook",
+    "CommitProgress",
+    "derive_episode",
+    "unanswered_requests",
+]

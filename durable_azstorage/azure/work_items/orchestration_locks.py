@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from azure.core.exceptions import HttpResponseError
@@ -37,8 +37,10 @@ from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessa
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.retry import is_transient
 from durable_azstorage.azure.tracking.history_store import LoadedHistory
+from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.azure.tracking.sessions import SessionCache
-from durable_azstorage.azure.work_items.checkpoint import Checkpoint
+from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CommitProgress
+from durable_azstorage.azure.work_items.local_carriers import LocalCarriers, item_task_id
 from durable_azstorage.azure.work_items.message_filter import Filtered, filter_messages, kind_of
 from durable_azstorage.backend.protocol import (
     OrchestrationCommit,
@@ -66,6 +68,7 @@ class _OrchLock:
     fresh: bool  # an ExecutionStarted replaces the stored execution: rows restart at 0
     known_state: InstanceState | None
     released: bool = False
+    progress: CommitProgress = field(default_factory=CommitProgress)
 
     def expires_at(self) -> datetime | None:
         times = [m.next_visible_on for m in self.messages if m.next_visible_on is not None]
@@ -77,9 +80,17 @@ async def hide(
     messages: Sequence[ReceivedMessage],
     delay: timedelta,
     *,
+    carriers: LocalCarriers,
     deferred: bool = False,
+    committed: bool = False,
 ) -> None:
     """Make ``messages`` visible again after ``delay`` (0: now); stale receipts are skipped.
+
+    An item riding on a carrier (a local activity's result) has no message of its own: it is
+    sent to its control queue like a carried result, and its carrier stops standing for it.
+    But when the episode that held it ``committed`` its history (a later step failed), the
+    carrier itself is given back (``LocalCarriers.release``): recovering it re-sends that
+    episode's messages, which may have consumed nothing else that could come back.
 
     A result delivered in process (``carried_for``) goes to its control queue, hidden for
     ``delay``, and its carrier, the activity request, is deleted: made visible, the request
@@ -91,7 +102,12 @@ async def hide(
     async def one(m: ReceivedMessage) -> None:
         target = queue(m.queue_name)
         try:
-            if m.carried_for is not None and m.message is not None:
+            if m.carrier is not None and committed:
+                await carriers.release(m.carrier, delay)
+            elif m.carrier is not None and m.message is not None:
+                await queue(m.home).send(m.message, delay=delay)
+                await carriers.resolve(m.message.instance.instance_id, m.carrier, item_task_id(m))
+            elif m.carried_for is not None and m.message is not None:
                 await queue(m.carried_for).send(m.message, delay=delay, answers=m.message_id)
                 await target.consume(m)
             elif deferred:
@@ -121,6 +137,7 @@ class OrchestrationLocks:
         *,
         shared_partitions: bool,
         hub: HubLifecycle,
+        carriers: LocalCarriers,
     ) -> None:
         self.settings = settings
         self._buffer = buffer
@@ -128,6 +145,8 @@ class OrchestrationLocks:
         self._checkpoint = checkpoint
         self._deliveries = deliveries
         self._hub = hub
+        self._carriers = carriers
+        self._returning: set[asyncio.Future[None]] = set()
         self._locks: dict[str, _OrchLock] = {}
         self._shared_partitions = shared_partitions
         self._idle_release: asyncio.Future[None] | None = None
@@ -168,7 +187,7 @@ class OrchestrationLocks:
                 self._deliveries.caused(message.message_id)
             if released:
                 log.debug("releasing %d buffered message(s): no demand", len(released))
-                await hide(self._hub.queue, released, timedelta(0))
+                await hide(self._hub.queue, released, timedelta(0), carriers=self._carriers)
         finally:
             self._idle_release = None
 
@@ -195,7 +214,7 @@ class OrchestrationLocks:
                         failed,
                         delay.total_seconds(),
                     )
-                    await hide(self._hub.queue, messages, delay)
+                    await hide(self._hub.queue, messages, delay, carriers=self._carriers)
                     self._buffer.release(instance_id)
                     item = None
                 if item is not None:
@@ -253,12 +272,17 @@ class OrchestrationLocks:
                 instance_id,
                 reason,
             )
-        discarded = (self._hub.queue(m.queue_name).delete(m) for m, _ in filtered.discard)
-        await asyncio.gather(*discarded)
+        discarded = [m for m, _ in filtered.discard]
+        await asyncio.gather(
+            *(self._hub.queue(m.queue_name).delete(m) for m in self._carriers.deletable(discarded))
+        )
+        await self._carriers.settle(instance_id, discarded, ended=False)
         if filtered.defer:
             for deferred in filtered.defer:
                 self._deliveries.caused(deferred.message_id)
-            await hide(self._hub.queue, filtered.defer, filtered.defer_delay)
+            await hide(
+                self._hub.queue, filtered.defer, filtered.defer_delay, carriers=self._carriers
+            )
         if not filtered.keep:
             self._buffer.release(instance_id)
             return None
@@ -302,7 +326,9 @@ class OrchestrationLocks:
     ) -> tuple[list[ReceivedMessage], Filtered]:
         """Split ``messages`` into those a committed episode already consumed (to recover)
         and the filter's verdict on the rest."""
-        consumed = frozenset(loaded.sentinel.consumed_message_ids)  # episode marks never match
+        # Episode marks never match; carriers of activities run in process are recovered too.
+        carriers = LocalTasks.parse(loaded.sentinel.local_tasks).carriers
+        consumed = frozenset(loaded.sentinel.consumed_message_ids) | carriers
         recovered = [m for m in messages if not consumed.isdisjoint(m.consumed_as)]
         rest = [m for m in messages if consumed.isdisjoint(m.consumed_as)]
         filtered = await filter_messages(
@@ -379,7 +405,7 @@ class OrchestrationLocks:
         """An expired lock may not be renewed or abandoned: release it, LockLostError."""
         expires = self._expired(lock)
         if expires is not None:
-            self._release(lock)
+            self._release(lock, orphaned=True)
             raise LockLostError(
                 f"the lock on instance {lock.instance_id!r} expired at {expires.isoformat()}"
             )
@@ -390,7 +416,7 @@ class OrchestrationLocks:
         expires = self._expired(lock)
         if expires is None:
             return
-        self._release(lock)
+        self._release(lock, orphaned=True)
         self._sessions.discard(lock.instance_id)
         current = await self._hub.resources.history.load(lock.instance_id)
         if current.sentinel.etag != lock.loaded.sentinel.etag:
@@ -403,11 +429,26 @@ class OrchestrationLocks:
             "nothing was committed, its messages will be delivered again"
         )
 
-    def _release(self, lock: _OrchLock) -> None:
+    def _release(self, lock: _OrchLock, *, orphaned: bool = False) -> None:
+        """``orphaned``: the lock ends without a commit or a give-back (it expired): its local
+        items, which no redelivery would bring back, go through their control queue."""
         if not lock.released:
             lock.released = True
             self._locks.pop(lock.instance_id, None)
             self._buffer.release(lock.instance_id)
+            local = [m for m in lock.messages if m.carrier is not None]
+            if orphaned and local:
+                returning = asyncio.ensure_future(
+                    hide(
+                        self._hub.queue,
+                        local,
+                        timedelta(0),
+                        carriers=self._carriers,
+                        committed=lock.progress.history_committed,
+                    )
+                )
+                self._returning.add(returning)
+                returning.add_done_callback(self._returning.discard)
 
     async def renew(self, item: OrchestrationWorkItem) -> None:
         lock = self._own(item)
@@ -415,11 +456,12 @@ class OrchestrationLocks:
         timeout = self.settings.control_queue_visibility_timeout
         try:
             queue = self._hub.queue
-            lock.messages = [
-                await queue(m.queue_name).set_visibility(m, timeout) for m in lock.messages
+            lock.messages = [  # a local item rides on its carrier, renewed elsewhere
+                m if m.carrier is not None else await queue(m.queue_name).set_visibility(m, timeout)
+                for m in lock.messages
             ]
         except Exception as exc:
-            self._release(lock)
+            self._release(lock, orphaned=True)
             raise LockLostError(
                 f"could not renew the lock on instance {item.instance_id!r}: {exc}"
             ) from exc
@@ -434,6 +476,7 @@ class OrchestrationLocks:
             fresh=lock.fresh,
             known_state=lock.known_state,
             messages=lock.messages,
+            progress=lock.progress,
         )
         self._release(lock)
 
@@ -444,7 +487,14 @@ class OrchestrationLocks:
         self._release_if_expired(lock)
         try:
             # deferred: given back by choice, recorded in the messages, not a failure
-            await hide(self._hub.queue, lock.messages, delay or timedelta(0), deferred=deferred)
+            await hide(
+                self._hub.queue,
+                lock.messages,
+                delay or timedelta(0),
+                carriers=self._carriers,
+                deferred=deferred,
+                committed=lock.progress.history_committed,
+            )
         finally:
             self._release(lock)
 

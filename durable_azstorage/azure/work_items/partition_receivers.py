@@ -23,6 +23,7 @@ from durable_azstorage.azure.messaging.queues import ReceivedMessage
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.naming import partition_of
 from durable_azstorage.azure.tracking.sessions import SessionCache
+from durable_azstorage.azure.work_items.local_carriers import LocalCarriers
 from durable_azstorage.azure.work_items.orchestration_locks import hide
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class PartitionReceivers:
         *,
         hub: HubLifecycle,
         handle: Callable[[list[ReceivedMessage]], Awaitable[None]],
+        carriers: LocalCarriers,
     ) -> None:
         self.settings = settings
         self.names = settings.names
@@ -51,6 +53,7 @@ class PartitionReceivers:
         self._deliveries = deliveries
         self._hub = hub
         self._handle = handle
+        self._carriers = carriers
         self._receivers: dict[int, ControlQueueReceiver] = {}
         self._letting_go: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +84,7 @@ class PartitionReceivers:
                     log.info("result carried by %s dropped: %r", waiting.message_id, exc)
                     continue
                 if not self.deliver(instance_id, renewed):  # the partition went meanwhile
-                    await hide(self._hub.queue, [renewed], timedelta(0))
+                    await hide(self._hub.queue, [renewed], timedelta(0), carriers=self._carriers)
 
     def changed(self, owned: frozenset[int]) -> None:
         """Ownership callback; may be called from any thread."""
@@ -169,7 +172,7 @@ class PartitionReceivers:
                     partition,
                     len(dropped),
                 )
-                await hide(self._hub.queue, dropped, timedelta(0))
+                await hide(self._hub.queue, dropped, timedelta(0), carriers=self._carriers)
         finally:
             if self._letting_go.get(partition) is asyncio.current_task():
                 del self._letting_go[partition]

@@ -8,6 +8,7 @@ from datetime import timedelta
 from stores_support import Stores
 
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.model.history import OrchestrationInstance, TaskScheduled
@@ -36,6 +37,7 @@ def _receiver(queue: MessageQueue, *, prefetch: int, hold: timedelta) -> Activit
         max_poll_interval=timedelta(seconds=1),
         on_undecodable=undecodable,
         deliveries=SelfCausedDeliveries(),
+        local=LocalActivityQueue(0),
         hold=hold,
     )
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from stores_support import Stores
 
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
+from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.control_receiver import ControlQueueReceiver, MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
@@ -141,6 +142,7 @@ async def test_activity_receiver_restarts_its_back_off_only_when_a_poll_finds_wo
         max_poll_interval=MAX_POLL,
         on_undecodable=undecodable,
         deliveries=SelfCausedDeliveries(),
+        local=LocalActivityQueue(0),
         clock=clock,
     )
     try:
