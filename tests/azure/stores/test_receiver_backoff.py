@@ -10,9 +10,9 @@ from datetime import timedelta
 from stores_support import Stores
 
 from durable_azstorage.azure.messaging.activity_receiver import ActivityReceiver
-from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.control_receiver import ControlQueueReceiver, MessageBuffer
 from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
+from durable_azstorage.azure.messaging.local_activities import LocalActivityQueue
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.model.history import OrchestrationInstance, TaskScheduled
 from durable_azstorage.model.messages import TaskMessage
