@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert s.partition_count == 4
     assert s.extended_sessions is True
     assert s.control_queue_batch_size == 32
+    assert s.local_activities == 32
     assert s.control_queue_visibility_timeout == timedelta(seconds=30)
     assert s.work_item_visibility_timeout == timedelta(seconds=30)
     # A crashed worker's messages are visible again by the time its partitions move.
@@ -58,6 +59,8 @@ def test_defaults() -> None:
         ({"max_poll_interval": 5}, "max_poll_interval: must be a datetime.timedelta"),
         ({"max_dequeue_count": 0}, "max_dequeue_count: .*1 <= max_dequeue_count"),
         ({"control_queue_batch_size": 33}, r"control_queue_batch_size: .*<= 32"),
+        ({"local_activities": -1}, r"local_activities: .*0 <= local_activities"),
+        ({"local_activities": 1.5}, r"local_activities: must be an integer"),
         (
             {"work_item_visibility_timeout": timedelta(days=8)},
             "work_item_visibility_timeout: must be at most 7 days",
