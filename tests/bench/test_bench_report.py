@@ -66,7 +66,7 @@ def test_report_page_holds_the_plots_and_numbers(results: list[Path], tmp_path: 
     assert page.startswith("<!doctype html>") and "<svg" in page
     for title in ("Throughput", "Latency", "by operation", "the ceiling and the runs"):
         assert title in page
-    assert "queue.PutMessage" in page and "of the ceiling for its mix" in page
+    assert "table.Batch" in page and "of the ceiling for its mix" in page
 
 
 def test_panels_select_the_numbers(results: list[Path]) -> None:

@@ -55,7 +55,7 @@ def test_json_logs_carry_the_ids_and_metrics_are_scraped(
         and 'name="greet"' in line
     ]
     assert 'outcome="completed"' in activity_line and activity_line.endswith(" 1.0")
-    assert "durable_azstorage_storage_requests_total{" in text and 'operation="PutMessage"' in text
+    assert "durable_azstorage_storage_requests_total{" in text and 'operation="Batch"' in text
     assert "durable_azstorage_partitions_owned{" in text
 
     records = []
