@@ -193,8 +193,12 @@ class Checkpoint:
             row_etag = written
         await self._step("instance", instance_id)
         await self._retrying(lambda: self._delete(self._carriers.deletable(messages)))
-        ended = new_execution or commit.state.runtime_status.is_terminal
-        await self._carriers.settle(instance_id, messages, ended=ended)
+        await self._carriers.settle(
+            instance_id,
+            messages,
+            execution_id=commit.state.execution_id,
+            ended=commit.new_execution or commit.state.runtime_status.is_terminal,
+        )
         if wrote_history:
             self._sessions.put(instance_id, tuple(events), sentinel, commit.state, row_etag)
 

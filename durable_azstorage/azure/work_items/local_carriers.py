@@ -84,7 +84,8 @@ class LocalCarriers:
         self._deliveries = deliveries
         self._hub = hub
         self._enabled = enabled and queue.limit > 0
-        self._held: dict[str, _Carrier] = {}
+        self._held: dict[str, _Carrier] = {}  # by instance id
+        self._instances: dict[str, str] = {}  # instance id by carrier id
         self._renewal: asyncio.Task[None] | None = None
 
     # --- planning and dispatch (checkpoint steps 1 and 2) --------------------------------
@@ -126,6 +127,7 @@ class LocalCarriers:
         if held is None:
             held = _Carrier(plan.carrier, plan.execution_id)
             self._held[instance_id] = held
+            self._instances[plan.carrier.message_id] = instance_id
         elif held.message.message_id != plan.carrier.message_id:
             return list(plan.requests)
         for request in plan.requests:
@@ -136,7 +138,13 @@ class LocalCarriers:
         return []
 
     def holds(self, message_id: str) -> bool:
-        return any(c.message.message_id == message_id for c in self._held.values())
+        return message_id in self._instances
+
+    def _drop(self, instance_id: str) -> _Carrier | None:
+        held = self._held.pop(instance_id, None)
+        if held is not None:
+            self._instances.pop(held.message.message_id, None)
+        return held
 
     def deletable(self, consumed: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
         """Step 4: the consumed queue messages to delete (not local items, not carriers)."""
@@ -144,14 +152,20 @@ class LocalCarriers:
 
     # --- settling -------------------------------------------------------------------------
     async def settle(
-        self, instance_id: str, consumed: Sequence[ReceivedMessage], *, ended: bool
+        self,
+        instance_id: str,
+        consumed: Sequence[ReceivedMessage],
+        *,
+        execution_id: str | None = None,
+        ended: bool = False,
     ) -> None:
         """After step 1: the tasks whose results ``consumed`` carried are committed (all of
-        them when the execution ``ended``); a carrier left without tasks is deleted."""
+        them when their execution ``ended`` or is not ``execution_id`` any more: a restart);
+        a carrier left without tasks is deleted."""
         held = self._held.get(instance_id)
         if held is None:
             return
-        if ended:
+        if ended or (execution_id is not None and held.execution_id != execution_id):
             held.tasks.clear()
         for item in consumed:
             if item.carrier == held.message.message_id and item.message is not None:
@@ -170,7 +184,7 @@ class LocalCarriers:
     async def _delete_if_done(self, instance_id: str, held: _Carrier) -> None:
         if held.tasks or self._held.get(instance_id) is not held:
             return
-        del self._held[instance_id]
+        self._drop(instance_id)
         async with held.busy:  # after a renewal in flight: its receipt is the valid one
             await self._consume(held.message)
 
@@ -184,10 +198,9 @@ class LocalCarriers:
     async def release(self, carrier_id: str, delay: timedelta) -> None:
         """Give a carrier back (an item riding on it was given back): visible after
         ``delay``, it is recovered like after a crash; its tasks re-run."""
-        for instance_id, held in list(self._held.items()):
-            if held.message.message_id != carrier_id:
-                continue
-            del self._held[instance_id]
+        instance_id = self._instances.get(carrier_id)
+        held = self._drop(instance_id) if instance_id is not None else None
+        if held is not None:
             self._deliveries.caused(carrier_id)
             log.info(
                 "instance %r: carrier %s given back with %d task(s) in process",
@@ -205,9 +218,9 @@ class LocalCarriers:
 
     def forget(self, carrier_id: str) -> None:
         """The carrier came back (its lock was lost): recovery takes it from here."""
-        for instance_id, held in list(self._held.items()):
-            if held.message.message_id == carrier_id:
-                del self._held[instance_id]
+        instance_id = self._instances.get(carrier_id)
+        if instance_id is not None:
+            self._drop(instance_id)
 
     # --- keeping carriers hidden ----------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -243,7 +256,7 @@ class LocalCarriers:
                 except Exception as exc:  # lost: it comes back and is recovered
                     log.info("carrier %s: renewal failed: %r", held.message.message_id, exc)
                     if self._held.get(instance_id) is held:
-                        del self._held[instance_id]
+                        self._drop(instance_id)
 
     async def stop(self) -> None:
         """Stop renewing; carriers still holding tasks become visible now (the next owner
