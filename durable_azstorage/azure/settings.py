@@ -105,9 +105,9 @@ class AzureStorageSettings:
     * ``local_activities=32``: activity requests a worker may run itself when it commits the
       episode that scheduled them (and runs activities), instead of sending them through the
       work-item queue: up to this many waiting or running at once; the rest use the queue.
-      Saves a send, a receive and a delete per activity (a 5-activity sequence: about 12 of
-      25 requests). The consumed message stays hidden as their durable record (one renewal
-      per ``control_queue_visibility_timeout``/3 while they run); after a crash they run
+      Saves a send, a receive and a delete per activity (a 5-activity sequence: about 10 of
+      25 requests). The consumed message stays hidden as their durable record (renewed in
+      the last third of its visibility timeout: ≈ one request per 20 s); after a crash they run
       again, like any activity. 0 turns it off. Off with ``shared_partitions``.
     * ``control_queue_batch_size=32`` (Azure maximum): messages per control-queue receive.
     * ``control_queue_visibility_timeout`` / ``work_item_visibility_timeout`` = 30 s: how long
