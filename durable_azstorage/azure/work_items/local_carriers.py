@@ -98,7 +98,7 @@ class LocalCarriers:
         execution_id: str,
     ) -> LocalPlan | None:
         """The requests to run here and their carrier, or None (all go through the queue)."""
-        if not (self._enabled and requests and self._hub.running):
+        if not (self._enabled and requests and self._hub.running) or self._hub.closing:
             return None
         room = self.queue.room()
         if room <= 0:
