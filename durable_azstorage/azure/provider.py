@@ -350,7 +350,9 @@ class AzureStorageBackend:
         await self._receivers.drain(partition, self.ownership.owned())
 
     # --- sending --------------------------------------------------------------------------
-    async def _send(self, message: TaskMessage, *, answers: str | None = None) -> bool:
+    async def _send(
+        self, message: TaskMessage, *, answers: str | None = None, row_etag: str | None = None
+    ) -> bool:
         """Route ``message`` to its queue, delayed until ``visible_at()``; wake local pollers.
 
         True when a poller of this process was woken or the message is delayed (then the
@@ -365,7 +367,11 @@ class AzureStorageBackend:
         if visible_at is not None:
             delay = visible_at - datetime.now(timezone.utc)
         await self.hub.queue(name).send(
-            message, delay=delay, sequence_number=next(self._sequence), answers=answers
+            message,
+            delay=delay,
+            sequence_number=next(self._sequence),
+            answers=answers,
+            row_etag=row_etag,
         )
         if delay is None or delay <= timedelta(0):
             return self._wake(name, message.instance.instance_id)
@@ -382,10 +388,10 @@ class AzureStorageBackend:
     async def _send_result(self, result: TaskMessage, answers: str | None) -> None:
         await self._send(result, answers=answers)
 
-    async def _send_from_client(self, message: TaskMessage) -> None:
+    async def _send_from_client(self, message: TaskMessage, *, row_etag: str | None = None) -> None:
         """Send, and when no poller of this process takes it, tell idle workers elsewhere."""
         wakeup = self.hub.resources.wakeup
-        if not await self._send(message) and wakeup is not None:
+        if not await self._send(message, row_etag=row_etag) and wakeup is not None:
             await wakeup.touch()
 
     async def _send_all(self, messages: Sequence[TaskMessage]) -> None:
@@ -402,15 +408,16 @@ class AzureStorageBackend:
         # the row names its execution (otherwise it is a duplicate). Inserted optimistically:
         # a new id (nearly every start) needs no read; an existing row is read on conflict.
         try:
-            await instances.insert_pending(state, replace_etag=None)
+            row_etag = await instances.insert_pending(state, replace_etag=None)
         except OrchestrationAlreadyExistsError:
             existing = await instances.get(state.instance_id, fetch_payloads=False)
             if existing is not None and not may_replace(existing[0], reuse_policy):
                 return False
-            await instances.insert_pending(
+            row_etag = await instances.insert_pending(
                 state, replace_etag=existing[1] if existing is not None else None
             )
-        await self._send_from_client(start)
+        # The first episode replaces the row by this ETag instead of reading it first.
+        await self._send_from_client(start, row_etag=row_etag)
         return True
 
     async def send_message(self, message: TaskMessage) -> None:

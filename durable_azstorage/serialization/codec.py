@@ -46,12 +46,15 @@ class MessageEnvelope:
     ``sequence_number`` is the sender's per-episode counter (optional; backends use it to
     order or de-duplicate messages). ``answers`` is the queue id of the activity request a
     result answers (optional): the Azure backend finds by it the episode that already consumed
-    that request's result (``azure.work_items.checkpoint``).
+    that request's result (``azure.work_items.checkpoint``). ``row_etag`` is the ETag of the
+    Instances row a client inserted with a start (optional): the first episode replaces that
+    row without reading it first, unless it changed meanwhile.
     """
 
     message: TaskMessage
     sequence_number: int | None = None
     answers: str | None = None
+    row_etag: str | None = None
 
 
 # --- public API ---------------------------------------------------------------------------
@@ -133,7 +136,11 @@ def with_deferral(text: str) -> str:
 
 
 def encode_message(
-    message: TaskMessage, *, sequence_number: int | None = None, answers: str | None = None
+    message: TaskMessage,
+    *,
+    sequence_number: int | None = None,
+    answers: str | None = None,
+    row_etag: str | None = None,
 ) -> str:
     """The queue text for ``message``: a versioned JSON envelope."""
     body = _encode_dataclass(message, "message")
@@ -141,6 +148,8 @@ def encode_message(
         body["sequence_number"] = sequence_number
     if answers is not None:
         body["answers"] = answers
+    if row_etag is not None:
+        body["row_etag"] = row_etag
     return _dumps({"v": FORMAT_VERSION, **body})
 
 
@@ -152,7 +161,7 @@ def decode_message(text: str | bytes) -> TaskMessage:
 def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     """Like ``decode_message`` but also returns the envelope-only fields."""
     doc = _load_document(text, "message")
-    envelope_only = ("v", "sequence_number", "answers", "event", DEFERRED_KEY)
+    envelope_only = ("v", "sequence_number", "answers", "row_etag", "event", DEFERRED_KEY)
     fields = {k: v for k, v in doc.items() if k not in envelope_only}
     if "event" not in doc:
         raise ValueError("message.event: missing required field")
@@ -165,8 +174,11 @@ def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     answers = doc.get("answers")
     if answers is not None and not isinstance(answers, str):
         raise ValueError(f"message.answers: expected a string, got {_kind(answers)}")
+    row_etag = doc.get("row_etag")
+    if row_etag is not None and not isinstance(row_etag, str):
+        raise ValueError(f"message.row_etag: expected a string, got {_kind(row_etag)}")
     message = _decode_dataclass(TaskMessage, partial, "message", overrides={"event": event})
-    return MessageEnvelope(message=message, sequence_number=seq, answers=answers)
+    return MessageEnvelope(message=message, sequence_number=seq, answers=answers, row_etag=row_etag)
 
 
 def encode_state(state: InstanceState) -> str:

@@ -85,6 +85,8 @@ class ReceivedMessage:
     deferrals: int = 0
     """Deliveries that were deferrals (``defer``), recorded in the message itself."""
     carrier: str | None = None
+    row_etag: str | None = None
+    """A client's start: the ETag of the Instances row it inserted (``MessageEnvelope``)."""
 
     @property
     def logged_id(self) -> str:
@@ -138,9 +140,12 @@ class MessageQueue:
         delay: timedelta | None = None,
         sequence_number: int | None = None,
         answers: str | None = None,
+        row_etag: str | None = None,
     ) -> None:
         """Enqueue ``message``, hidden for ``delay`` (clamped to ``[0, max_delay]``)."""
-        text = encode_message(message, sequence_number=sequence_number, answers=answers)
+        text = encode_message(
+            message, sequence_number=sequence_number, answers=answers, row_etag=row_etag
+        )
         if needs_message_offload(text):
             kind = event_type_name(message.event)
             blob = f"{escape_key(message.instance.instance_id)}/message-{uuid.uuid4().hex}-{kind}.json.gz"
@@ -259,6 +264,7 @@ class MessageQueue:
         message: TaskMessage | None = None
         sequence: int | None = None
         answers: str | None = None
+        row_etag: str | None = None
         error: str | None = None
         blob: str | None = None
         try:
@@ -267,10 +273,11 @@ class MessageQueue:
             if blob is not None:
                 body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
-            message, sequence, answers = (
+            message, sequence, answers, row_etag = (
                 envelope.message,
                 envelope.sequence_number,
                 envelope.answers,
+                envelope.row_etag,
             )
         except _UNDECODABLE as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -287,6 +294,7 @@ class MessageQueue:
             error=error,
             payload_blob=blob,
             answers=answers,
+            row_etag=row_etag,
             deferrals=deferral_count(text),
         )
 

@@ -203,16 +203,22 @@ class InstanceStore:
             return None
         return dict(entity), str(entity.metadata["etag"])
 
-    async def insert_pending(self, state: InstanceState, *, replace_etag: str | None) -> None:
-        """Insert the row of a new instance, or replace the row read with ``replace_etag``.
+    async def insert_pending(self, state: InstanceState, *, replace_etag: str | None) -> str | None:
+        """Insert the row of a new instance, or replace the row read with ``replace_etag``;
+        returns the written row's ETag (None when unknown).
 
         Raises ``OrchestrationAlreadyExistsError`` if a row appeared meanwhile (insert), or
         ``ConcurrencyConflictError`` if the row changed or vanished since it was read.
         """
+        written: list[str] = []
+
+        def keep(meta: Any) -> None:
+            if isinstance(meta, dict) and meta.get("etag"):
+                written.append(str(meta["etag"]))
 
         async def insert(entity: dict[str, Any]) -> None:
             try:
-                await self._retry.call(lambda: self._table.create_entity(entity))
+                keep(await self._retry.call(lambda: self._table.create_entity(entity)))
                 return
             except HttpResponseError as exc:
                 if exc.status_code != 409:
@@ -226,12 +232,14 @@ class InstanceStore:
 
         async def replace(entity: dict[str, Any]) -> None:
             try:
-                await self._retry.call(
-                    lambda: self._table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=replace_etag,
-                        match_condition=MatchConditions.IfNotModified,
+                keep(
+                    await self._retry.call(
+                        lambda: self._table.update_entity(
+                            entity,
+                            mode=UpdateMode.REPLACE,
+                            etag=replace_etag,
+                            match_condition=MatchConditions.IfNotModified,
+                        )
                     )
                 )
             except HttpResponseError as exc:
@@ -243,6 +251,7 @@ class InstanceStore:
                 ) from None
 
         await self._write(state, insert if replace_etag is None else replace)
+        return written[0] if written else None
 
     async def _write(
         self, state: InstanceState, write: Callable[[dict[str, Any]], Awaitable[None]]

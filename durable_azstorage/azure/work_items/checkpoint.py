@@ -135,6 +135,8 @@ class Checkpoint:
         commit.check_for(instance_id)
         session = self._sessions.peek(instance_id)
         row_etag = session.row_etag if session is not None and known_state is not None else None
+        if row_etag is None and known_state is None:  # a client's start names its row's ETag
+            row_etag = next((m.row_etag for m in messages if m.row_etag is not None), None)
         sentinel = loaded.sentinel
         new_execution = commit.new_execution or fresh
         events = loaded.events

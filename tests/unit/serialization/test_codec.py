@@ -164,14 +164,17 @@ def test_event_round_trips_through_json(event_type: type[h.HistoryEvent], data: 
 
 
 @settings(max_examples=60, deadline=None)
-@given(message=messages, seq=st.none() | ints)
-def test_message_round_trips_with_its_envelope(message: TaskMessage, seq: int | None) -> None:
-    text = encode_message(message, sequence_number=seq)
+@given(message=messages, seq=st.none() | ints, etag=st.none() | st.text(min_size=1, max_size=40))
+def test_message_round_trips_with_its_envelope(
+    message: TaskMessage, seq: int | None, etag: str | None
+) -> None:
+    text = encode_message(message, sequence_number=seq, answers=etag, row_etag=etag)
     assert json.loads(text)["v"] == FORMAT_VERSION
     assert decode_message(text) == message
     envelope = decode_message_envelope(text.encode("utf-8"))
     assert envelope.message == message
     assert envelope.sequence_number == seq
+    assert envelope.answers == etag and envelope.row_etag == etag
 
 
 @settings(max_examples=60, deadline=None)
@@ -307,6 +310,7 @@ def _message_doc(**changes: Any) -> dict[str, Any]:
             r"message\.event\.timestamp: datetime .* has no UTC offset",
         ),
         (lambda d: d.update(sequence_number="x"), r"message\.sequence_number: expected an integer"),
+        (lambda d: d.update(row_etag=3), r"message\.row_etag: expected a string"),
         (lambda d: d["instance"].update(instance_id=None), r"message\.instance\.instance_id"),
     ],
 )
