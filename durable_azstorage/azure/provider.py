@@ -351,7 +351,12 @@ class AzureStorageBackend:
 
     # --- sending --------------------------------------------------------------------------
     async def _send(
-        self, message: TaskMessage, *, answers: str | None = None, row_etag: str | None = None
+        self,
+        message: TaskMessage,
+        *,
+        answers: str | None = None,
+        row_etag: str | None = None,
+        new_instance: bool = False,
     ) -> bool:
         """Route ``message`` to its queue, delayed until ``visible_at()``; wake local pollers.
 
@@ -372,6 +377,7 @@ class AzureStorageBackend:
             sequence_number=next(self._sequence),
             answers=answers,
             row_etag=row_etag,
+            new_instance=new_instance,
         )
         if delay is None or delay <= timedelta(0):
             return self._wake(name, message.instance.instance_id)
@@ -388,10 +394,13 @@ class AzureStorageBackend:
     async def _send_result(self, result: TaskMessage, answers: str | None) -> None:
         await self._send(result, answers=answers)
 
-    async def _send_from_client(self, message: TaskMessage, *, row_etag: str | None = None) -> None:
+    async def _send_from_client(
+        self, message: TaskMessage, *, row_etag: str | None = None, new_instance: bool = False
+    ) -> None:
         """Send, and when no poller of this process takes it, tell idle workers elsewhere."""
         wakeup = self.hub.resources.wakeup
-        if not await self._send(message, row_etag=row_etag) and wakeup is not None:
+        sent = await self._send(message, row_etag=row_etag, new_instance=new_instance)
+        if not sent and wakeup is not None:
             await wakeup.touch()
 
     async def _send_all(self, messages: Sequence[TaskMessage]) -> None:
@@ -407,9 +416,11 @@ class AzureStorageBackend:
         # The row first: a start message for an instance with history is accepted only when
         # the row names its execution (otherwise it is a duplicate). Inserted optimistically:
         # a new id (nearly every start) needs no read; an existing row is read on conflict.
+        new_instance = True
         try:
             row_etag = await instances.insert_pending(state, replace_etag=None)
         except OrchestrationAlreadyExistsError:
+            new_instance = False
             existing = await instances.get(state.instance_id, fetch_payloads=False)
             if existing is not None and not may_replace(existing[0], reuse_policy):
                 return False
@@ -417,7 +428,7 @@ class AzureStorageBackend:
                 state, replace_etag=existing[1] if existing is not None else None
             )
         # The first episode replaces the row by this ETag instead of reading it first.
-        await self._send_from_client(start, row_etag=row_etag)
+        await self._send_from_client(start, row_etag=row_etag, new_instance=new_instance)
         return True
 
     async def send_message(self, message: TaskMessage) -> None:

@@ -48,13 +48,15 @@ class MessageEnvelope:
     result answers (optional): the Azure backend finds by it the episode that already consumed
     that request's result (``azure.work_items.checkpoint``). ``row_etag`` is the ETag of the
     Instances row a client inserted with a start (optional): the first episode replaces that
-    row without reading it first, unless it changed meanwhile.
+    row without reading it first, unless it changed meanwhile. ``new_instance``: that row was
+    a new one (not a restart), so the instance has no history to load on first delivery.
     """
 
     message: TaskMessage
     sequence_number: int | None = None
     answers: str | None = None
     row_etag: str | None = None
+    new_instance: bool = False
 
 
 # --- public API ---------------------------------------------------------------------------
@@ -141,6 +143,7 @@ def encode_message(
     sequence_number: int | None = None,
     answers: str | None = None,
     row_etag: str | None = None,
+    new_instance: bool = False,
 ) -> str:
     """The queue text for ``message``: a versioned JSON envelope."""
     body = _encode_dataclass(message, "message")
@@ -150,6 +153,8 @@ def encode_message(
         body["answers"] = answers
     if row_etag is not None:
         body["row_etag"] = row_etag
+    if new_instance:
+        body["new_instance"] = True
     return _dumps({"v": FORMAT_VERSION, **body})
 
 
@@ -161,7 +166,15 @@ def decode_message(text: str | bytes) -> TaskMessage:
 def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     """Like ``decode_message`` but also returns the envelope-only fields."""
     doc = _load_document(text, "message")
-    envelope_only = ("v", "sequence_number", "answers", "row_etag", "event", DEFERRED_KEY)
+    envelope_only = (
+        "v",
+        "sequence_number",
+        "answers",
+        "row_etag",
+        "new_instance",
+        "event",
+        DEFERRED_KEY,
+    )
     fields = {k: v for k, v in doc.items() if k not in envelope_only}
     if "event" not in doc:
         raise ValueError("message.event: missing required field")
@@ -177,8 +190,17 @@ def decode_message_envelope(text: str | bytes) -> MessageEnvelope:
     row_etag = doc.get("row_etag")
     if row_etag is not None and not isinstance(row_etag, str):
         raise ValueError(f"message.row_etag: expected a string, got {_kind(row_etag)}")
+    new_instance = doc.get("new_instance", False)
+    if not isinstance(new_instance, bool):
+        raise ValueError(f"message.new_instance: expected a boolean, got {_kind(new_instance)}")
     message = _decode_dataclass(TaskMessage, partial, "message", overrides={"event": event})
-    return MessageEnvelope(message=message, sequence_number=seq, answers=answers, row_etag=row_etag)
+    return MessageEnvelope(
+        message=message,
+        sequence_number=seq,
+        answers=answers,
+        row_etag=row_etag,
+        new_instance=new_instance,
+    )
 
 
 def encode_state(state: InstanceState) -> str:

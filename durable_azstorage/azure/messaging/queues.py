@@ -87,6 +87,8 @@ class ReceivedMessage:
     carrier: str | None = None
     row_etag: str | None = None
     """A client's start: the ETag of the Instances row it inserted (``MessageEnvelope``)."""
+    new_instance: bool = False
+    """A client's start of an instance it created (no restart): nothing to load at first."""
 
     @property
     def logged_id(self) -> str:
@@ -141,10 +143,15 @@ class MessageQueue:
         sequence_number: int | None = None,
         answers: str | None = None,
         row_etag: str | None = None,
+        new_instance: bool = False,
     ) -> None:
         """Enqueue ``message``, hidden for ``delay`` (clamped to ``[0, max_delay]``)."""
         text = encode_message(
-            message, sequence_number=sequence_number, answers=answers, row_etag=row_etag
+            message,
+            sequence_number=sequence_number,
+            answers=answers,
+            row_etag=row_etag,
+            new_instance=new_instance,
         )
         if needs_message_offload(text):
             kind = event_type_name(message.event)
@@ -265,6 +272,7 @@ class MessageQueue:
         sequence: int | None = None
         answers: str | None = None
         row_etag: str | None = None
+        new_instance = False
         error: str | None = None
         blob: str | None = None
         try:
@@ -273,12 +281,12 @@ class MessageQueue:
             if blob is not None:
                 body = await self._payloads.get(blob)
             envelope = decode_message_envelope(body)
-            message, sequence, answers, row_etag = (
+            message, sequence, answers = (
                 envelope.message,
                 envelope.sequence_number,
                 envelope.answers,
-                envelope.row_etag,
             )
+            row_etag, new_instance = envelope.row_etag, envelope.new_instance
         except _UNDECODABLE as exc:
             error = f"{type(exc).__name__}: {exc}"
         return ReceivedMessage(
@@ -295,6 +303,7 @@ class MessageQueue:
             payload_blob=blob,
             answers=answers,
             row_etag=row_etag,
+            new_instance=new_instance,
             deferrals=deferral_count(text),
         )
 

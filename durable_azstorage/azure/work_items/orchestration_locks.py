@@ -36,6 +36,7 @@ from durable_azstorage.azure.messaging.deliveries import SelfCausedDeliveries
 from durable_azstorage.azure.messaging.queues import MessageQueue, ReceivedMessage
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.retry import is_transient
+from durable_azstorage.azure.tracking.history_rows import EMPTY_SENTINEL
 from durable_azstorage.azure.tracking.history_store import LoadedHistory
 from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.azure.tracking.sessions import SessionCache
@@ -226,15 +227,20 @@ class OrchestrationLocks:
             await self._buffer.wait(remaining)
         return None
 
-    async def _load(self, instance_id: str) -> tuple[LoadedHistory, InstanceState | None, bool]:
+    async def _load(
+        self, instance_id: str, messages: Sequence[ReceivedMessage]
+    ) -> tuple[LoadedHistory, InstanceState | None, bool]:
         """The instance's committed history, the Instances row last written by this process
-        (None when unknown) and whether both came from the session cache."""
+        (None when unknown) and whether both came from the session cache (or, for the first
+        delivery of a client's start of a new instance, need no read: see ``_unborn``)."""
         session = self._sessions.get(instance_id)
         status = session.sentinel.runtime_status if session is not None else None
         if session is not None and not (status is not None and status.is_terminal):
             # an ended instance may have been rewound by a client: read the authority
             loaded = LoadedHistory(events=session.events, sentinel=session.sentinel)
             return loaded, session.state, True
+        if _unborn(messages):
+            return LoadedHistory(events=(), sentinel=EMPTY_SENTINEL), None, True
         return await self._hub.resources.history.load(instance_id), None, False
 
     async def _prepare(
@@ -244,7 +250,7 @@ class OrchestrationLocks:
         if not messages:
             self._buffer.release(instance_id)
             return None
-        loaded, known_state, cached = await self._load(instance_id)
+        loaded, known_state, cached = await self._load(instance_id, messages)
         row: list[InstanceState | None] = []
 
         async def instance_row() -> InstanceState | None:
@@ -497,6 +503,15 @@ class OrchestrationLocks:
             )
         finally:
             self._release(lock)
+
+
+def _unborn(messages: Sequence[ReceivedMessage]) -> bool:
+    """The batch holds the first delivery of a client's start of an instance the client
+    created: it has no history, so none is read. Only a first delivery: had anything been
+    committed (a commit raced, or crashed before deleting the start), the start comes back
+    with a higher count and the history is read. A wrong guess cannot commit: step 1 expects
+    no sentinel and loses the ETag race if one exists."""
+    return any(m.new_instance and m.dequeue_count == 1 for m in messages)
 
 
 __all__ = ["IDLE_RELEASE_AFTER", "OrchestrationLocks", "hide"]

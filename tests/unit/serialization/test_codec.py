@@ -168,13 +168,17 @@ def test_event_round_trips_through_json(event_type: type[h.HistoryEvent], data: 
 def test_message_round_trips_with_its_envelope(
     message: TaskMessage, seq: int | None, etag: str | None
 ) -> None:
-    text = encode_message(message, sequence_number=seq, answers=etag, row_etag=etag)
+    new = etag is not None
+    text = encode_message(
+        message, sequence_number=seq, answers=etag, row_etag=etag, new_instance=new
+    )
     assert json.loads(text)["v"] == FORMAT_VERSION
     assert decode_message(text) == message
     envelope = decode_message_envelope(text.encode("utf-8"))
     assert envelope.message == message
     assert envelope.sequence_number == seq
     assert envelope.answers == etag and envelope.row_etag == etag
+    assert envelope.new_instance is new
 
 
 @settings(max_examples=60, deadline=None)
@@ -311,6 +315,7 @@ def _message_doc(**changes: Any) -> dict[str, Any]:
         ),
         (lambda d: d.update(sequence_number="x"), r"message\.sequence_number: expected an integer"),
         (lambda d: d.update(row_etag=3), r"message\.row_etag: expected a string"),
+        (lambda d: d.update(new_instance="yes"), r"message\.new_instance: expected a boolean"),
         (lambda d: d["instance"].update(instance_id=None), r"message\.instance\.instance_id"),
     ],
 )
