@@ -82,7 +82,7 @@ from durable_azstorage.model.stale import StaleInstance
 from durable_azstorage.model.state import InstanceState, OrchestrationIdReusePolicy
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.model.taskhub import TaskHubInfo
-from durable_azstorage.serialization.codec import decode_message_envelope
+from durable_azstorage.serialization.codec import MessageEnvelope, decode_message_envelope
 from durable_azstorage.telemetry.logs import set_log_field
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,13 @@ PREMATURE_SLACK = timedelta(0)  # a timer is never delivered before its fire_at
 GIVE_BACK_TIMEOUT = 5.0  # seconds stop() waits for fetches whose caller was cancelled
 
 T = TypeVar("T")
+
+
+def _decodable(body: str) -> MessageEnvelope | None:
+    try:
+        return decode_message_envelope(body)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 class AzureStorageBackend:
@@ -526,8 +533,17 @@ class AzureStorageBackend:
         queue = hub.queues.get(record.queue_name)
         if queue is None:
             raise ValueError(f"poison record {key!r} names unknown queue {record.queue_name!r}")
-        if needs_message_offload(record.body):  # kept whole: offload it again
-            await queue.send(decode_message_envelope(record.body).message)
+        envelope = _decodable(record.body)
+        # Re-encoded when kept whole (offloaded again) or when it is a client's start: the
+        # hints it carries (the row's ETag, "a new instance") held only for its first delivery.
+        if envelope is not None and (
+            needs_message_offload(record.body) or envelope.row_etag or envelope.new_instance
+        ):
+            await queue.send(
+                envelope.message,
+                sequence_number=envelope.sequence_number,
+                answers=envelope.answers,
+            )
         else:
             await queue.send_text(record.body)
         await hub.poison.delete(key)
