@@ -253,13 +253,16 @@ class World:
 
     def _explain_lost_buffer(self) -> None:
         """The backend object died with its process (Azure): results it held in its message
-        buffer, carried by their still-hidden requests, died with it, so every task that ran
-        since the previous such crash may run again (its result, even a duplicate one, may
-        have been waiting there)."""
+        buffer, carried by their still-hidden requests, died with it, and each such request
+        runs again. Every run since the previous such crash may have left its result there,
+        each carried by its own request (the original and a duplicate's copy are two), so a
+        task may run again once per run it had since then (seed 17 on Azurite: a task run
+        twice, by its request and a copy, both results buffered, then ran twice more)."""
         for run, count in self.ledger.executions.items():
-            if count > self._runs_at_last_crash.get(run, 0):
+            since = count - self._runs_at_last_crash.get(run, 0)
+            if since > 0:
                 _, key, task_id = run
-                self.explained[(key, task_id)] += 1
+                self.explained[(key, task_id)] += since
         self._runs_at_last_crash = dict(self.ledger.executions)
 
     def _explain_carried_results(self, item: OrchestrationWorkItem) -> None:
@@ -386,7 +389,7 @@ class World:
                 await self._process(worker, held_item)
         idle = 0
         resumed: set[str] = set()
-        for _ in range(self.time.drain_rounds):
+        for rounds in range(1, self.time.drain_rounds + 1):
             busy = False
             for worker in self.workers:
                 busy = (
@@ -408,6 +411,7 @@ class World:
                 continue
             idle += 1
             if idle >= 3 and self._ended():
+                self._trace(f"drain: done after {rounds} rounds")
                 return
             await self.time.advance(self.time.idle_step)
             resumed.clear()
