@@ -1,4 +1,5 @@
-"""What the torture world counts as explained activity runs when a backend object dies.
+"""What the torture world counts as explained activity runs: when a backend object dies,
+when a committed episode is recovered, when a work item outlives its lock.
 
 On Azure a worker crash replaces the backend object, and the results it buffered in process
 die with it; each is carried by its own still-hidden request, which runs again. Seed 17 on
@@ -9,14 +10,27 @@ reported a violation no engine defect caused.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
-from durable_azstorage.testing.torture import World
+from durable_azstorage.backend.protocol import (
+    ActivityWorkItem,
+    OrchestrationCommit,
+    OrchestrationWorkItem,
+)
+from durable_azstorage.model import history as h
+from durable_azstorage.model.messages import TaskMessage
+from durable_azstorage.model.state import InstanceState
+from durable_azstorage.model.status import OrchestrationStatus
+from durable_azstorage.testing.torture import World, programs
+from durable_azstorage.testing.torture.clock import EPOCH
+from durable_azstorage.testing.torture.faults import Fault
 
 TASK = ("i3/g0s1", 0)
 RUN = ("i3", *TASK)
+INSTANCE = h.OrchestrationInstance(instance_id="i3", execution_id="e1")
 
 
 @pytest.fixture
@@ -50,3 +64,63 @@ def test_a_task_that_did_not_run_since_the_previous_crash_gets_nothing(world: Wo
     world.ledger.executions[("i0", "i0/g0s0", 0)] = 1
     world._explain_lost_buffer()
     assert world.explained[TASK] == 1
+
+
+def _request(task_id: int, key: str) -> TaskMessage:
+    return TaskMessage(
+        instance=INSTANCE,
+        event=h.TaskScheduled(
+            event_id=task_id, name=programs.ACTIVITY, input=json.dumps({"key": key, "fail": 0})
+        ),
+    )
+
+
+def _episode(consumed: int) -> tuple[OrchestrationWorkItem, OrchestrationCommit]:
+    """A work item that consumed ``consumed`` messages and committed one activity request."""
+    fired = [
+        TaskMessage(instance=INSTANCE, event=h.TimerFired(timer_id=n, fire_at=EPOCH))
+        for n in range(consumed)
+    ]
+    item = OrchestrationWorkItem(
+        instance_id="i3", history=(), messages=tuple(fired), lock_token=object()
+    )
+    state = InstanceState(
+        instance_id="i3",
+        execution_id="e1",
+        name=programs.ORCHESTRATOR,
+        runtime_status=OrchestrationStatus.RUNNING,
+        created_at=EPOCH,
+        last_updated_at=EPOCH,
+    )
+    commit = OrchestrationCommit(
+        new_events=(), state=state, activity_messages=(_request(0, TASK[0]),)
+    )
+    return item, commit
+
+
+def test_each_consumed_message_that_comes_back_may_recover_the_episode_again(
+    world: World,
+) -> None:
+    """Seed 71 on Azurite: an episode that consumed a carried result and a timer crashed
+    after step 2; the timer came back, and the result once its request ran again: two
+    recoveries, each re-sending the episode's request, which ran three times in all."""
+    world.storage.resends_on_recovery = True  # as Azure's recovery does
+    world._explain_recoveries(*_episode(consumed=2), sent=True)
+    assert world.explained[TASK] == 2
+    world._explain_recoveries(*_episode(consumed=2), sent=False)  # step 2 never sent it
+    assert world.explained[TASK] == 3
+
+
+def test_an_exact_outbox_explains_no_resend(world: World) -> None:
+    world._explain_recoveries(*_episode(consumed=2), sent=True)  # the in-memory backend
+    assert world.explained[TASK] == 0
+
+
+def test_an_activity_that_outlived_half_its_lock_may_run_again(world: World) -> None:
+    item = ActivityWorkItem.from_message(_request(0, TASK[0]), lock_token=object(), dequeue_count=1)
+    worker = world.workers[0]
+    world._explain_outlived_lock(worker, item, took=world.time.lock_timeout / 2 - 0.1)
+    assert world.explained[TASK] == 0
+    world._explain_outlived_lock(worker, item, took=world.time.lock_timeout / 2)
+    assert world.explained[TASK] == 1
+    assert world.result.faults[Fault.OUTLIVED_LOCK] == 1
