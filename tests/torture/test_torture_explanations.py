@@ -10,6 +10,7 @@ reported a violation no engine defect caused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -124,3 +125,20 @@ def test_an_activity_that_outlived_half_its_lock_may_run_again(world: World) -> 
     world._explain_outlived_lock(worker, item, took=world.time.lock_timeout / 2)
     assert world.explained[TASK] == 1
     assert world.result.faults[Fault.OUTLIVED_LOCK] == 1
+
+
+def test_each_extra_run_of_an_answered_task_may_recover_the_episode_that_applied_it(
+    world: World,
+) -> None:
+    """Seed 10 on Azurite: task 1 ran twice (a held fault); its episode committed on one
+    result, the other arrived later, matched by its request id, and recovered the episode,
+    which requested task 2 again."""
+    world.storage.resends_on_recovery = True
+    item, commit = _episode(consumed=0)
+    result = TaskMessage(instance=INSTANCE, event=h.TaskCompleted(task_scheduled_id=1))
+    item = dataclasses.replace(item, messages=(result,))
+    world._committed(item, commit)
+    world._committed(item, commit)  # reported at step 1 and when the commit returned: once
+    world.ledger.executions[("i3", "i3/g0s0", 1)] = 3
+    world._explain_late_answers()
+    assert world.explained[TASK] == 2
