@@ -351,10 +351,21 @@ class OrchestrationLocks:
         self, instance_id: str, loaded: LoadedHistory, recovered: list[ReceivedMessage]
     ) -> None:
         """Finish the committed episodes that consumed ``recovered``; a recovery that keeps
-        failing is poison like any other delivery (it would otherwise re-send forever)."""
+        failing is poison like any other delivery (it would otherwise re-send forever).
+
+        The recovery is always tried first: deliveries whose holder died count as failed
+        too, and a message past the limit that way (workers crashing, or other processes'
+        give-backs this one cannot tell apart) would otherwise be set aside without its
+        episode's messages ever being sent, leaving the instance waiting for answers to
+        requests nobody received (the torture test on a loaded machine, seed 53)."""
         limit = self.settings.max_dequeue_count
         failed = max(self._deliveries.failed_deliveries(m) for m in recovered)
-        if failed > limit:
+        try:
+            await self._checkpoint.recover(instance_id, loaded, recovered)
+        except Exception:
+            if failed <= limit:
+                raise
+            log.exception("orchestration %r: recovery failed past the delivery limit", instance_id)
             for received in recovered:
                 await self._hub.quarantine(
                     received,
@@ -362,8 +373,6 @@ class OrchestrationLocks:
                     f"(max_dequeue_count={limit})",
                 )
             await asyncio.gather(*(self._hub.queue(m.queue_name).delete(m) for m in recovered))
-            return
-        await self._checkpoint.recover(instance_id, loaded, recovered)
 
     async def _refresh_visibility(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Messages that waited long in the buffer get a full visibility timeout again.

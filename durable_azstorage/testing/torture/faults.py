@@ -53,6 +53,7 @@ class Fault(enum.Enum):
     TRANSIENT_AFTER = "storage error after a call succeeded"
     DUPLICATE = "duplicate delivery of a message copy"
     LOCK_EXPIRY = "clock jump past the lock timeout"
+    OUTLIVED_LOCK = "work item took over half its lock (real time on a slow machine, not injected)"
     CLOCK_BACK = "clock step backwards"
 
 

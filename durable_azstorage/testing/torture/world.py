@@ -115,6 +115,12 @@ class World:
         self.duplicable: list[TaskMessage] = []
         self._plan: tuple[str, type[BaseException]] | None = None
         self._completing: SimulatedWorker | None = None
+        self._step1: tuple[OrchestrationWorkItem, OrchestrationCommit] | None = None
+        """The work item being processed and its commit, once step 1 wrote it."""
+        self._answer_takers: dict[int, tuple[str, frozenset[int], list[tuple[str, int]]]] = {}
+        """Committed episodes (by lock token: a commit may be reported twice) that applied
+        results and requested activities: instance, the task ids answered, the tasks
+        requested (``_explain_late_answers``)."""
         for worker in self.workers:
             worker.faulty.observe_commit = self._committed
 
@@ -205,6 +211,7 @@ class World:
 
     # --- work items -----------------------------------------------------------------------
     async def _orchestration(self, worker: SimulatedWorker) -> None:
+        asked = self.time.elapsed
         item = await worker.faulty.lock_next_orchestration(self.time.lock_wait)
         if item is None:
             return
@@ -249,17 +256,20 @@ class World:
             worker.faulty.arm("complete_orchestration", after=after)
             what += f" -> storage error {'after' if after else 'before'} complete"
         self._trace(what)
-        await self._process(worker, item)
+        await self._process(worker, item, asked=asked if fate == "normal" else None)
 
     def _explain_lost_buffer(self) -> None:
         """The backend object died with its process (Azure): results it held in its message
-        buffer, carried by their still-hidden requests, died with it, so every task that ran
-        since the previous such crash may run again (its result, even a duplicate one, may
-        have been waiting there)."""
+        buffer, carried by their still-hidden requests, died with it, and each such request
+        runs again. Every run since the previous such crash may have left its result there,
+        each carried by its own request (the original and a duplicate's copy are two), so a
+        task may run again once per run it had since then (seed 17 on Azurite: a task run
+        twice, by its request and a copy, both results buffered, then ran twice more)."""
         for run, count in self.ledger.executions.items():
-            if count > self._runs_at_last_crash.get(run, 0):
+            since = count - self._runs_at_last_crash.get(run, 0)
+            if since > 0:
                 _, key, task_id = run
-                self.explained[(key, task_id)] += 1
+                self.explained[(key, task_id)] += since
         self._runs_at_last_crash = dict(self.ledger.executions)
 
     def _explain_carried_results(self, item: OrchestrationWorkItem) -> None:
@@ -277,6 +287,7 @@ class World:
                 self.explained[(key, task_id)] += answered[task_id]
 
     async def _activity(self, worker: SimulatedWorker) -> None:
+        asked = self.time.elapsed
         item = await worker.faulty.lock_next_activity(self.time.lock_wait)
         if item is None:
             return
@@ -311,43 +322,96 @@ class World:
             worker.faulty.arm("complete_activity", after=after)
             what += f" -> storage error {'after' if after else 'before'} complete"
         self._trace(what)
-        await self._process(worker, item)
+        await self._process(worker, item, asked=asked if fate == "normal" else None)
 
     async def _process(
-        self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem
+        self,
+        worker: SimulatedWorker,
+        item: OrchestrationWorkItem | ActivityWorkItem,
+        *,
+        asked: float | None = None,
     ) -> None:
+        """Run ``item`` on ``worker``; ``asked``: when the worker asked for it, if no fault
+        already explains what its lock running out would cause."""
         self._completing = worker
         try:
             if not await worker.process(item):
                 self._trace(f"{worker.name} crashed and restarted")
                 await self._crashed(worker)
+            elif asked is not None:
+                self._explain_outlived_lock(worker, item, self.time.elapsed - asked)
         finally:
             self._completing = None
             self._plan = None
+            self._step1 = None
+
+    def _explain_outlived_lock(
+        self,
+        worker: SimulatedWorker,
+        item: OrchestrationWorkItem | ActivityWorkItem,
+        took: float,
+    ) -> None:
+        """A work item is handed out with at least half its lock left (both backends refresh
+        or drop older ones), so one that took longer than that, with nobody renewing it (the
+        simulated worker does not), may have outlived its lock although no fault was injected
+        (real time on a loaded machine): what its lock running out causes is explained as for
+        a held one. Simulated time does not move while an item is processed."""
+        if took < self.time.lock_timeout / 2:
+            return
+        self._fault(Fault.OUTLIVED_LOCK)
+        self._trace(
+            f"{worker.name} took {took:.1f}s over {self._describe(item)}: lock may have run out"
+        )
+        if isinstance(item, ActivityWorkItem):
+            self.explained[activity_key(item)] += 1  # its request reappears and runs again
+            return
+        self._explain_carried_results(item)
+        if self._step1 is not None and self._step1[0] is item:  # consumed messages come back
+            self._explain_recoveries(*self._step1, sent=True)
 
     async def _hook(self, step: str, instance_id: str) -> None:
         """The backend's checkpoint hook: records step 1, then fires the planned fault."""
         worker = self._completing
         if step == "history" and worker is not None and worker.faulty.completing is not None:
+            self._step1 = worker.faulty.completing
             self._committed(*worker.faulty.completing)
         plan = self._plan
         if plan is not None and plan[0] == step:
             self._plan = None
-            if (
-                step != "history"
-                and self.storage.resends_on_recovery
-                and worker
-                and worker.faulty.completing
-            ):
-                for request in worker.faulty.completing[1].activity_messages:  # sent, and again
-                    if isinstance(request.event, TaskScheduled):
-                        self.explained[
-                            (program_key(request.event.input), request.event.event_id)
-                        ] += 1
+            if worker is not None and worker.faulty.completing is not None:
+                self._explain_recoveries(*worker.faulty.completing, sent=step != "history")
             raise plan[1](f"injected after checkpoint step {step!r} of {instance_id}")
+
+    def _explain_recoveries(
+        self, item: OrchestrationWorkItem, commit: OrchestrationCommit, *, sent: bool
+    ) -> None:
+        """The consumed messages of a committed episode may come back (a crash after step 1,
+        or its lock ran out before step 4). A backend that re-derives the episode's messages
+        (Azure) re-sends them at each recovery, and each consumed message may come back on
+        its own (a carried result only once its request ran again), so each activity request
+        may be sent once more per consumed message, besides step 2's send (``sent``)."""
+        if not self.storage.resends_on_recovery:
+            return
+        resends = len(item.messages) - (0 if sent else 1)
+        for request in commit.activity_messages:
+            if isinstance(request.event, TaskScheduled):
+                task = (program_key(request.event.input), request.event.event_id)
+                self.explained[task] += resends
 
     def _committed(self, item: OrchestrationWorkItem, commit: OrchestrationCommit) -> None:
         self.inv.committed(item, commit)
+        answered = frozenset(
+            e.task_scheduled_id
+            for e in (m.event for m in item.messages)
+            if isinstance(e, (TaskCompleted, TaskFailed))
+        )
+        requested = [
+            (program_key(r.event.input), r.event.event_id)
+            for r in commit.activity_messages
+            if isinstance(r.event, TaskScheduled)
+        ]
+        if answered and requested:
+            self._answer_takers[id(item.lock_token)] = (item.instance_id, answered, requested)
         for message in commit.outbound_messages:
             if isinstance(message.event, ExecutionStarted) and not self.options.stale_starts:
                 continue
@@ -386,21 +450,15 @@ class World:
                 await self._process(worker, held_item)
         idle = 0
         resumed: set[str] = set()
-        for _ in range(self.time.drain_rounds):
+        for rounds in range(1, self.time.drain_rounds + 1):
             busy = False
             for worker in self.workers:
-                busy = (
-                    await self._drain_one(
-                        worker, await worker.faulty.lock_next_orchestration(self.time.lock_wait)
-                    )
-                    or busy
-                )
-                busy = (
-                    await self._drain_one(
-                        worker, await worker.faulty.lock_next_activity(self.time.lock_wait)
-                    )
-                    or busy
-                )
+                asked = self.time.elapsed
+                item = await worker.faulty.lock_next_orchestration(self.time.lock_wait)
+                busy = await self._drain_one(worker, item, asked) or busy
+                asked = self.time.elapsed
+                task = await worker.faulty.lock_next_activity(self.time.lock_wait)
+                busy = await self._drain_one(worker, task, asked) or busy
             busy = await self.client.finish(resumed) or busy
             await self._observe()
             if busy:
@@ -408,18 +466,22 @@ class World:
                 continue
             idle += 1
             if idle >= 3 and self._ended():
+                self._trace(f"drain: done after {rounds} rounds")
                 return
             await self.time.advance(self.time.idle_step)
             resumed.clear()
         self._trace("drain: gave up")
 
     async def _drain_one(
-        self, worker: SimulatedWorker, item: OrchestrationWorkItem | ActivityWorkItem | None
+        self,
+        worker: SimulatedWorker,
+        item: OrchestrationWorkItem | ActivityWorkItem | None,
+        asked: float,
     ) -> bool:
         if item is None:
             return False
         self._trace(f"{worker.name} drains {self._describe(item)}")
-        await self._process(worker, item)
+        await self._process(worker, item, asked=asked)
         return True
 
     async def _check(self) -> None:
@@ -443,7 +505,27 @@ class World:
             if instance_id not in self.inv.purged:
                 self.inv.check_history(instance_id, await self.backend.get_history(instance_id))
                 await self._check_archive(instance_id)
+        self._explain_late_answers()
         self.inv.check_activity_runs(self.ledger.executions, self.explained)
+
+    def _explain_late_answers(self) -> None:
+        """A result that arrives after the episode that consumed its request committed (a
+        task that ran again) is matched to that episode by the request's id, and a backend
+        that re-derives messages (Azure) recovers the episode: it re-sends the episode's
+        requests. So each extra run of a task an episode answered explains one more run of
+        each task it requested (seed 10 under load: task 1 ran twice, a held fault, and the
+        task its episode requested ran twice). A task id may name a task of an earlier
+        generation too (results do not say which): each is counted."""
+        if not self.storage.resends_on_recovery:
+            return
+        for instance_id, answered, requested in self._answer_takers.values():
+            extra = sum(
+                runs - 1
+                for (run_instance, _, task_id), runs in self.ledger.executions.items()
+                if run_instance == instance_id and task_id in answered
+            )
+            for task in requested:
+                self.explained[task] += extra
 
     async def _check_archive(self, instance_id: str) -> None:
         backend = self.backend

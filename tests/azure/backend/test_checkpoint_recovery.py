@@ -188,7 +188,25 @@ async def test_a_recovery_that_keeps_failing_becomes_poison(
     records = await survivor.poison.list()
     assert [r.instance_id for r in records] == ["stuck-1"]
     assert "recovery of its committed episode failed" in records[0].reason
-    assert len(attempts) == 2, f"deliveries 2 and 3 fail (1 was the crash), 4 is poison: {attempts}"
+    assert len(attempts) == 3, (
+        f"deliveries 2-4 fail (1 was the crash), the 4th is poison: {attempts}"
+    )
+
+
+async def test_a_recovery_past_the_delivery_limit_still_sends_the_episodes_messages(
+    make_backend: MakeBackend, slow_settings: AzureStorageSettings
+) -> None:
+    """Deliveries whose holder died count as failed: a message past the limit that way must
+    not be set aside unrecovered, or the activity its episode committed is never requested
+    and the instance waits forever (seen as torture seed 53 on a loaded machine)."""
+    settings = dataclasses.replace(
+        slow_settings, control_queue_visibility_timeout=timedelta(seconds=3), max_dequeue_count=1
+    )
+    await _crash_first_episode(make_backend, settings, "crashed-1", activities=("A",))
+    survivor = await make_backend(settings=settings)
+    assert await survivor.lock_next_orchestration(15) is None  # delivery 2: recovered
+    assert await activity_names(survivor, 1, timeout=15) == ["A"]
+    assert await survivor.poison.list() == []
 
 
 async def test_the_instances_row_never_goes_backwards(make_backend: MakeBackend) -> None:
