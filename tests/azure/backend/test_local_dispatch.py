@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from builders import MakeBackend, episode, kinds, start_message
@@ -22,6 +23,7 @@ from test_results_in_process import CrashSwitch, _queued, _result
 
 from durable_azstorage.azure.provider import AzureStorageBackend
 from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.backend.protocol import OrchestrationWorkItem
 from durable_azstorage.model import history as h
 from durable_azstorage.model.status import OrchestrationStatus
 
@@ -38,12 +40,27 @@ def settings(fast_settings: AzureStorageSettings) -> AzureStorageSettings:
     )
 
 
-async def _worker(make_backend: MakeBackend, settings: AzureStorageSettings) -> AzureStorageBackend:
+async def _worker(
+    make_backend: MakeBackend, settings: AzureStorageSettings, **kw: Any
+) -> AzureStorageBackend:
     """A backend that asked for both kinds of work once, as a worker's dispatchers do."""
-    backend = await make_backend(settings=settings)
+    backend = await make_backend(settings=settings, **kw)
     assert await backend.lock_next_orchestration(0.01) is None
     assert await backend.lock_next_activity(0.01) is None
     return backend
+
+
+async def _applying_a_local_result(
+    backend: AzureStorageBackend, instance_id: str
+) -> OrchestrationWorkItem:
+    """Start ``instance_id`` scheduling A (run here), run A; the work item applying it."""
+    await _schedule(backend, instance_id, "A")
+    request = await backend.lock_next_activity(5)
+    assert request is not None
+    await backend.complete_activity(request, _result(request))
+    item = await backend.lock_next_orchestration(5)
+    assert item is not None
+    return item
 
 
 async def _local_tasks(backend: AzureStorageBackend, instance_id: str) -> dict[str, list[int]]:
@@ -155,12 +172,7 @@ async def test_an_abandoned_episode_returns_a_local_result_without_running_it_ag
     make_backend: MakeBackend, settings: AzureStorageSettings
 ) -> None:
     backend = await _worker(make_backend, settings)
-    await _schedule(backend, "ld-6", "A")
-    request = await backend.lock_next_activity(5)
-    assert request is not None
-    await backend.complete_activity(request, _result(request))
-    item = await backend.lock_next_orchestration(5)
-    assert item is not None
+    item = await _applying_a_local_result(backend, "ld-6")
     await backend.abandon_orchestration(item)
 
     again = await backend.lock_next_orchestration(10)
@@ -180,15 +192,8 @@ async def test_an_episode_failing_after_its_history_write_gives_its_carrier_back
     a crash). It consumed nothing but the local result, so its carrier is released: its
     recovery re-sends the episode's messages (B), and B runs through the queue."""
     switch = CrashSwitch("messages")
-    backend = await make_backend(settings=settings, checkpoint_hook=switch)
-    assert await backend.lock_next_orchestration(0.01) is None
-    assert await backend.lock_next_activity(0.01) is None
-    await _schedule(backend, "ld-7", "A")
-    request = await backend.lock_next_activity(5)
-    assert request is not None
-    await backend.complete_activity(request, _result(request))
-    item = await backend.lock_next_orchestration(5)
-    assert item is not None
+    backend = await _worker(make_backend, settings, checkpoint_hook=switch)
+    item = await _applying_a_local_result(backend, "ld-7")
     switch.armed = True
     with pytest.raises(Crash):
         await backend.complete_orchestration(item, episode(item, activities=("B",)))
