@@ -31,6 +31,8 @@ from typing import Any
 from azure.data.tables import EdmType, EntityProperty, TableEntity
 
 from durable_azstorage.azure.storage.payloads import needs_property_offload
+from durable_azstorage.azure.tracking.local_tasks import EMPTY as EMPTY_LOCAL_TASKS
+from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.model.history import EVENT_TYPES, HistoryEvent, event_type_name
 from durable_azstorage.model.status import OrchestrationStatus
 from durable_azstorage.serialization.codec import decode_event, encode_datetime, encode_event
@@ -116,7 +118,7 @@ class Sentinel:
     custom_status: RecordedCustomStatus | None = None
     """The custom status the last episode committed (it is not an event, so repair after a
     crash before step 3 needs it from here); None when not recorded (too large for the row)."""
-    local_tasks: str = ""  # activities dispatched in process, by carrier (``local_tasks``, JSON)
+    local_tasks: LocalTasks = EMPTY_LOCAL_TASKS  # activities dispatched in process, by carrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +261,8 @@ def sentinel_columns(s: Sentinel) -> dict[str, Any]:
         out["Outbox"] = s.outbox
     if s.archived_executions:
         out["ArchivedExecutions"] = json.dumps(list(s.archived_executions), separators=(",", ":"))
-    if s.local_tasks:
-        out["LocalTasks"] = s.local_tasks
+    if s.local_tasks.by_carrier:
+        out["LocalTasks"] = s.local_tasks.encode()
     if s.custom_status is not None:  # JSON, so that "no custom status" (null) is recorded too
         out["CustomStatus"] = json.dumps(s.custom_status.value)
     return out
@@ -296,7 +298,7 @@ def parse_sentinel(row: TableEntity, instance_id: str) -> Sentinel:
             outbox=str(row.get("Outbox") or ""),
             archived_executions=tuple(archived),
             custom_status=custom,
-            local_tasks=str(row.get("LocalTasks") or ""),
+            local_tasks=LocalTasks.parse(str(row.get("LocalTasks") or "")),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc

@@ -65,6 +65,8 @@ from durable_azstorage.azure.tracking.history_rows import (
     parse_sentinel,
     sentinel_columns,
 )
+from durable_azstorage.azure.tracking.local_tasks import EMPTY as EMPTY_LOCAL_TASKS
+from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.model.errors import ConcurrencyConflictError, DurableTaskError
 from durable_azstorage.model.history import HistoryEvent
 from durable_azstorage.model.status import OrchestrationStatus
@@ -202,7 +204,7 @@ class HistoryStore:
         outbox: str = "",
         archived_executions: Sequence[str] | None = None,
         custom_status: RecordedCustomStatus | None = None,
-        local_tasks: str = "",
+        local_tasks: LocalTasks = EMPTY_LOCAL_TASKS,
     ) -> Sentinel:
         """Append ``new_events`` (or, with ``new_execution``, replace the history with them).
 

@@ -69,9 +69,7 @@ class LocalTasks:
     ) -> LocalTasks:
         """The record step 1 writes: tasks answered by ``new_events`` dropped (everything on
         a new execution), then ``dispatched`` added under ``carrier`` (newest first)."""
-        answered = {
-            e.task_scheduled_id for e in new_events if isinstance(e, TaskCompleted | TaskFailed)
-        }
+        answered = answered_tasks(new_events)
         kept: dict[str, tuple[int, ...]] = {}
         added = tuple(dispatched)
         if carrier is not None and added:
@@ -85,6 +83,11 @@ class LocalTasks:
         return LocalTasks(dict(list(kept.items())[:MAX_CARRIERS]))
 
 
+def answered_tasks(events: Iterable[HistoryEvent]) -> set[int]:
+    """The task ids a result (TaskCompleted, TaskFailed) among ``events`` answers."""
+    return {e.task_scheduled_id for e in events if isinstance(e, TaskCompleted | TaskFailed)}
+
+
 EMPTY = LocalTasks({})
 
-__all__ = ["EMPTY", "MAX_CARRIERS", "LocalTasks"]
+__all__ = ["EMPTY", "MAX_CARRIERS", "LocalTasks", "answered_tasks"]

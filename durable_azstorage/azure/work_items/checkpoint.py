@@ -57,7 +57,7 @@ from durable_azstorage.azure.tracking.history_derivation import (
 )
 from durable_azstorage.azure.tracking.history_rows import RecordedCustomStatus, event_columns
 from durable_azstorage.azure.tracking.history_store import LoadedHistory, Sentinel
-from durable_azstorage.azure.tracking.local_tasks import LocalTasks
+from durable_azstorage.azure.tracking.local_tasks import answered_tasks
 from durable_azstorage.azure.tracking.outbox import Outbox, entry_messages, make_entry
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.work_items.local_carriers import LocalCarriers, LocalPlan
@@ -68,8 +68,6 @@ from durable_azstorage.model.errors import ConcurrencyConflictError
 from durable_azstorage.model.history import (
     ExecutionStarted,
     HistoryEvent,
-    TaskCompleted,
-    TaskFailed,
     TaskScheduled,
 )
 from durable_azstorage.model.messages import TaskMessage
@@ -236,7 +234,7 @@ class Checkpoint:
             committed_at=time.time(),
             message_ids=tuple(dict.fromkeys(m.logged_id for m in messages)),
         )
-        local_tasks = LocalTasks.parse(sentinel.local_tasks).after(
+        local_tasks = sentinel.local_tasks.after(
             commit.new_events,
             new_execution=new_execution,
             carrier=plan.carrier.message_id if plan is not None else None,
@@ -284,7 +282,7 @@ class Checkpoint:
             custom_status=RecordedCustomStatus.of(commit.state.custom_status),
             outbox=outbox.encode(),
             archived_executions=archived,
-            local_tasks=local_tasks.encode(),
+            local_tasks=local_tasks,
         )
         if dropped:
             await payloads.discard(dropped)
@@ -325,7 +323,7 @@ class Checkpoint:
                 if record is not None:
                     episodes[record.episode] = record
         outbound: list[TaskMessage] = []
-        local = LocalTasks.parse(sentinel.local_tasks)
+        local = sentinel.local_tasks
         carriers = {i for m in redelivered for i in m.consumed_as} & local.carriers
         for carrier in carriers:
             self._carriers.forget(carrier)
@@ -424,7 +422,7 @@ def unanswered_requests(
     ``already``: the activities a lost carrier stood for, to run again through the queue."""
     if not tasks:
         return []
-    answered = {e.task_scheduled_id for e in events if isinstance(e, TaskCompleted | TaskFailed)}
+    answered = answered_tasks(events)
     sending = {m.event.event_id for m in already if isinstance(m.event, TaskScheduled)}
     wanted = tasks - answered - sending
     requests = derive_outbound(events, 0, continued_as_new=False).all

@@ -38,7 +38,6 @@ from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.retry import is_transient
 from durable_azstorage.azure.tracking.history_rows import EMPTY_SENTINEL
 from durable_azstorage.azure.tracking.history_store import LoadedHistory
-from durable_azstorage.azure.tracking.local_tasks import LocalTasks
 from durable_azstorage.azure.tracking.sessions import SessionCache
 from durable_azstorage.azure.work_items.checkpoint import Checkpoint, CommitProgress
 from durable_azstorage.azure.work_items.local_carriers import LocalCarriers, item_task_id
@@ -333,7 +332,7 @@ class OrchestrationLocks:
         """Split ``messages`` into those a committed episode already consumed (to recover)
         and the filter's verdict on the rest."""
         # Episode marks never match; carriers of activities run in process are recovered too.
-        carriers = LocalTasks.parse(loaded.sentinel.local_tasks).carriers
+        carriers = loaded.sentinel.local_tasks.carriers
         consumed = frozenset(loaded.sentinel.consumed_message_ids) | carriers
         recovered = [m for m in messages if not consumed.isdisjoint(m.consumed_as)]
         rest = [m for m in messages if consumed.isdisjoint(m.consumed_as)]

@@ -12,7 +12,6 @@ episode whose lock expires, and a carrier held longer than its visibility timeou
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -65,7 +64,7 @@ async def _applying_a_local_result(
 
 async def _local_tasks(backend: AzureStorageBackend, instance_id: str) -> dict[str, list[int]]:
     sentinel = await backend.hub.resources.history.sentinel(instance_id)
-    return json.loads(sentinel.local_tasks) if sentinel.local_tasks else {}
+    return {carrier: list(tasks) for carrier, tasks in sentinel.local_tasks.by_carrier.items()}
 
 
 async def _schedule(backend: AzureStorageBackend, instance_id: str, *names: str) -> None:
