@@ -30,6 +30,7 @@ from rich.progress import Progress
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.azure.storage.table_transactions import TableTransactions
 from durable_azstorage.bench.environment import StorageTarget, machine_info
 from durable_azstorage.bench.report import Report, fmt_seconds
 from durable_azstorage.bench.runtime import percentile
@@ -215,6 +216,7 @@ async def _batch(
     clients: StorageClients, table: Any, batches: int, concurrency: int, rows: int
 ) -> dict[str, Any]:
     phase = _Phase(clients)
+    transactions = TableTransactions(table)  # what the engine commits through
 
     async def batch(i: int) -> None:
         operations = [
@@ -224,7 +226,7 @@ async def _batch(
             )
             for r in range(rows)
         ]
-        await phase.timed(table.submit_transaction(operations))
+        await phase.timed(transactions.submit(operations))
 
     return await phase.run(batches, concurrency, batch)
 

@@ -3,7 +3,7 @@
 The SDK talks to the proxy as if it were Azurite (``proxied_connection_string``); the proxy
 forwards every request unchanged — SharedKey signatures do not cover host or port — except
 those a ``Fault`` rule claims: those get a canned status (503, ...) or a dropped connection,
-and never reach Azurite. ``seen`` records (method, path_qs, status-or-"dropped") for every
+and never reach Azurite, or (``after_upstream``) reach Azurite and lose its answer. ``seen`` records (method, path_qs, status-or-"dropped") for every
 request the proxy received.
 """
 
@@ -22,11 +22,16 @@ _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive
 
 @dataclass
 class Fault:
-    """Answer the next ``times`` requests matching ``match`` with ``status`` (None: drop)."""
+    """Answer the next ``times`` requests matching ``match`` with ``status`` (None: drop).
+
+    ``after_upstream``: forward the request first, then drop the connection instead of
+    answering (the service applied it; the client never learns).
+    """
 
     match: Callable[[web.Request], bool]
     status: int | None = 503
     times: int = 1
+    after_upstream: bool = False
 
 
 @dataclass
@@ -67,9 +72,13 @@ async def fault_proxy(connection_string: str) -> AsyncIterator[FaultProxy]:
 
     def handler_for(port: int) -> Callable[[web.Request], object]:
         async def handle(request: web.Request) -> web.StreamResponse:
+            lost = None
             for fault in proxy.faults:
                 if fault.times > 0 and fault.match(request):
                     fault.times -= 1
+                    if fault.after_upstream:
+                        lost = fault
+                        break
                     if fault.status is None:
                         proxy.seen.append((request.method, request.path_qs, "dropped"))
                         assert request.transport is not None
@@ -91,6 +100,10 @@ async def fault_proxy(connection_string: str) -> AsyncIterator[FaultProxy]:
                 payload = await upstream.read()
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
                 proxy.seen.append((request.method, request.path_qs, upstream.status))
+                if lost is not None:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return web.Response(status=599)  # never delivered: socket is closed
                 return web.Response(status=upstream.status, headers=out, body=payload)
 
         return handle

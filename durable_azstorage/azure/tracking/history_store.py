@@ -52,6 +52,7 @@ from durable_azstorage.azure.storage.payloads import (
     instance_prefix,
 )
 from durable_azstorage.azure.storage.retry import TransientRetry
+from durable_azstorage.azure.storage.table_transactions import TableTransactions
 from durable_azstorage.azure.tracking.history_rows import (
     EMPTY_SENTINEL,
     PendingBlob,
@@ -117,6 +118,7 @@ class HistoryStore:
         if not 2 <= max_batch_operations <= MAX_BATCH_OPERATIONS:
             raise ValueError(f"max_batch_operations: must be in 2..{MAX_BATCH_OPERATIONS}")
         self._table = table
+        self._transactions = TableTransactions(table)
         self._payloads = payloads
         self._retry = retry if retry is not None else TransientRetry()
         self.batch_hook = batch_hook
@@ -361,7 +363,7 @@ class HistoryStore:
             nonlocal attempts
             attempts += 1
             try:
-                results = await self._table.submit_transaction(ops)
+                results = await self._transactions.submit(ops)
             except HttpResponseError as exc:
                 if not _is_conflict(exc):
                     raise
@@ -423,7 +425,7 @@ class HistoryStore:
             async with gate:
                 ops = [("delete", {"PartitionKey": pk, "RowKey": k}) for k in chunk]
                 try:
-                    await self._retry.call(lambda: self._table.submit_transaction(ops))
+                    await self._retry.call(lambda: self._transactions.submit(ops))
                     return len(chunk)
                 except HttpResponseError as exc:
                     if exc.status_code != 404:
@@ -441,7 +443,7 @@ class HistoryStore:
     async def _delete_row(self, pk: str, key: str) -> int:
         op = [("delete", {"PartitionKey": pk, "RowKey": key})]  # unlike delete_entity, says 404
         try:
-            await self._retry.call(lambda: self._table.submit_transaction(op))
+            await self._retry.call(lambda: self._transactions.submit(op))
         except HttpResponseError as exc:
             if exc.status_code == 404:
                 return 0

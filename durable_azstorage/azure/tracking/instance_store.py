@@ -39,6 +39,7 @@ from durable_azstorage.azure.storage.payloads import (
     instance_prefix,
 )
 from durable_azstorage.azure.storage.retry import TransientRetry
+from durable_azstorage.azure.storage.table_transactions import TableTransactions
 from durable_azstorage.azure.tracking.history_rows import blob_references, offload_properties
 from durable_azstorage.azure.tracking.instance_rows import (
     LEAN_SELECT,
@@ -87,6 +88,7 @@ class InstanceStore:
         self, table: TableClient, payloads: PayloadStore, *, retry: TransientRetry | None = None
     ) -> None:
         self._table = table
+        self._transactions = TableTransactions(table)
         self._payloads = payloads
         self._retry = retry if retry is not None else TransientRetry()
         self._ledger = BlobLedger()
@@ -291,7 +293,7 @@ class InstanceStore:
         op = [("delete", {"PartitionKey": escape_key(instance_id), "RowKey": ROW_KEY})]
         existed = True
         try:
-            await self._retry.call(lambda: self._table.submit_transaction(op))
+            await self._retry.call(lambda: self._transactions.submit(op))
         except HttpResponseError as exc:
             if exc.status_code != 404:
                 raise

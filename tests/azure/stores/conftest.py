@@ -2,12 +2,15 @@
 
 ``stores`` opens ``StorageClients`` (with their request counter), creates the hub, builds
 ``PayloadStore``/``HistoryStore``/``InstanceStore`` the way the provider does, and deletes
-the hub afterwards (also when the test fails).
+the hub afterwards (also when the test fails). The sibling folder's ``fault_proxy`` helper is
+made importable here.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from stores_support import Stores
@@ -18,6 +21,8 @@ from durable_azstorage.azure.storage.payloads import PayloadStore
 from durable_azstorage.azure.tracking.history_store import HistoryStore
 from durable_azstorage.azure.tracking.instance_store import InstanceStore
 from durable_azstorage.azure.tracking.taskhub import TaskHubResources
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/azure: fault_proxy
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from azure.core.exceptions import ServiceResponseError
+from fault_proxy import Fault, fault_proxy, proxied_connection_string
 from stores_support import Stores
 
+from durable_azstorage.azure.settings import AzureStorageSettings
+from durable_azstorage.azure.storage.clients import StorageClients
 from durable_azstorage.azure.storage.naming import escape_key
 from durable_azstorage.azure.storage.retry import TransientRetry
 from durable_azstorage.azure.tracking.history_store import (
@@ -448,48 +450,41 @@ async def test_delete_removes_every_row_in_batches(stores: Stores) -> None:
     assert (await stores.history.load("d")).sentinel == EMPTY_SENTINEL
 
 
-class _LosesFirstAnswer:
-    """The real table client, except that the answer to the first transaction is lost
-    after Azurite applied it (as when a connection drops mid-response)."""
-
-    def __init__(self, table: object) -> None:
-        self._table = table
-        self.lost = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._table, name)
-
-    async def submit_transaction(self, operations: object) -> object:
-        result = await self._table.submit_transaction(operations)  # type: ignore[attr-defined]
-        if not self.lost:
-            self.lost += 1
-            raise ServiceResponseError("connection reset while reading the response")
-        return result
-
-
 @pytest.mark.parametrize("existing", [False, True])
 async def test_retry_after_a_lost_answer_recognises_its_own_commit(
-    stores: Stores, existing: bool
+    stores: Stores, azure_settings: AzureStorageSettings, existing: bool
 ) -> None:
+    """Azurite applies the first transaction, the answer is lost (a connection dropped
+    mid-response), the retry meets its own commit as a conflict and recognises it."""
     iid = f"lost-{existing}"
     base = EMPTY_SENTINEL
     if existing:
         base = await commit(stores, iid, EMPTY_SENTINEL, [started(iid, "e1")])
-    flaky = _LosesFirstAnswer(stores.clients.table(stores.names.history_table))
-    store = HistoryStore(
-        flaky,
-        stores.payloads,
-        retry=TransientRetry(attempts=3, initial_wait=0.01),  # type: ignore[arg-type]
-    )
-    events = [EventRaised(name="once")] if existing else [started(iid, "e1")]
-    s = await commit(stores, iid, base, events, store=store)
-    assert flaky.lost == 1
-    loaded = await stores.history.load(iid)
-    assert loaded.sentinel == s  # the retry's 409/412 was our own first attempt
-    assert loaded.events[-1] == events[-1]
-    # a genuinely stale writer still conflicts
-    with pytest.raises(ConcurrencyConflictError):
-        await commit(stores, iid, base, [EventRaised(name="late")], store=store)
+    async with fault_proxy(azure_settings.connection_string or "") as proxy:
+        proxied = dataclasses.replace(
+            azure_settings,
+            connection_string=proxied_connection_string(
+                azure_settings.connection_string or "", proxy
+            ),
+        )
+        async with StorageClients(proxied) as clients:
+            store = HistoryStore(
+                clients.table(stores.names.history_table),
+                stores.payloads,
+                retry=TransientRetry(attempts=3, initial_wait=0.01),
+            )
+            proxy.add(Fault(match=lambda r: r.path.endswith("/$batch"), after_upstream=True))
+            events = [EventRaised(name="once")] if existing else [started(iid, "e1")]
+            s = await commit(stores, iid, base, events, store=store)
+            batches = [seen[2] for seen in proxy.seen if seen[1].endswith("/$batch")]
+            assert batches[0] == 202  # applied, answer lost, then retried
+            assert len(batches) == 2
+            loaded = await stores.history.load(iid)
+            assert loaded.sentinel == s  # the retry's 409/412 was our own first attempt
+            assert loaded.events[-1] == events[-1]
+            # a genuinely stale writer still conflicts
+            with pytest.raises(ConcurrencyConflictError):
+                await commit(stores, iid, base, [EventRaised(name="late")], store=store)
 
 
 async def test_continue_as_new_deletes_the_replaced_generations_blobs(stores: Stores) -> None:
