@@ -26,6 +26,7 @@ from rich.progress import Progress
 from durable_azstorage.azure.partitioning.lease_table import LeaseTable
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
+from durable_azstorage.bench.cpu_usage import CpuMeter, describe
 from durable_azstorage.bench.environment import (
     StorageTarget,
     connection_env,
@@ -190,9 +191,18 @@ async def scale(
                 await asyncio.sleep(settle)
                 workers.check_alive()
                 progress.remove_task(task)
+                meter = CpuMeter(
+                    {
+                        "azurite": [target.description.get("pid")],
+                        "workers": [p.pid for p in workers.processes],
+                        "client": [os.getpid()],
+                    }
+                )
+                meter.start()
                 result = await run_batch(
                     client, count, progress, f"{k} process(es)", timeout=batch_timeout(count)
                 )
+                result["cpu"] = meter.stop()
                 workers.check_alive()
                 result["seconds_until_balanced"] = balanced
                 result["partition_owners_before"] = owners_before
@@ -207,6 +217,7 @@ async def scale(
             f"{k} process(es): latency p50 / p99",
             f"{fmt_seconds(lat['p50'])} / {fmt_seconds(lat['p99'])}",
         )
+        report.row(f"{k} process(es): CPU (cores busy)", describe(result["cpu"]))
         report.row(
             f"{k} process(es): partitions owned (after run)",
             _owned_counts(result["partition_owners_after"]),

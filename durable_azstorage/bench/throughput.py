@@ -10,6 +10,7 @@ parallel activities and measures its time to completion.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -21,6 +22,7 @@ from durable_azstorage.azure.storage.metrics import RequestCounts
 from durable_azstorage.bench.ceiling import add_rows as add_ceiling_rows
 from durable_azstorage.bench.ceiling import measure as measure_ceiling
 from durable_azstorage.bench.ceiling import mix_rate
+from durable_azstorage.bench.cpu_usage import CpuMeter, describe
 from durable_azstorage.bench.environment import (
     StorageTarget,
     machine_info,
@@ -157,12 +159,18 @@ async def sequence(
         async with in_process(settings) as rt:
             counters = (rt.worker_backend.request_counter, rt.client_backend.request_counter)
             before = [c.snapshot() for c in counters]
+            meter = CpuMeter(
+                {"azurite": [target.description.get("pid")], "client + worker": [os.getpid()]}
+            )
+            meter.start()
             runs[label] = await run_batch(
                 rt.client, count, progress, label, timeout=timeout or batch_timeout(count)
             )
+            runs[label]["cpu"] = meter.stop()
             used = [c.snapshot() - b for c, b in zip(counters, before, strict=False)]
         runs[label]["storage_requests"] = storage_requests(used[0], used[1], runs[label], limit)
         _sequence_rows(report, label, runs[label])
+        report.row(f"{label}: CPU (cores busy)", describe(runs[label]["cpu"]))
     assert settings is not None
     report.settings = {
         **settings_info(settings),

@@ -122,7 +122,10 @@ def test_scale_runs_worker_processes(azurite: Azurite, tmp_path: Path) -> None:
         assert_latencies(run["latency_s"])
         assert all(code == 0 for code in run["worker_exit_codes"])  # stopped gracefully
         assert set(run["partition_owners_after"]) == {"0", "1", "2", "3"}
+        assert set(run["cpu"]["busy"]) == {"azurite", "workers", "client"}
+        assert run["cpu"]["busy"]["workers"] > 0  # the workers replayed and committed
     assert data["results"]["throughput_ratio_to_first"]["1"] == 1.0
+    assert "1 process(es): CPU (cores busy)" in table
     assert "throughput ratio 2/1 processes" in table
 
 
