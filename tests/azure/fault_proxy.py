@@ -9,13 +9,17 @@ request the proxy received.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from durable_azstorage.azure.settings import AzureStorageSettings
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
@@ -55,6 +59,17 @@ def upstream_ports(connection_string: str) -> dict[str, int]:
             r"(Blob|Queue|Table)Endpoint=http://127\.0\.0\.1:(\d+)/", connection_string
         )
     }
+
+
+def proxied_settings(
+    settings: AzureStorageSettings, proxy: FaultProxy, **changes: Any
+) -> AzureStorageSettings:
+    """``settings`` talking to Azurite through ``proxy`` (and with ``changes``)."""
+    return dataclasses.replace(
+        settings,
+        connection_string=proxied_connection_string(settings.connection_string or "", proxy),
+        **changes,
+    )
 
 
 def proxied_connection_string(connection_string: str, proxy: FaultProxy) -> str:

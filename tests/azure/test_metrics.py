@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
+from fault_proxy import Fault, fault_proxy, proxied_settings
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
@@ -17,12 +15,7 @@ from durable_azstorage.azure.storage.metrics import RequestCounter, operation_na
 async def test_counts_match_what_the_server_answered(azure_settings: AzureStorageSettings) -> None:
     hub = azure_settings.task_hub
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         counter = RequestCounter()
         async with StorageClients(settings, counter) as clients:
             queue = clients.queue(f"{hub.lower()}-count")
@@ -102,12 +95,7 @@ async def test_failed_requests_are_counted_apart_and_reset_clears(
     azure_settings: AzureStorageSettings,
 ) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         counter = RequestCounter()
         async with StorageClients(settings, counter) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-fail")

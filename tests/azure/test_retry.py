@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -13,7 +11,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 from azure.data.tables import UpdateMode
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
+from fault_proxy import Fault, fault_proxy, proxied_settings
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.azure.storage.clients import StorageClients
@@ -30,12 +28,7 @@ async def test_503_is_retried_once_and_the_message_is_enqueued_once(
     azure_settings: AzureStorageSettings,
 ) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-retry")
             await queue.create_queue()
@@ -54,12 +47,7 @@ async def test_sdk_itself_does_not_retry_so_there_is_no_double_retry(
     azure_settings: AzureStorageSettings,
 ) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-noretry")
             await queue.create_queue()
@@ -73,12 +61,7 @@ async def test_sdk_itself_does_not_retry_so_there_is_no_double_retry(
 
 async def test_gives_up_after_the_configured_attempts(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-giveup")
             await queue.create_queue()
@@ -92,12 +75,7 @@ async def test_gives_up_after_the_configured_attempts(azure_settings: AzureStora
 
 async def test_dropped_connection_is_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             queue = clients.queue(f"{azure_settings.task_hub.lower()}-drop")
             await queue.create_queue()
@@ -109,12 +87,7 @@ async def test_dropped_connection_is_retried(azure_settings: AzureStorageSetting
 
 async def test_412_on_a_stale_etag_is_not_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             table = clients.table(f"{azure_settings.task_hub}Retry")
             await table.create_table()
@@ -138,12 +111,7 @@ async def test_412_on_a_stale_etag_is_not_retried(azure_settings: AzureStorageSe
 
 async def test_409_conflict_is_not_retried(azure_settings: AzureStorageSettings) -> None:
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        settings = proxied_settings(azure_settings, proxy)
         async with StorageClients(settings) as clients:
             table = clients.table(f"{azure_settings.task_hub}Conflict")
             await table.create_table()

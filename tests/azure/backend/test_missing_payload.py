@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from builders import MakeBackend, episode, event_message, now, start_message
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
+from fault_proxy import Fault, fault_proxy, proxied_settings
 
 from durable_azstorage.azure.settings import AzureStorageSettings
 from durable_azstorage.model import history as h
@@ -91,13 +91,7 @@ async def test_a_payload_unreadable_for_now_is_left_for_later_not_quarantined(
         )
 
     async with fault_proxy(fast_settings.connection_string or "") as proxy:
-        settings = dataclasses.replace(
-            fast_settings,
-            connection_string=proxied_connection_string(
-                fast_settings.connection_string or "", proxy
-            ),
-            retry_attempts=1,
-        )
+        settings = proxied_settings(fast_settings, proxy, retry_attempts=1)
         backend = await make_backend(start=False, settings=settings)
         await backend.send_message(activity_request("later", LARGE))
         await backend.send_message(activity_request("now", '"small"'))

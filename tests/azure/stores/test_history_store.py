@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fault_proxy import Fault, fault_proxy, proxied_connection_string
+from fault_proxy import Fault, fault_proxy, proxied_settings
 from stores_support import Stores
 
 from durable_azstorage.azure.settings import AzureStorageSettings
@@ -461,12 +461,7 @@ async def test_retry_after_a_lost_answer_recognises_its_own_commit(
     if existing:
         base = await commit(stores, iid, EMPTY_SENTINEL, [started(iid, "e1")])
     async with fault_proxy(azure_settings.connection_string or "") as proxy:
-        proxied = dataclasses.replace(
-            azure_settings,
-            connection_string=proxied_connection_string(
-                azure_settings.connection_string or "", proxy
-            ),
-        )
+        proxied = proxied_settings(azure_settings, proxy)
         async with StorageClients(proxied) as clients:
             store = HistoryStore(
                 clients.table(stores.names.history_table),
