@@ -52,7 +52,8 @@ def storage_target(
     connection_string: str | None = None, *, in_memory: bool = False, **overrides: Any
 ) -> Iterator[StorageTarget]:
     """The given account (option, else ``DURABLE_AZSTORAGE_*`` environment), or an Azurite
-    started here on disk (in memory on request) and stopped by PID when the block exits."""
+    started here on disk (in memory on request) and stopped by PID when the block exits.
+    Either way the other ``DURABLE_AZSTORAGE_*`` settings apply; ``overrides`` win."""
     if connection_string or storage_configured():
         extra: dict[str, Any] = {}
         if connection_string:
@@ -73,7 +74,10 @@ def storage_target(
         return
     main_thread = threading.current_thread() is threading.main_thread()
     with Azurite(in_memory=in_memory, die_with_parent=main_thread) as emulator:
-        settings = AzureStorageSettings(connection_string=emulator.connection_string, **overrides)
+        # the tunables may still come from DURABLE_AZSTORAGE_* (an A/B of one setting)
+        settings = AzureStorageSettings.from_env(
+            connection_string=emulator.connection_string, **overrides
+        )
         yield StorageTarget(
             settings,
             {

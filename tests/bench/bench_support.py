@@ -1,7 +1,8 @@
 """Helpers for the bench tests: run ``python -m durable_azstorage bench ...`` for real.
 
 * ``bench_cli(azurite, *args)``: one command against the session Azurite (given through the
-  environment, so nothing is auto-started), output captured, never a terminal.
+  environment, so nothing is auto-started; ``None``: the command starts its own), output
+  captured, never a terminal; ``settings_env`` adds ``DURABLE_AZSTORAGE_*`` variables.
 * ``check_document(data, scenario)``: the documented top-level keys of every result document.
 """
 
@@ -22,8 +23,10 @@ def bench_cli(
     azurite: Azurite | None,
     *args: str,
     timeout: float = 240,
+    settings_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_AZSTORAGE_")}
+    env.update(settings_env or {})
     if azurite is not None:
         env["DURABLE_AZSTORAGE_CONNECTION_STRING"] = azurite.connection_string
     return subprocess.run(

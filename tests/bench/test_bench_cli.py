@@ -141,3 +141,29 @@ def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
     proc = bench_cli(None, *args, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
+
+
+def test_settings_from_the_environment_reach_an_auto_started_run() -> None:
+    """An A/B of one setting: ``DURABLE_AZSTORAGE_*`` applies also when the bench starts
+    its own Azurite (no account configured)."""
+    proc = bench_cli(
+        None,
+        "sequence",
+        "-n",
+        "1",
+        "--sessions-only",
+        "--json",
+        settings_env={"DURABLE_AZSTORAGE_LOCAL_ACTIVITIES": "7"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["environment"]["storage"]["kind"] == "azurite (started by the benchmark)"
+    assert data["settings"]["local_activities"] == 7
+
+
+def test_a_bad_setting_in_the_environment_is_named() -> None:
+    proc = bench_cli(
+        None, "sequence", "-n", "1", settings_env={"DURABLE_AZSTORAGE_LOCAL_ACTIVITIES": "lots"}
+    )
+    assert proc.returncode != 0
+    assert "DURABLE_AZSTORAGE_LOCAL_ACTIVITIES" in proc.stderr + proc.stdout
