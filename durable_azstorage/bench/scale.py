@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from durable_azstorage.bench.throughput import batch_timeout, run_batch
 
 WORKER_APP = "durable_azstorage.bench.workload:worker_from_env"
 STOP_GRACE = 15.0
+# What `durable-azstorage worker` prints once SIGTERM stops it gracefully (cli/worker.py's
+# STOPS_GRACEFULLY; the bench sits below the CLI, tests/bench checks the two agree).
+WORKER_READY = "Ctrl-C or SIGTERM stops it"
 
 
 class WorkerProcesses:
@@ -88,7 +92,11 @@ class WorkerProcesses:
         return (self.logs / f"worker-{i}.log").read_text(errors="replace")[-chars:]
 
     def stop(self) -> list[int | None]:
-        """SIGTERM each by PID, SIGKILL whatever is left after the grace; the exit codes."""
+        """SIGTERM each by PID, SIGKILL whatever is left after the grace; the exit codes.
+
+        A worker still starting (a short run ends before it has its signal handler) is
+        given up to the grace to say it is ready first: a SIGTERM before that kills it."""
+        self._wait_ready(STOP_GRACE)
         for proc in self.processes:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -102,6 +110,14 @@ class WorkerProcesses:
                     os.kill(proc.pid, signal.SIGKILL)
                 codes.append(proc.wait())
         return codes
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for i, proc in enumerate(self.processes):
+            while proc.poll() is None and WORKER_READY not in self.log_tail(i, chars=10_000):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
 
     def log_problems(self) -> dict[str, Any]:
         """Warning and error lines the workers logged (e.g. ownership conflicts)."""

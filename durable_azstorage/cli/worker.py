@@ -115,14 +115,23 @@ async def serve(
     grace: float,
     metrics_port: int | None = None,
     settings: object = None,
+    started_message: str | None = None,
 ) -> None:
     """Run ``worker`` until SIGINT/SIGTERM, then stop it gracefully."""
     async with exposed_metrics(metrics_port, settings):
-        await _serve(worker, create_hub=create_hub, grace=grace)
+        await _serve(worker, create_hub=create_hub, grace=grace, started_message=started_message)
 
 
-async def _serve(worker: TaskHubWorker, *, create_hub: bool, grace: float) -> None:
+STOPS_GRACEFULLY = "Ctrl-C or SIGTERM stops it"
+
+
+async def _serve(
+    worker: TaskHubWorker, *, create_hub: bool, grace: float, started_message: str | None
+) -> None:
     with stop_on_signal(f"stopping: finishing in-flight work (up to {grace:g}s)") as stop:
+        if started_message is not None:
+            # printed once a signal stops gracefully: a supervisor may wait for this line
+            typer.echo(started_message, err=True)
         if create_hub:
             await create_hub_or_close(worker.backend)
         run = asyncio.ensure_future(worker.run_async())
@@ -172,10 +181,6 @@ def worker(
         used = loaded.backend  # the module's settings, else the ones exported to it
         settings = used.settings if isinstance(used, SettingsBacked) else target.settings
         hub = settings.task_hub if isinstance(settings, NamedHub) else "?"
-        typer.echo(
-            f"worker {app_ref} starting on task hub {hub!r}; Ctrl-C or SIGTERM stops it",
-            err=True,
-        )
         try:
             asyncio.run(
                 serve(
@@ -184,6 +189,8 @@ def worker(
                     grace=grace,
                     metrics_port=metrics_port,
                     settings=settings,
+                    started_message=f"worker {app_ref} starting on task hub {hub!r}; "
+                    + STOPS_GRACEFULLY,
                 )
             )
         except TaskHubNotFoundError as exc:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from bench_support import bench_cli, check_document
 
+from durable_azstorage.bench.scale import WORKER_READY
+from durable_azstorage.cli.worker import STOPS_GRACEFULLY
 from durable_azstorage.testing.azurite import Azurite
 
 
@@ -167,3 +169,7 @@ def test_a_bad_setting_in_the_environment_is_named() -> None:
     )
     assert proc.returncode != 0
     assert "DURABLE_AZSTORAGE_LOCAL_ACTIVITIES" in proc.stderr + proc.stdout
+
+
+def test_the_bench_waits_for_the_line_the_worker_prints_when_ready() -> None:
+    assert WORKER_READY == STOPS_GRACEFULLY
