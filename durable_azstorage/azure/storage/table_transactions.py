@@ -2,9 +2,10 @@
 
 Why not ``TableClient.submit_transaction``: azure-core writes and reads the batch's
 ``multipart/mixed`` envelope with the standard library's ``email`` package, which costs about
-4 ms of CPU per transaction (measured: 6.6 ms per four-row batch in all, 72 % of it in the
-envelope). A loaded worker commits one transaction per episode, so the envelope alone was a
-third of its event loop, and the loop is what bounds one process's throughput.
+2 ms of CPU per transaction (measured on Azurite, warm: 3.6 ms per four-row batch through
+``submit_transaction``, 1.4 ms through this module). A loaded worker commits one transaction
+per episode, so the envelope was about a third of its event loop, and the loop is what bounds
+one process's throughput.
 
 Only the envelope is written here. The tables SDK still builds every operation
 (``TableBatchOperations``: entity serialization with EDM types, If-Match, the four update
