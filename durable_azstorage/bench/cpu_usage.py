@@ -40,11 +40,7 @@ class CpuMeter:
             return {"missing": MISSING}
         wall = max(time.perf_counter() - self._wall, 1e-9)
         now = self._cpu_seconds()
-        busy = {
-            label: round((now[label] - self._start.get(label, 0.0)) / wall, 2)
-            for label in self._groups
-            if label in now
-        }
+        busy = {label: round((now[label] - self._start[label]) / wall, 2) for label in now}
         return {"cores": os.cpu_count(), "busy": busy}
 
     def _cpu_seconds(self) -> dict[str, float]:

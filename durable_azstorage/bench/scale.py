@@ -88,8 +88,11 @@ class WorkerProcesses:
                     f"{proc.returncode}: {self.log_tail(i)}"
                 )
 
+    def log_text(self, i: int) -> str:
+        return (self.logs / f"worker-{i}.log").read_text(errors="replace")
+
     def log_tail(self, i: int, chars: int = 1500) -> str:
-        return (self.logs / f"worker-{i}.log").read_text(errors="replace")[-chars:]
+        return self.log_text(i)[-chars:]
 
     def stop(self) -> list[int | None]:
         """SIGTERM each by PID, SIGKILL whatever is left after the grace; the exit codes.
@@ -114,7 +117,7 @@ class WorkerProcesses:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for i, proc in enumerate(self.processes):
-            while proc.poll() is None and WORKER_READY not in self.log_tail(i, chars=10_000):
+            while proc.poll() is None and WORKER_READY not in self.log_text(i):
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.05)
@@ -123,10 +126,9 @@ class WorkerProcesses:
         """Warning and error lines the workers logged (e.g. ownership conflicts)."""
         lines = []
         for i in range(self.count):
-            text = (self.logs / f"worker-{i}.log").read_text(errors="replace")
             lines += [
                 f"[{i}] {line}"
-                for line in text.splitlines()
+                for line in self.log_text(i).splitlines()
                 if " WARNING " in line or " ERROR " in line
             ]
         return {"count": len(lines), "first": lines[:5]}
