@@ -3,8 +3,9 @@
 The SDK talks to the proxy as if it were Azurite (``proxied_connection_string``); the proxy
 forwards every request unchanged — SharedKey signatures do not cover host or port — except
 those a ``Fault`` rule claims: those get a canned status (503, ...) or a dropped connection,
-and never reach Azurite, or (``after_upstream``) reach Azurite and lose its answer. ``seen`` records (method, path_qs, status-or-"dropped") for every
-request the proxy received.
+and never reach Azurite, or (``after_upstream``) reach Azurite and lose its answer. ``seen``
+records (method, path_qs, status-or-"dropped") for every request the proxy received; a lost
+answer is recorded with the status Azurite gave it.
 """
 
 from __future__ import annotations
@@ -87,12 +88,12 @@ async def fault_proxy(connection_string: str) -> AsyncIterator[FaultProxy]:
 
     def handler_for(port: int) -> Callable[[web.Request], object]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            lost = None
+            lose_answer = False
             for fault in proxy.faults:
                 if fault.times > 0 and fault.match(request):
                     fault.times -= 1
                     if fault.after_upstream:
-                        lost = fault
+                        lose_answer = True
                         break
                     if fault.status is None:
                         proxy.seen.append((request.method, request.path_qs, "dropped"))
@@ -115,7 +116,7 @@ async def fault_proxy(connection_string: str) -> AsyncIterator[FaultProxy]:
                 payload = await upstream.read()
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
                 proxy.seen.append((request.method, request.path_qs, upstream.status))
-                if lost is not None:
+                if lose_answer:
                     assert request.transport is not None
                     request.transport.close()
                     return web.Response(status=599)  # never delivered: socket is closed
